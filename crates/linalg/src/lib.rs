@@ -1,0 +1,1 @@
+//! Dense f32/u8 kernels for imgclass: GEMM, pairwise L1 and squared-L2 distances, streaming top-k; scalar twin plus SIMD with runtime dispatch

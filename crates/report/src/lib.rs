@@ -1,0 +1,1 @@
+//! Reports for imgclass: SVG plots, PNG galleries and self-contained HTML pages from evaluation results

@@ -1,0 +1,73 @@
+//! `cargo xtask`: the commands a user and a developer run (`fetch-data`, `bench ...`,
+//! `experiment`). This is the only code in the workspace that touches the network.
+
+mod bench_cv;
+mod bench_data;
+mod bench_knn;
+mod bench_linear;
+mod fetch;
+
+use clap::{Parser, Subcommand};
+
+/// imgclass tasks: download data, run benchmarks and experiments.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Download (or import offline) a dataset into the data directory and verify it.
+    FetchData(fetch::Args),
+    /// Benchmarks on real data.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Load speed of the dataset readers and the image-folder import.
+    Data(bench_data::Args),
+    /// Exact k-NN over the full test set.
+    Knn(bench_knn::Args),
+    /// k-fold cross-validation of k-NN over a grid of k.
+    Cv(bench_cv::Args),
+    /// Linear SVM / softmax trained by minibatch SGD.
+    Linear(bench_linear::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        Command::FetchData(args) => fetch::run(args),
+        Command::Bench(Bench::Data(args)) => bench_data::run(args),
+        Command::Bench(Bench::Knn(args)) => bench_knn::run(args),
+        Command::Bench(Bench::Cv(args)) => bench_cv::run(args),
+        Command::Bench(Bench::Linear(args)) => bench_linear::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
