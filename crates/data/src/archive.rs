@@ -1,0 +1,1 @@
+//! Safe streaming extraction of `.tar.gz` archives (owned by the fetch-data work).
