@@ -1,0 +1,1 @@
+//! f32 matrix products for the linear classifiers (owned by the linear-classifier work).

@@ -1,0 +1,1 @@
+//! Archive fixtures: tar.gz files, including malicious ones (owned by the fetch-data work).
