@@ -1,6 +1,7 @@
 //! `cargo xtask`: the commands a user and a developer run (`fetch-data`, `bench ...`,
 //! `experiment`). This is the only code in the workspace that touches the network.
 
+mod bench_ann;
 mod bench_cv;
 mod bench_data;
 mod bench_knn;
@@ -39,6 +40,8 @@ enum Bench {
     Cv(bench_cv::Args),
     /// Linear SVM / softmax trained by minibatch SGD.
     Linear(bench_linear::Args),
+    /// Approximate nearest-neighbour indices: recall against speed.
+    Ann(bench_ann::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(Bench::Knn(args)) => bench_knn::run(args),
         Command::Bench(Bench::Cv(args)) => bench_cv::run(args),
         Command::Bench(Bench::Linear(args)) => bench_linear::run(args),
+        Command::Bench(Bench::Ann(args)) => bench_ann::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
