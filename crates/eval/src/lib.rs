@@ -1,1 +1,66 @@
-//! Evaluation for imgclass: accuracy, confusion matrix, per-class metrics, hold-out and k-fold cross-validation, grid search over any Fit; JSON results
+//! Evaluation for imgclass: accuracy, the confusion matrix with per-class precision, recall
+//! and F1; stratified hold-out and k-fold splits; hold-out validation, cross-validation and
+//! grid search over any [`imgclass_core::Fit`]; results as JSON with a schema version.
+//!
+//! The lecture's rule: tune hyperparameters on validation folds and touch the test set once,
+//! at the end. This crate knows no concrete classifier: it is generic over
+//! [`imgclass_core::Fit`] / [`imgclass_core::Predict`] (docs/ARCHITECTURE.md).
+//!
+//! Folds are implemented here ([`stratified_kfold`], [`stratified_split`],
+//! [`folds_from_assignment`]) rather than taken from `imgclass-data`: they need only labels
+//! and the seeded RNG of `imgclass-core`, so eval stays above core alone and can be used
+//! without the file readers.
+//!
+//! ```
+//! use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, Subset};
+//! use imgclass_eval::{cross_validate_k, EvalError};
+//!
+//! /// Predicts class 1 when the single pixel is at least `t`.
+//! struct Threshold(u8);
+//! impl Fit for Threshold {
+//!     type Model = Threshold;
+//!     type Error = EvalError;
+//!     fn fit(&self, _train: &Subset) -> Result<Threshold, EvalError> { Ok(Threshold(self.0)) }
+//! }
+//! impl Predict for Threshold {
+//!     type Error = EvalError;
+//!     fn n_classes(&self) -> usize { 2 }
+//!     fn predict(&self, x: &Subset) -> Result<Vec<Label>, EvalError> {
+//!         Ok(x.rows().map(|r| Label::from(r[0] >= self.0)).collect())
+//!     }
+//! }
+//!
+//! let pixels: Vec<u8> = (0..20).map(|i| i * 10).collect(); // 0, 10, ..., 190
+//! let labels: Vec<Label> = (0..20).map(|i| Label::from(i >= 10)).collect();
+//! let ds = Dataset::new(pixels, labels, ImageShape::new(1, 1, 1), ClassNames::new(["lo", "hi"]))?;
+//! let scores = cross_validate_k(&Threshold(100), &ds.all(), 5, 42)?;
+//! assert_eq!(scores.per_fold, vec![1.0; 5]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod curve;
+mod error;
+mod folds;
+mod metrics;
+mod validate;
+
+pub use curve::{CvCurve, CvPoint, CvSeries};
+pub use error::EvalError;
+pub use folds::{Fold, folds_from_assignment, stratified_kfold, stratified_split};
+pub use metrics::{ClassReport, ConfusionMatrix, accuracy};
+pub use validate::{
+    CvScores, GridPoint, GridResult, Holdout, cross_validate, cross_validate_k, grid_search,
+    holdout,
+};
+
+/// Version of the JSON layout of [`GridResult`] and [`CvCurve`]; bumped on any incompatible
+/// change. Readers reject other versions with [`EvalError::SchemaVersion`].
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn check_schema(found: u32) -> Result<(), EvalError> {
+    if found == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(EvalError::SchemaVersion { expected: SCHEMA_VERSION, found })
+    }
+}
