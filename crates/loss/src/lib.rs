@@ -77,17 +77,17 @@ pub enum LossError {
 /// The data loss of a linear classifier. A grid of losses is a `Vec<Loss>`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Loss {
-    /// Multiclass SVM hinge loss with margin `Δ` (see [`svm`]).
+    /// Multiclass SVM hinge loss with margin `Δ` (see [`mod@svm`]).
     Svm {
         /// The margin `Δ` (1.0 in the lecture).
         margin: f64,
     },
-    /// Squared hinge: the SVM loss with each margin violation squared (see [`svm`]).
+    /// Squared hinge: the SVM loss with each margin violation squared (see [`mod@svm`]).
     SquaredHinge {
         /// The margin `Δ`.
         margin: f64,
     },
-    /// Softmax cross-entropy (see [`softmax`]).
+    /// Softmax cross-entropy (see [`mod@softmax`]).
     Softmax,
 }
 

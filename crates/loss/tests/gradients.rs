@@ -55,6 +55,7 @@ fn regularizer_gradients_match_central_differences() {
 }
 
 /// L(W, b) = loss(X Wᵀ + b) + R(W): dW = dSᵀ X + ∂R/∂W, db = column sums of dS.
+#[allow(clippy::too_many_arguments)]
 fn full_objective(
     loss: Loss,
     reg: Regularizer,
