@@ -1,0 +1,316 @@
+//! Image-folder reader (feature `images`): `root/{train,test}/<class>/*.{png,jpg,jpeg}`, the
+//! layout of ImageNet-style folders and of `../shared/datasets/cifar10-jpeg`.
+//!
+//! - The class of an image is its folder's name. The training folders define the classes: in
+//!   the official CIFAR-10 order when the set of names is exactly the CIFAR-10 classes, else
+//!   sorted by name. A test folder naming another class is [`DataError::UnknownClass`].
+//! - Files are images when their extension is `png`, `jpg` or `jpeg` in any case; other files
+//!   and names starting with `.` are ignored. Images come out in (label, file name) order.
+//! - Images are decoded in parallel with rayon (the global pool, or a local pool of
+//!   [`FolderOptions::threads`] threads) straight into the output rows, channel-major (CHW).
+//! - Every image must have the size of the first training image, unless
+//!   [`FolderOptions::resize`] asks for a fixed size (then images of another size are resized
+//!   with a triangle filter). Images are read as one grey channel only if all of them (train
+//!   and test) are grey; otherwise every image is RGB (grey ones replicated, alpha dropped).
+//!
+//! ```
+//! use imgclass_data::folder::{FolderOptions, read_image_folder};
+//!
+//! let root = std::env::temp_dir().join(format!("imgclass-folder-doc-{}", std::process::id()));
+//! for (split, class, value) in [("train", "dark", 10u8), ("train", "light", 200), ("test", "dark", 20)] {
+//!     let dir = root.join(split).join(class);
+//!     std::fs::create_dir_all(&dir).unwrap();
+//!     image::GrayImage::from_pixel(2, 1, image::Luma([value])).save(dir.join("a.png")).unwrap();
+//! }
+//! let data = read_image_folder(&root, &FolderOptions::default())?;
+//! assert_eq!(data.train.classes().names(), ["dark", "light"]);
+//! assert_eq!((data.train.shape().channels, data.train.shape().width), (1, 2));
+//! assert_eq!(data.train.pixels(), &[10, 10, 200, 200]);
+//! assert_eq!(data.test.labels(), &[0]);
+//! std::fs::remove_dir_all(&root).unwrap();
+//! # Ok::<(), imgclass_data::DataError>(())
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use image::{ColorType, DynamicImage, imageops::FilterType};
+use imgclass_core::{ClassNames, Dataset, ImageShape, Label};
+use rayon::prelude::*;
+
+use crate::{DataError, TrainTest};
+
+/// How to read an image folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FolderOptions {
+    /// `Some((height, width))`: resize every image of another size to this size. Default
+    /// `None`: every image must have the size of the first one (else [`DataError::ImageSize`]).
+    pub resize: Option<(usize, usize)>,
+    /// `Some(n)`: decode on a local rayon pool of `n` threads (`0` = one per core). Default
+    /// `None`: rayon's global pool.
+    pub threads: Option<usize>,
+}
+
+/// Reads `root/train/<class>/*` and `root/test/<class>/*` (see the module docs).
+pub fn read_image_folder(root: &Path, opts: &FolderOptions) -> Result<TrainTest, DataError> {
+    in_pool(opts.threads, || {
+        let start = std::time::Instant::now();
+        let train_dir = root.join("train");
+        let test_dir = root.join("test");
+        let train_classes = class_dirs(&train_dir)?;
+        if train_classes.is_empty() {
+            return Err(DataError::EmptyFolder { path: train_dir });
+        }
+        let classes = class_order(train_classes.iter().map(|(n, _)| n.as_str()));
+        let train_files = image_files(&train_dir, &train_classes, &classes)?;
+        let test_files = image_files(&test_dir, &class_dirs(&test_dir)?, &classes)?;
+        let size = match opts.resize {
+            Some(s) => s,
+            None => first_size(&train_files)?,
+        };
+        let train = decode_all(&train_files, size, opts.resize.is_some())?;
+        let test = decode_all(&test_files, size, opts.resize.is_some())?;
+        let grey = train.all_grey && test.all_grey;
+        let data = TrainTest {
+            train: train.into_dataset(size, grey, classes.clone())?,
+            test: test.into_dataset(size, grey, classes)?,
+        };
+        tracing::info!(
+            root = %root.display(),
+            train = data.train.len(),
+            test = data.test.len(),
+            shape = %data.train.shape(),
+            seconds = start.elapsed().as_secs_f64(),
+            "read image folder"
+        );
+        Ok(data)
+    })
+}
+
+/// Reads one split folder `dir/<class>/*` whose class folders all name one of `classes`
+/// (labels follow `classes`). The image size rule is that of [`read_image_folder`] within this
+/// split; the result has one channel if all its images are grey.
+pub fn read_split_folder(
+    dir: &Path,
+    classes: &ClassNames,
+    opts: &FolderOptions,
+) -> Result<Dataset, DataError> {
+    in_pool(opts.threads, || {
+        let files = image_files(dir, &class_dirs(dir)?, classes)?;
+        let size = match opts.resize {
+            Some(s) => s,
+            None => first_size(&files)?,
+        };
+        let decoded = decode_all(&files, size, opts.resize.is_some())?;
+        let grey = decoded.all_grey;
+        decoded.into_dataset(size, grey, classes.clone())
+    })
+}
+
+/// Runs `f` on rayon's global pool, or on a local pool of `threads` threads.
+fn in_pool<T: Send>(
+    threads: Option<usize>,
+    f: impl FnOnce() -> Result<T, DataError> + Send,
+) -> Result<T, DataError> {
+    match threads {
+        None => f(),
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| DataError::ThreadPool { threads: n, message: e.to_string() })?
+            .install(f),
+    }
+}
+
+/// The class order: official CIFAR-10 order for exactly the CIFAR-10 names, else sorted.
+fn class_order<'a>(names: impl Iterator<Item = &'a str>) -> ClassNames {
+    let set: BTreeSet<&str> = names.collect();
+    let cifar10 = ClassNames::cifar10();
+    if set == cifar10.names().iter().map(String::as_str).collect() {
+        cifar10
+    } else {
+        ClassNames::new(set)
+    }
+}
+
+/// True for names the reader skips (hidden files, `.DS_Store`, `._x.jpg`, ...).
+fn hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+/// The visible sub-folders of `dir`: (name, path), sorted by name.
+fn class_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        let path = entry.path();
+        if hidden(&entry.file_name()) || !path.is_dir() {
+            continue;
+        }
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|_| DataError::NonUtf8Name { path: path.clone() })?;
+        out.push((name, path));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The image files of the class folders, as (label, path) in (label, file name) order; a
+/// folder naming no class of `classes` is [`DataError::UnknownClass`], no image at all is
+/// [`DataError::EmptyFolder`] for `dir`.
+fn image_files(
+    dir: &Path,
+    class_dirs: &[(String, PathBuf)],
+    classes: &ClassNames,
+) -> Result<Vec<(Label, PathBuf)>, DataError> {
+    let mut files = Vec::new();
+    for (name, path) in class_dirs {
+        let label = classes
+            .label_of(name)
+            .ok_or_else(|| DataError::UnknownClass { path: path.clone(), name: name.clone() })?;
+        for entry in std::fs::read_dir(path).map_err(|e| DataError::io(path, e))? {
+            let entry = entry.map_err(|e| DataError::io(path, e))?;
+            let file = entry.path();
+            let is_image = file
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["png", "jpg", "jpeg"].iter().any(|x| e.eq_ignore_ascii_case(x)));
+            if is_image && !hidden(&entry.file_name()) && file.is_file() {
+                files.push((label, file));
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(DataError::EmptyFolder { path: dir.to_path_buf() });
+    }
+    files.sort_by(|a, b| (a.0, a.1.file_name()).cmp(&(b.0, b.1.file_name())));
+    Ok(files)
+}
+
+/// (height, width) of the first image, from its header.
+fn first_size(files: &[(Label, PathBuf)]) -> Result<(usize, usize), DataError> {
+    let Some((_, path)) = files.first() else {
+        return Err(DataError::EmptyFolder { path: PathBuf::new() });
+    };
+    let (w, h) = image::image_dimensions(path)
+        .map_err(|e| DataError::Image { path: path.clone(), message: e.to_string() })?;
+    Ok((h as usize, w as usize))
+}
+
+/// Decoded images, always 3 channels, CHW rows; `all_grey` when every source was grey.
+struct Decoded {
+    pixels: Vec<u8>,
+    labels: Vec<Label>,
+    all_grey: bool,
+}
+
+impl Decoded {
+    /// The dataset, keeping only the first channel plane of each row when `grey`.
+    fn into_dataset(
+        self,
+        (h, w): (usize, usize),
+        grey: bool,
+        classes: ClassNames,
+    ) -> Result<Dataset, DataError> {
+        let plane = h * w;
+        let (pixels, channels) = if grey {
+            let mut p = Vec::with_capacity(self.labels.len() * plane);
+            for row in self.pixels.chunks_exact(3 * plane) {
+                p.extend_from_slice(&row[..plane]);
+            }
+            (p, 1)
+        } else {
+            (self.pixels, 3)
+        };
+        Ok(Dataset::new(pixels, self.labels, ImageShape::new(channels, h, w), classes)?)
+    }
+}
+
+/// Decodes every file in parallel into 3-channel CHW rows of `h x w`.
+fn decode_all(
+    files: &[(Label, PathBuf)],
+    (h, w): (usize, usize),
+    resize: bool,
+) -> Result<Decoded, DataError> {
+    let row = 3 * h * w;
+    if row == 0 {
+        return Err(DataError::Dataset(imgclass_core::DatasetError::EmptyShape(ImageShape::new(
+            3, h, w,
+        ))));
+    }
+    let mut pixels = vec![0u8; files.len() * row];
+    let results: Vec<Result<bool, DataError>> = pixels
+        .par_chunks_mut(row)
+        .zip(files.par_iter())
+        .map(|(out, (_, path))| decode_into(path, (h, w), resize, out))
+        .collect();
+    let mut all_grey = true;
+    for r in results {
+        all_grey &= r?;
+    }
+    Ok(Decoded { pixels, labels: files.iter().map(|(l, _)| *l).collect(), all_grey })
+}
+
+/// Decodes one image into `out` (3 x h x w, CHW); returns whether the source was grey.
+fn decode_into(
+    path: &Path,
+    (h, w): (usize, usize),
+    resize: bool,
+    out: &mut [u8],
+) -> Result<bool, DataError> {
+    let image_err = |message: String| DataError::Image { path: path.to_path_buf(), message };
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| image_err(e.to_string()))?;
+    let grey =
+        matches!(img.color(), ColorType::L8 | ColorType::La8 | ColorType::L16 | ColorType::La16);
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    let img = if (ih, iw) == (h, w) {
+        img
+    } else if resize {
+        let (tw, th) = (
+            u32::try_from(w).map_err(|e| image_err(e.to_string()))?,
+            u32::try_from(h).map_err(|e| image_err(e.to_string()))?,
+        );
+        if grey {
+            DynamicImage::ImageLuma8(image::imageops::resize(
+                &img.to_luma8(),
+                tw,
+                th,
+                FilterType::Triangle,
+            ))
+        } else {
+            DynamicImage::ImageRgb8(image::imageops::resize(
+                &img.to_rgb8(),
+                tw,
+                th,
+                FilterType::Triangle,
+            ))
+        }
+    } else {
+        let channels = if grey { 1 } else { 3 };
+        return Err(DataError::ImageSize {
+            path: path.to_path_buf(),
+            expected: ImageShape::new(channels, h, w),
+            found: ImageShape::new(channels, ih, iw),
+        });
+    };
+    let plane = h * w;
+    let (r, gb) = out.split_at_mut(plane);
+    let (g, b) = gb.split_at_mut(plane);
+    if grey {
+        let luma = img.into_luma8();
+        r.copy_from_slice(luma.as_raw());
+        g.copy_from_slice(luma.as_raw());
+        b.copy_from_slice(luma.as_raw());
+    } else {
+        let rgb = img.into_rgb8();
+        for (((px, r), g), b) in rgb.as_raw().chunks_exact(3).zip(r).zip(g).zip(b) {
+            *r = px[0];
+            *g = px[1];
+            *b = px[2];
+        }
+    }
+    Ok(grey)
+}
