@@ -1,1 +1,992 @@
-//! f32 matrix products for the linear classifiers (owned by the linear-classifier work).
+//! f32 matrix products for the linear classifiers: the forward pass `S = X̃ Wᵀ` and the
+//! backward pass `dW = Gᵀ X̃`, where `X̃` is a batch of u8 rows converted on the fly by a
+//! per-feature affine map (mean subtraction and scaling), never materialised as f32.
+//!
+//! ```text
+//! x̃_ik     = x_ik · scale_k + offset_k                 (u8 → f32, e.g. offset = −mean·scale)
+//! forward:  S_ij  = Σ_k x̃_ik · W_jk                     (S: m x n, W: n x k, row-major)
+//! backward: D_jk  = Σ_i G_ij · x̃_ik                     (G: m x n, D: n x k, row-major)
+//! ```
+//!
+//! With a linear classifier on CIFAR-10 these are skinny products (`n = 10` classes,
+//! `k = 3,072` features, `m` = a minibatch of 200 or a test set). The SIMD kernels keep
+//! every accumulator of a register block (2 rows x up to 10 classes for the forward pass,
+//! 10 classes x 32 features for the backward pass with AVX-512) in registers, convert each
+//! byte once per block, and accumulate in f32 with one partial sum per vector lane (16 or 8
+//! independent partial sums over `k`, then a tree reduction), which keeps the summation error
+//! near `√(k/16)·ε` relative instead of `k·ε` for one running sum. The scalar twin
+//! accumulates in f64 and is the reference the conformance test compares against.
+//!
+//! The kernel is chosen once per call ([`GemmKernel::detect`], overridable by
+//! `IMGCLASS_KERNEL=scalar|avx2|avx512`). Large products are split over rayon tasks by output
+//! rows (forward) or by 32-aligned feature blocks (backward); every output element is
+//! computed by the same instruction sequence whatever the split, so results do not depend on
+//! the thread count.
+//!
+//! ```
+//! use imgclass_linalg::gemm::{Affine, gemm_nt_u8, gemm_tn_u8};
+//!
+//! // two 3-pixel images, mean [1, 2, 3] subtracted (scale 1, offset −mean)
+//! let rows: [&[u8]; 2] = [&[2, 2, 5], &[0, 4, 3]];
+//! let (scale, offset) = ([1.0f32; 3], [-1.0f32, -2.0, -3.0]);
+//! let pre = Affine { scale: &scale, offset: &offset };
+//! // centred rows: [1, 0, 2] and [-1, 2, 0]
+//! let w = [1.0f32, 1.0, 1.0, /* class 1 */ 0.5, -1.0, 2.0];
+//! let mut s = [0.0f32; 4];
+//! gemm_nt_u8(&rows, pre, &w, 2, &mut s)?;
+//! assert_eq!(s, [3.0, 4.5, 1.0, -2.5]);
+//!
+//! // backward: D = Gᵀ X̃ with G = [[1, 0], [2, 1]]
+//! let g = [1.0f32, 0.0, 2.0, 1.0];
+//! let mut d = [0.0f32; 6];
+//! gemm_tn_u8(&g, 2, &rows, pre, &mut d)?;
+//! assert_eq!(d, [-1.0, 4.0, 2.0, -1.0, 2.0, 0.0]);
+//! # Ok::<(), imgclass_linalg::gemm::GemmError>(())
+//! ```
+
+use rayon::prelude::*;
+
+/// The environment variable that forces a kernel (`scalar`, `avx2` or `avx512`).
+pub const KERNEL_ENV: &str = "IMGCLASS_KERNEL";
+
+/// Products at least this large (`m·n·k` multiply-adds) are split over rayon tasks.
+pub const PARALLEL_THRESHOLD: usize = 1 << 21;
+
+/// Why a product could not be computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GemmError {
+    /// A buffer does not have the length the shapes imply.
+    #[error("{what} has length {found}, expected {expected}")]
+    ShapeMismatch {
+        /// Which buffer (`w`, `out`, `row`, `scale`, `offset`, `g`).
+        what: &'static str,
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        found: usize,
+    },
+    /// The requested kernel cannot run on this CPU.
+    #[error("kernel {kernel} is not available on this cpu")]
+    KernelUnavailable {
+        /// The kernel's name.
+        kernel: &'static str,
+    },
+    /// `IMGCLASS_KERNEL` names no kernel.
+    #[error("unknown kernel {name:?} (expected scalar, avx2 or avx512)")]
+    UnknownKernel {
+        /// The value that was given.
+        name: String,
+    },
+}
+
+/// Which implementation computes a product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GemmKernel {
+    /// Portable loops accumulating in f64: the reference.
+    Scalar,
+    /// x86-64 AVX2 + FMA, 8 lanes.
+    Avx2,
+    /// x86-64 AVX-512F, 16 lanes.
+    Avx512,
+}
+
+impl GemmKernel {
+    /// All kernels, portable first.
+    pub const ALL: [GemmKernel; 3] = [GemmKernel::Scalar, GemmKernel::Avx2, GemmKernel::Avx512];
+
+    /// The lowercase name used by `IMGCLASS_KERNEL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Scalar => "scalar",
+            Self::Avx2 => "avx2",
+            Self::Avx512 => "avx512",
+        }
+    }
+
+    /// Parses a name as `IMGCLASS_KERNEL` spells it.
+    pub fn from_name(name: &str) -> Result<Self, GemmError> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Ok(Self::Scalar),
+            "avx2" => Ok(Self::Avx2),
+            "avx512" => Ok(Self::Avx512),
+            _ => Err(GemmError::UnknownKernel { name: name.to_owned() }),
+        }
+    }
+
+    /// True when this CPU can run the kernel.
+    pub fn is_available(self) -> bool {
+        match self {
+            Self::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The kernels this CPU can run.
+    pub fn available() -> Vec<GemmKernel> {
+        Self::ALL.into_iter().filter(|k| k.is_available()).collect()
+    }
+
+    /// The kernel named by `IMGCLASS_KERNEL` if set (an error if unknown or unavailable),
+    /// else the widest one this CPU supports.
+    pub fn detect() -> Result<GemmKernel, GemmError> {
+        if let Ok(name) = std::env::var(KERNEL_ENV) {
+            let k = Self::from_name(&name)?;
+            return if k.is_available() {
+                Ok(k)
+            } else {
+                Err(GemmError::KernelUnavailable { kernel: k.name() })
+            };
+        }
+        Ok([Self::Avx512, Self::Avx2]
+            .into_iter()
+            .find(|k| k.is_available())
+            .unwrap_or(Self::Scalar))
+    }
+}
+
+/// The per-feature affine map that turns a u8 feature into f32:
+/// `x̃_k = x_k · scale[k] + offset[k]`. Mean subtraction is `scale = 1, offset = −mean`.
+#[derive(Debug, Clone, Copy)]
+pub struct Affine<'a> {
+    /// Multiplier per feature (length `k`).
+    pub scale: &'a [f32],
+    /// Added after scaling, per feature (length `k`).
+    pub offset: &'a [f32],
+}
+
+fn check(what: &'static str, expected: usize, found: usize) -> Result<(), GemmError> {
+    if expected == found { Ok(()) } else { Err(GemmError::ShapeMismatch { what, expected, found }) }
+}
+
+fn check_rows(rows: &[&[u8]], pre: Affine<'_>) -> Result<usize, GemmError> {
+    let k = pre.scale.len();
+    check("offset", k, pre.offset.len())?;
+    for r in rows {
+        check("row", k, r.len())?;
+    }
+    Ok(k)
+}
+
+/// Forward product `out = X̃ Wᵀ` (`out`: `rows.len() x n`, `w`: `n x k`, `k = scale.len()`),
+/// with the kernel from [`GemmKernel::detect`].
+pub fn gemm_nt_u8(
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    w: &[f32],
+    n: usize,
+    out: &mut [f32],
+) -> Result<(), GemmError> {
+    gemm_nt_u8_with(GemmKernel::detect()?, rows, pre, w, n, out)
+}
+
+/// [`gemm_nt_u8`] with an explicit kernel.
+pub fn gemm_nt_u8_with(
+    kernel: GemmKernel,
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    w: &[f32],
+    n: usize,
+    out: &mut [f32],
+) -> Result<(), GemmError> {
+    let k = check_rows(rows, pre)?;
+    check("w", n * k, w.len())?;
+    check("out", rows.len() * n, out.len())?;
+    if !kernel.is_available() {
+        return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+    }
+    if n == 0 || rows.is_empty() {
+        return Ok(());
+    }
+    let work = rows.len() * n * k;
+    if work >= PARALLEL_THRESHOLD && rows.len() >= 4 {
+        let tasks = rayon::current_num_threads().max(1) * 2;
+        // an even number of rows per task so the 2-row blocks line up the same way
+        let per = rows.len().div_ceil(tasks).next_multiple_of(2);
+        out.par_chunks_mut(per * n)
+            .zip(rows.par_chunks(per))
+            .for_each(|(o, r)| nt_serial(kernel, r, pre, w, n, o));
+    } else {
+        nt_serial(kernel, rows, pre, w, n, out);
+    }
+    Ok(())
+}
+
+/// Backward product `out = Gᵀ X̃` (`g`: `rows.len() x n`, `out`: `n x k`), with the kernel
+/// from [`GemmKernel::detect`].
+pub fn gemm_tn_u8(
+    g: &[f32],
+    n: usize,
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    out: &mut [f32],
+) -> Result<(), GemmError> {
+    gemm_tn_u8_with(GemmKernel::detect()?, g, n, rows, pre, out)
+}
+
+/// [`gemm_tn_u8`] with an explicit kernel.
+pub fn gemm_tn_u8_with(
+    kernel: GemmKernel,
+    g: &[f32],
+    n: usize,
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    out: &mut [f32],
+) -> Result<(), GemmError> {
+    let k = check_rows(rows, pre)?;
+    check("g", rows.len() * n, g.len())?;
+    check("out", n * k, out.len())?;
+    if !kernel.is_available() {
+        return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+    }
+    if n == 0 || k == 0 {
+        return Ok(());
+    }
+    let work = rows.len() * n * k;
+    let block = if work >= PARALLEL_THRESHOLD {
+        let tasks = rayon::current_num_threads().max(1) * 2;
+        k.div_ceil(tasks).next_multiple_of(32).max(64)
+    } else {
+        k
+    };
+    if block >= k {
+        tn_serial(kernel, g, n, rows, pre, 0, k, OutPtr(out.as_mut_ptr()), k);
+    } else {
+        let ptr = OutPtr(out.as_mut_ptr());
+        (0..k.div_ceil(block)).into_par_iter().for_each(|b| {
+            let k0 = b * block;
+            let k1 = (k0 + block).min(k);
+            tn_serial(kernel, g, n, rows, pre, k0, k1, ptr, k);
+        });
+    }
+    Ok(())
+}
+
+/// A raw pointer to the `n x k` output of the backward pass, shared by tasks that write
+/// disjoint column ranges.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks holding an OutPtr write disjoint column ranges `k0..k1` of every output row
+// (see `tn_serial`), and the owning `&mut [f32]` outlives the parallel loop.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; no two tasks touch the same element.
+unsafe impl Sync for OutPtr {}
+
+fn nt_serial(
+    kernel: GemmKernel,
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    w: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
+    match kernel {
+        GemmKernel::Scalar => scalar::nt(rows, pre, w, n, out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers checked `kernel.is_available()` (avx2 and fma detected).
+        GemmKernel::Avx2 => unsafe { avx2::nt(rows, pre, w, n, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers checked `kernel.is_available()` (avx512f detected).
+        GemmKernel::Avx512 => unsafe { avx512::nt(rows, pre, w, n, out) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => scalar::nt(rows, pre, w, n, out),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tn_serial(
+    kernel: GemmKernel,
+    g: &[f32],
+    n: usize,
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    k0: usize,
+    k1: usize,
+    out: OutPtr,
+    k: usize,
+) {
+    match kernel {
+        GemmKernel::Scalar => scalar::tn(g, n, rows, pre, k0, k1, out.0, k),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers checked `kernel.is_available()` (avx2 and fma detected); `out`
+        // points at `n * k` floats and this call writes only columns `k0..k1`.
+        GemmKernel::Avx2 => unsafe { avx2::tn(g, n, rows, pre, k0, k1, out.0, k) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers checked `kernel.is_available()` (avx512f detected); as above.
+        GemmKernel::Avx512 => unsafe { avx512::tn(g, n, rows, pre, k0, k1, out.0, k) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => scalar::tn(g, n, rows, pre, k0, k1, out.0, k),
+    }
+}
+
+/// The portable twin: plain loops with f64 accumulators (the reference).
+mod scalar {
+    use super::Affine;
+
+    pub(super) fn nt(rows: &[&[u8]], pre: Affine<'_>, w: &[f32], n: usize, out: &mut [f32]) {
+        let k = pre.scale.len();
+        for (r, o) in rows.iter().zip(out.chunks_exact_mut(n)) {
+            for (j, oj) in o.iter_mut().enumerate() {
+                let wj = &w[j * k..(j + 1) * k];
+                let mut acc = 0.0f64;
+                for kk in 0..k {
+                    let x = f64::from(r[kk]) * f64::from(pre.scale[kk]) + f64::from(pre.offset[kk]);
+                    acc += x * f64::from(wj[kk]);
+                }
+                *oj = acc as f32;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tn(
+        g: &[f32],
+        n: usize,
+        rows: &[&[u8]],
+        pre: Affine<'_>,
+        k0: usize,
+        k1: usize,
+        out: *mut f32,
+        k: usize,
+    ) {
+        let mut acc = vec![0.0f64; n];
+        for kk in k0..k1 {
+            acc.fill(0.0);
+            for (i, r) in rows.iter().enumerate() {
+                let x = f64::from(r[kk]) * f64::from(pre.scale[kk]) + f64::from(pre.offset[kk]);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a += f64::from(g[i * n + j]) * x;
+                }
+            }
+            for (j, a) in acc.iter().enumerate() {
+                // SAFETY: `out` holds `n * k` floats (checked by the public entry points),
+                // `j < n`, `kk < k`, and this task owns column range `k0..k1`.
+                unsafe { *out.add(j * k + kk) = *a as f32 };
+            }
+        }
+    }
+}
+
+/// Shared tail code of the SIMD kernels: the features past the last full vector, in f32
+/// with fused multiply-adds, in the same order whatever the split.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn tail_dot(r: &[u8], pre: Affine<'_>, wj: &[f32], from: usize) -> f32 {
+    let mut acc = 0.0f32;
+    for kk in from..wj.len() {
+        let x = f32::from(r[kk]).mul_add(pre.scale[kk], pre.offset[kk]);
+        acc = x.mul_add(wj[kk], acc);
+    }
+    acc
+}
+
+/// Macro for the class-count dispatch: calls `$f::<NR>` for the remaining classes
+/// (`1..=10`) so every register block is a compile-time size.
+#[cfg(target_arch = "x86_64")]
+macro_rules! dispatch_nr {
+    ($nr:expr, $f:ident ( $($arg:expr),* )) => {
+        match $nr {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            8 => $f::<8>($($arg),*),
+            9 => $f::<9>($($arg),*),
+            _ => $f::<10>($($arg),*),
+        }
+    };
+}
+
+/// AVX-512F kernels: 16 lanes, 32 registers.
+///
+/// The AVX-512 intrinsics are stable since Rust 1.89 (safe `#[target_feature]` functions
+/// since 1.86); the workspace's declared `rust-version` (1.85) predates them, hence the
+/// `incompatible_msrv` allowance: the toolchain in use is 1.95.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::incompatible_msrv)]
+// register blocks are indexed by class: index loops over compile-time bounds unroll cleanly
+#[allow(clippy::needless_range_loop)]
+mod avx512 {
+    use super::{Affine, tail_dot};
+    use std::arch::x86_64::*;
+
+    /// Forward pass over all `rows` (see the module docs), 2 rows x up to 10 classes a block.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; shapes checked by the caller.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn nt(rows: &[&[u8]], pre: Affine<'_>, w: &[f32], n: usize, out: &mut [f32]) {
+        let mut i = 0;
+        while i < rows.len() {
+            let mr = (rows.len() - i).min(2);
+            let mut j = 0;
+            while j < n {
+                let nr = (n - j).min(10);
+                if mr == 2 {
+                    dispatch_nr!(nr, block2(rows[i], rows[i + 1], pre, w, n, j, i, out));
+                } else {
+                    dispatch_nr!(nr, block1(rows[i], pre, w, n, j, i, out));
+                }
+                j += nr;
+            }
+            i += mr;
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_x(r: &[u8], kk: usize, sc: __m512, of: __m512) -> __m512 {
+        // SAFETY: the caller guarantees `kk + 16 <= r.len()`.
+        let b = unsafe { _mm_loadu_si128(r.as_ptr().add(kk).cast()) };
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), sc, of)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    fn block2<const NR: usize>(
+        r0: &[u8],
+        r1: &[u8],
+        pre: Affine<'_>,
+        w: &[f32],
+        n: usize,
+        j0: usize,
+        i: usize,
+        out: &mut [f32],
+    ) {
+        let k = pre.scale.len();
+        let kv = k / 16 * 16;
+        let mut a0 = [_mm512_setzero_ps(); NR];
+        let mut a1 = [_mm512_setzero_ps(); NR];
+        let mut kk = 0;
+        while kk < kv {
+            // SAFETY: kk + 16 <= k = len of scale, offset, rows and each W row.
+            unsafe {
+                let sc = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
+                let of = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
+                let x0 = load_x(r0, kk, sc, of);
+                let x1 = load_x(r1, kk, sc, of);
+                for c in 0..NR {
+                    let wv = _mm512_loadu_ps(w.as_ptr().add((j0 + c) * k + kk));
+                    a0[c] = _mm512_fmadd_ps(x0, wv, a0[c]);
+                    a1[c] = _mm512_fmadd_ps(x1, wv, a1[c]);
+                }
+            }
+            kk += 16;
+        }
+        for c in 0..NR {
+            let wj = &w[(j0 + c) * k..(j0 + c + 1) * k];
+            out[i * n + j0 + c] = _mm512_reduce_add_ps(a0[c]) + tail_dot(r0, pre, wj, kv);
+            out[(i + 1) * n + j0 + c] = _mm512_reduce_add_ps(a1[c]) + tail_dot(r1, pre, wj, kv);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    fn block1<const NR: usize>(
+        r0: &[u8],
+        pre: Affine<'_>,
+        w: &[f32],
+        n: usize,
+        j0: usize,
+        i: usize,
+        out: &mut [f32],
+    ) {
+        let k = pre.scale.len();
+        let kv = k / 16 * 16;
+        let mut a0 = [_mm512_setzero_ps(); NR];
+        let mut kk = 0;
+        while kk < kv {
+            // SAFETY: kk + 16 <= k = len of scale, offset, the row and each W row.
+            unsafe {
+                let sc = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
+                let of = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
+                let x0 = load_x(r0, kk, sc, of);
+                for c in 0..NR {
+                    let wv = _mm512_loadu_ps(w.as_ptr().add((j0 + c) * k + kk));
+                    a0[c] = _mm512_fmadd_ps(x0, wv, a0[c]);
+                }
+            }
+            kk += 16;
+        }
+        for c in 0..NR {
+            let wj = &w[(j0 + c) * k..(j0 + c + 1) * k];
+            out[i * n + j0 + c] = _mm512_reduce_add_ps(a0[c]) + tail_dot(r0, pre, wj, kv);
+        }
+    }
+
+    /// Backward pass for columns `k0..k1` of the `n x k` output at `out`.
+    ///
+    /// # Safety
+    /// AVX-512F; `out` points at `n * k` floats of which this call owns columns `k0..k1`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tn(
+        g: &[f32],
+        n: usize,
+        rows: &[&[u8]],
+        pre: Affine<'_>,
+        k0: usize,
+        k1: usize,
+        out: *mut f32,
+        k: usize,
+    ) {
+        let mut j = 0;
+        while j < n {
+            let nr = (n - j).min(10);
+            // SAFETY: forwarded from the caller.
+            unsafe { dispatch_nr!(nr, tn_block(g, n, rows, pre, k0, k1, out, k, j)) };
+            j += nr;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tn_block<const NR: usize>(
+        g: &[f32],
+        n: usize,
+        rows: &[&[u8]],
+        pre: Affine<'_>,
+        k0: usize,
+        k1: usize,
+        out: *mut f32,
+        k: usize,
+        j0: usize,
+    ) {
+        let mut kk = k0;
+        // 32 features x NR classes per block
+        while kk + 32 <= k1 {
+            let mut a0 = [_mm512_setzero_ps(); NR];
+            let mut a1 = [_mm512_setzero_ps(); NR];
+            // SAFETY: kk + 32 <= k1 <= k; rows have length k; g has rows.len() * n floats;
+            // out has n * k floats and this task owns columns k0..k1.
+            unsafe {
+                let sc0 = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
+                let of0 = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
+                let sc1 = _mm512_loadu_ps(pre.scale.as_ptr().add(kk + 16));
+                let of1 = _mm512_loadu_ps(pre.offset.as_ptr().add(kk + 16));
+                for (i, r) in rows.iter().enumerate() {
+                    let x0 = load_x(r, kk, sc0, of0);
+                    let x1 = load_x(r, kk + 16, sc1, of1);
+                    let gi = g.as_ptr().add(i * n + j0);
+                    for c in 0..NR {
+                        let gv = _mm512_set1_ps(*gi.add(c));
+                        a0[c] = _mm512_fmadd_ps(gv, x0, a0[c]);
+                        a1[c] = _mm512_fmadd_ps(gv, x1, a1[c]);
+                    }
+                }
+                for c in 0..NR {
+                    let o = out.add((j0 + c) * k + kk);
+                    _mm512_storeu_ps(o, a0[c]);
+                    _mm512_storeu_ps(o.add(16), a1[c]);
+                }
+            }
+            kk += 32;
+        }
+        while kk + 16 <= k1 {
+            let mut a0 = [_mm512_setzero_ps(); NR];
+            // SAFETY: as above with 16 features.
+            unsafe {
+                let sc0 = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
+                let of0 = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
+                for (i, r) in rows.iter().enumerate() {
+                    let x0 = load_x(r, kk, sc0, of0);
+                    let gi = g.as_ptr().add(i * n + j0);
+                    for c in 0..NR {
+                        let gv = _mm512_set1_ps(*gi.add(c));
+                        a0[c] = _mm512_fmadd_ps(gv, x0, a0[c]);
+                    }
+                }
+                for c in 0..NR {
+                    _mm512_storeu_ps(out.add((j0 + c) * k + kk), a0[c]);
+                }
+            }
+            kk += 16;
+        }
+        // SAFETY: forwarded; columns kk..k1 belong to this task.
+        unsafe { super::tn_tail::<NR>(g, n, rows, pre, kk, k1, out, k, j0) };
+    }
+}
+
+/// The backward pass's last `< 8` (or `< 16`) columns in f32 with fused multiply-adds over
+/// the rows in order: the same lane arithmetic as the vector kernels, one lane at a time.
+///
+/// # Safety
+/// `out` points at `n * k` floats and the caller owns columns `from..to`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tn_tail<const NR: usize>(
+    g: &[f32],
+    n: usize,
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    from: usize,
+    to: usize,
+    out: *mut f32,
+    k: usize,
+    j0: usize,
+) {
+    for kk in from..to {
+        let mut acc = [0.0f32; NR];
+        for (i, r) in rows.iter().enumerate() {
+            let x = f32::from(r[kk]).mul_add(pre.scale[kk], pre.offset[kk]);
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a = g[i * n + j0 + c].mul_add(x, *a);
+            }
+        }
+        for (c, a) in acc.iter().enumerate() {
+            // SAFETY: (j0 + c) < n, kk < k, column kk owned by the caller.
+            unsafe { *out.add((j0 + c) * k + kk) = *a };
+        }
+    }
+}
+
+/// AVX2 + FMA kernels: 8 lanes, 16 registers (1 row x up to 10 classes forward,
+/// 10 classes x 8 features backward).
+#[cfg(target_arch = "x86_64")]
+// register blocks are indexed by class: index loops over compile-time bounds unroll cleanly
+#[allow(clippy::needless_range_loop)]
+mod avx2 {
+    use super::{Affine, tail_dot};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_x(r: &[u8], kk: usize, sc: __m256, of: __m256) -> __m256 {
+        // SAFETY: the caller guarantees `kk + 8 <= r.len()`.
+        let b = unsafe { _mm_loadl_epi64(r.as_ptr().add(kk).cast()) };
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)), sc, of)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Forward pass.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; shapes checked by the caller.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn nt(rows: &[&[u8]], pre: Affine<'_>, w: &[f32], n: usize, out: &mut [f32]) {
+        for (i, r) in rows.iter().enumerate() {
+            let mut j = 0;
+            while j < n {
+                let nr = (n - j).min(10);
+                dispatch_nr!(nr, block1(r, pre, w, n, j, i, out));
+                j += nr;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    fn block1<const NR: usize>(
+        r0: &[u8],
+        pre: Affine<'_>,
+        w: &[f32],
+        n: usize,
+        j0: usize,
+        i: usize,
+        out: &mut [f32],
+    ) {
+        let k = pre.scale.len();
+        let kv = k / 8 * 8;
+        let mut a0 = [_mm256_setzero_ps(); NR];
+        let mut kk = 0;
+        while kk < kv {
+            // SAFETY: kk + 8 <= k = len of scale, offset, the row and each W row.
+            unsafe {
+                let sc = _mm256_loadu_ps(pre.scale.as_ptr().add(kk));
+                let of = _mm256_loadu_ps(pre.offset.as_ptr().add(kk));
+                let x0 = load_x(r0, kk, sc, of);
+                for c in 0..NR {
+                    let wv = _mm256_loadu_ps(w.as_ptr().add((j0 + c) * k + kk));
+                    a0[c] = _mm256_fmadd_ps(x0, wv, a0[c]);
+                }
+            }
+            kk += 8;
+        }
+        for c in 0..NR {
+            let wj = &w[(j0 + c) * k..(j0 + c + 1) * k];
+            out[i * n + j0 + c] = hsum(a0[c]) + tail_dot(r0, pre, wj, kv);
+        }
+    }
+
+    /// Backward pass for columns `k0..k1`.
+    ///
+    /// # Safety
+    /// AVX2 + FMA; `out` points at `n * k` floats of which this call owns columns `k0..k1`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tn(
+        g: &[f32],
+        n: usize,
+        rows: &[&[u8]],
+        pre: Affine<'_>,
+        k0: usize,
+        k1: usize,
+        out: *mut f32,
+        k: usize,
+    ) {
+        let mut j = 0;
+        while j < n {
+            let nr = (n - j).min(10);
+            // SAFETY: forwarded from the caller.
+            unsafe { dispatch_nr!(nr, tn_block(g, n, rows, pre, k0, k1, out, k, j)) };
+            j += nr;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tn_block<const NR: usize>(
+        g: &[f32],
+        n: usize,
+        rows: &[&[u8]],
+        pre: Affine<'_>,
+        k0: usize,
+        k1: usize,
+        out: *mut f32,
+        k: usize,
+        j0: usize,
+    ) {
+        let mut kk = k0;
+        while kk + 8 <= k1 {
+            let mut a0 = [_mm256_setzero_ps(); NR];
+            // SAFETY: kk + 8 <= k1 <= k; rows have length k; g has rows.len() * n floats;
+            // out has n * k floats and this task owns columns k0..k1.
+            unsafe {
+                let sc0 = _mm256_loadu_ps(pre.scale.as_ptr().add(kk));
+                let of0 = _mm256_loadu_ps(pre.offset.as_ptr().add(kk));
+                for (i, r) in rows.iter().enumerate() {
+                    let x0 = load_x(r, kk, sc0, of0);
+                    let gi = g.as_ptr().add(i * n + j0);
+                    for c in 0..NR {
+                        let gv = _mm256_broadcast_ss(&*gi.add(c));
+                        a0[c] = _mm256_fmadd_ps(gv, x0, a0[c]);
+                    }
+                }
+                for c in 0..NR {
+                    _mm256_storeu_ps(out.add((j0 + c) * k + kk), a0[c]);
+                }
+            }
+            kk += 8;
+        }
+        // SAFETY: forwarded; columns kk..k1 belong to this task.
+        unsafe { super::tn_tail::<NR>(g, n, rows, pre, kk, k1, out, k, j0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic bytes and floats without a dependency (xorshift64*).
+    struct Gen(u64);
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn f32(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+    }
+
+    struct Case {
+        rows: Vec<Vec<u8>>,
+        scale: Vec<f32>,
+        offset: Vec<f32>,
+        w: Vec<f32>,
+        g: Vec<f32>,
+    }
+
+    fn case(m: usize, n: usize, k: usize, seed: u64, adversarial: bool) -> Case {
+        let mut r = Gen(seed | 1);
+        let rows = (0..m)
+            .map(|_| {
+                (0..k)
+                    .map(|_| {
+                        if adversarial {
+                            [0u8, 255][(r.next() & 1) as usize]
+                        } else {
+                            r.next() as u8
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let scale = (0..k).map(|_| if adversarial { 1.0 } else { 0.5 + r.f32().abs() }).collect();
+        let offset = (0..k).map(|_| -127.5 + 20.0 * r.f32()).collect();
+        let big = if adversarial { 1e3 } else { 1.0 };
+        let w = (0..n * k).map(|_| big * r.f32()).collect();
+        let g = (0..m * n).map(|_| r.f32()).collect();
+        Case { rows, scale, offset, w, g }
+    }
+
+    /// Σ |x̃_k w_k| per output: the scale of f32 rounding error for a dot product.
+    fn abs_dot_nt(c: &Case, n: usize) -> Vec<f64> {
+        let k = c.scale.len();
+        let mut out = vec![];
+        for r in &c.rows {
+            for j in 0..n {
+                out.push(
+                    (0..k)
+                        .map(|kk| {
+                            ((f64::from(r[kk]) * f64::from(c.scale[kk]) + f64::from(c.offset[kk]))
+                                * f64::from(c.w[j * k + kk]))
+                            .abs()
+                        })
+                        .sum::<f64>(),
+                );
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_kernel_agrees_with_the_scalar_twin_for_every_tail_length() {
+        // tolerance: f32 with per-lane partial sums, relative to Σ|terms|
+        let tol = 1e-5;
+        for &k in &[0usize, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 3072] {
+            for &(m, n) in &[(1usize, 1usize), (3, 10), (5, 7), (2, 13)] {
+                for adversarial in [false, true] {
+                    let c = case(m, n, k, (k * 31 + m * 7 + n) as u64, adversarial);
+                    let rows: Vec<&[u8]> = c.rows.iter().map(Vec::as_slice).collect();
+                    let pre = Affine { scale: &c.scale, offset: &c.offset };
+                    let mut want = vec![0.0f32; m * n];
+                    gemm_nt_u8_with(GemmKernel::Scalar, &rows, pre, &c.w, n, &mut want)
+                        .expect("shapes");
+                    let mut want_t = vec![0.0f32; n * k];
+                    gemm_tn_u8_with(GemmKernel::Scalar, &c.g, n, &rows, pre, &mut want_t)
+                        .expect("shapes");
+                    let scale_nt = abs_dot_nt(&c, n);
+                    for kernel in GemmKernel::available() {
+                        let mut got = vec![f32::NAN; m * n];
+                        gemm_nt_u8_with(kernel, &rows, pre, &c.w, n, &mut got).expect("shapes");
+                        for (idx, (a, b)) in got.iter().zip(&want).enumerate() {
+                            let bound = tol * scale_nt[idx] + 1e-30;
+                            assert!(
+                                (f64::from(*a) - f64::from(*b)).abs() <= bound,
+                                "{kernel:?} nt k={k} m={m} n={n} idx={idx}: {a} vs {b}"
+                            );
+                        }
+                        let mut got_t = vec![f32::NAN; n * k];
+                        gemm_tn_u8_with(kernel, &c.g, n, &rows, pre, &mut got_t).expect("shapes");
+                        for j in 0..n {
+                            for kk in 0..k {
+                                let x = |r: &Vec<u8>| {
+                                    f64::from(r[kk]) * f64::from(c.scale[kk])
+                                        + f64::from(c.offset[kk])
+                                };
+                                let s: f64 = c
+                                    .rows
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, r)| (f64::from(c.g[i * n + j]) * x(r)).abs())
+                                    .sum();
+                                let (a, b) = (got_t[j * k + kk], want_t[j * k + kk]);
+                                assert!(
+                                    (f64::from(a) - f64::from(b)).abs() <= tol * s + 1e-30,
+                                    "{kernel:?} tn k={k} m={m} n={n} j={j} kk={kk}: {a} vs {b}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scalar_matches_a_naive_product() {
+        // independent oracle: materialise X̃ in f64 and multiply with plain loops
+        let (m, n, k) = (4, 3, 5);
+        let c = case(m, n, k, 99, false);
+        let rows: Vec<&[u8]> = c.rows.iter().map(Vec::as_slice).collect();
+        let xt: Vec<Vec<f64>> = c
+            .rows
+            .iter()
+            .map(|r| {
+                (0..k).map(|kk| r[kk] as f64 * c.scale[kk] as f64 + c.offset[kk] as f64).collect()
+            })
+            .collect();
+        let mut s = vec![0.0f32; m * n];
+        gemm_nt_u8_with(
+            GemmKernel::Scalar,
+            &rows,
+            Affine { scale: &c.scale, offset: &c.offset },
+            &c.w,
+            n,
+            &mut s,
+        )
+        .expect("shapes");
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k).map(|kk| xt[i][kk] * c.w[j * k + kk] as f64).sum();
+                assert!((s[i * n + j] as f64 - want).abs() < 1e-4 * want.abs().max(1.0));
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_split_gives_identical_bits_for_any_thread_count() {
+        let (m, n, k) = (200, 10, 3072);
+        let c = case(m, n, k, 5, false);
+        let rows: Vec<&[u8]> = c.rows.iter().map(Vec::as_slice).collect();
+        let pre = Affine { scale: &c.scale, offset: &c.offset };
+        for kernel in GemmKernel::available() {
+            let mut results = vec![];
+            for threads in [1, 2, 3] {
+                let pool =
+                    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+                let (s, d) = pool.install(|| {
+                    let mut s = vec![0.0f32; m * n];
+                    gemm_nt_u8_with(kernel, &rows, pre, &c.w, n, &mut s).expect("shapes");
+                    let mut d = vec![0.0f32; n * k];
+                    gemm_tn_u8_with(kernel, &c.g, n, &rows, pre, &mut d).expect("shapes");
+                    (s, d)
+                });
+                results.push((s, d));
+            }
+            assert!(results.windows(2).all(|p| p[0] == p[1]), "{kernel:?}");
+        }
+    }
+
+    #[test]
+    fn shape_errors_are_typed() {
+        let rows: [&[u8]; 1] = [&[1, 2]];
+        let (scale, offset) = ([1.0f32; 2], [0.0f32; 2]);
+        let pre = Affine { scale: &scale, offset: &offset };
+        let mut out = [0.0f32; 2];
+        assert_eq!(
+            gemm_nt_u8_with(GemmKernel::Scalar, &rows, pre, &[0.0; 3], 2, &mut out),
+            Err(GemmError::ShapeMismatch { what: "w", expected: 4, found: 3 })
+        );
+        let short: [&[u8]; 1] = [&[1]];
+        assert_eq!(
+            gemm_tn_u8_with(GemmKernel::Scalar, &[1.0], 1, &short, pre, &mut out),
+            Err(GemmError::ShapeMismatch { what: "row", expected: 2, found: 1 })
+        );
+        assert!(matches!(GemmKernel::from_name("neon"), Err(GemmError::UnknownKernel { .. })));
+    }
+}
