@@ -1,1 +1,93 @@
-//! Linear classifiers for imgclass: f(x) = Wx + b trained by minibatch SGD on the SVM or softmax loss with L2/L1/elastic-net regularisation
+//! Linear classifiers for imgclass: scores `f(x) = W x̃ + b` on mean-subtracted raw pixels,
+//! trained by minibatch SGD on the multiclass SVM or softmax loss with L2/L1/elastic-net
+//! regularisation.
+//!
+//! ```text
+//! x̃ = (x − μ) · s                  μ: the mean training image, s: an optional scale (1)
+//! S = X̃ Wᵀ + b                     W: C x D, b: C
+//! L = (1/B) Σ_i L_i(S_i, y_i) + R(W)
+//! dW = dSᵀ X̃ + ∂R/∂W,  db = Σ_i dS_i
+//! W ← W − η dW  (or with momentum μ_m: v ← μ_m v − η dW, W ← W + v), η ← η·decay per epoch
+//! ```
+//!
+//! The forward and backward passes are the fused u8 → f32 products of
+//! [`imgclass_linalg::gemm`]: a minibatch is a list of row slices into the shared dataset,
+//! never copied or materialised as f32.
+//!
+//! ```
+//! use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict};
+//! use imgclass_linear::{Linear, Loss, Reg, Sgd, Stop};
+//!
+//! // two 1x1x2 "images" per class: class 0 bright in channel 0, class 1 in channel 1
+//! let ds = Dataset::new(
+//!     vec![200, 10, 220, 30, 20, 210, 5, 240],
+//!     vec![0, 0, 1, 1],
+//!     ImageShape::new(2, 1, 1),
+//!     ClassNames::new(["red", "green"]),
+//! )?;
+//! let model = Linear::new(Loss::Softmax)
+//!     .regularization(Reg::L2(1e-4))
+//!     .sgd(Sgd { batch_size: 4, learning_rate: 1e-3, stop: Stop::Iterations(200), ..Sgd::default() })
+//!     .fit(&ds.all())?;
+//! assert_eq!(model.predict(&ds.all())?, vec![0, 0, 1, 1]);
+//! let p = model.predict_proba(&ds.all())?;
+//! // rows of probabilities, 2 per image: image 0 is "red", image 3 is "green"
+//! assert!(p[0] > 0.5 && p[7] > 0.5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod model;
+mod train;
+
+pub use imgclass_loss::{Loss, Regularizer as Reg};
+pub use model::{LinearModel, TrainingReport};
+pub use train::{Linear, Sgd, Stop};
+
+use imgclass_linalg::gemm::GemmError;
+use imgclass_loss::LossError;
+
+/// Why fitting or using a linear classifier failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LinearError {
+    /// The training set has no rows.
+    #[error("the training set is empty")]
+    EmptyTrainingSet,
+    /// A classifier needs at least two classes.
+    #[error("need at least 2 classes, found {n_classes}")]
+    TooFewClasses {
+        /// Number of classes in the training set.
+        n_classes: usize,
+    },
+    /// A hyperparameter is NaN, infinite or out of its range.
+    #[error("parameter {name} = {value} is invalid: {reason}")]
+    InvalidParameter {
+        /// The parameter's name.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+        /// What it must be.
+        reason: &'static str,
+    },
+    /// Training diverged: the loss became non-finite or grew past the divergence limit.
+    #[error("training diverged at iteration {iteration} (loss {loss}); lower the learning rate")]
+    Diverged {
+        /// The iteration (0-based) where it was detected.
+        iteration: usize,
+        /// The loss at that iteration (may be NaN or infinite).
+        loss: f64,
+    },
+    /// Input rows do not have the model's feature count.
+    #[error("input has {found} features per row, the model expects {expected}")]
+    ShapeMismatch {
+        /// The model's feature count.
+        expected: usize,
+        /// The input's.
+        found: usize,
+    },
+    /// A loss or regulariser rejected its input.
+    #[error(transparent)]
+    Loss(#[from] LossError),
+    /// A matrix product rejected its input.
+    #[error(transparent)]
+    Gemm(#[from] GemmError),
+}

@@ -1,0 +1,225 @@
+//! Behaviour of the linear classifier: it separates separable data, starts at the lecture's
+//! initial losses, rejects bad input with typed errors, and is deterministic per seed.
+
+use imgclass_core::rng::SplitMix64;
+use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict};
+use imgclass_linear::{Linear, LinearError, Loss, Reg, Sgd, Stop};
+
+/// A generated linearly separable problem: class `c` lights up its own block of four
+/// features (200..=255) and the other blocks stay dark (0..=60), so `w_c` = the block's
+/// indicator separates the classes with a margin of at least 4·140 in raw pixels.
+fn separable(n_per_class: usize, seed: u64) -> Dataset {
+    let (c, block) = (3usize, 4usize);
+    let shape = ImageShape::new(3, 2, 2); // 12 features: one block of 4 per class
+    let mut g = SplitMix64::new(seed);
+    let (mut px, mut labels) = (vec![], vec![]);
+    for i in 0..n_per_class * c {
+        let y = i % c;
+        for f in 0..shape.len() {
+            let v = if f / block == y { 200 + g.below(56) } else { g.below(61) };
+            px.push(v as u8);
+        }
+        labels.push(y as u32);
+    }
+    Dataset::new(px, labels, shape, ClassNames::new(["a", "b", "c"])).expect("valid")
+}
+
+fn accuracy(pred: &[u32], truth: &[u32]) -> f64 {
+    pred.iter().zip(truth).filter(|(a, b)| a == b).count() as f64 / truth.len() as f64
+}
+
+#[test]
+fn sgd_reaches_full_training_accuracy_on_separable_data() {
+    let ds = separable(40, 7);
+    let train = ds.all();
+    for loss in [Loss::Svm { margin: 1.0 }, Loss::SquaredHinge { margin: 1.0 }, Loss::Softmax] {
+        for reg in [Reg::None, Reg::L2(1e-3), Reg::L1(1e-3)] {
+            let model = Linear::new(loss)
+                .regularization(reg)
+                .sgd(Sgd {
+                    batch_size: 16,
+                    learning_rate: 1e-4,
+                    stop: Stop::Epochs(30),
+                    seed: 3,
+                    ..Sgd::default()
+                })
+                .fit(&train)
+                .expect("fits");
+            let pred = model.predict(&train).expect("predicts");
+            assert_eq!(accuracy(&pred, &train.labels()), 1.0, "{loss:?} {reg:?}");
+            let r = model.report();
+            assert_eq!(r.iterations, 30 * 120usize.div_ceil(16));
+            assert!(r.loss.last() < r.loss.first(), "{loss:?} {reg:?}: loss did not fall");
+            assert_eq!(r.loss.len(), r.iterations);
+            for ((t, d), g) in r.loss.iter().zip(&r.data_loss).zip(&r.reg_loss) {
+                assert!((t - (d + g)).abs() <= 1e-6 * t.abs().max(1.0));
+            }
+        }
+    }
+}
+
+#[test]
+fn momentum_and_decay_also_separate() {
+    let ds = separable(30, 11);
+    let model = Linear::new(Loss::Softmax)
+        .sgd(Sgd {
+            batch_size: 10,
+            learning_rate: 1e-4,
+            momentum: 0.9,
+            decay: 0.9,
+            stop: Stop::Epochs(10),
+            seed: 1,
+        })
+        .fit(&ds.all())
+        .expect("fits");
+    assert_eq!(accuracy(&model.predict(&ds.all()).expect("ok"), ds.labels()), 1.0);
+    // 10 epochs → 9 decays completed at the start of epochs 2..10
+    let lr = model.report().final_learning_rate;
+    assert!((lr - 1e-4 * 0.9f64.powi(9)).abs() < 1e-12, "{lr}");
+}
+
+#[test]
+fn first_loss_with_zero_weights_is_c_minus_one_and_ln_c() {
+    // all scores equal at initialisation: SVM loss = C − 1 (Δ = 1), softmax loss = ln C
+    let ds = separable(5, 2);
+    let one = Sgd { batch_size: 15, stop: Stop::Iterations(1), ..Sgd::default() };
+    let svm = Linear::new(Loss::Svm { margin: 1.0 }).init_std(0.0).sgd(one).fit(&ds.all());
+    assert_eq!(svm.expect("fits").report().data_loss[0], 2.0);
+    let sm = Linear::new(Loss::Softmax).init_std(0.0).sgd(one).fit(&ds.all()).expect("fits");
+    assert!((f64::from(sm.report().data_loss[0]) - 3f64.ln()).abs() < 1e-6);
+}
+
+#[test]
+fn non_finite_parameters_are_typed_errors() {
+    let train = separable(5, 3).all();
+    let base = Linear::new(Loss::Softmax);
+    let cases = [
+        (base.clone().sgd(Sgd { learning_rate: f64::NAN, ..Sgd::default() }), "learning_rate"),
+        (base.clone().sgd(Sgd { learning_rate: f64::INFINITY, ..Sgd::default() }), "learning_rate"),
+        (base.clone().regularization(Reg::L2(f64::NAN)), "regularization"),
+        (base.clone().regularization(Reg::L1(f64::INFINITY)), "regularization"),
+        (base.clone().input_scale(f32::NAN), "input_scale"),
+        (base.clone().init_std(f64::INFINITY), "init_std"),
+        (base.clone().sgd(Sgd { momentum: f64::NAN, ..Sgd::default() }), "momentum"),
+        (base.clone().sgd(Sgd { batch_size: 0, ..Sgd::default() }), "batch_size"),
+        (Linear::new(Loss::Svm { margin: f64::NAN }), "margin"),
+    ];
+    for (params, want) in cases {
+        match params.fit(&train) {
+            Err(LinearError::InvalidParameter { name, .. }) => assert_eq!(name, want),
+            other => panic!("{want}: expected InvalidParameter, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_diverging_learning_rate_is_a_typed_error_not_nan_weights() {
+    let train = separable(20, 5).all();
+    for loss in [Loss::Svm { margin: 1.0 }, Loss::Softmax, Loss::SquaredHinge { margin: 1.0 }] {
+        let r = Linear::new(loss)
+            .regularization(Reg::L2(10.0))
+            .sgd(Sgd { learning_rate: 1e3, batch_size: 10, ..Sgd::default() })
+            .fit(&train);
+        assert!(matches!(r, Err(LinearError::Diverged { .. })), "{loss:?}: {r:?}");
+    }
+}
+
+#[test]
+fn empty_and_single_class_training_sets_are_errors() {
+    let ds = separable(3, 1);
+    let empty = ds.subset(Vec::<usize>::new()).expect("ok");
+    assert_eq!(Linear::new(Loss::Softmax).fit(&empty), Err(LinearError::EmptyTrainingSet));
+    let one = Dataset::new(
+        vec![1, 2, 3, 4],
+        vec![0, 0],
+        ImageShape::new(1, 1, 2),
+        ClassNames::new(["x"]),
+    )
+    .expect("ok");
+    assert_eq!(
+        Linear::new(Loss::Softmax).fit(&one.all()),
+        Err(LinearError::TooFewClasses { n_classes: 1 })
+    );
+}
+
+#[test]
+fn predicting_other_shapes_is_a_shape_error() {
+    let model = Linear::new(Loss::Softmax).fit(&separable(3, 1).all()).expect("fits");
+    let other =
+        Dataset::new(vec![0; 8], vec![0, 1], ImageShape::new(1, 2, 2), ClassNames::new(["a", "b"]))
+            .expect("ok");
+    assert_eq!(
+        model.predict(&other.all()),
+        Err(LinearError::ShapeMismatch { expected: 12, found: 4 })
+    );
+}
+
+#[test]
+fn scores_probabilities_and_templates_are_consistent() {
+    let ds = separable(10, 9);
+    let model = Linear::new(Loss::Softmax)
+        .sgd(Sgd { batch_size: 10, learning_rate: 1e-4, stop: Stop::Epochs(5), ..Sgd::default() })
+        .fit(&ds.all())
+        .expect("fits");
+    let s = model.scores(&ds.all()).expect("ok");
+    let p = model.predict_proba(&ds.all()).expect("ok");
+    // independent oracle for the scores: W((x − μ)s) + b written out in f64
+    let d = model.n_features();
+    for i in 0..ds.len() {
+        for j in 0..3 {
+            let mut want = f64::from(model.bias()[j]);
+            for k in 0..d {
+                want += (f64::from(ds.row(i)[k]) - f64::from(model.mean_image()[k]))
+                    * f64::from(model.weights()[j * d + k]);
+            }
+            assert!((f64::from(s[i * 3 + j]) - want).abs() < 1e-4 * want.abs().max(1.0));
+        }
+        let row = &p[i * 3..i * 3 + 3];
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // the mean image is the per-feature average of the training rows
+    let m0: f64 = (0..ds.len()).map(|i| f64::from(ds.row(i)[0])).sum::<f64>() / ds.len() as f64;
+    assert!((f64::from(model.mean_image()[0]) - m0).abs() < 1e-4);
+    // templates: one per class, the image's size, W's extremes mapped to 0 and 255, and
+    // class c's template brightest on its own block of features
+    let t = model.templates();
+    assert_eq!(t.len(), 3);
+    assert!(t.iter().all(|img| img.len() == 12));
+    assert!(t.iter().flatten().any(|&v| v == 0) && t.iter().flatten().any(|&v| v == 255));
+    for (c, img) in t.iter().enumerate() {
+        let own: u32 = img[c * 4..c * 4 + 4].iter().map(|&v| u32::from(v)).sum();
+        let other: u32 = img.iter().map(|&v| u32::from(v)).sum::<u32>() - own;
+        assert!(own * 2 > other, "class {c}: {img:?}");
+    }
+}
+
+#[test]
+fn same_seed_same_model_whatever_the_thread_count() {
+    // big enough (200 x 10 x 3,072) that the products take their parallel path
+    let (n, d, c) = (600, 3072, 10);
+    let mut g = SplitMix64::new(42);
+    let px: Vec<u8> = (0..n * d).map(|_| g.below(256) as u8).collect();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % c as u32).collect();
+    let names: Vec<String> = (0..c).map(|i| format!("c{i}")).collect();
+    let ds =
+        Dataset::new(px, labels, ImageShape::new(3, 32, 32), ClassNames::new(names)).expect("ok");
+    let params = Linear::new(Loss::Svm { margin: 1.0 }).regularization(Reg::L2(1e3)).sgd(Sgd {
+        stop: Stop::Iterations(20),
+        seed: 9,
+        ..Sgd::default()
+    });
+    let fit_with = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        pool.install(|| params.fit(&ds.all()).expect("fits"))
+    };
+    let (a, b) = (fit_with(1), fit_with(2));
+    assert_eq!(a.weights(), b.weights());
+    assert_eq!(a.bias(), b.bias());
+    assert_eq!(a.report().loss, b.report().loss);
+    let other = Linear::new(Loss::Svm { margin: 1.0 })
+        .regularization(Reg::L2(1e3))
+        .sgd(Sgd { stop: Stop::Iterations(20), seed: 10, ..Sgd::default() })
+        .fit(&ds.all())
+        .expect("fits");
+    assert_ne!(a.weights(), other.weights());
+}
