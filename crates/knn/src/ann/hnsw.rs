@@ -1,0 +1,257 @@
+//! HNSW (Malkov & Yashunin, 2018): a hierarchy of proximity graphs. Node levels are drawn
+//! as `⌊−ln U · 1/ln m⌋`; search descends greedily through the upper layers and runs a beam
+//! search of width `ef` on layer 0. Links are chosen with the paper's heuristic (keep a
+//! candidate only if it is closer to the new node than to every link already kept).
+//!
+//! Deterministic parallel build: nodes are inserted in index order in batches. Every node
+//! of a batch searches the graph as it stood before the batch (in parallel), then its links
+//! are set and the reverse links merged per target node (in parallel over targets, sources in
+//! index order). Batches grow from 1 (the first 1,024 nodes are inserted one by one) to 256,
+//! fixed by the node count, so the graph does not depend on the number of threads.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use imgclass_core::rng::SplitMix64;
+use rayon::prelude::*;
+
+use super::dist::dist_f32;
+use super::{AnnError, Cand, Metric, Space, Visited};
+
+/// Highest level a node may get.
+const MAX_LEVEL: usize = 16;
+
+/// The graph: `links[i][l]` are node `i`'s neighbours on layer `l` (`0..=level(i)`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Hnsw {
+    pub(crate) m: usize,
+    pub(crate) links: Vec<Vec<Vec<u32>>>,
+    pub(crate) entry: u32,
+    pub(crate) max_level: usize,
+}
+
+fn batch_size(inserted: usize) -> usize {
+    if inserted < 1024 { 1 } else { (inserted / 32).clamp(1, 256) }
+}
+
+impl Hnsw {
+    pub(crate) fn build(space: &Space, metric: Metric, m: usize, ef_c: usize, seed: u64) -> Self {
+        let n = space.len();
+        let root = SplitMix64::new(seed);
+        let ml = 1.0 / (m as f64).ln();
+        let levels: Vec<usize> = (0..n)
+            .map(|i| {
+                let u = 1.0 - root.fork(i as u64).next_f64(); // (0, 1]
+                ((-u.ln() * ml).floor() as usize).min(MAX_LEVEL)
+            })
+            .collect();
+        let mut h = Self {
+            m,
+            links: levels.iter().map(|&l| vec![Vec::new(); l + 1]).collect(),
+            entry: 0,
+            max_level: levels.first().copied().unwrap_or(0),
+        };
+        let mut inserted = 1.min(n);
+        while inserted < n {
+            let end = (inserted + batch_size(inserted)).min(n);
+            let batch: Vec<usize> = (inserted..end).collect();
+            let found: Vec<Vec<Vec<u32>>> = batch
+                .par_iter()
+                .map_init(
+                    || Visited::new(n),
+                    |vis, &q| h.connect_new(space, metric, q, levels[q], ef_c, vis),
+                )
+                .collect();
+            // set the new nodes' links and gather reverse links (target, layer, source)
+            let mut reverse: Vec<(u32, u32, u32)> = Vec::new();
+            for (&q, lists) in batch.iter().zip(found) {
+                for (l, list) in lists.into_iter().enumerate() {
+                    for &e in &list {
+                        reverse.push((e, l as u32, q as u32));
+                    }
+                    h.links[q][l] = list;
+                }
+            }
+            reverse.sort_unstable();
+            let groups: Vec<&[(u32, u32, u32)]> =
+                reverse.chunk_by(|x, y| x.0 == y.0 && x.1 == y.1).collect();
+            let updates: Vec<(usize, usize, Vec<u32>)> = groups
+                .par_iter()
+                .map(|g| {
+                    let (e, l) = (g[0].0 as usize, g[0].1 as usize);
+                    let mut list = h.links[e][l].clone();
+                    list.extend(g.iter().map(|x| x.2));
+                    let cap = if l == 0 { 2 * m } else { m };
+                    if list.len() > cap {
+                        let base = space.row(e);
+                        let mut cands: Vec<Cand> = list
+                            .iter()
+                            .map(|&c| Cand { d: dist_f32(metric, base, space.row(c as usize)), i: c })
+                            .collect();
+                        cands.sort_unstable();
+                        list = select_heuristic(space, metric, &cands, cap);
+                    }
+                    (e, l, list)
+                })
+                .collect();
+            for (e, l, list) in updates {
+                h.links[e][l] = list;
+            }
+            for &q in &batch {
+                if levels[q] > h.max_level {
+                    h.max_level = levels[q];
+                    h.entry = q as u32;
+                }
+            }
+            inserted = end;
+        }
+        h
+    }
+
+    /// Links of a new node `q` on layers `0..=level` against the current graph.
+    fn connect_new(
+        &self,
+        space: &Space,
+        metric: Metric,
+        q: usize,
+        level: usize,
+        ef_c: usize,
+        vis: &mut Visited,
+    ) -> Vec<Vec<u32>> {
+        let qv = space.row(q);
+        let mut out = vec![Vec::new(); level + 1];
+        let mut ep = vec![Cand { d: dist_f32(metric, qv, space.row(self.entry as usize)), i: self.entry }];
+        for l in (level + 1..=self.max_level).rev() {
+            ep = vec![self.greedy(space, metric, qv, ep[0], l)];
+        }
+        for l in (0..=level.min(self.max_level)).rev() {
+            let w = self.search_layer(space, metric, qv, &ep, ef_c, l, vis);
+            out[l] = select_heuristic(space, metric, &w, self.m);
+            ep = w;
+        }
+        out
+    }
+
+    fn greedy(&self, space: &Space, metric: Metric, q: &[f32], mut cur: Cand, l: usize) -> Cand {
+        loop {
+            let mut changed = false;
+            for &e in &self.links[cur.i as usize][l] {
+                let c = Cand { d: dist_f32(metric, q, space.row(e as usize)), i: e };
+                if c < cur {
+                    cur = c;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return cur;
+            }
+        }
+    }
+
+    /// Beam search on layer `l`; returns up to `ef` candidates sorted by (distance, index).
+    #[allow(clippy::too_many_arguments)]
+    fn search_layer(
+        &self,
+        space: &Space,
+        metric: Metric,
+        q: &[f32],
+        eps: &[Cand],
+        ef: usize,
+        l: usize,
+        vis: &mut Visited,
+    ) -> Vec<Cand> {
+        vis.clear();
+        let mut frontier: BinaryHeap<Reverse<Cand>> = BinaryHeap::new();
+        let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
+        for &c in eps {
+            if vis.insert(c.i) {
+                frontier.push(Reverse(c));
+                best.push(c);
+                if best.len() > ef {
+                    best.pop();
+                }
+            }
+        }
+        while let Some(Reverse(c)) = frontier.pop() {
+            if best.len() >= ef && best.peek().is_some_and(|w| c > *w) {
+                break;
+            }
+            for &e in &self.links[c.i as usize][l] {
+                if !vis.insert(e) {
+                    continue;
+                }
+                let cand = Cand { d: dist_f32(metric, q, space.row(e as usize)), i: e };
+                if best.len() < ef || best.peek().is_some_and(|w| cand < *w) {
+                    frontier.push(Reverse(cand));
+                    best.push(cand);
+                    if best.len() > ef {
+                        best.pop();
+                    }
+                }
+            }
+        }
+        best.into_sorted_vec()
+    }
+
+    /// The `r` best candidates for a query after a beam of width `ef` on layer 0.
+    pub(crate) fn search(
+        &self,
+        space: &Space,
+        metric: Metric,
+        q: &[f32],
+        r: usize,
+        ef: usize,
+        vis: &mut Visited,
+    ) -> Vec<u32> {
+        let mut cur = Cand { d: dist_f32(metric, q, space.row(self.entry as usize)), i: self.entry };
+        for l in (1..=self.max_level).rev() {
+            cur = self.greedy(space, metric, q, cur, l);
+        }
+        let w = self.search_layer(space, metric, q, &[cur], ef.max(r), 0, vis);
+        w.iter().take(r).map(|c| c.i).collect()
+    }
+
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.links
+            .iter()
+            .map(|ls| 24 + ls.iter().map(|l| 24 + 4 * l.capacity()).sum::<usize>())
+            .sum()
+    }
+
+    pub(crate) fn validate(&self, n: usize) -> Result<(), AnnError> {
+        let bad = |reason: &str| Err(AnnError::Corrupt { reason: reason.to_string() });
+        if self.links.len() != n || self.m < 2 {
+            return bad("hnsw graph has the wrong node count");
+        }
+        if self.entry as usize >= n || self.links[self.entry as usize].len() != self.max_level + 1 {
+            return bad("hnsw entry point is invalid");
+        }
+        for node in &self.links {
+            if node.is_empty() || node.len() > self.max_level + 1 {
+                return bad("hnsw node level is invalid");
+            }
+            for (l, list) in node.iter().enumerate() {
+                if list.iter().any(|&e| e as usize >= n || self.links[e as usize].len() <= l) {
+                    return bad("hnsw link points to a missing node or layer");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The heuristic of Malkov & Yashunin (algorithm 4): walk candidates by increasing distance
+/// to the base node and keep one only when it is closer to the base than to every kept link.
+fn select_heuristic(space: &Space, metric: Metric, sorted: &[Cand], cap: usize) -> Vec<u32> {
+    let mut kept: Vec<u32> = Vec::with_capacity(cap);
+    for c in sorted {
+        if kept.len() >= cap {
+            break;
+        }
+        let row = space.row(c.i as usize);
+        if kept.iter().all(|&k| dist_f32(metric, row, space.row(k as usize)) > c.d) {
+            kept.push(c.i);
+        }
+    }
+    kept
+}

@@ -1,0 +1,778 @@
+//! Approximate nearest-neighbour search: the lecture's ANN and FLANN methods (kd-tree with a
+//! `1 + eps` guarantee, randomised kd-forest, hierarchical k-means tree), an HNSW graph, an
+//! optional PCA projection ahead of them, autotuning, and save/load.
+//!
+//! Every index searches a *search space* (the raw pixels as `f32`, or their PCA projection)
+//! for candidates, then re-scores the candidates with exact integer distances in the original
+//! `u8` space and returns the best `k`, sorted by (distance, training position). Distances are
+//! exact `u32`s: squared Euclidean for [`Metric::L2`], L1 for [`Metric::L1`].
+//!
+//! ```text
+//! L2²(q, x) = Σ_j (q_j − x_j)²      L1(q, x) = Σ_j |q_j − x_j|
+//! recall@k = |found_k ∩ exact_k| / k   (averaged over queries)
+//! ```
+//!
+//! ```
+//! use imgclass_core::{ClassNames, Dataset, ImageShape};
+//! use imgclass_knn::ann::{AnnIndex, Metric};
+//!
+//! // four 1-D points 0, 10, 20, 30; the query 12 is nearest to 10 (2² = 4), then 20 (8² = 64)
+//! let train = Dataset::new(vec![0, 10, 20, 30], vec![0; 4], ImageShape::new(1, 1, 1),
+//!     ClassNames::new(["a"]))?.all();
+//! let query = Dataset::new(vec![12], vec![0], ImageShape::new(1, 1, 1),
+//!     ClassNames::new(["a"]))?.all();
+//! let index = AnnIndex::KdTree { leaf_size: 1, eps: 0.0 }.build(&train, Metric::L2, None, 7)?;
+//! let (idx, dist) = index.search(&query, 2)?;
+//! assert_eq!(idx, vec![1, 2]);
+//! assert_eq!(dist, vec![4, 64]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Determinism: every build takes a `seed`; parallel steps (projection, k-means assignment,
+//! forest trees, HNSW batches) compute per-item results that are combined in item order, so
+//! the same seed gives the same index and the same answers whatever the thread count.
+
+mod autotune;
+mod dist;
+mod hnsw;
+mod kdtree;
+mod kmeans_tree;
+mod pca;
+mod persist;
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use imgclass_core::Subset;
+use rayon::prelude::*;
+
+pub use autotune::{Autotune, AutotuneReport, Trial};
+pub use dist::distance_u8;
+pub use pca::Pca;
+pub use persist::data_checksum;
+
+/// Largest row length accepted: `u32` sums of squared byte differences cannot overflow.
+pub const MAX_DIM: usize = (u32::MAX / (255 * 255)) as usize;
+
+/// The distance the indices rank by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Metric {
+    /// Manhattan distance `Σ |a_j − b_j|`.
+    L1,
+    /// Squared Euclidean distance `Σ (a_j − b_j)²` (same order as Euclidean).
+    L2,
+}
+
+/// An index kind with its parameters; a search grid is a `Vec` of these.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum AnnIndex {
+    /// Brute force over every training row (the oracle for recall).
+    Exact,
+    /// A kd-tree (Arya & Mount's ANN): split on the widest dimension at the median, leaves of
+    /// at most `leaf_size` points. Search prunes a cell when `(1 + eps)` times its lower
+    /// bound cannot beat the current `k`-th distance, so without PCA the `i`-th reported
+    /// distance is at most `(1 + eps)` times the true `i`-th distance; `eps = 0` is exact.
+    KdTree {
+        /// Maximum points in a leaf (at least 1).
+        leaf_size: usize,
+        /// Approximation factor (non-negative, finite).
+        eps: f32,
+    },
+    /// FLANN's randomised kd-forest: each tree splits on a seeded random choice among the
+    /// five highest-variance dimensions at the median; one priority queue is shared by all
+    /// trees and the search stops after `checks` leaf points (once `k` were found).
+    KdForest {
+        /// Number of trees (at least 1).
+        trees: usize,
+        /// Leaf points examined per query.
+        checks: usize,
+    },
+    /// FLANN's hierarchical k-means tree: recursive k-means (k-means++ seeding, `iterations`
+    /// Lloyd steps) into `branching` clusters, searched best-bin-first under `checks`.
+    KMeansTree {
+        /// Children per internal node (at least 2).
+        branching: usize,
+        /// Lloyd iterations per clustering (at least 1).
+        iterations: usize,
+        /// Leaf points examined per query.
+        checks: usize,
+    },
+    /// A hierarchical navigable small-world graph (Malkov & Yashunin) with the heuristic
+    /// neighbour selection: `m` links per node (`2m` on layer 0).
+    Hnsw {
+        /// Links per node on the upper layers (at least 2).
+        m: usize,
+        /// Beam width while building.
+        ef_construction: usize,
+        /// Beam width while searching (raised to `k`, and to the re-rank depth with PCA).
+        ef_search: usize,
+    },
+}
+
+impl AnnIndex {
+    /// A short name for tables: `exact`, `kdtree`, `kdforest`, `kmeans`, `hnsw`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::KdTree { .. } => "kdtree",
+            Self::KdForest { .. } => "kdforest",
+            Self::KMeansTree { .. } => "kmeans",
+            Self::Hnsw { .. } => "hnsw",
+        }
+    }
+
+    /// A compact spec such as `hnsw:m=16,efc=200,ef=40`, readable by [`AnnIndex::parse`].
+    pub fn spec(&self) -> String {
+        match *self {
+            Self::Exact => "exact".into(),
+            Self::KdTree { leaf_size, eps } => format!("kdtree:leaf={leaf_size},eps={eps}"),
+            Self::KdForest { trees, checks } => format!("kdforest:trees={trees},checks={checks}"),
+            Self::KMeansTree { branching, iterations, checks } => {
+                format!("kmeans:branching={branching},iterations={iterations},checks={checks}")
+            }
+            Self::Hnsw { m, ef_construction, ef_search } => {
+                format!("hnsw:m={m},efc={ef_construction},ef={ef_search}")
+            }
+        }
+    }
+
+    /// Parses a spec like `kdforest:trees=4,checks=256` (missing keys take the defaults
+    /// of [`AnnIndex::default_of`]).
+    pub fn parse(spec: &str) -> Result<Self, AnnError> {
+        let (name, rest) = spec.split_once(':').unwrap_or((spec, ""));
+        let mut idx = Self::default_of(name.trim())?;
+        for kv in rest.split(',').filter(|s| !s.trim().is_empty()) {
+            let (k, v) = kv.split_once('=').ok_or_else(|| AnnError::InvalidParam {
+                name: "spec",
+                reason: format!("expected key=value, found {kv:?}"),
+            })?;
+            let bad = || AnnError::InvalidParam {
+                name: "spec",
+                reason: format!("bad value {v:?} for {k:?} in {spec:?}"),
+            };
+            let u = || v.trim().parse::<usize>().map_err(|_| bad());
+            match (&mut idx, k.trim()) {
+                (Self::KdTree { leaf_size, .. }, "leaf") => *leaf_size = u()?,
+                (Self::KdTree { eps, .. }, "eps") => *eps = v.trim().parse().map_err(|_| bad())?,
+                (Self::KdForest { trees, .. }, "trees") => *trees = u()?,
+                (Self::KdForest { checks, .. }, "checks") => *checks = u()?,
+                (Self::KMeansTree { branching, .. }, "branching") => *branching = u()?,
+                (Self::KMeansTree { iterations, .. }, "iterations") => *iterations = u()?,
+                (Self::KMeansTree { checks, .. }, "checks") => *checks = u()?,
+                (Self::Hnsw { m, .. }, "m") => *m = u()?,
+                (Self::Hnsw { ef_construction, .. }, "efc") => *ef_construction = u()?,
+                (Self::Hnsw { ef_search, .. }, "ef") => *ef_search = u()?,
+                _ => {
+                    return Err(AnnError::InvalidParam {
+                        name: "spec",
+                        reason: format!("unknown key {k:?} for {name:?}"),
+                    });
+                }
+            }
+        }
+        idx.validate()?;
+        Ok(idx)
+    }
+
+    /// Default parameters of a kind by name: `kdtree` (leaf 8, eps 0), `kdforest` (4 trees,
+    /// 256 checks), `kmeans` (branching 16, 5 iterations, 256 checks), `hnsw` (m 16, ef
+    /// construction 100, ef 40), `exact`.
+    pub fn default_of(name: &str) -> Result<Self, AnnError> {
+        Ok(match name {
+            "exact" => Self::Exact,
+            "kdtree" => Self::KdTree { leaf_size: 8, eps: 0.0 },
+            "kdforest" => Self::KdForest { trees: 4, checks: 256 },
+            "kmeans" => Self::KMeansTree { branching: 16, iterations: 5, checks: 256 },
+            "hnsw" => Self::Hnsw { m: 16, ef_construction: 100, ef_search: 40 },
+            other => {
+                return Err(AnnError::InvalidParam {
+                    name: "kind",
+                    reason: format!("unknown index kind {other:?}"),
+                });
+            }
+        })
+    }
+
+    /// Checks the parameters (typed error on zero sizes, negative or non-finite eps).
+    pub fn validate(&self) -> Result<(), AnnError> {
+        let err = |name: &'static str, reason: &str| {
+            Err(AnnError::InvalidParam { name, reason: reason.to_string() })
+        };
+        match *self {
+            Self::Exact => Ok(()),
+            Self::KdTree { leaf_size, eps } => {
+                if leaf_size == 0 {
+                    return err("leaf_size", "must be at least 1");
+                }
+                if !(eps.is_finite() && eps >= 0.0) {
+                    return err("eps", "must be finite and non-negative");
+                }
+                Ok(())
+            }
+            Self::KdForest { trees, checks } => {
+                if trees == 0 {
+                    return err("trees", "must be at least 1");
+                }
+                if checks == 0 {
+                    return err("checks", "must be at least 1");
+                }
+                Ok(())
+            }
+            Self::KMeansTree { branching, iterations, checks } => {
+                if branching < 2 {
+                    return err("branching", "must be at least 2");
+                }
+                if iterations == 0 {
+                    return err("iterations", "must be at least 1");
+                }
+                if checks == 0 {
+                    return err("checks", "must be at least 1");
+                }
+                Ok(())
+            }
+            Self::Hnsw { m, ef_construction, ef_search } => {
+                if m < 2 {
+                    return err("m", "must be at least 2");
+                }
+                if ef_construction == 0 {
+                    return err("ef_construction", "must be at least 1");
+                }
+                if ef_search == 0 {
+                    return err("ef_search", "must be at least 1");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// True when `other` has the same kind and the same build parameters (only search
+    /// parameters — `eps`, `checks`, `ef_search` — may differ).
+    pub fn same_structure(&self, other: &AnnIndex) -> bool {
+        match (*self, *other) {
+            (Self::Exact, Self::Exact) => true,
+            (Self::KdTree { leaf_size: a, .. }, Self::KdTree { leaf_size: b, .. }) => a == b,
+            (Self::KdForest { trees: a, .. }, Self::KdForest { trees: b, .. }) => a == b,
+            (
+                Self::KMeansTree { branching: a, iterations: c, .. },
+                Self::KMeansTree { branching: b, iterations: d, .. },
+            ) => a == b && c == d,
+            (
+                Self::Hnsw { m: a, ef_construction: c, .. },
+                Self::Hnsw { m: b, ef_construction: d, .. },
+            ) => a == b && c == d,
+            _ => false,
+        }
+    }
+
+    /// Builds the index over the rows of `train`.
+    ///
+    /// `pca: Some(p)` projects onto the top `p` principal components (fitted on `train` with
+    /// the seed) before the tree or graph is built; candidates are then re-ranked with exact
+    /// distances in the original space (see [`BuiltIndex::set_rerank`]). `Exact` ignores
+    /// `pca`. Errors on an empty training set, bad parameters or `p` outside `1..=dim`.
+    pub fn build(
+        &self,
+        train: &Subset,
+        metric: Metric,
+        pca: Option<usize>,
+        seed: u64,
+    ) -> Result<BuiltIndex, AnnError> {
+        self.validate()?;
+        if train.is_empty() {
+            return Err(AnnError::EmptyTrain);
+        }
+        let dim = train.dim();
+        if dim > MAX_DIM {
+            return Err(AnnError::DimTooLarge { dim, max: MAX_DIM });
+        }
+        let pca = match (self, pca) {
+            (Self::Exact, _) | (_, None) => None,
+            (_, Some(p)) => {
+                if p == 0 || p > dim {
+                    return Err(AnnError::InvalidParam {
+                        name: "pca",
+                        reason: format!("{p} components for {dim} features"),
+                    });
+                }
+                Some(Pca::fit(train, p, seed)?)
+            }
+        };
+        let space = match self {
+            Self::Exact => Space { data: Vec::new(), dim: 0 },
+            _ => Space::of(train, pca.as_ref()),
+        };
+        let t = std::time::Instant::now();
+        let structure = match *self {
+            Self::Exact => Structure::Exact,
+            Self::KdTree { leaf_size, .. } => {
+                Structure::KdTree(kdtree::KdTree::build(&space, leaf_size, None))
+            }
+            Self::KdForest { trees, .. } => {
+                Structure::KdForest(kdtree::build_forest(&space, trees, seed))
+            }
+            Self::KMeansTree { branching, iterations, .. } => Structure::KMeans(
+                kmeans_tree::KMeansTree::build(&space, metric, branching, iterations, seed),
+            ),
+            Self::Hnsw { m, ef_construction, .. } => {
+                Structure::Hnsw(hnsw::Hnsw::build(&space, metric, m, ef_construction, seed))
+            }
+        };
+        tracing::debug!(kind = self.name(), secs = t.elapsed().as_secs_f64(), "ann structure built");
+        let rerank = if pca.is_some() { DEFAULT_RERANK } else { 0 };
+        Ok(BuiltIndex {
+            kind: *self,
+            metric,
+            seed,
+            train: train.clone(),
+            pca,
+            space,
+            structure,
+            rerank,
+        })
+    }
+}
+
+/// Candidates re-ranked per query when a PCA projection is used (see [`BuiltIndex::set_rerank`]).
+pub const DEFAULT_RERANK: usize = 32;
+
+/// Why an index could not be built, searched, saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum AnnError {
+    /// The training set has no rows.
+    #[error("the training set is empty")]
+    EmptyTrain,
+    /// `k` is zero.
+    #[error("k must be at least 1")]
+    ZeroK,
+    /// More neighbours asked for than there are training rows.
+    #[error("k = {k} is larger than the {n_train} training rows")]
+    KTooLarge {
+        /// Requested neighbours.
+        k: usize,
+        /// Training rows.
+        n_train: usize,
+    },
+    /// Query rows do not have the index's feature count.
+    #[error("queries have {found} features, the index has {expected}")]
+    ShapeMismatch {
+        /// Features per training row.
+        expected: usize,
+        /// Features per query row.
+        found: usize,
+    },
+    /// Rows too long for exact `u32` distances.
+    #[error("rows of {dim} features exceed the maximum of {max}")]
+    DimTooLarge {
+        /// Features per row.
+        dim: usize,
+        /// [`MAX_DIM`].
+        max: usize,
+    },
+    /// A parameter is out of range.
+    #[error("invalid parameter {name}: {reason}")]
+    InvalidParam {
+        /// Parameter name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading or writing an index file failed.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An index file ends early.
+    #[error("index file is truncated: expected at least {expected} bytes, found {found}")]
+    Truncated {
+        /// Bytes needed.
+        expected: u64,
+        /// Bytes present.
+        found: u64,
+    },
+    /// An index file's trailing checksum does not match its contents.
+    #[error("index file checksum mismatch: stored {stored:#018x}, computed {computed:#018x}")]
+    ChecksumMismatch {
+        /// Checksum stored in the file.
+        stored: u64,
+        /// Checksum of the bytes read.
+        computed: u64,
+    },
+    /// An index file is malformed (bad magic, header, section or structure).
+    #[error("index file is corrupt: {reason}")]
+    Corrupt {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The training rows given at load time are not the ones the index was built on.
+    #[error("training data checksum {found:#018x} does not match the index's {expected:#018x}")]
+    DataMismatch {
+        /// Checksum recorded in the index file.
+        expected: u64,
+        /// Checksum of the rows given.
+        found: u64,
+    },
+}
+
+/// The search space: one `f32` row per training row (raw pixels or PCA projection).
+#[derive(Debug, Clone)]
+pub(crate) struct Space {
+    pub(crate) data: Vec<f32>,
+    pub(crate) dim: usize,
+}
+
+impl Space {
+    fn of(train: &Subset, pca: Option<&Pca>) -> Self {
+        match pca {
+            Some(p) => Self { data: p.project(train), dim: p.n_components() },
+            None => {
+                let mut data = Vec::with_capacity(train.len() * train.dim());
+                for r in train.rows() {
+                    data.extend(r.iter().map(|&b| b as f32));
+                }
+                Self { data, dim: train.dim() }
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.data.len().checked_div(self.dim).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Structure {
+    Exact,
+    KdTree(kdtree::KdTree),
+    KdForest(Vec<kdtree::KdTree>),
+    KMeans(kmeans_tree::KMeansTree),
+    Hnsw(hnsw::Hnsw),
+}
+
+/// A built index over some training rows; search it with [`BuiltIndex::search`].
+#[derive(Debug, Clone)]
+pub struct BuiltIndex {
+    kind: AnnIndex,
+    metric: Metric,
+    seed: u64,
+    train: Subset,
+    pca: Option<Pca>,
+    space: Space,
+    structure: Structure,
+    rerank: usize,
+}
+
+/// A bounded set of the best candidates in the search space, by (distance, index).
+pub(crate) struct TopK {
+    cap: usize,
+    heap: BinaryHeap<Cand>,
+}
+
+/// A candidate: search-space distance and training position; ordered by (distance, index).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cand {
+    pub(crate) d: f32,
+    pub(crate) i: u32,
+}
+
+impl PartialEq for Cand {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.d.total_cmp(&o.d).then(self.i.cmp(&o.i))
+    }
+}
+
+impl TopK {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self { cap, heap: BinaryHeap::with_capacity(cap + 1) }
+    }
+    pub(crate) fn is_full(&self) -> bool {
+        self.heap.len() >= self.cap
+    }
+    /// The current worst kept distance, or +inf while not full.
+    pub(crate) fn worst(&self) -> f32 {
+        if self.is_full() { self.heap.peek().map_or(f32::INFINITY, |c| c.d) } else { f32::INFINITY }
+    }
+    pub(crate) fn push(&mut self, c: Cand) {
+        if !self.is_full() {
+            self.heap.push(c);
+        } else if let Some(top) = self.heap.peek()
+            && c < *top
+        {
+            self.heap.pop();
+            self.heap.push(c);
+        }
+    }
+    pub(crate) fn into_indices(self) -> Vec<u32> {
+        self.heap.into_iter().map(|c| c.i).collect()
+    }
+}
+
+/// Per-worker scratch: visit stamps for the training rows.
+pub(crate) struct Visited {
+    stamp: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    pub(crate) fn new(n: usize) -> Self {
+        Self { stamp: vec![0; n], epoch: 0 }
+    }
+    pub(crate) fn clear(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.epoch = 1;
+        }
+    }
+    /// Marks `i`; true when it was not yet marked.
+    #[inline]
+    pub(crate) fn insert(&mut self, i: u32) -> bool {
+        let s = &mut self.stamp[i as usize];
+        if *s == self.epoch {
+            false
+        } else {
+            *s = self.epoch;
+            true
+        }
+    }
+}
+
+impl BuiltIndex {
+    /// The index kind and parameters.
+    pub fn kind(&self) -> AnnIndex {
+        self.kind
+    }
+
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// The build seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Number of training rows.
+    pub fn len(&self) -> usize {
+        self.train.len()
+    }
+
+    /// True when the index has no training rows (never, for a built index).
+    pub fn is_empty(&self) -> bool {
+        self.train.is_empty()
+    }
+
+    /// The PCA projection, if one was fitted.
+    pub fn pca(&self) -> Option<&Pca> {
+        self.pca.as_ref()
+    }
+
+    /// The training rows the index refers to.
+    pub fn train(&self) -> &Subset {
+        &self.train
+    }
+
+    /// Candidates re-scored exactly per query: the larger of `k` and this value (default
+    /// [`DEFAULT_RERANK`] with PCA, 0 without, where the search space is already exact).
+    pub fn rerank(&self) -> usize {
+        self.rerank
+    }
+
+    /// Sets the re-rank depth (see [`BuiltIndex::rerank`]).
+    pub fn set_rerank(&mut self, rerank: usize) {
+        self.rerank = rerank;
+    }
+
+    /// Replaces the search parameters (`eps`, `checks`, `ef_search`) without rebuilding;
+    /// `kind` must have the same kind and build parameters ([`AnnIndex::same_structure`]).
+    pub fn retune(&mut self, kind: AnnIndex) -> Result<(), AnnError> {
+        kind.validate()?;
+        if !self.kind.same_structure(&kind) {
+            return Err(AnnError::InvalidParam {
+                name: "kind",
+                reason: format!("{} does not match the built {}", kind.spec(), self.kind.spec()),
+            });
+        }
+        self.kind = kind;
+        Ok(())
+    }
+
+    /// Bytes held by the index beyond the shared training rows: the search-space copy (raw
+    /// `f32` or projection), the PCA basis and the tree or graph.
+    pub fn memory_bytes(&self) -> usize {
+        let s = self.space.data.len() * 4;
+        let p = self.pca.as_ref().map_or(0, Pca::memory_bytes);
+        let t = match &self.structure {
+            Structure::Exact => 0,
+            Structure::KdTree(t) => t.memory_bytes(),
+            Structure::KdForest(f) => f.iter().map(kdtree::KdTree::memory_bytes).sum(),
+            Structure::KMeans(t) => t.memory_bytes(),
+            Structure::Hnsw(h) => h.memory_bytes(),
+        };
+        s + p + t
+    }
+
+    /// The `k` nearest training rows of every query, in query order: flat row-major
+    /// `(indices, distances)` of `queries.len() * k` entries each. Indices are positions in
+    /// the training [`Subset`]; distances are exact (squared for L2); each query's list is
+    /// sorted by (distance, index). Parallel over queries, deterministic.
+    pub fn search(&self, queries: &Subset, k: usize) -> Result<(Vec<u32>, Vec<u32>), AnnError> {
+        if k == 0 {
+            return Err(AnnError::ZeroK);
+        }
+        let n = self.train.len();
+        if k > n {
+            return Err(AnnError::KTooLarge { k, n_train: n });
+        }
+        if queries.dim() != self.train.dim() {
+            return Err(AnnError::ShapeMismatch {
+                expected: self.train.dim(),
+                found: queries.dim(),
+            });
+        }
+        // PCA: project all queries at once (matrix products), then search each
+        let projected = match (&self.structure, &self.pca) {
+            (Structure::Exact, _) | (_, None) => None,
+            (_, Some(p)) => Some(p.project(queries)),
+        };
+        let sd = self.space.dim;
+        let per_query: Vec<(Vec<u32>, Vec<u32>)> = (0..queries.len())
+            .into_par_iter()
+            .map_init(
+                || Visited::new(n),
+                |vis, qi| {
+                    let q = queries.row(qi);
+                    match (&self.structure, &projected) {
+                        (Structure::Exact, _) => self.exact_one(q, k),
+                        (_, Some(pq)) => {
+                            let cands = self.candidates(&pq[qi * sd..(qi + 1) * sd], k, vis);
+                            self.rerank_one(q, cands, k, vis)
+                        }
+                        (_, None) => {
+                            let qv: Vec<f32> = q.iter().map(|&b| b as f32).collect();
+                            let cands = self.candidates(&qv, k, vis);
+                            self.rerank_one(q, cands, k, vis)
+                        }
+                    }
+                },
+            )
+            .collect();
+        let mut idx = Vec::with_capacity(queries.len() * k);
+        let mut dist = Vec::with_capacity(queries.len() * k);
+        for (i, d) in per_query {
+            idx.extend(i);
+            dist.extend(d);
+        }
+        Ok((idx, dist))
+    }
+
+    fn exact_one(&self, q: &[u8], k: usize) -> (Vec<u32>, Vec<u32>) {
+        let mut best: BinaryHeap<(u32, u32)> = BinaryHeap::with_capacity(k + 1);
+        for (i, r) in self.train.rows().enumerate() {
+            let d = distance_u8(self.metric, q, r);
+            if best.len() < k {
+                best.push((d, i as u32));
+            } else if let Some(&top) = best.peek()
+                && (d, i as u32) < top
+            {
+                best.pop();
+                best.push((d, i as u32));
+            }
+        }
+        let v = best.into_sorted_vec();
+        (v.iter().map(|p| p.1).collect(), v.iter().map(|p| p.0).collect())
+    }
+
+    /// Candidates for the search-space query `qv`.
+    fn candidates(&self, qv: &[f32], k: usize, vis: &mut Visited) -> Vec<u32> {
+        let r = k.max(if self.pca.is_some() { self.rerank } else { 0 });
+        match (&self.structure, self.kind) {
+            (Structure::KdTree(t), AnnIndex::KdTree { eps, .. }) => {
+                t.search_eps(&self.space, self.metric, qv, r, eps)
+            }
+            (Structure::KdForest(f), AnnIndex::KdForest { checks, .. }) => {
+                kdtree::search_forest(f, &self.space, self.metric, qv, r, checks, vis)
+            }
+            (Structure::KMeans(t), AnnIndex::KMeansTree { checks, .. }) => {
+                t.search(&self.space, self.metric, qv, r, checks)
+            }
+            (Structure::Hnsw(h), AnnIndex::Hnsw { ef_search, .. }) => {
+                h.search(&self.space, self.metric, qv, r, ef_search.max(r), vis)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Exact re-scoring of the candidates; tops up with a scan if fewer than `k` came back.
+    fn rerank_one(
+        &self,
+        q: &[u8],
+        mut cands: Vec<u32>,
+        k: usize,
+        vis: &mut Visited,
+    ) -> (Vec<u32>, Vec<u32>) {
+        if cands.len() < k {
+            vis.clear();
+            for &c in &cands {
+                vis.insert(c);
+            }
+            for i in 0..self.train.len() as u32 {
+                if cands.len() >= k {
+                    break;
+                }
+                if vis.insert(i) {
+                    cands.push(i);
+                }
+            }
+        }
+        let mut scored: Vec<(u32, u32)> = cands
+            .iter()
+            .map(|&i| (distance_u8(self.metric, q, self.train.row(i as usize)), i))
+            .collect();
+        scored.sort_unstable();
+        scored.dedup();
+        scored.truncate(k);
+        (scored.iter().map(|p| p.1).collect(), scored.iter().map(|p| p.0).collect())
+    }
+}
+
+/// Mean recall@k of `found` against `exact` (both flat `n_queries x k`, as from
+/// [`BuiltIndex::search`]): the fraction of each query's true `k` nearest that were found.
+///
+/// ```
+/// use imgclass_knn::ann::recall_at;
+/// // query 0 finds both true neighbours, query 1 one of two: (2 + 1) / 4
+/// assert_eq!(recall_at(&[1, 2, 3, 9], &[2, 1, 3, 4], 2), 0.75);
+/// ```
+pub fn recall_at(found: &[u32], exact: &[u32], k: usize) -> f64 {
+    if k == 0 || exact.is_empty() {
+        return 0.0;
+    }
+    let nq = exact.len() / k;
+    let mut hits = 0usize;
+    for q in 0..nq {
+        let e = &exact[q * k..(q + 1) * k];
+        let f = &found[q * k..((q + 1) * k).min(found.len())];
+        hits += f.iter().filter(|x| e.contains(x)).count();
+    }
+    hits as f64 / (nq * k) as f64
+}
