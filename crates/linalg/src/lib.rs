@@ -3,5 +3,24 @@
 //!
 //! linalg knows nothing of images, labels, datasets or files: slices, shapes and strides only
 //! (docs/ARCHITECTURE.md, invariant 1).
+//!
+//! Nearest-neighbour search: [`knn_u8`] (exact, integer) and [`knn_f32`] over [`Rows`] views
+//! (contiguous, or gathered by index so a cross-validation fold is searched without copying
+//! pixels); [`pairwise_u8`] / [`pairwise_f32`] fill a caller's distance matrix. The kernel
+//! ([`KernelKind`]) is chosen once per call from the CPU's features, or forced with
+//! `IMGCLASS_KERNEL=scalar|avx2|avx512`.
 
+mod arch;
+mod distance;
+mod driver;
+mod error;
 pub mod gemm;
+mod kernel;
+mod rows;
+mod topk;
+
+pub use distance::{Metric, pairwise_f32, pairwise_f32_with, pairwise_u8, pairwise_u8_with};
+pub use error::LinalgError;
+pub use kernel::{KERNEL_ENV, KernelKind};
+pub use rows::{Rows, RowsF32, RowsU8};
+pub use topk::{TopK, TopKF32, knn_f32, knn_f32_with, knn_u8, knn_u8_with};

@@ -1,0 +1,105 @@
+//! The portable scalar twin of every distance kernel, and the reference the SIMD kernels are
+//! tested against: plain loops with exact integer (u8 -> u32) or sequential f32 accumulation.
+
+use super::{U8Kernel, check_tile};
+use crate::Metric;
+
+/// Scalar L1 on u8 rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct L1;
+/// Scalar L2 (dot product) on u8 rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct L2;
+
+const QP: usize = 4;
+const TR: usize = 4;
+
+fn pack_rows(rows: &[&[u8]], dim_main: usize, out: &mut [u8]) {
+    out.fill(0);
+    for (q, r) in rows.iter().enumerate().take(QP) {
+        out[q * dim_main..(q + 1) * dim_main].copy_from_slice(&r[..dim_main]);
+    }
+}
+
+/// Sum of |a_i - b_i| in u32.
+#[inline]
+pub(crate) fn l1_u8(a: &[u8], b: &[u8]) -> u32 {
+    a.iter().zip(b).map(|(&x, &y)| u32::from(x.abs_diff(y))).sum()
+}
+
+/// Sum of a_i * b_i in u32 (at most 255^2 * len: exact for len <= 66,052).
+#[inline]
+pub(crate) fn dot_u8(a: &[u8], b: &[u8]) -> u32 {
+    a.iter().zip(b).map(|(&x, &y)| u32::from(x) * u32::from(y)).sum()
+}
+
+impl U8Kernel for L1 {
+    const METRIC: Metric = Metric::L1;
+    const QP: usize = QP;
+    const TR: usize = TR;
+    const STEP: usize = 1;
+    const DOT_BIAS: i32 = 0;
+
+    fn panel_len(dim_main: usize) -> usize {
+        QP * dim_main
+    }
+
+    fn pack(rows: &[&[u8]], dim_main: usize, out: &mut [u8]) {
+        pack_rows(rows, dim_main, out);
+    }
+
+    fn tile(&self, panel: &[u8], dim_main: usize, train: &[&[u8]], out: &mut [i32]) {
+        check_tile::<Self>(panel, dim_main, train, out);
+        for (r, t) in train.iter().enumerate() {
+            for q in 0..QP {
+                let qr = &panel[q * dim_main..(q + 1) * dim_main];
+                out[r * QP + q] = l1_u8(qr, &t[..dim_main]) as i32;
+            }
+        }
+    }
+}
+
+impl U8Kernel for L2 {
+    const METRIC: Metric = Metric::L2;
+    const QP: usize = QP;
+    const TR: usize = TR;
+    const STEP: usize = 1;
+    const DOT_BIAS: i32 = 0;
+
+    fn panel_len(dim_main: usize) -> usize {
+        QP * dim_main
+    }
+
+    fn pack(rows: &[&[u8]], dim_main: usize, out: &mut [u8]) {
+        pack_rows(rows, dim_main, out);
+    }
+
+    fn tile(&self, panel: &[u8], dim_main: usize, train: &[&[u8]], out: &mut [i32]) {
+        check_tile::<Self>(panel, dim_main, train, out);
+        for (r, t) in train.iter().enumerate() {
+            for q in 0..QP {
+                let qr = &panel[q * dim_main..(q + 1) * dim_main];
+                out[r * QP + q] = dot_u8(qr, &t[..dim_main]) as i32;
+            }
+        }
+    }
+}
+
+/// Sequential f32 L1: sum of |a_i - b_i|, left to right.
+pub(crate) fn l1_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    for (&x, &y) in a.iter().zip(b) {
+        s += (x - y).abs();
+    }
+    s
+}
+
+/// Sequential f32 squared L2: sum of (a_i - b_i)^2, left to right.
+pub(crate) fn l2_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut s = 0.0f32;
+    for (&x, &y) in a.iter().zip(b) {
+        let d = x - y;
+        s += d * d;
+    }
+    s
+}

@@ -1,0 +1,71 @@
+//! [`LinalgError`]: why a distance or nearest-neighbour call rejected its input.
+
+/// Why a distance or nearest-neighbour call rejected its input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinalgError {
+    /// A row buffer's length is not `n_rows * dim`.
+    #[error("row buffer has {found} elements, expected {expected} ({n_rows} rows of {dim})")]
+    BufferLen {
+        /// Expected element count.
+        expected: usize,
+        /// Actual element count.
+        found: usize,
+        /// Number of rows.
+        n_rows: usize,
+        /// Elements per row.
+        dim: usize,
+    },
+    /// Queries and training rows have different dimensions.
+    #[error("dimension mismatch: training rows have {expected} elements, queries have {found}")]
+    ShapeMismatch {
+        /// Training row dimension.
+        expected: usize,
+        /// Query row dimension.
+        found: usize,
+    },
+    /// A gathered row index is out of range.
+    #[error("row index {index} is out of range for {len} rows")]
+    IndexOutOfRange {
+        /// The offending index.
+        index: usize,
+        /// Number of rows in the buffer.
+        len: usize,
+    },
+    /// An output buffer has the wrong length.
+    #[error("output buffer has {found} elements, expected {expected}")]
+    OutputLen {
+        /// Expected element count.
+        expected: usize,
+        /// Actual element count.
+        found: usize,
+    },
+    /// `k` is zero.
+    #[error("k must be at least 1")]
+    ZeroK,
+    /// `k` exceeds the number of training rows.
+    #[error("k = {k} exceeds the {n_train} training rows")]
+    KTooLarge {
+        /// Requested neighbours.
+        k: usize,
+        /// Training rows available.
+        n_train: usize,
+    },
+    /// More training rows than a `u32` index can name.
+    #[error("{n_train} training rows exceed the u32 index range")]
+    TooManyRows {
+        /// Training rows given.
+        n_train: usize,
+    },
+    /// `IMGCLASS_KERNEL` names no known kernel.
+    #[error("unknown kernel {name:?} (expected scalar, avx2 or avx512)")]
+    UnknownKernel {
+        /// The value given.
+        name: String,
+    },
+    /// The requested kernel needs CPU features this machine lacks.
+    #[error("kernel {name} is not available on this cpu")]
+    KernelUnavailable {
+        /// The kernel's name.
+        name: &'static str,
+    },
+}

@@ -1,0 +1,109 @@
+//! [`Rows`]: a read-only view of equal-length rows, either contiguous or gathered by index,
+//! so a cross-validation fold is searched without copying its pixels.
+
+use crate::LinalgError;
+
+/// A view of `len()` rows of `dim()` elements each over a flat buffer: either every row in
+/// order ([`Rows::new`]) or the rows named by an index list ([`Rows::gather`]).
+///
+/// ```
+/// use imgclass_linalg::Rows;
+/// let data = [1u8, 2, 3, 4, 5, 6];
+/// let all = Rows::new(&data, 3, 2)?;
+/// assert_eq!(all.row(2), &[5, 6]);
+/// let some = Rows::gather(&data, 2, &[2, 0])?;
+/// assert_eq!(some.len(), 2);
+/// assert_eq!(some.row(0), &[5, 6]);
+/// # Ok::<(), imgclass_linalg::LinalgError>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a, T> {
+    data: &'a [T],
+    dim: usize,
+    len: usize,
+    index: Option<&'a [usize]>,
+}
+
+/// Rows of raw `u8` pixels.
+pub type RowsU8<'a> = Rows<'a, u8>;
+/// Rows of `f32` features.
+pub type RowsF32<'a> = Rows<'a, f32>;
+
+impl<'a, T> Rows<'a, T> {
+    /// All `n_rows` rows of `data`, which must hold exactly `n_rows * dim` elements.
+    pub fn new(data: &'a [T], n_rows: usize, dim: usize) -> Result<Self, LinalgError> {
+        let expected = n_rows.checked_mul(dim).ok_or(LinalgError::BufferLen {
+            expected: usize::MAX,
+            found: data.len(),
+            n_rows,
+            dim,
+        })?;
+        if data.len() != expected {
+            return Err(LinalgError::BufferLen { expected, found: data.len(), n_rows, dim });
+        }
+        Ok(Self { data, dim, len: n_rows, index: None })
+    }
+
+    /// The rows of `data` (rows of `dim` elements) named by `index`, in that order (repeats
+    /// allowed). Every index must be below `data.len() / dim` (any index is accepted when
+    /// `dim == 0`).
+    pub fn gather(data: &'a [T], dim: usize, index: &'a [usize]) -> Result<Self, LinalgError> {
+        if dim > 0 {
+            let n_rows = data.len() / dim;
+            if data.len() != n_rows * dim {
+                return Err(LinalgError::BufferLen {
+                    expected: n_rows * dim,
+                    found: data.len(),
+                    n_rows,
+                    dim,
+                });
+            }
+            if let Some(&i) = index.iter().find(|&&i| i >= n_rows) {
+                return Err(LinalgError::IndexOutOfRange { index: i, len: n_rows });
+            }
+        }
+        Ok(Self { data, dim, len: index.len(), index: Some(index) })
+    }
+
+    /// Number of rows in the view.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the view has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Elements per row.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Row `i` of the view. Panics if `i >= len()`, like slice indexing.
+    #[inline]
+    pub fn row(&self, i: usize) -> &'a [T] {
+        let r = match self.index {
+            Some(ix) => ix[i],
+            None => {
+                assert!(i < self.len, "row {i} out of range for {} rows", self.len);
+                i
+            }
+        };
+        &self.data[r * self.dim..(r + 1) * self.dim]
+    }
+
+    /// A view of rows `start..end` of this view (panics if out of range, like slicing).
+    pub fn slice(&self, start: usize, end: usize) -> Self {
+        assert!(start <= end && end <= self.len, "row range {start}..{end} out of 0..{}", self.len);
+        match self.index {
+            Some(ix) => Self { index: Some(&ix[start..end]), len: end - start, ..*self },
+            None => Self {
+                data: &self.data[start * self.dim..end * self.dim],
+                len: end - start,
+                index: None,
+                dim: self.dim,
+            },
+        }
+    }
+}

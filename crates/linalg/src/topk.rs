@@ -1,0 +1,227 @@
+//! Streaming exact k-nearest-neighbour search: each query keeps a bounded max-heap of its `k`
+//! best `(distance, training index)` pairs while the training rows stream past, so the full
+//! distance matrix is never materialised.
+//!
+//! Order: neighbours sort by (distance, training index), ascending. Training rows reach each
+//! query in increasing index order, so a row enters the heap only when its distance is
+//! strictly below the current k-th distance; an equal distance with a larger index never
+//! displaces an earlier row.
+//!
+//! ```
+//! use imgclass_linalg::{Metric, Rows, knn_u8};
+//! // training rows (1-D): 10, 0, 7, 3, 7; query 6
+//! let train = [10u8, 0, 7, 3, 7];
+//! let query = [6u8];
+//! let top = knn_u8(Rows::new(&query, 1, 1)?, Rows::new(&train, 5, 1)?, 3, Metric::L1)?;
+//! // |6-7| = 1 (rows 2 and 4, tie broken by index), then |6-3| = 3 (row 3)
+//! assert_eq!(top.indices, vec![2, 4, 3]);
+//! assert_eq!(top.distances, vec![1, 1, 3]);
+//! # Ok::<(), imgclass_linalg::LinalgError>(())
+//! ```
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use rayon::prelude::*;
+
+use crate::arch::U8Kernel;
+use crate::distance::{F32_BLOCK, check_dims, f32_chunk, f32_distance, with_u8_kernel};
+use crate::driver::{block_queries, block_u8, norms};
+use crate::{KernelKind, LinalgError, Metric, RowsF32, RowsU8};
+
+/// The `k` nearest training rows of each query, row-major: entries `q * k .. (q + 1) * k`
+/// belong to query `q`, sorted by (distance, training index).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopK {
+    /// Neighbours per query.
+    pub k: usize,
+    /// Training row indices (positions in the training view), `n_queries * k`.
+    pub indices: Vec<u32>,
+    /// Exact distances (L1 or squared L2), `n_queries * k`.
+    pub distances: Vec<u32>,
+}
+
+/// [`TopK`] for f32 rows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TopKF32 {
+    /// Neighbours per query.
+    pub k: usize,
+    /// Training row indices, `n_queries * k`.
+    pub indices: Vec<u32>,
+    /// Distances, `n_queries * k`.
+    pub distances: Vec<f32>,
+}
+
+impl TopK {
+    /// Number of queries.
+    pub fn n_queries(&self) -> usize {
+        self.indices.len().checked_div(self.k).unwrap_or(0)
+    }
+
+    /// The neighbours of query `q` (indices, distances).
+    pub fn query(&self, q: usize) -> (&[u32], &[u32]) {
+        let r = q * self.k..(q + 1) * self.k;
+        (&self.indices[r.clone()], &self.distances[r])
+    }
+}
+
+fn check_k(k: usize, n_train: usize) -> Result<(), LinalgError> {
+    if k == 0 {
+        return Err(LinalgError::ZeroK);
+    }
+    if k > n_train {
+        return Err(LinalgError::KTooLarge { k, n_train });
+    }
+    if u32::try_from(n_train).is_err() {
+        return Err(LinalgError::TooManyRows { n_train });
+    }
+    Ok(())
+}
+
+/// The `k` nearest rows of `train` for every row of `queries` under `metric`, with the kernel
+/// chosen by [`KernelKind::detect`]. Errors: `k == 0`, `k > train.len()`, differing dimensions.
+pub fn knn_u8(
+    queries: RowsU8<'_>,
+    train: RowsU8<'_>,
+    k: usize,
+    metric: Metric,
+) -> Result<TopK, LinalgError> {
+    knn_u8_with(KernelKind::detect()?, queries, train, k, metric)
+}
+
+/// [`knn_u8`] with an explicit kernel (an error if this CPU cannot run it).
+pub fn knn_u8_with(
+    kernel: KernelKind,
+    queries: RowsU8<'_>,
+    train: RowsU8<'_>,
+    k: usize,
+    metric: Metric,
+) -> Result<TopK, LinalgError> {
+    check_dims(&queries, &train)?;
+    check_k(k, train.len())?;
+    tracing::debug!(
+        kernel = kernel.name(),
+        %metric,
+        n_queries = queries.len(),
+        n_train = train.len(),
+        dim = train.dim(),
+        k,
+        "knn_u8"
+    );
+    with_u8_kernel!(kernel, metric, |kern| knn_impl(kern, queries, train, k))
+}
+
+fn knn_impl<K: U8Kernel>(kern: K, queries: RowsU8<'_>, train: RowsU8<'_>, k: usize) -> TopK {
+    let nq = queries.len();
+    let mut indices = vec![0u32; nq * k];
+    let mut distances = vec![0u32; nq * k];
+    if nq == 0 {
+        return TopK { k, indices, distances };
+    }
+    let tn = if K::METRIC == Metric::L2 { norms(train) } else { Vec::new() };
+    let bq = block_queries::<K>(nq);
+    indices.par_chunks_mut(bq * k).zip(distances.par_chunks_mut(bq * k)).enumerate().for_each(
+        |(b, (ich, dch))| {
+            let q0 = b * bq;
+            let block = queries.slice(q0, (q0 + bq).min(nq));
+            let mut heaps: Vec<BinaryHeap<(u32, u32)>> =
+                (0..block.len()).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
+            let mut thr = vec![u32::MAX; block.len()];
+            block_u8(kern, block, train, &tn, |q, t, d| {
+                if d < thr[q] {
+                    let h = &mut heaps[q];
+                    h.push((d, t as u32));
+                    if h.len() > k {
+                        h.pop();
+                    }
+                    if h.len() == k {
+                        thr[q] = h.peek().map_or(u32::MAX, |top| top.0);
+                    }
+                }
+            });
+            for (q, h) in heaps.into_iter().enumerate() {
+                for (j, (d, t)) in h.into_sorted_vec().into_iter().enumerate() {
+                    ich[q * k + j] = t;
+                    dch[q * k + j] = d;
+                }
+            }
+        },
+    );
+    TopK { k, indices, distances }
+}
+
+/// An f32 distance ordered by `total_cmp`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Key(f32);
+impl Eq for Key {}
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// The `k` nearest rows of `train` for every row of `queries` on f32 rows, with the kernel
+/// chosen by [`KernelKind::detect`]. Distances compare with `f32::total_cmp`; inputs should
+/// be finite (NaN rows get an unspecified but deterministic rank, never a panic).
+pub fn knn_f32(
+    queries: RowsF32<'_>,
+    train: RowsF32<'_>,
+    k: usize,
+    metric: Metric,
+) -> Result<TopKF32, LinalgError> {
+    knn_f32_with(KernelKind::detect()?, queries, train, k, metric)
+}
+
+/// [`knn_f32`] with an explicit kernel.
+pub fn knn_f32_with(
+    kernel: KernelKind,
+    queries: RowsF32<'_>,
+    train: RowsF32<'_>,
+    k: usize,
+    metric: Metric,
+) -> Result<TopKF32, LinalgError> {
+    check_dims(&queries, &train)?;
+    check_k(k, train.len())?;
+    let dist = f32_distance(kernel, metric)?;
+    let nq = queries.len();
+    let n_train = train.len();
+    let mut indices = vec![0u32; nq * k];
+    let mut distances = vec![0f32; nq * k];
+    let tc = f32_chunk(train.dim());
+    indices
+        .par_chunks_mut(F32_BLOCK * k)
+        .zip(distances.par_chunks_mut(F32_BLOCK * k))
+        .enumerate()
+        .for_each(|(b, (ich, dch))| {
+            let q0 = b * F32_BLOCK;
+            let n = ich.len() / k;
+            let mut heaps: Vec<BinaryHeap<(Key, u32)>> =
+                (0..n).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
+            for c0 in (0..n_train).step_by(tc) {
+                for (ql, h) in heaps.iter_mut().enumerate() {
+                    let qr = queries.row(q0 + ql);
+                    for t in c0..(c0 + tc).min(n_train) {
+                        let key = (Key(dist(qr, train.row(t))), t as u32);
+                        if h.len() < k {
+                            h.push(key);
+                        } else if h.peek().is_some_and(|top| key < *top) {
+                            h.pop();
+                            h.push(key);
+                        }
+                    }
+                }
+            }
+            for (q, h) in heaps.into_iter().enumerate() {
+                for (j, (d, t)) in h.into_sorted_vec().into_iter().enumerate() {
+                    ich[q * k + j] = t;
+                    dch[q * k + j] = d.0;
+                }
+            }
+        });
+    Ok(TopKF32 { k, indices, distances })
+}

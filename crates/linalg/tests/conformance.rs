@@ -1,0 +1,242 @@
+//! Conformance of the distance kernels: every available kernel equals the scalar twin
+//! exactly on u8 (random, all-0 / all-255 / alternating rows, every tail length), f32 kernels
+//! agree within a stated tolerance, and top-k equals the lecture's naive loop (sort all
+//! distances by (distance, index)) on data full of exact ties.
+
+use imgclass_linalg::{
+    KERNEL_ENV, KernelKind, LinalgError, Metric, Rows, knn_f32_with, knn_u8, knn_u8_with,
+    pairwise_f32_with, pairwise_u8_with,
+};
+use imgclass_testkit::random::{
+    NaiveMetric, adversarial_u8_rows, f32_rows, naive_distance_f32, naive_knn, naive_pairwise_u8,
+    u8_rows,
+};
+
+const DIMS: [usize; 9] = [0, 1, 7, 8, 9, 63, 64, 65, 3072];
+
+fn naive(m: Metric) -> NaiveMetric {
+    match m {
+        Metric::L1 => NaiveMetric::L1,
+        Metric::L2 => NaiveMetric::L2,
+    }
+}
+
+/// Queries mixing adversarial and random rows, training rows likewise, for one dimension.
+fn data(dim: usize, nq: usize, nt: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut q = adversarial_u8_rows(seed, nq / 2, dim);
+    q.extend(u8_rows(seed + 1, nq - nq / 2, dim, 255));
+    let mut t = u8_rows(seed + 2, nt - nt / 2, dim, 255);
+    t.extend(adversarial_u8_rows(seed + 3, nt / 2, dim));
+    (q, t)
+}
+
+#[test]
+fn every_u8_kernel_equals_scalar_and_naive_at_every_tail_length() {
+    for dim in DIMS {
+        // 70 queries cross the 64- and 32-query panels; 13 training rows leave a partial tile
+        let (nq, nt) = if dim == 3072 { (70, 13) } else { (70, 13) };
+        let (q, t) = data(dim, nq, nt, dim as u64);
+        let qr = Rows::new(&q, nq, dim).unwrap();
+        let tr = Rows::new(&t, nt, dim).unwrap();
+        for metric in [Metric::L1, Metric::L2] {
+            let expect: Vec<u32> = naive_pairwise_u8(&q, nq, &t, nt, dim, naive(metric))
+                .into_iter()
+                .map(|d| u32::try_from(d).unwrap())
+                .collect();
+            let mut scalar = vec![0u32; nq * nt];
+            pairwise_u8_with(KernelKind::Scalar, qr, tr, metric, &mut scalar).unwrap();
+            assert_eq!(scalar, expect, "scalar vs naive, dim {dim}, {metric}");
+            for kernel in KernelKind::available() {
+                let mut got = vec![u32::MAX; nq * nt];
+                pairwise_u8_with(kernel, qr, tr, metric, &mut got).unwrap();
+                assert_eq!(got, scalar, "{kernel} vs scalar, dim {dim}, {metric}");
+            }
+        }
+    }
+}
+
+#[test]
+fn extreme_rows_reach_the_largest_distances_exactly() {
+    let dim = 3072;
+    let zeros = vec![0u8; dim];
+    let full = vec![255u8; dim];
+    let mut t = zeros.clone();
+    t.extend(&full);
+    for kernel in KernelKind::available() {
+        let mut out = [0u32; 4];
+        let mut q = full.clone();
+        q.extend(&zeros);
+        let (qr, tr) = (Rows::new(&q, 2, dim).unwrap(), Rows::new(&t, 2, dim).unwrap());
+        pairwise_u8_with(kernel, qr, tr, Metric::L2, &mut out).unwrap();
+        // 3,072 * 255^2 = 199,756,800 (the issue text says 199,749,600: an arithmetic slip)
+        assert_eq!(out, [199_756_800, 0, 0, 199_756_800], "{kernel}");
+        pairwise_u8_with(kernel, qr, tr, Metric::L1, &mut out).unwrap();
+        assert_eq!(out, [783_360, 0, 0, 783_360], "{kernel}");
+    }
+}
+
+#[test]
+fn chunked_and_gathered_training_rows_match_scalar() {
+    // 300 training rows of 3072 bytes span several L2 chunks; gathered in a shuffled order
+    let (dim, nq, nt) = (3072, 40, 300);
+    let (q, t) = data(dim, nq, nt, 99);
+    let order: Vec<usize> = (0..nt).map(|i| (i * 7919) % nt).collect();
+    let qr = Rows::new(&q, nq, dim).unwrap();
+    let gathered = Rows::gather(&t, dim, &order).unwrap();
+    let copied: Vec<u8> = order.iter().flat_map(|&i| t[i * dim..(i + 1) * dim].to_vec()).collect();
+    let contiguous = Rows::new(&copied, nt, dim).unwrap();
+    for metric in [Metric::L1, Metric::L2] {
+        let mut scalar = vec![0u32; nq * nt];
+        pairwise_u8_with(KernelKind::Scalar, qr, contiguous, metric, &mut scalar).unwrap();
+        let (ei, ed) = naive_knn(&scalar, nq, nt, 10);
+        for kernel in KernelKind::available() {
+            let mut got = vec![0u32; nq * nt];
+            pairwise_u8_with(kernel, qr, gathered, metric, &mut got).unwrap();
+            assert_eq!(got, scalar, "{kernel} {metric}");
+            let top = knn_u8_with(kernel, qr, gathered, 10, metric).unwrap();
+            assert_eq!(top.indices, ei, "{kernel} {metric}");
+            assert_eq!(top.distances, ed, "{kernel} {metric}");
+        }
+    }
+}
+
+#[test]
+fn top_k_equals_the_naive_loop_on_data_full_of_ties() {
+    // values in 0..3 over 5 dims: only a few distinct distances, so most neighbours tie
+    let (dim, nq, nt) = (5, 150, 400);
+    let q = u8_rows(7, nq, dim, 2);
+    let t = u8_rows(8, nt, dim, 2);
+    let qr = Rows::new(&q, nq, dim).unwrap();
+    let tr = Rows::new(&t, nt, dim).unwrap();
+    for metric in [Metric::L1, Metric::L2] {
+        let dists: Vec<u64> = naive_pairwise_u8(&q, nq, &t, nt, dim, naive(metric));
+        for k in [1, 2, 7, 100, nt] {
+            let (ei, ed) = naive_knn(&dists, nq, nt, k);
+            let ed: Vec<u32> = ed.into_iter().map(|d| d as u32).collect();
+            for kernel in KernelKind::available() {
+                let top = knn_u8_with(kernel, qr, tr, k, metric).unwrap();
+                assert_eq!(top.k, k);
+                assert_eq!(top.indices, ei, "{kernel} {metric} k={k}");
+                assert_eq!(top.distances, ed, "{kernel} {metric} k={k}");
+            }
+        }
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let (dim, nq, nt) = (65, 300, 500);
+    let q = u8_rows(1, nq, dim, 3);
+    let t = u8_rows(2, nt, dim, 3);
+    let (qr, tr) = (Rows::new(&q, nq, dim).unwrap(), Rows::new(&t, nt, dim).unwrap());
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| knn_u8(qr, tr, 5, Metric::L2).unwrap())
+    };
+    assert_eq!(run(1), run(3));
+}
+
+#[test]
+fn f32_kernels_agree_within_tolerance() {
+    // tolerance: |got - exact| <= 1e-5 * Σ|terms| + 1e-6, far above dim * 2^-24 * Σ|terms|
+    for dim in DIMS {
+        let (nq, nt) = (9, 11);
+        let q = f32_rows(dim as u64, nq, dim);
+        let t = f32_rows(dim as u64 + 1, nt, dim);
+        let (qr, tr) = (Rows::new(&q, nq, dim).unwrap(), Rows::new(&t, nt, dim).unwrap());
+        for metric in [Metric::L1, Metric::L2] {
+            for kernel in KernelKind::available() {
+                let mut got = vec![0f32; nq * nt];
+                pairwise_f32_with(kernel, qr, tr, metric, &mut got).unwrap();
+                for i in 0..nq {
+                    for j in 0..nt {
+                        let a = &q[i * dim..(i + 1) * dim];
+                        let b = &t[j * dim..(j + 1) * dim];
+                        let exact = naive_distance_f32(a, b, naive(metric));
+                        let err = (f64::from(got[i * nt + j]) - exact).abs();
+                        assert!(err <= 1e-5 * exact + 1e-6, "{kernel} {metric} dim {dim}: {err}");
+                    }
+                }
+                // top-k ranks by this kernel's own distances, ties by index
+                let top = knn_f32_with(kernel, qr, tr, 4, metric).unwrap();
+                let (ei, ed) = naive_knn(&got, nq, nt, 4);
+                assert_eq!(top.indices, ei, "{kernel} {metric} dim {dim}");
+                assert_eq!(top.distances, ed, "{kernel} {metric} dim {dim}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_input_gives_typed_errors() {
+    let q = [0u8; 6];
+    let t = [0u8; 8];
+    let q3 = Rows::new(&q, 2, 3).unwrap();
+    let t4 = Rows::new(&t, 2, 4).unwrap();
+    let t2 = Rows::new(&t, 4, 2).unwrap();
+    let q2 = Rows::new(&q, 3, 2).unwrap();
+    assert_eq!(
+        Rows::new(&q, 4, 2).unwrap_err(),
+        LinalgError::BufferLen { expected: 8, found: 6, n_rows: 4, dim: 2 }
+    );
+    assert_eq!(
+        Rows::gather(&t, 2, &[0, 4]).unwrap_err(),
+        LinalgError::IndexOutOfRange { index: 4, len: 4 }
+    );
+    assert_eq!(
+        knn_u8(q3, t4, 1, Metric::L1).unwrap_err(),
+        LinalgError::ShapeMismatch { expected: 4, found: 3 }
+    );
+    assert_eq!(knn_u8(q2, t2, 0, Metric::L1).unwrap_err(), LinalgError::ZeroK);
+    assert_eq!(
+        knn_u8(q2, t2, 5, Metric::L2).unwrap_err(),
+        LinalgError::KTooLarge { k: 5, n_train: 4 }
+    );
+    let mut out = [0u32; 5];
+    assert_eq!(
+        pairwise_u8_with(KernelKind::Scalar, q2, t2, Metric::L1, &mut out).unwrap_err(),
+        LinalgError::OutputLen { expected: 12, found: 5 }
+    );
+}
+
+/// Run by `kernels_forced_through_the_environment` in a child process with `IMGCLASS_KERNEL`
+/// set; on its own (no variable) it checks the default kernel the same way.
+#[test]
+fn env_forced_kernel_probe() {
+    let forced = std::env::var(KERNEL_ENV).ok();
+    let kind = KernelKind::detect().unwrap();
+    if let Some(name) = &forced {
+        assert_eq!(kind.name(), name.as_str());
+    }
+    let (dim, nq, nt) = (67, 70, 50);
+    let (q, t) = data(dim, nq, nt, 5);
+    let (qr, tr) = (Rows::new(&q, nq, dim).unwrap(), Rows::new(&t, nt, dim).unwrap());
+    for metric in [Metric::L1, Metric::L2] {
+        let dists = naive_pairwise_u8(&q, nq, &t, nt, dim, naive(metric));
+        let (ei, _) = naive_knn(&dists, nq, nt, 3);
+        let top = knn_u8(qr, tr, 3, metric).unwrap();
+        assert_eq!(top.indices, ei, "{kind} {metric}");
+    }
+}
+
+#[test]
+fn kernels_forced_through_the_environment() {
+    let exe = std::env::current_exe().unwrap();
+    for kernel in KernelKind::available() {
+        let status = std::process::Command::new(&exe)
+            .args(["env_forced_kernel_probe", "--exact", "--test-threads=1"])
+            .env(KERNEL_ENV, kernel.name())
+            .status()
+            .unwrap();
+        assert!(status.success(), "forced {kernel} failed");
+    }
+    // an unknown name is an error, not a silent fallback
+    let status = std::process::Command::new(&exe)
+        .args(["env_forced_kernel_probe", "--exact", "--test-threads=1"])
+        .env(KERNEL_ENV, "sse9")
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success());
+}
