@@ -129,7 +129,8 @@ impl Autotune {
         SplitMix64::new(self.seed).shuffle(&mut order);
         let pick = |r: std::ops::Range<usize>| train.select(&order[r]);
         let sample = pick(0..self.sample).map_err(|_| AnnError::EmptyTrain)?;
-        let tune_q = pick(self.sample..self.sample + self.queries).map_err(|_| AnnError::EmptyTrain)?;
+        let tune_q =
+            pick(self.sample..self.sample + self.queries).map_err(|_| AnnError::EmptyTrain)?;
         let held_q = pick(self.sample + self.queries..need).map_err(|_| AnnError::EmptyTrain)?;
         let exact = AnnIndex::Exact.build(&sample, self.metric, None, self.seed)?;
         let (truth, _) = exact.search(&tune_q, 1)?;
@@ -139,8 +140,12 @@ impl Autotune {
         let mut built: Vec<BuiltIndex> = Vec::new();
         for (base, params) in &self.candidates {
             let t = Instant::now();
-            let mut ix = base_with(*base, params.first().copied().unwrap_or(1))
-                .build(&sample, self.metric, self.pca, self.seed)?;
+            let mut ix = base_with(*base, params.first().copied().unwrap_or(1)).build(
+                &sample,
+                self.metric,
+                self.pca,
+                self.seed,
+            )?;
             let build_secs = t.elapsed().as_secs_f64();
             for &p in params {
                 ix.retune(base_with(*base, p))?;
@@ -185,10 +190,9 @@ impl Autotune {
             reason: "no candidates to try".into(),
         })?;
         let chosen = trials[chosen_pos].index;
-        let mut ix = built
-            .into_iter()
-            .find(|b| b.kind().same_structure(&chosen))
-            .ok_or(AnnError::InvalidParam { name: "candidates", reason: "lost the chosen".into() })?;
+        let mut ix = built.into_iter().find(|b| b.kind().same_structure(&chosen)).ok_or(
+            AnnError::InvalidParam { name: "candidates", reason: "lost the chosen".into() },
+        )?;
         ix.retune(chosen)?;
         let (truth_h, _) = exact.search(&held_q, 1)?;
         let (found_h, _) = ix.search(&held_q, 1)?;

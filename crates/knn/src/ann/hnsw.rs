@@ -86,7 +86,10 @@ impl Hnsw {
                         let base = space.row(e);
                         let mut cands: Vec<Cand> = list
                             .iter()
-                            .map(|&c| Cand { d: dist_f32(metric, base, space.row(c as usize)), i: c })
+                            .map(|&c| Cand {
+                                d: dist_f32(metric, base, space.row(c as usize)),
+                                i: c,
+                            })
                             .collect();
                         cands.sort_unstable();
                         list = select_heuristic(space, metric, &cands, cap);
@@ -120,7 +123,8 @@ impl Hnsw {
     ) -> Vec<Vec<u32>> {
         let qv = space.row(q);
         let mut out = vec![Vec::new(); level + 1];
-        let mut ep = vec![Cand { d: dist_f32(metric, qv, space.row(self.entry as usize)), i: self.entry }];
+        let mut ep =
+            vec![Cand { d: dist_f32(metric, qv, space.row(self.entry as usize)), i: self.entry }];
         for l in (level + 1..=self.max_level).rev() {
             ep = vec![self.greedy(space, metric, qv, ep[0], l)];
         }
@@ -203,7 +207,8 @@ impl Hnsw {
         ef: usize,
         vis: &mut Visited,
     ) -> Vec<u32> {
-        let mut cur = Cand { d: dist_f32(metric, q, space.row(self.entry as usize)), i: self.entry };
+        let mut cur =
+            Cand { d: dist_f32(metric, q, space.row(self.entry as usize)), i: self.entry };
         for l in (1..=self.max_level).rev() {
             cur = self.greedy(space, metric, q, cur, l);
         }

@@ -59,9 +59,7 @@ impl KdTree {
             let slice = &mut t.perm[lo..hi];
             let mid = slice.len() / 2;
             slice.select_nth_unstable_by(mid, |&x, &y| {
-                space.row(x as usize)[d]
-                    .total_cmp(&space.row(y as usize)[d])
-                    .then(x.cmp(&y))
+                space.row(x as usize)[d].total_cmp(&space.row(y as usize)[d]).then(x.cmp(&y))
             });
             let cut = space.row(slice[mid] as usize)[d];
             let left = t.push_node(LEAF, 0.0, lo as u32, (lo + mid) as u32);
@@ -256,8 +254,11 @@ pub(crate) fn search_forest(
                 break;
             }
             let diff = q[d as usize] - tree.cut[node];
-            let (near, far) =
-                if diff < 0.0 { (tree.a[node], tree.b[node]) } else { (tree.b[node], tree.a[node]) };
+            let (near, far) = if diff < 0.0 {
+                (tree.a[node], tree.b[node])
+            } else {
+                (tree.b[node], tree.a[node])
+            };
             let bound = rd + coord_term(metric, diff);
             if bound <= top.worst() {
                 queue.push(Reverse((OrdF32(bound), t, far)));

@@ -217,8 +217,10 @@ fn kmeans(
     let sample: Vec<u32> = (0..sample_len).map(|t| pts[t * pts.len() / sample_len]).collect();
     let mut centers: Vec<Vec<f32>> = Vec::with_capacity(k);
     centers.push(space.row(sample[g.below(sample.len() as u64) as usize] as usize).to_vec());
-    let mut dmin: Vec<f64> =
-        sample.iter().map(|&p| dist_f32(metric, space.row(p as usize), &centers[0]) as f64).collect();
+    let mut dmin: Vec<f64> = sample
+        .iter()
+        .map(|&p| dist_f32(metric, space.row(p as usize), &centers[0]) as f64)
+        .collect();
     while centers.len() < k {
         let total: f64 = dmin.iter().sum();
         if total <= 0.0 {

@@ -317,7 +317,11 @@ impl AnnIndex {
                 Structure::Hnsw(hnsw::Hnsw::build(&space, metric, m, ef_construction, seed))
             }
         };
-        tracing::debug!(kind = self.name(), secs = t.elapsed().as_secs_f64(), "ann structure built");
+        tracing::debug!(
+            kind = self.name(),
+            secs = t.elapsed().as_secs_f64(),
+            "ann structure built"
+        );
         let rerank = if pca.is_some() { DEFAULT_RERANK } else { 0 };
         Ok(BuiltIndex {
             kind: *self,

@@ -113,7 +113,9 @@ impl Pca {
         let d = mean.len();
         let p = variances.len();
         if d == 0 || p == 0 || components.len() != p * d {
-            return Err(AnnError::Corrupt { reason: "pca sections have inconsistent sizes".into() });
+            return Err(AnnError::Corrupt {
+                reason: "pca sections have inconsistent sizes".into(),
+            });
         }
         if components.iter().chain(&mean).any(|v| !v.is_finite()) {
             return Err(AnnError::Corrupt { reason: "pca sections hold non-finite values".into() });

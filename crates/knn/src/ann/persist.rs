@@ -184,7 +184,9 @@ impl BuiltIndex {
             return Err(AnnError::Truncated { expected: 16, found });
         }
         if &bytes[..8] != MAGIC {
-            return Err(AnnError::Corrupt { reason: "bad magic (not an imgclass ann index)".into() });
+            return Err(AnnError::Corrupt {
+                reason: "bad magic (not an imgclass ann index)".into(),
+            });
         }
         let hlen = u64::from_le_bytes(le8(&bytes[8..16]));
         let hend = 16u64.saturating_add(hlen);
@@ -218,7 +220,9 @@ impl BuiltIndex {
             return Err(AnnError::ChecksumMismatch { stored, computed });
         }
         if header.version != VERSION {
-            return Err(AnnError::Corrupt { reason: format!("unknown version {}", header.version) });
+            return Err(AnnError::Corrupt {
+                reason: format!("unknown version {}", header.version),
+            });
         }
         header.kind.validate()?;
         if train.len() != header.n_train || train.dim() != header.dim {
@@ -229,7 +233,10 @@ impl BuiltIndex {
         }
         let found_sum = data_checksum(train);
         if found_sum != header.data_checksum {
-            return Err(AnnError::DataMismatch { expected: header.data_checksum, found: found_sum });
+            return Err(AnnError::DataMismatch {
+                expected: header.data_checksum,
+                found: found_sum,
+            });
         }
         // split the sections
         let mut arrays: Vec<(String, Array)> = Vec::new();
@@ -379,9 +386,11 @@ struct Sections(Vec<(String, Array)>);
 
 impl Sections {
     fn take(&mut self, name: &str) -> Result<Array, AnnError> {
-        let i = self.0.iter().position(|(n, _)| n == name).ok_or_else(|| AnnError::Corrupt {
-            reason: format!("missing section {name}"),
-        })?;
+        let i = self
+            .0
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| AnnError::Corrupt { reason: format!("missing section {name}") })?;
         Ok(self.0.swap_remove(i).1)
     }
     fn wrong(name: &str) -> AnnError {
