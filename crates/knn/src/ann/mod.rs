@@ -410,6 +410,9 @@ pub enum AnnError {
         /// What is wrong.
         reason: String,
     },
+    /// The exact-search kernels failed.
+    #[error("exact search failed: {0}")]
+    Linalg(#[from] imgclass_linalg::LinalgError),
     /// The training rows given at load time are not the ones the index was built on.
     #[error("training data checksum {found:#018x} does not match the index's {expected:#018x}")]
     DataMismatch {
@@ -653,6 +656,9 @@ impl BuiltIndex {
                 found: queries.dim(),
             });
         }
+        if let Structure::Exact = self.structure {
+            return self.exact(queries, k);
+        }
         // PCA: project all queries at once (matrix products), then search each
         let projected = match (&self.structure, &self.pca) {
             (Structure::Exact, _) | (_, None) => None,
@@ -665,13 +671,12 @@ impl BuiltIndex {
                 || Visited::new(n),
                 |vis, qi| {
                     let q = queries.row(qi);
-                    match (&self.structure, &projected) {
-                        (Structure::Exact, _) => self.exact_one(q, k),
-                        (_, Some(pq)) => {
+                    match &projected {
+                        Some(pq) => {
                             let cands = self.candidates(&pq[qi * sd..(qi + 1) * sd], k, vis);
                             self.rerank_one(q, cands, k, vis)
                         }
-                        (_, None) => {
+                        None => {
                             let qv: Vec<f32> = q.iter().map(|&b| b as f32).collect();
                             let cands = self.candidates(&qv, k, vis);
                             self.rerank_one(q, cands, k, vis)
@@ -689,21 +694,21 @@ impl BuiltIndex {
         Ok((idx, dist))
     }
 
-    fn exact_one(&self, q: &[u8], k: usize) -> (Vec<u32>, Vec<u32>) {
-        let mut best: BinaryHeap<(u32, u32)> = BinaryHeap::with_capacity(k + 1);
-        for (i, r) in self.train.rows().enumerate() {
-            let d = distance_u8(self.metric, q, r);
-            if best.len() < k {
-                best.push((d, i as u32));
-            } else if let Some(&top) = best.peek()
-                && (d, i as u32) < top
-            {
-                best.pop();
-                best.push((d, i as u32));
-            }
-        }
-        let v = best.into_sorted_vec();
-        (v.iter().map(|p| p.1).collect(), v.iter().map(|p| p.0).collect())
+    /// Exact search with imgclass-linalg's batch kernels (integer accumulation, SIMD).
+    fn exact(&self, queries: &Subset, k: usize) -> Result<(Vec<u32>, Vec<u32>), AnnError> {
+        let dim = self.train.dim();
+        let q = imgclass_linalg::RowsU8::gather(queries.dataset().pixels(), dim, queries.indices())?;
+        let t = imgclass_linalg::RowsU8::gather(
+            self.train.dataset().pixels(),
+            dim,
+            self.train.indices(),
+        )?;
+        let metric = match self.metric {
+            Metric::L1 => imgclass_linalg::Metric::L1,
+            Metric::L2 => imgclass_linalg::Metric::L2,
+        };
+        let top = imgclass_linalg::knn_u8(q, t, k, metric)?;
+        Ok((top.indices, top.distances))
     }
 
     /// Candidates for the search-space query `qv`.
