@@ -1,10 +1,365 @@
-//! `cargo xtask` subcommand module `fetch` (being built; see the issue that owns it).
+//! `cargo xtask fetch-data`: download (or import offline) a dataset into the data directory,
+//! verify it, and put it in place only when complete.
+//!
+//! Flow for an archive dataset (CIFAR-10, CIFAR-100):
+//! 1. If `<data-dir>/<dataset>/<folder>` exists and reads back, say so and stop (no-op).
+//! 2. Download into `<data-dir>/<dataset>/<archive>.part` (resuming with `Range` when the
+//!    server allows), verify the MD5/SHA-256, extract by streaming into a temporary
+//!    `.fetch-*` directory beside the target, read it back with imgclass-data's reader,
+//!    rename the folder into place, delete the `.part`.
+//! 3. On failure: an interrupted download (or a full disk while downloading) keeps the
+//!    `.part` for the next run to resume; every other failure removes everything it created.
+//!
+//! Files datasets (MNIST, Fashion-MNIST) download each `.gz` into `<file>.part`, verify its
+//! MD5, and rename all of them into place together once all verified and read back.
+//!
+//! `--from PATH` imports offline: a `.tar.gz`, an extracted folder, or (CIFAR-10) an image
+//! folder `PATH/{train,test}/<class>/*` written in the official binary layout with the
+//! training images in the seeded order [`IMPORT_SEED`].
 
-/// Arguments.
+mod download;
+mod import;
+mod sources;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use imgclass_data::checksum::{Algorithm, Checksum};
+
+pub use sources::DatasetName;
+use sources::{Kind, Source};
+
+/// The seed of the training order of an image-folder import: the training images are read in
+/// (label, file name) order, then shuffled with `TrainTest::shuffle_train(IMPORT_SEED)`
+/// (SplitMix64 Fisher-Yates), then cut into the five batches in that order.
+pub const IMPORT_SEED: u64 = 2009;
+
+/// Arguments of `cargo xtask fetch-data`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Which dataset.
+    #[arg(long, value_enum, default_value_t = DatasetName::Cifar10)]
+    pub dataset: DatasetName,
+    /// Where datasets live [default: $IMGCLASS_DATA_DIR, else <workspace>/datasets].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Download from this mirror instead of the official URL (needs --md5 or --sha256; for
+    /// mnist and fashion-mnist a base URL the four file names are appended to).
+    #[arg(long, value_name = "URL", conflicts_with = "from")]
+    pub url: Option<String>,
+    /// Expected MD5 of the archive at --url (or of the --from archive).
+    #[arg(long, value_name = "HEX", conflicts_with = "sha256")]
+    pub md5: Option<String>,
+    /// Expected SHA-256 of the archive at --url (or of the --from archive).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Import offline from a local .tar.gz, an extracted folder, or (cifar-10) an image
+    /// folder PATH/{train,test}/<class>/*.{png,jpg,jpeg}.
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
+}
 
-/// Runs the command.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// Runs `fetch-data`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let data_dir = data_dir(args.data_dir.as_deref());
+    let source = sources::source(args.dataset);
+    let checksum = given_checksum(&args)?;
+    if args.url.is_some() && checksum.is_none() && matches!(source.kind, Kind::Archive { .. }) {
+        bail!(
+            "--url needs the archive's checksum: add --md5 HEX or --sha256 HEX (exactly one), \
+             so a corrupt or wrong download is caught"
+        );
+    }
+    if checksum.is_some() && args.url.is_none() && args.from.is_none() {
+        bail!("--md5/--sha256 check a --url download or a --from archive; give one of those");
+    }
+    if checksum.is_some() && matches!(source.kind, Kind::Files { .. }) {
+        bail!(
+            "--md5/--sha256 do not apply to {}: its four files are checked against the \
+             published checksums of each",
+            source.name
+        );
+    }
+    let dataset_dir = data_dir.join(source.name);
+    // Remember which directories this run creates, to remove them again on failure.
+    let created: Vec<PathBuf> =
+        [data_dir.clone(), dataset_dir.clone()].into_iter().filter(|d| !d.exists()).collect();
+    fs::create_dir_all(&dataset_dir)
+        .with_context(|| format!("cannot create {}", dataset_dir.display()))
+        .map_err(|e| with_disk_hint(e, &data_dir))?;
+    let result = fetch(&args, &source, &dataset_dir, checksum.as_ref());
+    if result.is_err() {
+        for dir in created.iter().rev() {
+            // only succeeds when empty: a kept `.part` keeps its directory
+            fs::remove_dir(dir).ok();
+        }
+    }
+    result.map_err(|e| with_disk_hint(e, &data_dir))
+}
+
+fn fetch(
+    args: &Args,
+    source: &Source,
+    dataset_dir: &Path,
+    checksum: Option<&Checksum>,
+) -> anyhow::Result<()> {
+    remove_stale_staging(dataset_dir);
+    match source.kind {
+        Kind::Archive { url, md5, folder, .. } => {
+            let target = dataset_dir.join(folder);
+            if already_present(source, &target)? {
+                return Ok(());
+            }
+            if let Some(from) = &args.from {
+                return import::import_archive_dataset(source, from, &target, checksum);
+            }
+            let (url, expected) = match (&args.url, checksum) {
+                (Some(u), Some(c)) => (u.as_str(), c.clone()),
+                _ => (url, Checksum::md5(md5)?),
+            };
+            let official = args.url.is_none();
+            let name = sources::file_name_of(url).unwrap_or("archive.tar.gz");
+            let part = dataset_dir.join(format!("{name}.part"));
+            fetch_archive(source, url, &expected, &part, &target, official)
+        }
+        Kind::Files { mirrors, files } => {
+            if files_present(source, dataset_dir)? {
+                return Ok(());
+            }
+            if let Some(from) = &args.from {
+                return import::import_files_dataset(source, from, dataset_dir);
+            }
+            let mirrors: Vec<String> = match &args.url {
+                Some(u) if u.ends_with('/') => vec![u.clone()],
+                Some(u) => vec![format!("{u}/")],
+                None => mirrors.iter().map(|m| m.to_string()).collect(),
+            };
+            fetch_files(source, &mirrors, files, dataset_dir, args.url.is_none())
+        }
+    }
+}
+
+/// `--data-dir`, else `$IMGCLASS_DATA_DIR`, else `<workspace root>/datasets`.
+fn data_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(d) = flag {
+        return d.to_path_buf();
+    }
+    match std::env::var_os("IMGCLASS_DATA_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("datasets"),
+    }
+}
+
+fn given_checksum(args: &Args) -> anyhow::Result<Option<Checksum>> {
+    Ok(match (&args.md5, &args.sha256) {
+        (Some(m), None) => Some(Checksum::new(Algorithm::Md5, m)?),
+        (None, Some(s)) => Some(Checksum::new(Algorithm::Sha256, s)?),
+        (None, None) => None,
+        (Some(_), Some(_)) => bail!("give exactly one of --md5 and --sha256"),
+    })
+}
+
+/// True (after saying so) when the dataset folder exists and reads back; an error when it
+/// exists but does not read back (never deleted automatically).
+fn already_present(source: &Source, target: &Path) -> anyhow::Result<bool> {
+    if !target.exists() {
+        return Ok(false);
+    }
+    match import::check_layout(source, target) {
+        Ok(summary) => {
+            println!(
+                "{} is already present and verified at {} ({summary}); nothing to do",
+                source.name,
+                target.display()
+            );
+            Ok(true)
+        }
+        Err(e) => bail!(
+            "{} exists but does not read back as {}: {e:#}\nhint: remove it (rm -r {}) and run \
+             the command again",
+            target.display(),
+            source.name,
+            target.display()
+        ),
+    }
+}
+
+fn files_present(source: &Source, dir: &Path) -> anyhow::Result<bool> {
+    let Kind::Files { files, .. } = source.kind else { return Ok(false) };
+    let present = files.iter().filter(|(f, _)| dir.join(f).exists()).count();
+    if present < files.len() {
+        return Ok(false);
+    }
+    for (f, md5) in files {
+        if let Err(e) = Checksum::md5(md5)?.verify_file(&dir.join(f)) {
+            return Err(hinted(
+                format!("{} is present but corrupt", dir.join(f).display()),
+                e,
+                "delete it and run the command again",
+            ));
+        }
+    }
+    let summary = import::check_layout(source, dir)?;
+    println!(
+        "{} is already present and verified at {} ({summary}); nothing to do",
+        source.name,
+        dir.display()
+    );
+    Ok(true)
+}
+
+/// Download, verify, extract, check, rename.
+fn fetch_archive(
+    source: &Source,
+    url: &str,
+    expected: &Checksum,
+    part: &Path,
+    target: &Path,
+    official: bool,
+) -> anyhow::Result<()> {
+    tracing::info!("downloading {url} into {}", part.display());
+    if let Err(e) = download::download(url, part) {
+        download::remove_if_empty(part);
+        return Err(download_failure(e, source, official));
+    }
+    tracing::info!("verifying {} of {}", expected.algorithm(), part.display());
+    if let Err(e) = expected.verify_file(part) {
+        fs::remove_file(part).ok();
+        return Err(hinted(
+            format!("the download of {url} is corrupt or not the expected file (deleted)"),
+            e,
+            "run the command again; if it fails again, check --md5/--sha256 or use another \
+             --url mirror, or import a local copy with --from PATH",
+        ));
+    }
+    let result = import::install_from_archive(source, part, target);
+    // The archive has served its purpose (or is bad): never leave it behind.
+    fs::remove_file(part).ok();
+    result?;
+    Ok(())
+}
+
+fn fetch_files(
+    source: &Source,
+    mirrors: &[String],
+    files: &[(&str, &str)],
+    dir: &Path,
+    official: bool,
+) -> anyhow::Result<()> {
+    let mut parts = Vec::new();
+    for (name, md5) in files {
+        let expected = Checksum::md5(md5)?;
+        let part = dir.join(format!("{name}.part"));
+        let mut last_err = None;
+        for mirror in mirrors {
+            let url = format!("{mirror}{name}");
+            tracing::info!("downloading {url}");
+            match download::download(&url, &part) {
+                Ok(_) => {
+                    last_err = None;
+                    break;
+                }
+                Err(e) => {
+                    download::remove_if_empty(&part);
+                    let resumable = matches!(e, download::DownloadError::Interrupted { .. });
+                    last_err = Some(e);
+                    if resumable {
+                        break;
+                    }
+                    tracing::warn!("{url} failed; trying the next mirror if any");
+                }
+            }
+        }
+        if let Some(e) = last_err {
+            return Err(download_failure(e, source, official));
+        }
+        if let Err(e) = expected.verify_file(&part) {
+            fs::remove_file(&part).ok();
+            return Err(hinted(
+                format!("{name} is corrupt or not the expected file (deleted)"),
+                e,
+                "run the command again, or use another mirror with --url BASE_URL",
+            ));
+        }
+        parts.push((part, dir.join(name)));
+    }
+    // All verified: read them back from the .part names, then rename together.
+    import::check_files_parts(source, &parts)?;
+    for (part, final_path) in &parts {
+        fs::rename(part, final_path).with_context(|| {
+            format!("cannot rename {} to {}", part.display(), final_path.display())
+        })?;
+    }
+    let summary = import::check_layout(source, dir)?;
+    println!("{} is ready at {} ({summary})", source.name, dir.display());
+    Ok(())
+}
+
+fn download_failure(e: download::DownloadError, source: &Source, official: bool) -> anyhow::Error {
+    use download::DownloadError as D;
+    let hint = match &e {
+        D::Unreachable { .. } if official => format!(
+            "the official host is unreachable (no network here?): download the files on another \
+             machine and import them with `cargo xtask fetch-data --dataset {} --from PATH`, or \
+             use a reachable mirror with `--url URL --md5 HEX`",
+            source.name
+        ),
+        D::Unreachable { .. } => "check the --url (host, port, scheme) and the network, or import \
+                                  a local copy with --from PATH"
+            .to_string(),
+        D::Status { status: 404, .. } => "the file is not at that address (HTTP 404): check the \
+                                          --url, try another mirror, or import a local copy with \
+                                          --from PATH"
+            .to_string(),
+        D::Status { .. } => "the server refused the request: try again later, use another mirror \
+                             with --url, or import a local copy with --from PATH"
+            .to_string(),
+        D::Interrupted { .. } => "run the same command again: it resumes from the partial file \
+                                  (delete the .part file to start over)"
+            .to_string(),
+        D::Write { .. } => "free some disk space or choose another --data-dir, then run the same \
+                            command again (the partial file is kept and resumed)"
+            .to_string(),
+    };
+    anyhow::anyhow!("{e}\nhint: {hint}")
+}
+
+/// Adds a "disk full" hint when the root cause is ENOSPC.
+fn with_disk_hint(e: anyhow::Error, data_dir: &Path) -> anyhow::Error {
+    let full = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+    });
+    if full && !format!("{e:#}").contains("free some disk space") {
+        anyhow::anyhow!(
+            "{e:#}\nhint: no space left on the device of {}: free some disk space or choose \
+             another --data-dir, then run the command again",
+            data_dir.display()
+        )
+    } else {
+        e
+    }
+}
+
+/// An error that says what happened, why, and what to do next (main prints it as is).
+pub(crate) fn hinted(
+    what: impl std::fmt::Display,
+    cause: impl std::fmt::Display,
+    hint: &str,
+) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {cause}\nhint: {hint}")
+}
+
+/// Removes `.fetch-*` staging directories left by a run that was killed (a finished or
+/// failed run removes its own).
+fn remove_stale_staging(dataset_dir: &Path) {
+    let Ok(entries) = fs::read_dir(dataset_dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with(".fetch-") && e.path().is_dir() {
+            tracing::info!("removing a stale staging directory {}", e.path().display());
+            fs::remove_dir_all(e.path()).ok();
+        }
+    }
 }

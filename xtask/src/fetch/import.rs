@@ -1,0 +1,294 @@
+//! Putting a dataset in place: extracting an archive, copying an extracted folder, or
+//! converting an image folder, always through a `.fetch-*` staging directory beside the
+//! target that is read back before one rename moves it into place.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use imgclass_data::archive::{ArchiveError, extract_tar_gz};
+use imgclass_data::checksum::Checksum;
+use imgclass_data::cifar::{Cifar100Labels, read_cifar10, read_cifar100, write_cifar10};
+use imgclass_data::folder::{FolderOptions, read_image_folder};
+use imgclass_data::idx::{fashion_mnist_classes, mnist_classes, read_idx_pair};
+use imgclass_data::{DataError, TrainTest};
+
+use super::sources::{Kind, Source};
+use super::{IMPORT_SEED, hinted};
+
+/// Reads the dataset at `dir` back with imgclass-data's reader; returns a one-line summary.
+pub fn check_layout(source: &Source, dir: &Path) -> anyhow::Result<String> {
+    let files = match source.kind {
+        Kind::Files { files, .. } => {
+            let paths: Vec<(PathBuf, PathBuf)> =
+                files.iter().map(|(f, _)| (dir.join(f), dir.join(f))).collect();
+            return check_files_parts(source, &paths);
+        }
+        Kind::Archive { files, .. } => files,
+    };
+    for f in files {
+        let p = dir.join(f);
+        if !p.is_file() {
+            bail!("{} is missing", p.display());
+        }
+    }
+    let data = match source.name {
+        "cifar-100" => read_cifar100(dir, Cifar100Labels::Fine)?,
+        _ => read_cifar10(dir)?,
+    };
+    Ok(summary(&data))
+}
+
+/// Reads MNIST-style files back (the `.0` of each pair is where the file is now): training
+/// images and labels, then test images and labels.
+pub fn check_files_parts(source: &Source, parts: &[(PathBuf, PathBuf)]) -> anyhow::Result<String> {
+    let classes = match source.name {
+        "fashion-mnist" => fashion_mnist_classes(),
+        _ => mnist_classes(),
+    };
+    let [train_x, train_y, test_x, test_y] = parts else {
+        bail!("{} needs four files, found {}", source.name, parts.len());
+    };
+    let train = read_idx_pair(&train_x.0, &train_y.0, classes.clone())?;
+    let test = read_idx_pair(&test_x.0, &test_y.0, classes)?;
+    Ok(summary(&TrainTest { train, test }))
+}
+
+fn summary(data: &TrainTest) -> String {
+    format!(
+        "{} training and {} test images of {}, {} classes",
+        data.train.len(),
+        data.test.len(),
+        data.train.shape(),
+        data.train.n_classes()
+    )
+}
+
+/// A staging directory `.fetch-<dataset>-*` beside `target`, removed when dropped.
+fn staging(source: &Source, target: &Path) -> anyhow::Result<tempfile::TempDir> {
+    let parent = target.parent().context("the target has no parent directory")?;
+    tempfile::Builder::new()
+        .prefix(&format!(".fetch-{}-", source.name))
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a staging directory in {}", parent.display()))
+}
+
+/// Checks the staged folder and renames it to `target`.
+fn commit(source: &Source, staged: &Path, target: &Path) -> anyhow::Result<()> {
+    let summary = check_layout(source, staged).with_context(|| {
+        format!("the imported {} does not read back; nothing was installed", source.name)
+    })?;
+    if target.exists() {
+        bail!("{} appeared while importing; leaving it alone", target.display());
+    }
+    fs::rename(staged, target).with_context(|| {
+        format!("cannot move {} into place at {}", staged.display(), target.display())
+    })?;
+    println!("{} is ready at {} ({summary})", source.name, target.display());
+    Ok(())
+}
+
+/// Extracts `archive` (a .tar.gz) into staging, finds the dataset folder in it, checks it,
+/// and renames it to `target`.
+pub fn install_from_archive(source: &Source, archive: &Path, target: &Path) -> anyhow::Result<()> {
+    let Kind::Archive { folder, files, .. } = source.kind else {
+        bail!("{} is not published as an archive", source.name);
+    };
+    let stage = staging(source, target)?;
+    let root = stage.path().join("x");
+    let file =
+        fs::File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+    tracing::info!("extracting {} into {}", archive.display(), stage.path().display());
+    let summary = extract_tar_gz(std::io::BufReader::new(file), &root)
+        .map_err(|e| archive_failure(e, archive))?;
+    tracing::debug!(files = summary.files, bytes = summary.bytes, "extracted");
+    let Some(staged) = locate(&root, folder, files) else {
+        return Err(hinted(
+            format!("{} has no {folder}/ folder with {}", archive.display(), files.join(", ")),
+            "nothing was installed",
+            &format!("is this the {} archive?", source.name),
+        ));
+    };
+    commit(source, &staged, target)
+}
+
+fn archive_failure(e: ArchiveError, archive: &Path) -> anyhow::Error {
+    let hint = if e.is_unsafe_entry() {
+        "the archive tries to write outside its folder or holds a link or device, so nothing was \
+         extracted: it is not an official dataset archive; use the official URL or a trusted \
+         copy"
+    } else if matches!(e, ArchiveError::Read { .. }) {
+        "the archive is truncated or corrupt: download it again (or check the --from file), then \
+         run the command again"
+    } else {
+        "check the free space and permissions of the data directory (or choose another \
+         --data-dir), then run the command again"
+    };
+    hinted(format!("cannot extract {} (nothing was installed)", archive.display()), e, hint)
+}
+
+/// The folder under `root` holding all `files`: `root/folder`, `root` itself, or
+/// `root/<one dir>/folder`.
+fn locate(root: &Path, folder: &str, files: &[&str]) -> Option<PathBuf> {
+    let has_all = |d: &Path| files.iter().all(|f| d.join(f).is_file());
+    let mut candidates = vec![root.join(folder), root.to_path_buf()];
+    if let Ok(rd) = fs::read_dir(root) {
+        for e in rd.flatten() {
+            candidates.push(e.path().join(folder));
+            candidates.push(e.path());
+        }
+    }
+    candidates.into_iter().find(|d| d.is_dir() && has_all(d))
+}
+
+/// `--from` for CIFAR-10 / CIFAR-100: an archive, an extracted folder, or (CIFAR-10) an
+/// image folder.
+pub fn import_archive_dataset(
+    source: &Source,
+    from: &Path,
+    target: &Path,
+    checksum: Option<&Checksum>,
+) -> anyhow::Result<()> {
+    let Kind::Archive { folder, files, md5, .. } = source.kind else {
+        bail!("{} is not published as an archive", source.name);
+    };
+    if from.is_file() {
+        match checksum {
+            Some(c) => c.verify_file(from).with_context(|| {
+                format!("{} is not the expected file; nothing was installed", from.display())
+            })?,
+            None => {
+                let found = imgclass_data::checksum::md5_file(from)?;
+                if found == md5 {
+                    tracing::info!("{} is the official archive (md5 {found})", from.display());
+                } else {
+                    tracing::info!(
+                        "{} is not byte-identical to the official archive (md5 {found}); \
+                         importing it anyway, its contents are checked",
+                        from.display()
+                    );
+                }
+            }
+        }
+        return install_from_archive(source, from, target);
+    }
+    if !from.is_dir() {
+        bail!(
+            "--from {} does not exist\nhint: give a .tar.gz archive, an extracted {folder}/ \
+             folder{}",
+            from.display(),
+            if source.name == "cifar-10" {
+                ", or an image folder with train/ and test/"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(src) = locate(from, folder, files) {
+        return import_folder_copy(source, &src, files, target);
+    }
+    if source.name == "cifar-10" && from.join("train").is_dir() && from.join("test").is_dir() {
+        return import_image_folder(source, from, target);
+    }
+    bail!(
+        "--from {} is neither an extracted {folder}/ folder (with {}) nor{} a .tar.gz archive",
+        from.display(),
+        files.join(", "),
+        if source.name == "cifar-10" { " an image folder with train/ and test/, nor" } else { "" }
+    )
+}
+
+/// Copies an extracted folder's files byte for byte.
+fn import_folder_copy(
+    source: &Source,
+    src: &Path,
+    files: &[&str],
+    target: &Path,
+) -> anyhow::Result<()> {
+    tracing::info!("importing the extracted folder {}", src.display());
+    check_layout(source, src)
+        .with_context(|| format!("{} does not read back; nothing was installed", src.display()))?;
+    let stage = staging(source, target)?;
+    let staged = stage.path().join("x");
+    fs::create_dir(&staged)?;
+    for f in files {
+        fs::copy(src.join(f), staged.join(f)).with_context(|| {
+            format!("cannot copy {} into {}", src.join(f).display(), staged.display())
+        })?;
+    }
+    commit(source, &staged, target)
+}
+
+/// Reads an image folder, shuffles the training images with [`IMPORT_SEED`], writes the
+/// official binary layout, and checks it reads back to exactly the same images.
+fn import_image_folder(source: &Source, from: &Path, target: &Path) -> anyhow::Result<()> {
+    tracing::info!(
+        "importing the image folder {} (training order seed {IMPORT_SEED})",
+        from.display()
+    );
+    let start = std::time::Instant::now();
+    let mut data = read_image_folder(from, &FolderOptions::default())
+        .with_context(|| format!("cannot read the image folder {}", from.display()))?;
+    tracing::info!(
+        "decoded {} + {} images in {:.1} s",
+        data.train.len(),
+        data.test.len(),
+        start.elapsed().as_secs_f64()
+    );
+    data.shuffle_train(IMPORT_SEED)?;
+    let stage = staging(source, target)?;
+    let staged = stage.path().join("x");
+    fs::create_dir(&staged)?;
+    write_cifar10(&staged, &data).map_err(|e| match e {
+        DataError::NotCifarShape { .. } => anyhow::Error::new(e).context(
+            "the CIFAR-10 binary layout holds 3x32x32 RGB images only; resize the images first",
+        ),
+        e => e.into(),
+    })?;
+    let back = read_cifar10(&staged)?;
+    if back != data {
+        bail!("the written batches do not read back to the imported images; nothing was installed");
+    }
+    commit(source, &staged, target)
+}
+
+/// `--from DIR` for MNIST / Fashion-MNIST: DIR holds the four published `.gz` files; each
+/// must have its published MD5.
+pub fn import_files_dataset(source: &Source, from: &Path, dir: &Path) -> anyhow::Result<()> {
+    let Kind::Files { files, .. } = source.kind else {
+        bail!("{} is not published as separate files", source.name);
+    };
+    if !from.is_dir() {
+        bail!(
+            "--from for {} is a folder holding {}",
+            source.name,
+            files.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let mut parts: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let result = (|| -> anyhow::Result<()> {
+        for (name, md5) in files {
+            let src = from.join(name);
+            Checksum::md5(md5)?.verify_file(&src).with_context(|| {
+                format!("{} is missing or not the published file", src.display())
+            })?;
+            let part = dir.join(format!("{name}.part"));
+            parts.push((part.clone(), dir.join(name)));
+            fs::copy(&src, &part)
+                .with_context(|| format!("cannot copy {} to {}", src.display(), part.display()))?;
+        }
+        check_files_parts(source, &parts)?;
+        for (part, final_path) in &parts {
+            fs::rename(part, final_path)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for (part, _) in &parts {
+            fs::remove_file(part).ok();
+        }
+    }
+    result?;
+    println!("{} is ready at {}", source.name, dir.display());
+    Ok(())
+}

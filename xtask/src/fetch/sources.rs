@@ -1,0 +1,154 @@
+//! The one table of official dataset sources: URLs, file names and published checksums.
+//! datasets/README.md repeats it; keep the two in step.
+
+/// A dataset `fetch-data` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatasetName {
+    /// CIFAR-10, binary version (the default).
+    #[value(name = "cifar-10")]
+    Cifar10,
+    /// CIFAR-100, binary version.
+    #[value(name = "cifar-100")]
+    Cifar100,
+    /// MNIST handwritten digits (four IDX .gz files).
+    #[value(name = "mnist")]
+    Mnist,
+    /// Fashion-MNIST (four IDX .gz files).
+    #[value(name = "fashion-mnist")]
+    FashionMnist,
+}
+
+/// How a dataset is published.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// One `.tar.gz` that unpacks to the folder `folder` holding `files`.
+    Archive {
+        /// Official URL of the archive.
+        url: &'static str,
+        /// Its published MD5.
+        md5: &'static str,
+        /// The folder the archive unpacks to (also the final folder's name).
+        folder: &'static str,
+        /// The files that folder must hold.
+        files: &'static [&'static str],
+    },
+    /// Separate files, each with its published MD5, fetched from the first mirror that
+    /// answers (`mirror + name`).
+    Files {
+        /// Base URLs, tried in order.
+        mirrors: &'static [&'static str],
+        /// `(file name, MD5)`.
+        files: &'static [(&'static str, &'static str)],
+    },
+}
+
+/// A dataset's entry in the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Source {
+    /// The `--dataset` value and the folder under the data directory.
+    pub name: &'static str,
+    /// How it is published.
+    pub kind: Kind,
+}
+
+/// The CIFAR-10 binary batch folder's files.
+pub const CIFAR10_FILES: &[&str] = &[
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+    "test_batch.bin",
+    "batches.meta.txt",
+];
+
+/// The table. CIFAR facts: https://www.cs.toronto.edu/~kriz/cifar.html (and
+/// ../shared/datasets/README.md). MNIST and Fashion-MNIST mirrors and MD5s: torchvision,
+/// `torchvision/datasets/mnist.py` (classes `MNIST` and `FashionMNIST`, `mirrors` and
+/// `resources`).
+pub fn source(name: DatasetName) -> Source {
+    match name {
+        DatasetName::Cifar10 => Source {
+            name: "cifar-10",
+            kind: Kind::Archive {
+                url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+                md5: "c32a1d4ab5d03f1284b67883e8d87530",
+                folder: "cifar-10-batches-bin",
+                files: CIFAR10_FILES,
+            },
+        },
+        DatasetName::Cifar100 => Source {
+            name: "cifar-100",
+            kind: Kind::Archive {
+                url: "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+                md5: "03b5dce01913d631647c71ecec9e9cb8",
+                folder: "cifar-100-binary",
+                files: &["train.bin", "test.bin", "coarse_label_names.txt", "fine_label_names.txt"],
+            },
+        },
+        DatasetName::Mnist => Source {
+            name: "mnist",
+            kind: Kind::Files {
+                mirrors: &[
+                    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                    "http://yann.lecun.com/exdb/mnist/",
+                ],
+                files: &[
+                    ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+                    ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+                    ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+                    ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+                ],
+            },
+        },
+        DatasetName::FashionMnist => Source {
+            name: "fashion-mnist",
+            kind: Kind::Files {
+                mirrors: &["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+                files: &[
+                    ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+                    ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+                    ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+                    ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+                ],
+            },
+        },
+    }
+}
+
+/// The last path segment of a URL (without query), used as the download's file name.
+pub fn file_name_of(url: &str) -> Option<&str> {
+    let path = url.split(['?', '#']).next()?;
+    let name = path.rsplit('/').next()?;
+    if name.is_empty() || name == ".." || name == "." { None } else { Some(name) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_from_urls() {
+        assert_eq!(
+            file_name_of("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"),
+            Some("cifar-10-binary.tar.gz")
+        );
+        assert_eq!(file_name_of("http://127.0.0.1:80/a/b.tgz?x=1"), Some("b.tgz"));
+        assert_eq!(file_name_of("http://host/dir/"), None);
+    }
+
+    #[test]
+    fn table_checksums_are_md5_hex() {
+        use clap::ValueEnum;
+        for d in DatasetName::value_variants() {
+            let s = source(*d);
+            let md5s: Vec<&str> = match s.kind {
+                Kind::Archive { md5, .. } => vec![md5],
+                Kind::Files { files, .. } => files.iter().map(|f| f.1).collect(),
+            };
+            for m in md5s {
+                assert!(imgclass_data::checksum::Checksum::md5(m).is_ok(), "{}: {m}", s.name);
+            }
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! Integration tests of `cargo xtask fetch-data` (the built binary against a loopback HTTP
+//! server and generated archives) and of the safe archive extraction it relies on. No test
+//! touches the network beyond 127.0.0.1.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use imgclass_core::rng::SplitMix64;
+use imgclass_data::archive::{ArchiveError, extract_tar_gz};
+use imgclass_data::checksum::{md5_reader, sha256_reader};
+use imgclass_data::cifar::read_cifar10;
+use imgclass_testkit::archives::{
+    ESCAPE_PAYLOAD, Malicious, cifar10_files, cifar10_tar_gz, malicious_tar_gz, tar_gz,
+};
+use imgclass_testkit::http::Config;
+
+const TRAIN_PER_BATCH: usize = 10;
+const N_TEST: usize = 5;
+const SEED: u64 = 11;
+
+fn fetch(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("fetch-data")
+        .args(args)
+        .env_remove("IMGCLASS_DATA_DIR")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("the xtask binary runs");
+    eprintln!(
+        "--- fetch-data {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every path under `root`, relative, `/`-separated.
+fn listing(root: &Path) -> BTreeSet<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            out.insert(p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"));
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn installed_listing() -> BTreeSet<String> {
+    let mut s: BTreeSet<String> =
+        ["cifar-10", "cifar-10/cifar-10-batches-bin"].map(String::from).into();
+    for (name, _) in cifar10_files(1, 1, 0) {
+        s.insert(format!("cifar-10/cifar-10-batches-bin/{name}"));
+    }
+    s
+}
+
+/// The installed files are byte-identical to the generated ones, and the reader reads them.
+fn assert_installed_fixture(data_dir: &Path) {
+    let dir = data_dir.join("cifar-10/cifar-10-batches-bin");
+    for (name, bytes) in cifar10_files(TRAIN_PER_BATCH, N_TEST, SEED) {
+        assert_eq!(std::fs::read(dir.join(&name)).unwrap(), bytes, "{name} differs");
+    }
+    let data = read_cifar10(&dir).expect("installed data reads back");
+    assert_eq!(data.train.len(), 5 * TRAIN_PER_BATCH);
+    assert_eq!(data.test.len(), N_TEST);
+    assert_eq!(listing(data_dir), installed_listing());
+}
+
+fn md5(bytes: &[u8]) -> String {
+    md5_reader(bytes).unwrap()
+}
+
+const ARCHIVE_PATH: &str = "/mirror/cifar-10-binary.tar.gz";
+
+#[test]
+fn download_verifies_extracts_and_a_second_run_is_a_noop() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let sum = md5(&archive);
+    let server = Config::new(ARCHIVE_PATH, archive).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let url = server.url(ARCHIVE_PATH);
+    let out = fetch(&["--url", &url, "--md5", &sum, "--data-dir", d]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("cifar-10 is ready"));
+    assert_installed_fixture(&data);
+    assert_eq!(server.requests().len(), 1);
+
+    let out = fetch(&["--url", &url, "--md5", &sum, "--data-dir", d]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("already present and verified"), "{}", stdout(&out));
+    assert_eq!(server.requests().len(), 1, "a present dataset is not downloaded again");
+    assert_installed_fixture(&data);
+}
+
+#[test]
+fn data_dir_comes_from_the_environment_when_no_flag_is_given() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let sum = sha256_reader(&archive[..]).unwrap();
+    let server = Config::new(ARCHIVE_PATH, archive).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["fetch-data", "--url", &server.url(ARCHIVE_PATH), "--sha256", &sum])
+        .env("IMGCLASS_DATA_DIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_installed_fixture(tmp.path());
+}
+
+#[test]
+fn http_404_fails_with_a_hint_and_leaves_nothing() {
+    let server = Config::new(ARCHIVE_PATH, cifar10_tar_gz(2, 2, 1)).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let url = server.url("/mirror/missing.tar.gz");
+    let out = fetch(&["--url", &url, "--md5", &md5(b"x"), "--data-dir", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("HTTP 404"), "{err}");
+    assert!(err.contains("--from"), "{err}");
+    assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
+}
+
+#[test]
+fn unreachable_host_fails_with_a_hint_and_leaves_nothing() {
+    // port 1 on loopback: nothing listens there, the connection is refused at once
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = fetch(&[
+        "--url",
+        "http://127.0.0.1:1/cifar-10-binary.tar.gz",
+        "--md5",
+        &md5(b"x"),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("could not reach"), "{err}");
+    assert!(err.contains("--from"), "{err}");
+    assert!(listing(tmp.path()).is_empty());
+}
+
+#[test]
+fn wrong_checksum_fails_and_deletes_the_download() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let server = Config::new(ARCHIVE_PATH, archive).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = fetch(&[
+        "--url",
+        &server.url(ARCHIVE_PATH),
+        "--md5",
+        &md5(b"something else"),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("md5 mismatch"), "{err}");
+    assert!(err.contains("deleted"), "{err}");
+    assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
+}
+
+#[test]
+fn dropped_connection_is_resumed_with_a_range_request() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    assert!(archive.len() > 100_000, "the archive must be longer than the cut");
+    let sum = md5(&archive);
+    let server = Config::new(ARCHIVE_PATH, archive).drop_after(60_000, 1).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = fetch(&[
+        "--url",
+        &server.url(ARCHIVE_PATH),
+        "--md5",
+        &sum,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[0].range_start, None);
+    assert_eq!(reqs[1].range_start, Some(60_000));
+    assert_installed_fixture(&data);
+}
+
+#[test]
+fn repeated_drops_keep_the_part_file_and_the_next_run_resumes() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    assert!(archive.len() > 3 * 40_000);
+    let sum = md5(&archive);
+    // every attempt of the first run (three) is cut after 40,000 bytes
+    let server = Config::new(ARCHIVE_PATH, archive).drop_after(40_000, 3).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let args =
+        ["--url", &server.url(ARCHIVE_PATH), "--md5", &sum, "--data-dir", data.to_str().unwrap()];
+    let out = fetch(&args);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("run the same command again"), "{}", stderr(&out));
+    let part = "cifar-10/cifar-10-binary.tar.gz.part";
+    assert_eq!(listing(&data), ["cifar-10".to_string(), part.to_string()].into());
+    assert_eq!(std::fs::metadata(data.join(part)).unwrap().len(), 120_000);
+    let starts: Vec<_> = server.requests().iter().map(|r| r.range_start).collect();
+    assert_eq!(starts, [None, Some(40_000), Some(80_000)]);
+
+    let out = fetch(&args);
+    assert!(out.status.success());
+    assert_eq!(server.requests().last().unwrap().range_start, Some(120_000));
+    assert_eq!(server.requests().len(), 4);
+    assert_installed_fixture(&data);
+}
+
+#[test]
+fn a_server_without_ranges_makes_the_download_start_over() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let sum = md5(&archive);
+    let server =
+        Config::new(ARCHIVE_PATH, archive).without_ranges().drop_after(50_000, 1).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = fetch(&[
+        "--url",
+        &server.url(ARCHIVE_PATH),
+        "--md5",
+        &sum,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("starting over"), "{}", stderr(&out));
+    assert_eq!(server.requests()[1].range_start, Some(50_000)); // asked, but got 200
+    assert_installed_fixture(&data);
+}
+
+#[test]
+fn url_needs_exactly_one_valid_checksum() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let url = "http://127.0.0.1:1/a.tar.gz";
+    let out = fetch(&["--url", url, "--data-dir", d]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--md5 HEX or --sha256 HEX"), "{}", stderr(&out));
+    let out = fetch(&["--url", url, "--md5", "abc", "--data-dir", d]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a valid md5 digest"), "{}", stderr(&out));
+    let out = fetch(&["--url", url, "--md5", &md5(b""), "--sha256", &md5(b""), "--data-dir", d]);
+    assert!(!out.status.success()); // clap: --md5 conflicts with --sha256
+    assert!(listing(tmp.path()).is_empty());
+}
+
+#[test]
+fn an_unsafe_archive_from_a_mirror_is_rejected_and_nothing_is_left() {
+    let archive = malicious_tar_gz(Malicious::ParentDir("../../escaped.txt"));
+    let sum = md5(&archive);
+    let server = Config::new(ARCHIVE_PATH, archive).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = fetch(&[
+        "--url",
+        &server.url(ARCHIVE_PATH),
+        "--md5",
+        &sum,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("unsafe archive entry \"../../escaped.txt\""), "{err}");
+    assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
+}
+
+#[test]
+fn a_truncated_archive_fails_cleanly() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let cut = src.join("cifar-10-binary.tar.gz");
+    std::fs::write(&cut, &archive[..archive.len() / 2]).unwrap();
+    let data = tmp.path().join("data");
+    let out = fetch(&["--from", cut.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("truncated or corrupt"), "{}", stderr(&out));
+    assert!(!data.exists(), "{:?}", listing(&data));
+    assert_eq!(listing(&src), ["cifar-10-binary.tar.gz".to_string()].into());
+}
+
+#[test]
+fn from_a_local_archive() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("copy.tar.gz");
+    std::fs::write(&file, &archive).unwrap();
+    let data = tmp.path().join("data");
+    let out = fetch(&["--from", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_installed_fixture(&data);
+    // a checksum given with --from is enforced
+    let other = tmp.path().join("other");
+    let out = fetch(&[
+        "--from",
+        file.to_str().unwrap(),
+        "--md5",
+        &md5(b"nope"),
+        "--data-dir",
+        other.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(!other.exists());
+}
+
+#[test]
+fn from_an_extracted_batches_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("somewhere/cifar-10-batches-bin");
+    std::fs::create_dir_all(&src).unwrap();
+    for (name, bytes) in cifar10_files(TRAIN_PER_BATCH, N_TEST, SEED) {
+        std::fs::write(src.join(name), bytes).unwrap();
+    }
+    let data = tmp.path().join("data");
+    // the folder itself, or its parent
+    let parent = tmp.path().join("somewhere");
+    let out = fetch(&["--from", parent.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_installed_fixture(&data);
+}
+
+#[test]
+fn from_a_broken_batches_folder_fails_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&src).unwrap();
+    for (name, mut bytes) in cifar10_files(TRAIN_PER_BATCH, N_TEST, SEED) {
+        if name == "data_batch_3.bin" {
+            bytes.pop(); // not a whole number of records
+        }
+        std::fs::write(src.join(name), bytes).unwrap();
+    }
+    let data = tmp.path().join("data");
+    let out = fetch(&["--from", src.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("data_batch_3.bin"), "{}", stderr(&out));
+    assert!(!data.exists(), "{:?}", listing(&data));
+}
+
+/// A 32x32 RGB image whose pixels encode (class, index), and its CHW bytes.
+fn image_of(class: u8, i: u8) -> (image::RgbImage, Vec<u8>) {
+    let img = image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([class * 50 + i, (x * 8) as u8, (y * 8) as u8 ^ i])
+    });
+    let mut chw = Vec::with_capacity(3072);
+    for c in 0..3 {
+        for y in 0..32 {
+            for x in 0..32 {
+                chw.push(img.get_pixel(x, y)[c]);
+            }
+        }
+    }
+    (img, chw)
+}
+
+#[test]
+fn from_an_image_folder_writes_the_official_layout_in_the_seeded_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("jpeg");
+    let classes = ["cat", "dog", "frog"]; // not the full CIFAR-10 set: sorted order
+    // (label, CHW pixels) in (label, file name) order, the reader's documented order
+    let mut train = Vec::new();
+    let mut test = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        for (split, n, out) in [("train", 4u8, &mut train), ("test", 2, &mut test)] {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let (img, chw) = image_of(label as u8, i);
+                img.save(dir.join(format!("{i:04}.png"))).unwrap();
+                out.push((label as u8, chw));
+            }
+        }
+    }
+    let data = tmp.path().join("data");
+    let out = fetch(&["--from", root.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success());
+
+    // oracle: the training rows shuffled by SplitMix64(2009), cut 3,3,2,2,2 (12 rows)
+    let mut perm: Vec<usize> = (0..train.len()).collect();
+    SplitMix64::new(2009).shuffle(&mut perm);
+    let record = |(l, px): &(u8, Vec<u8>)| {
+        let mut r = vec![*l];
+        r.extend_from_slice(px);
+        r
+    };
+    let dir = data.join("cifar-10/cifar-10-batches-bin");
+    let mut at = 0;
+    for (b, count) in [3, 3, 2, 2, 2].into_iter().enumerate() {
+        let expected: Vec<u8> =
+            perm[at..at + count].iter().flat_map(|&i| record(&train[i])).collect();
+        let found = std::fs::read(dir.join(format!("data_batch_{}.bin", b + 1))).unwrap();
+        assert_eq!(found, expected, "batch {}", b + 1);
+        at += count;
+    }
+    let expected: Vec<u8> = test.iter().flat_map(record).collect();
+    assert_eq!(std::fs::read(dir.join("test_batch.bin")).unwrap(), expected);
+    assert_eq!(std::fs::read_to_string(dir.join("batches.meta.txt")).unwrap(), "cat\ndog\nfrog\n");
+    assert_eq!(listing(&data), installed_listing());
+}
+
+#[test]
+fn files_dataset_from_a_folder_checks_published_checksums() {
+    // the published MD5s cannot match generated files: the import must refuse them
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("mnist-src");
+    std::fs::create_dir(&src).unwrap();
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::write(src.join(f), b"not mnist").unwrap();
+    }
+    let data = tmp.path().join("data");
+    let out = fetch(&[
+        "--dataset",
+        "mnist",
+        "--from",
+        src.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not the published file"), "{}", stderr(&out));
+    assert!(!data.exists(), "{:?}", listing(&data));
+}
+
+// ---- the extraction library against malicious archives ----
+
+fn assert_rejected(kind: Malicious<'_>, check: impl Fn(&ArchiveError) -> bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("a/b/out");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let before = listing(tmp.path());
+    let err = extract_tar_gz(&malicious_tar_gz(kind)[..], &dest).expect_err("must be rejected");
+    assert!(check(&err), "{kind:?}: {err:?}");
+    assert!(err.is_unsafe_entry());
+    assert_eq!(listing(tmp.path()), before, "{kind:?} left files behind");
+    // nothing anywhere under the temporary root holds the payload
+    for p in listing(tmp.path()) {
+        let p = tmp.path().join(p);
+        if p.is_file() {
+            assert_ne!(std::fs::read(&p).unwrap(), ESCAPE_PAYLOAD);
+        }
+    }
+}
+
+#[test]
+fn extraction_rejects_a_parent_dir_entry() {
+    assert_rejected(
+        Malicious::ParentDir("../escaped.txt"),
+        |e| matches!(e, ArchiveError::UnsafePath { entry, .. } if entry == "../escaped.txt"),
+    );
+    assert_rejected(Malicious::ParentDir("ok/../../../escaped.txt"), |e| {
+        matches!(e, ArchiveError::UnsafePath { reason: "parent directory component", .. })
+    });
+}
+
+#[test]
+fn extraction_rejects_an_absolute_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim.txt");
+    let name = victim.to_str().unwrap().to_string();
+    assert_rejected(
+        Malicious::Absolute(&name),
+        |e| matches!(e, ArchiveError::UnsafePath { entry, reason: "absolute path" } if *entry == name),
+    );
+    assert!(!victim.exists());
+}
+
+#[test]
+fn extraction_rejects_links_and_special_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().to_str().unwrap().to_string();
+    assert_rejected(Malicious::Symlink { name: "ok/link", target: &outside }, |e| {
+        matches!(e, ArchiveError::Link { entry, kind: "symbolic link", target }
+            if entry == "ok/link" && *target == outside)
+    });
+    assert_rejected(Malicious::HardLink { name: "ok/hard", target: "/etc/passwd" }, |e| {
+        matches!(e, ArchiveError::Link { kind: "hard link", .. })
+    });
+    assert_rejected(Malicious::CharDevice("dev"), |e| {
+        matches!(e, ArchiveError::Special { kind: "character device", .. })
+    });
+    assert_rejected(Malicious::Fifo("pipe"), |e| {
+        matches!(e, ArchiveError::Special { kind: "fifo", .. })
+    });
+    assert!(listing(tmp.path()).is_empty(), "nothing written through the link");
+}
+
+#[test]
+fn extraction_of_a_good_archive_writes_exactly_its_files() {
+    let files: [(&str, &[u8]); 3] = [("a.txt", b"alpha"), ("d/e/b.bin", &[0, 1, 2]), ("./c", b"")];
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    let s = extract_tar_gz(&tar_gz(&files)[..], &dest).unwrap();
+    assert_eq!((s.files, s.bytes), (3, 8));
+    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"alpha");
+    assert_eq!(std::fs::read(dest.join("d/e/b.bin")).unwrap(), [0, 1, 2]);
+    assert_eq!(listing(&dest), ["a.txt", "c", "d", "d/e", "d/e/b.bin"].map(String::from).into());
+    // extracting again into the same place is refused, and the first result is untouched
+    assert!(matches!(
+        extract_tar_gz(&tar_gz(&files)[..], &dest),
+        Err(ArchiveError::DestinationExists { .. })
+    ));
+    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"alpha");
+}
+
+#[test]
+fn extraction_of_a_truncated_or_duplicated_archive_fails_and_cleans_up() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let tmp = tempfile::tempdir().unwrap();
+    for keep in [10, archive.len() / 3, archive.len() - 30] {
+        let dest = tmp.path().join("out");
+        let err = extract_tar_gz(&archive[..keep], &dest).expect_err("truncated");
+        assert!(matches!(err, ArchiveError::Read { .. }), "{keep}: {err:?}");
+        assert!(!dest.exists());
+    }
+    let dup = tar_gz(&[("x", b"1"), ("x", b"2")]);
+    let dest = tmp.path().join("dup");
+    assert!(matches!(extract_tar_gz(&dup[..], &dest), Err(ArchiveError::Duplicate { .. })));
+    assert!(!dest.exists());
+}
+
+/// Real data (optional): `IMGCLASS_CIFAR10_JPEG=../shared/datasets/cifar10-jpeg` imports the
+/// 60,000-image folder. When the variable is set and the path is missing, this fails.
+#[test]
+fn real_cifar10_jpeg_import_when_available() {
+    let Some(src) = std::env::var_os("IMGCLASS_CIFAR10_JPEG") else {
+        eprintln!("IMGCLASS_CIFAR10_JPEG not set: real-data import not run");
+        return;
+    };
+    let src = PathBuf::from(src);
+    let src = if src.is_relative() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(src)
+    } else {
+        src
+    };
+    assert!(src.join("train").is_dir(), "IMGCLASS_CIFAR10_JPEG={} has no train/", src.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = fetch(&["--from", src.to_str().unwrap(), "--data-dir", tmp.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    let data = read_cifar10(&tmp.path().join("cifar-10/cifar-10-batches-bin")).unwrap();
+    assert_eq!((data.train.len(), data.test.len()), (50_000, 10_000));
+    assert_eq!(data.train.classes(), &imgclass_core::ClassNames::cifar10());
+    let mut train = [0usize; 10];
+    let mut test = [0usize; 10];
+    data.train.labels().iter().for_each(|&l| train[l as usize] += 1);
+    data.test.labels().iter().for_each(|&l| test[l as usize] += 1);
+    assert_eq!(train, [5_000; 10]);
+    assert_eq!(test, [1_000; 10]);
+    for b in 1..=5 {
+        let len = std::fs::metadata(
+            tmp.path().join(format!("cifar-10/cifar-10-batches-bin/data_batch_{b}.bin")),
+        )
+        .unwrap()
+        .len();
+        assert_eq!(len, 10_000 * 3073);
+    }
+}
