@@ -176,6 +176,36 @@ impl Dataset {
         Ok(Self { pixels: pixels.into(), labels: labels.into(), shape, classes })
     }
 
+    /// Builds a dataset from storage that is already shared, without copying it (a reader
+    /// that fills an `Arc<[u8]>` in place saves a copy of the whole pixel buffer). Checks the
+    /// same invariants as [`Dataset::new`].
+    pub fn from_shared(
+        pixels: Arc<[u8]>,
+        labels: Arc<[Label]>,
+        shape: ImageShape,
+        classes: ClassNames,
+    ) -> Result<Self, DatasetError> {
+        if shape.is_empty() {
+            return Err(DatasetError::EmptyShape(shape));
+        }
+        let dim = shape.len();
+        let expected = labels.len() * dim;
+        if pixels.len() != expected {
+            return Err(DatasetError::PixelCount {
+                expected,
+                found: pixels.len(),
+                n_images: labels.len(),
+                dim,
+            });
+        }
+        if let Some((row, &label)) =
+            labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes.len())
+        {
+            return Err(DatasetError::LabelOutOfRange { label, row, n_classes: classes.len() });
+        }
+        Ok(Self { pixels, labels, shape, classes })
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -378,6 +408,41 @@ mod tests {
             ClassNames::new(["a", "b"]),
         );
         assert_eq!(e, Err(DatasetError::LabelOutOfRange { label: 2, row: 1, n_classes: 2 }));
+    }
+
+    #[test]
+    fn from_shared_checks_like_new_and_does_not_copy() {
+        let px: Arc<[u8]> = (0..6).collect();
+        let ds = Dataset::from_shared(
+            px.clone(),
+            vec![1, 0].into(),
+            ImageShape::new(1, 1, 3),
+            ClassNames::new(["a", "b"]),
+        )
+        .expect("valid");
+        assert_eq!(ds.row(1), &[3, 4, 5]);
+        assert!(std::ptr::eq(ds.pixels().as_ptr(), px.as_ptr()), "pixels were copied");
+        let e = Dataset::from_shared(
+            px.clone(),
+            vec![0].into(),
+            ImageShape::new(1, 1, 3),
+            ClassNames::new(["a"]),
+        );
+        assert_eq!(e, Err(DatasetError::PixelCount { expected: 3, found: 6, n_images: 1, dim: 3 }));
+        let e = Dataset::from_shared(
+            px.clone(),
+            vec![0, 2].into(),
+            ImageShape::new(1, 1, 3),
+            ClassNames::new(["a", "b"]),
+        );
+        assert_eq!(e, Err(DatasetError::LabelOutOfRange { label: 2, row: 1, n_classes: 2 }));
+        let e = Dataset::from_shared(
+            px,
+            vec![].into(),
+            ImageShape::new(0, 1, 3),
+            ClassNames::new(["a"]),
+        );
+        assert_eq!(e, Err(DatasetError::EmptyShape(ImageShape::new(0, 1, 3))));
     }
 
     #[test]
