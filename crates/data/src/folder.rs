@@ -33,6 +33,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use image::{ColorType, DynamicImage, imageops::FilterType};
 use imgclass_core::{ClassNames, Dataset, ImageShape, Label};
@@ -138,13 +139,34 @@ fn hidden(name: &std::ffi::OsStr) -> bool {
     name.as_encoded_bytes().first() == Some(&b'.')
 }
 
+/// Whether a directory entry is a directory (`dir`) or a regular file (`!dir`), following
+/// symbolic links; uses the type `read_dir` already knows, so plain entries cost no `stat`.
+fn is_kind(entry: &std::fs::DirEntry, path: &Path, dir: bool) -> bool {
+    match entry.file_type() {
+        Ok(t) if !t.is_symlink() => {
+            if dir {
+                t.is_dir()
+            } else {
+                t.is_file()
+            }
+        }
+        _ => {
+            if dir {
+                path.is_dir()
+            } else {
+                path.is_file()
+            }
+        }
+    }
+}
+
 /// The visible sub-folders of `dir`: (name, path), sorted by name.
 fn class_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
         let path = entry.path();
-        if hidden(&entry.file_name()) || !path.is_dir() {
+        if hidden(&entry.file_name()) || !is_kind(&entry, &path, true) {
             continue;
         }
         let name = entry
@@ -177,7 +199,7 @@ fn image_files(
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| ["png", "jpg", "jpeg"].iter().any(|x| e.eq_ignore_ascii_case(x)));
-            if is_image && !hidden(&entry.file_name()) && file.is_file() {
+            if is_image && !hidden(&entry.file_name()) && is_kind(&entry, &file, false) {
                 files.push((label, file));
             }
         }
@@ -201,7 +223,7 @@ fn first_size(files: &[(Label, PathBuf)]) -> Result<(usize, usize), DataError> {
 
 /// Decoded images, always 3 channels, CHW rows; `all_grey` when every source was grey.
 struct Decoded {
-    pixels: Vec<u8>,
+    pixels: Arc<[u8]>,
     labels: Vec<Label>,
     all_grey: bool,
 }
@@ -215,16 +237,16 @@ impl Decoded {
         classes: ClassNames,
     ) -> Result<Dataset, DataError> {
         let plane = h * w;
-        let (pixels, channels) = if grey {
+        if grey {
             let mut p = Vec::with_capacity(self.labels.len() * plane);
             for row in self.pixels.chunks_exact(3 * plane) {
                 p.extend_from_slice(&row[..plane]);
             }
-            (p, 1)
+            Ok(Dataset::new(p, self.labels, ImageShape::new(1, h, w), classes)?)
         } else {
-            (self.pixels, 3)
-        };
-        Ok(Dataset::new(pixels, self.labels, ImageShape::new(channels, h, w), classes)?)
+            let shape = ImageShape::new(3, h, w);
+            Ok(Dataset::from_shared(self.pixels, self.labels.into(), shape, classes)?)
+        }
     }
 }
 
@@ -240,8 +262,9 @@ fn decode_all(
             3, h, w,
         ))));
     }
-    let mut pixels = vec![0u8; files.len() * row];
-    let results: Vec<Result<bool, DataError>> = pixels
+    let mut pixels = crate::cifar::zeroed_shared(files.len() * row);
+    let results: Vec<Result<bool, DataError>> = Arc::get_mut(&mut pixels)
+        .expect("a fresh Arc is unique")
         .par_chunks_mut(row)
         .zip(files.par_iter())
         .map(|(out, (_, path))| decode_into(path, (h, w), resize, out))
