@@ -76,8 +76,11 @@ def train_sgd(loss_fn, X, y, lr, reg, num_iters, batch_size, seed):
     return W, history
 
 
+EXTRA = []
+
+
 def ours(binary, data_dir, args):
-    cmd = [binary, "bench", "linear", "--data-dir", data_dir, "--out-dir", "/tmp/bench-linear-peer"] + args
+    cmd = [binary, "bench", "linear", "--data-dir", data_dir, "--out-dir", "/tmp/bench-linear-peer"] + args + EXTRA
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
@@ -96,8 +99,14 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeat", type=int, default=1, help="repeat each numpy/ours pair")
     p.add_argument("--skip-sklearn", action="store_true")
+    p.add_argument("--threads", type=int, default=0,
+                   help="BLAS threads for numpy/scikit-learn and rayon threads for ours (0 = defaults)")
     p.add_argument("--json", default=None, help="write all figures here")
     a = p.parse_args()
+    if a.threads > 0:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(a.threads)
+    EXTRA.extend(["--threads", str(a.threads)] if a.threads > 0 else [])
 
     bin_dir = os.path.join(a.data_dir, "cifar-10", "cifar-10-batches-bin")
     x_train_u8, y_train_all, x_test_u8, y_test = load_cifar10(bin_dir)
@@ -133,7 +142,7 @@ def main():
                   f"ours fit {r['fit_seconds']:6.3f} s (sgd {r['sgd_seconds']:.3f}) test {100*r['test_accuracy']:5.2f} % "
                   f"| speed-up {row['speedup']:5.1f}x", flush=True)
 
-    result = dict(speed=rows)
+    result = dict(speed=rows, threads=a.threads)
     # our softmax with the validated defaults (accuracy target and the sklearn comparison)
     best = {}
     for loss in ("svm", "softmax"):
