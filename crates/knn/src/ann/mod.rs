@@ -297,6 +297,39 @@ impl AnnIndex {
                 Some(Pca::fit(train, p, seed)?)
             }
         };
+        self.build_inner(train, metric, pca, seed)
+    }
+
+    /// [`AnnIndex::build`] ahead of an already fitted projection (so several indices can
+    /// share one PCA fit). `pca` must take rows of `train`'s length.
+    pub fn build_with_pca(
+        &self,
+        train: &Subset,
+        metric: Metric,
+        pca: Pca,
+        seed: u64,
+    ) -> Result<BuiltIndex, AnnError> {
+        self.validate()?;
+        if train.is_empty() {
+            return Err(AnnError::EmptyTrain);
+        }
+        if pca.dim() != train.dim() {
+            return Err(AnnError::ShapeMismatch { expected: pca.dim(), found: train.dim() });
+        }
+        if train.dim() > MAX_DIM {
+            return Err(AnnError::DimTooLarge { dim: train.dim(), max: MAX_DIM });
+        }
+        let pca = if *self == Self::Exact { None } else { Some(pca) };
+        self.build_inner(train, metric, pca, seed)
+    }
+
+    fn build_inner(
+        &self,
+        train: &Subset,
+        metric: Metric,
+        pca: Option<Pca>,
+        seed: u64,
+    ) -> Result<BuiltIndex, AnnError> {
         let space = match self {
             Self::Exact => Space { data: Vec::new(), dim: 0 },
             _ => Space::of(train, pca.as_ref()),
@@ -322,7 +355,6 @@ impl AnnIndex {
             secs = t.elapsed().as_secs_f64(),
             "ann structure built"
         );
-        let rerank = if pca.is_some() { DEFAULT_RERANK } else { 0 };
         Ok(BuiltIndex {
             kind: *self,
             metric,
@@ -331,12 +363,13 @@ impl AnnIndex {
             pca,
             space,
             structure,
-            rerank,
+            rerank: 0,
         })
     }
 }
 
-/// Candidates re-ranked per query when a PCA projection is used (see [`BuiltIndex::set_rerank`]).
+/// Candidates a tree re-ranks per query when a PCA projection is used (see
+/// [`BuiltIndex::rerank`]).
 pub const DEFAULT_RERANK: usize = 32;
 
 /// Why an index could not be built, searched, saved or loaded.
@@ -598,13 +631,15 @@ impl BuiltIndex {
         &self.train
     }
 
-    /// Candidates re-scored exactly per query: the larger of `k` and this value (default
-    /// [`DEFAULT_RERANK`] with PCA, 0 without, where the search space is already exact).
+    /// The re-rank depth set with [`BuiltIndex::set_rerank`]; 0 (the default) means
+    /// automatic: with PCA, HNSW re-scores its whole beam (`ef_search` candidates) and the
+    /// trees their best [`DEFAULT_RERANK`]; without PCA the search space is already exact
+    /// and only `k` candidates are kept. At least `k` candidates are always re-scored.
     pub fn rerank(&self) -> usize {
         self.rerank
     }
 
-    /// Sets the re-rank depth (see [`BuiltIndex::rerank`]).
+    /// Sets the re-rank depth (see [`BuiltIndex::rerank`]); only used with PCA.
     pub fn set_rerank(&mut self, rerank: usize) {
         self.rerank = rerank;
     }
@@ -713,7 +748,12 @@ impl BuiltIndex {
 
     /// Candidates for the search-space query `qv`.
     fn candidates(&self, qv: &[f32], k: usize, vis: &mut Visited) -> Vec<u32> {
-        let r = k.max(if self.pca.is_some() { self.rerank } else { 0 });
+        let r = match (self.pca.is_some(), self.rerank, self.kind) {
+            (false, _, _) => k,
+            (true, 0, AnnIndex::Hnsw { ef_search, .. }) => k.max(ef_search),
+            (true, 0, _) => k.max(DEFAULT_RERANK),
+            (true, r, _) => k.max(r),
+        };
         match (&self.structure, self.kind) {
             (Structure::KdTree(t), AnnIndex::KdTree { eps, .. }) => {
                 t.search_eps(&self.space, self.metric, qv, r, eps)

@@ -33,9 +33,9 @@ use super::AnnError;
 use super::dist::dot_f32;
 
 /// Rows used to fit the components (an evenly spaced sample when there are more).
-const FIT_SAMPLE: usize = 16_384;
+const FIT_SAMPLE: usize = 12_288;
 /// Subspace iterations.
-const POWER_ITERS: usize = 4;
+const POWER_ITERS: usize = 3;
 /// Extra columns carried by the subspace iteration.
 const OVERSAMPLE: usize = 8;
 /// Rows projected per matrix product.
@@ -75,18 +75,46 @@ impl Pca {
         let mean: Vec<f32> = acc.iter().map(|&a| (a / n as f64) as f32).collect();
         let s = n.min(FIT_SAMPLE);
         let sample: Vec<usize> = (0..s).map(|t| t * n / s).collect();
-        let x = DMatrix::<f32>::from_fn(s, d, |i, j| train.row(sample[i])[j] as f32 - mean[j]);
+        // the centred sample in blocks of rows: products run in parallel over blocks and
+        // block results are added in block order (deterministic for any thread count)
+        let blocks: Vec<DMatrix<f32>> = (0..s.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|b| {
+                let lo = b * CHUNK;
+                let hi = (lo + CHUNK).min(s);
+                let mut x = DMatrix::<f32>::zeros(hi - lo, d);
+                for i in lo..hi {
+                    for (j, &v) in train.row(sample[i]).iter().enumerate() {
+                        x[(i - lo, j)] = v as f32 - mean[j];
+                    }
+                }
+                x
+            })
+            .collect();
+        let xt_x_q = |q: &DMatrix<f32>| -> (DMatrix<f32>, Vec<DMatrix<f32>>) {
+            let z: Vec<DMatrix<f32>> = blocks.par_iter().map(|x| x * q).collect();
+            let parts: Vec<DMatrix<f32>> =
+                blocks.par_iter().zip(&z).map(|(x, zb)| x.tr_mul(zb)).collect();
+            let mut y = DMatrix::<f32>::zeros(q.nrows(), q.ncols());
+            for part in parts {
+                y += part;
+            }
+            (y, z)
+        };
         let l = (p + OVERSAMPLE).min(d);
         let mut g = SplitMix64::new(seed);
         let mut q = DMatrix::<f32>::from_fn(d, l, |_, _| g.next_normal() as f32);
         q = q.qr().q();
         for _ in 0..POWER_ITERS {
-            let z = &x * &q; // s x l
-            let y = x.tr_mul(&z); // d x l
+            let (y, _) = xt_x_q(&q); // d x l
             q = y.qr().q();
         }
-        let z = &x * &q;
-        let b = z.tr_mul(&z) / (s as f32); // l x l  = Qᵀ C Q
+        let z: Vec<DMatrix<f32>> = blocks.par_iter().map(|x| x * &q).collect();
+        let mut b = DMatrix::<f32>::zeros(l, l);
+        for zb in &z {
+            b += zb.tr_mul(zb);
+        }
+        let b = b / (s as f32); // l x l  = Qᵀ C Q
         let eig = nalgebra::SymmetricEigen::new(b);
         let mut order: Vec<usize> = (0..l).collect();
         order.sort_by(|&a, &c| eig.eigenvalues[c].total_cmp(&eig.eigenvalues[a]).then(a.cmp(&c)));
