@@ -219,12 +219,15 @@ fn fetch_archive(
     official: bool,
 ) -> anyhow::Result<()> {
     tracing::info!("downloading {url} into {}", part.display());
-    if let Err(e) = download::download(url, part) {
-        download::remove_if_empty(part);
-        return Err(download_failure(e, source, official));
-    }
-    tracing::info!("verifying {} of {}", expected.algorithm(), part.display());
-    if let Err(e) = expected.verify_file(part) {
+    let done = match download::download(url, part, expected.algorithm()) {
+        Ok(d) => d,
+        Err(e) => {
+            download::remove_if_empty(part);
+            return Err(download_failure(e, source, official));
+        }
+    };
+    tracing::info!("downloaded {} bytes; verifying the {}", done.len, expected.algorithm());
+    if let Err(e) = expected.check(&done.digest, part.display().to_string()) {
         fs::remove_file(part).ok();
         return Err(hinted(
             format!("the download of {url} is corrupt or not the expected file (deleted)"),
@@ -252,11 +255,13 @@ fn fetch_files(
         let expected = Checksum::md5(md5)?;
         let part = dir.join(format!("{name}.part"));
         let mut last_err = None;
+        let mut digest = String::new();
         for mirror in mirrors {
             let url = format!("{mirror}{name}");
             tracing::info!("downloading {url}");
-            match download::download(&url, &part) {
-                Ok(_) => {
+            match download::download(&url, &part, expected.algorithm()) {
+                Ok(d) => {
+                    digest = d.digest;
                     last_err = None;
                     break;
                 }
@@ -274,7 +279,7 @@ fn fetch_files(
         if let Some(e) = last_err {
             return Err(download_failure(e, source, official));
         }
-        if let Err(e) = expected.verify_file(&part) {
+        if let Err(e) = expected.check(&digest, part.display().to_string()) {
             fs::remove_file(&part).ok();
             return Err(hinted(
                 format!("{name} is corrupt or not the expected file (deleted)"),

@@ -232,6 +232,31 @@ fn repeated_drops_keep_the_part_file_and_the_next_run_resumes() {
 }
 
 #[test]
+fn a_complete_part_file_is_verified_without_downloading_again() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let sum = md5(&archive);
+    let len = archive.len() as u64;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("cifar-10")).unwrap();
+    std::fs::write(data.join("cifar-10/cifar-10-binary.tar.gz.part"), &archive).unwrap();
+    let server = Config::new(ARCHIVE_PATH, archive).start().unwrap();
+    let out = fetch(&[
+        "--url",
+        &server.url(ARCHIVE_PATH),
+        "--md5",
+        &sum,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    // the server answered 416 to `Range: bytes=len-`; the file on disk was hashed instead
+    let starts: Vec<_> = server.requests().iter().map(|r| r.range_start).collect();
+    assert_eq!(starts, [Some(len)]);
+    assert_installed_fixture(&data);
+}
+
+#[test]
 fn a_server_without_ranges_makes_the_download_start_over() {
     let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
     let sum = md5(&archive);

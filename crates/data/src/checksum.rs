@@ -184,6 +184,81 @@ impl fmt::Display for Checksum {
     }
 }
 
+/// An incremental digest: feed bytes as they arrive (e.g. while downloading), then take the
+/// hex digest. Gives the same result as [`Algorithm::digest_reader`] over the concatenation.
+#[derive(Debug, Clone)]
+pub struct Hasher {
+    algorithm: Algorithm,
+    state: State,
+    len: u64,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Md5(Md5),
+    Sha256(Sha256),
+}
+
+impl Hasher {
+    /// A fresh hasher of `algorithm`.
+    pub fn new(algorithm: Algorithm) -> Self {
+        let state = match algorithm {
+            Algorithm::Md5 => State::Md5(Md5::new()),
+            Algorithm::Sha256 => State::Sha256(Sha256::new()),
+        };
+        Self { algorithm, state, len: 0 }
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Number of bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when no byte was fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Feeds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match &mut self.state {
+            State::Md5(h) => h.update(bytes),
+            State::Sha256(h) => h.update(bytes),
+        }
+        self.len += bytes.len() as u64;
+    }
+
+    /// Feeds everything `reader` yields; returns the number of bytes read.
+    pub fn update_reader<R: Read>(&mut self, mut reader: R) -> io::Result<u64> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0u64;
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok(n),
+                Ok(k) => {
+                    self.update(&buf[..k]);
+                    n += k as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The lowercase hex digest of everything fed.
+    pub fn finalize_hex(self) -> String {
+        match self.state {
+            State::Md5(h) => to_hex(&h.finalize()),
+            State::Sha256(h) => to_hex(&h.finalize()),
+        }
+    }
+}
+
 /// The lowercase hex MD5 of everything `reader` yields.
 pub fn md5_reader<R: Read>(reader: R) -> io::Result<String> {
     Algorithm::Md5.digest_reader(reader)
@@ -283,6 +358,21 @@ mod tests {
         let missing = dir.join("missing");
         assert!(matches!(md5_file(&missing), Err(ChecksumError::Io { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn incremental_hasher_matches_one_shot_over_any_split() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            let expected = alg.digest_reader(&data[..]).unwrap();
+            for split in [0, 1, 63, 64, 65, 65_536, 99_999, 100_000] {
+                let mut h = Hasher::new(alg);
+                h.update(&data[..split]);
+                h.update_reader(&data[split..]).unwrap();
+                assert_eq!(h.len(), 100_000);
+                assert_eq!(h.finalize_hex(), expected, "{alg} split at {split}");
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use imgclass_data::checksum::{Algorithm, Hasher};
+
 /// Attempts per download within one run (each resumes where the last one stopped).
 pub const MAX_ATTEMPTS: u32 = 3;
 
@@ -55,10 +57,19 @@ pub enum DownloadError {
     },
 }
 
+/// A finished download: its size and its digest.
+#[derive(Debug)]
+pub struct Downloaded {
+    /// Bytes in the partial file.
+    pub len: u64,
+    /// Lowercase hex digest of the whole file, computed while downloading.
+    pub digest: String,
+}
+
 /// Downloads `url` into `part`, appending to an existing partial file when the server
-/// supports ranges. Returns the number of bytes in `part` afterwards. Creates `part` only
-/// once the server has answered with a body.
-pub fn download(url: &str, part: &Path) -> Result<u64, DownloadError> {
+/// supports ranges, and hashes it with `algorithm` on the way (an existing prefix is hashed
+/// from disk once). Creates `part` only once the server has answered with a body.
+pub fn download(url: &str, part: &Path, algorithm: Algorithm) -> Result<Downloaded, DownloadError> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(20))
         .timeout_read(Duration::from_secs(60))
@@ -67,6 +78,8 @@ pub fn download(url: &str, part: &Path) -> Result<u64, DownloadError> {
     let part_name = part.display().to_string();
     let mut last_reason = String::new();
     let mut total: Option<u64> = None;
+    // digest of the bytes [0, hasher.len()) of `part`
+    let mut hasher = Hasher::new(algorithm);
     for attempt in 1..=MAX_ATTEMPTS {
         let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         let mut req = agent.get(url).set("Accept-Encoding", "identity");
@@ -79,7 +92,10 @@ pub fn download(url: &str, part: &Path) -> Result<u64, DownloadError> {
             Err(ureq::Error::Status(416, _)) if have > 0 => {
                 // The partial file already holds the whole body: the checksum decides.
                 tracing::info!("{part_name} is already complete ({have} bytes)");
-                return Ok(have);
+                let digest = hash_prefix(part, have, Hasher::new(algorithm))
+                    .map_err(|source| DownloadError::Write { part: part_name.clone(), source })?
+                    .finalize_hex();
+                return Ok(Downloaded { len: have, digest });
             }
             Err(ureq::Error::Status(status, _)) => {
                 return Err(DownloadError::Status { url: url.to_string(), status });
@@ -146,8 +162,12 @@ pub fn download(url: &str, part: &Path) -> Result<u64, DownloadError> {
             }
         };
         total = length.map(|l| l + start);
+        if hasher.len() != start {
+            hasher = hash_prefix(part, start, Hasher::new(algorithm))
+                .map_err(|source| DownloadError::Write { part: part_name.clone(), source })?;
+        }
         let mut reader = resp.into_reader();
-        match copy_with_progress(&mut reader, &mut file, start, total, url) {
+        match copy_with_progress(&mut reader, &mut file, &mut hasher, start, total, url) {
             Ok(n) => {
                 file.sync_all()
                     .map_err(|source| DownloadError::Write { part: part_name.clone(), source })?;
@@ -156,7 +176,7 @@ pub fn download(url: &str, part: &Path) -> Result<u64, DownloadError> {
                     Some(t) if have < t => {
                         last_reason = format!("connection closed after {have} of {t} bytes");
                     }
-                    _ => return Ok(have),
+                    _ => return Ok(Downloaded { len: have, digest: hasher.finalize_hex() }),
                 }
             }
             Err(CopyError::Write(source)) => {
@@ -192,6 +212,15 @@ fn interrupted(
     }
 }
 
+/// Hashes the first `len` bytes of `path` into `hasher`.
+fn hash_prefix(path: &Path, len: u64, mut hasher: Hasher) -> io::Result<Hasher> {
+    let n = hasher.update_reader(File::open(path)?.take(len))?;
+    if n != len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "partial file shrank"));
+    }
+    Ok(hasher)
+}
+
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(300 * u64::from(attempt))
 }
@@ -213,6 +242,7 @@ enum CopyError {
 fn copy_with_progress(
     reader: &mut impl Read,
     file: &mut File,
+    hasher: &mut Hasher,
     start: u64,
     total: Option<u64>,
     url: &str,
@@ -249,6 +279,7 @@ fn copy_with_progress(
         if let Err(e) = file.write_all(&buf[..got]) {
             break Err(CopyError::Write(e));
         }
+        hasher.update(&buf[..got]);
         n += got as u64;
         let pos = start + n;
         if let Some(bar) = &bar {
