@@ -1,10 +1,142 @@
-//! `cargo xtask` subcommand module `bench_knn` (being built; see the issue that owns it).
+//! `cargo xtask bench knn`: exact k-NN over CIFAR-10 with the SIMD kernels of
+//! `imgclass-linalg`; prints wall time, peak RSS, threads and accuracy, and optionally writes
+//! the predictions (one label per test image, in order) and a JSON summary that
+//! `xtask/peers/knn.py` puts beside numpy, scikit-learn, faiss and OpenCV.
 
-/// Arguments.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use imgclass_core::{Dataset, Fit, Predict, Subset};
+use imgclass_knn::{Knn, Metric};
+
+/// Arguments of `cargo xtask bench knn`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Distance: l1 or l2 (squared Euclidean).
+    #[arg(long, default_value = "l2", value_parser = parse_metric)]
+    metric: Metric,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 1)]
+    k: usize,
+    /// Use the first N training images (default: all 50,000).
+    #[arg(long)]
+    n_train: Option<usize>,
+    /// Use the first N test images (default: all 10,000).
+    #[arg(long)]
+    n_test: Option<usize>,
+    /// Worker threads (default: 2).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Write one predicted label per test image, in order, one per line.
+    #[arg(long)]
+    predictions: Option<PathBuf>,
+    /// Write a JSON summary (wall time, peak RSS, threads, accuracy, kernel).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Data directory holding `cifar-10/cifar-10-batches-bin/` [default: $IMGCLASS_DATA_DIR,
+    /// else `<workspace>/datasets`].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn parse_metric(s: &str) -> Result<Metric, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "l1" => Ok(Metric::L1),
+        "l2" => Ok(Metric::L2),
+        _ => Err(format!("unknown metric {s:?} (expected l1 or l2)")),
+    }
+}
+
+fn data_dir(arg: Option<PathBuf>) -> PathBuf {
+    arg.or_else(|| std::env::var_os("IMGCLASS_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| workspace_root().join("datasets"))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn first_n(ds: &Dataset, n: Option<usize>) -> anyhow::Result<Subset> {
+    match n {
+        Some(n) if n < ds.len() => Ok(ds.subset((0..n).collect::<Vec<_>>())?),
+        _ => Ok(ds.all()),
+    }
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM` of `/proc/self/status`).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
 
 /// Runs the command.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dir = data_dir(args.data_dir.clone()).join("cifar-10").join("cifar-10-batches-bin");
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.max(1)).build()?;
+    let kernel = imgclass_linalg::KernelKind::detect()?;
+    let t = Instant::now();
+    let tt = imgclass_data::cifar::read_cifar10(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?;
+    let train = first_n(&tt.train, args.n_train)?;
+    let test = first_n(&tt.test, args.n_test)?;
+    let load_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "loaded {} train / {} test images ({} bytes each) in {load_s:.2} s",
+        train.len(),
+        test.len(),
+        train.dim()
+    );
+    let t = Instant::now();
+    let predicted = pool.install(|| -> anyhow::Result<Vec<u32>> {
+        let model = Knn::new(args.k).metric(args.metric).fit(&train)?;
+        Ok(model.predict(&test)?)
+    })?;
+    let wall_s = t.elapsed().as_secs_f64();
+    let correct = predicted.iter().zip(test.labels()).filter(|(p, y)| *p == y).count();
+    let accuracy = correct as f64 / test.len().max(1) as f64;
+    let peak = peak_rss_bytes().unwrap_or(0);
+    let pairs = (train.len() * test.len() * train.dim()) as f64;
+    println!(
+        "knn {} k={} kernel={kernel} threads={}: {} test x {} train: wall {wall_s:.3} s \
+         ({:.1} G byte-pairs/s), peak RSS {:.0} MiB, accuracy {:.2} %",
+        args.metric,
+        args.k,
+        args.threads,
+        test.len(),
+        train.len(),
+        pairs / wall_s / 1e9,
+        peak as f64 / (1024.0 * 1024.0),
+        accuracy * 100.0
+    );
+    if let Some(path) = &args.predictions {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        for p in &predicted {
+            writeln!(f, "{p}")?;
+        }
+        f.flush()?;
+    }
+    if let Some(path) = &args.json {
+        let summary = serde_json::json!({
+            "method": format!("imgclass {} (u8, {kernel})", args.metric),
+            "metric": args.metric.name(),
+            "k": args.k,
+            "kernel": kernel.name(),
+            "threads": args.threads,
+            "n_train": train.len(),
+            "n_test": test.len(),
+            "load_s": load_s,
+            "wall_s": wall_s,
+            "peak_rss_bytes": peak,
+            "accuracy": accuracy,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }

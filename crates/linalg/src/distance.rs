@@ -160,11 +160,11 @@ fn pairwise_impl<K: U8Kernel>(k: K, queries: RowsU8<'_>, train: RowsU8<'_>, out:
     });
 }
 
+/// A distance between two f32 rows.
+pub(crate) type F32Distance = fn(&[f32], &[f32]) -> f32;
+
 /// The f32 distance function of `kernel` and `metric`.
-pub(crate) fn f32_distance(
-    kernel: KernelKind,
-    metric: Metric,
-) -> Result<fn(&[f32], &[f32]) -> f32, LinalgError> {
+pub(crate) fn f32_distance(kernel: KernelKind, metric: Metric) -> Result<F32Distance, LinalgError> {
     if !kernel.is_available() {
         return Err(LinalgError::KernelUnavailable { name: kernel.name() });
     }

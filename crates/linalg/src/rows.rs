@@ -48,8 +48,7 @@ impl<'a, T> Rows<'a, T> {
     /// allowed). Every index must be below `data.len() / dim` (any index is accepted when
     /// `dim == 0`).
     pub fn gather(data: &'a [T], dim: usize, index: &'a [usize]) -> Result<Self, LinalgError> {
-        if dim > 0 {
-            let n_rows = data.len() / dim;
+        if let Some(n_rows) = data.len().checked_div(dim) {
             if data.len() != n_rows * dim {
                 return Err(LinalgError::BufferLen {
                     expected: n_rows * dim,

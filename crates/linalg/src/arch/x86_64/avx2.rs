@@ -88,11 +88,11 @@ unsafe fn l1_tile(p: *const u8, steps: usize, t: [*const u8; L1_TR], out: *mut i
             }
         }
     }
-    for r in 0..L1_TR {
-        for g in 0..2 {
+    for (r, row) in acc.iter().enumerate() {
+        for (g, &v) in row.iter().enumerate() {
             let mut lanes = [0i64; 4];
             // SAFETY: `lanes` is 32 bytes, the size of one vector store.
-            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc[r][g]) };
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v) };
             for (j, &v) in lanes.iter().enumerate() {
                 // SAFETY: `out` has L1_TR * 8 entries and `r * 8 + g * 4 + j < L1_TR * 8`.
                 unsafe { *out.add(r * L1_QP + g * 4 + j) = v as i32 };
@@ -165,10 +165,10 @@ unsafe fn l2_tile(p: *const u8, steps: usize, t: [*const u8; L2_TR], out: *mut i
             }
         }
     }
-    for r in 0..L2_TR {
-        for g in 0..2 {
+    for (r, row) in acc.iter().enumerate() {
+        for (g, &v) in row.iter().enumerate() {
             // SAFETY: `out` has L2_TR * 16 entries; this writes 8 of them at `r * 16 + g * 8`.
-            unsafe { _mm256_storeu_si256(out.add(r * L2_QP + g * 8).cast(), acc[r][g]) };
+            unsafe { _mm256_storeu_si256(out.add(r * L2_QP + g * 8).cast(), v) };
         }
     }
 }

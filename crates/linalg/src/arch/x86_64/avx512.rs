@@ -5,6 +5,10 @@
 //! to signed (`t - 128`, one `vpxord` per broadcast) and `q.(t - 128) + 128 * sum(q)` recovers
 //! `q.t` exactly (`DOT_BIAS = 128`; the driver adds `128 * sum(q)`).
 
+// The AVX-512 intrinsics are stable since Rust 1.89; the workspace's rust-version (1.85) predates
+// them but the toolchain in use (rust-toolchain: 1.95) has them, as the gemm kernels also assume.
+#![allow(clippy::incompatible_msrv)]
+
 use std::arch::x86_64::*;
 
 use crate::arch::{U8Kernel, check_tile};
@@ -92,14 +96,11 @@ unsafe fn l1_tile(p: *const u8, steps: usize, t: [*const u8; TR], out: *mut i32)
             }
         }
     }
-    for r in 0..TR {
-        for g in 0..4 {
+    for (r, row) in acc.iter().enumerate() {
+        for (g, &v) in row.iter().enumerate() {
             // SAFETY: `out` has TR * 32 entries; this writes 8 of them at `r * 32 + g * 8`.
             unsafe {
-                _mm256_storeu_si256(
-                    out.add(r * L1_QP + g * 8).cast(),
-                    _mm512_cvtepi64_epi32(acc[r][g]),
-                );
+                _mm256_storeu_si256(out.add(r * L1_QP + g * 8).cast(), _mm512_cvtepi64_epi32(v));
             }
         }
     }
@@ -160,10 +161,10 @@ unsafe fn l2_tile(p: *const u8, steps: usize, t: [*const u8; TR], out: *mut i32)
             }
         }
     }
-    for r in 0..TR {
-        for g in 0..4 {
+    for (r, row) in acc.iter().enumerate() {
+        for (g, &v) in row.iter().enumerate() {
             // SAFETY: `out` has TR * 64 entries; this writes 16 of them at `r * 64 + g * 16`.
-            unsafe { _mm512_storeu_si512(out.add(r * L2_QP + g * 16).cast(), acc[r][g]) };
+            unsafe { _mm512_storeu_si512(out.add(r * L2_QP + g * 16).cast(), v) };
         }
     }
 }
