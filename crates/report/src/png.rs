@@ -140,32 +140,34 @@ pub fn neighbour_gallery_png(
     let pad = 8;
     let ts = 2; // label text scale
     let cell_w = iw.max(10 * font::ADVANCE * ts) + 2 * pad;
+    // the test column also holds "pred <class name>"
+    let query_w = iw.max(15 * font::ADVANCE * ts) + 2 * pad;
     let text_h = 2 * (font::HEIGHT * ts + 4);
     let cell_h = ih + 2 * pad + text_h;
     let gap = 24; // between the test image and its neighbours
     let header = font::HEIGHT * 2 + 16;
     let n_cols = rows.iter().map(|r| r.neighbours.len()).max().unwrap_or(0);
-    let w = cell_w * (1 + n_cols) + gap + pad;
+    let w = query_w + cell_w * n_cols + gap + pad;
     let h = header + cell_h * rows.len();
     let mut c = Canvas::new(w, h);
     let name = |l: Label| names.name(l).map_or_else(|| l.to_string(), str::to_string);
-    c.text_centred(cell_w / 2, 6, "test", 2, cell_w, INK);
-    let nx = cell_w + gap;
+    c.text_centred(query_w / 2, 6, "test", 2, query_w, INK);
+    let nx = query_w + gap;
     let title = "nearest training images";
     c.text_centred(nx + (cell_w * n_cols) / 2, 6, title, 2, cell_w * n_cols.max(1), INK);
     for (ri, r) in rows.iter().enumerate() {
         let y = header + ri * cell_h + pad;
-        let x = pad + (cell_w - 2 * pad - iw) / 2;
+        let x = (query_w - iw) / 2;
         c.image(x, y, &r.query, shape, scale);
         c.border(x, y, iw, ih, 3, GREY);
-        c.text_centred(x + iw / 2, y + ih + 6, &name(r.label), ts, cell_w, INK);
+        c.text_centred(x + iw / 2, y + ih + 6, &name(r.label), ts, query_w, INK);
         if let Some(p) = r.predicted {
             let colour = if p == r.label { GREEN } else { RED };
             let text = format!("pred {}", name(p));
-            c.text_centred(x + iw / 2, y + ih + 8 + font::HEIGHT * ts, &text, ts, cell_w, colour);
+            c.text_centred(x + iw / 2, y + ih + 8 + font::HEIGHT * ts, &text, ts, query_w, colour);
         }
         for (j, (img, l)) in r.neighbours.iter().enumerate() {
-            let x = nx + j * cell_w + (cell_w - 2 * pad - iw) / 2 + pad;
+            let x = nx + j * cell_w + (cell_w - iw) / 2;
             c.image(x, y, img, shape, scale);
             let colour = if *l == r.label { GREEN } else { RED };
             c.border(x, y, iw, ih, 3, colour);
