@@ -92,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let bin_dir = data_root.join("cifar-10").join("cifar-10-batches-bin");
     std::fs::create_dir_all(&bin_dir).with_context(|| format!("create {}", bin_dir.display()))?;
     let repeats = args.repeats.max(1);
+    let load_start = loadavg();
 
     // warm the page cache for the image files, and time reading their bytes
     let jpeg_files = list_files(&jpeg_dir)?;
@@ -133,7 +134,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut raw = new_phase("read the same bytes (128 KiB buffer, like cat)".into());
     let mut cat = new_phase("`cat` the same files > /dev/null (subprocess)".into());
     let mut load = new_phase("load CIFAR-10 binary layout (read_cifar10)".into());
+    let mut touch = new_phase(format!(
+        "baseline: allocate and fill {:.0} MB of fresh memory (page faults)",
+        (bin_bytes - bin_bytes / 3073) as f64 / 1e6
+    ));
+    let mut slurp =
+        new_phase("read the same files into memory (std::fs::read each, all kept)".into());
     for _ in 0..repeats {
+        timed(&mut slurp, || {
+            let all = bin_files
+                .iter()
+                .map(|f| std::fs::read(f).with_context(|| format!("read {}", f.display())))
+                .collect::<anyhow::Result<Vec<Vec<u8>>>>()?;
+            Ok(std::hint::black_box(all).len())
+        })?;
         timed(&mut raw, || read_bytes(&bin_files).map(|_| ()))?;
         timed(&mut load, || Ok(cifar::read_cifar10(&bin_dir).map(|d| d.train.len())?))?;
         timed(&mut cat, || {
@@ -145,17 +159,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             anyhow::ensure!(status.success(), "cat failed");
             Ok(())
         })?;
+        timed(&mut touch, || {
+            let v = vec![1u8; (bin_bytes - bin_bytes / 3073) as usize];
+            Ok(std::hint::black_box(v).len())
+        })?;
     }
     let load_ratio = load.min().as_secs_f64() / raw.min().as_secs_f64();
     let load_vs_cat = load.min().as_secs_f64() / cat.min().as_secs_f64();
-    phases.extend([import2, import1, raw, cat, load]);
+    phases.extend([import2, import1, raw, cat, load, slurp, touch]);
 
     let command = std::env::args().collect::<Vec<_>>()[1..].join(" ");
     let command = format!("cargo xtask {command}");
+    let load_end = loadavg();
     let mut md = String::new();
     md.push_str("# Data loading benchmarks (`cargo xtask bench data`)\n\n");
     md.push_str(&format!("Command: `{command}` (from the repository root).\n\n"));
     md.push_str(&format!("Date: {}. Machine: {}.\n\n", now_utc(), machine()));
+    md.push_str(&format!(
+        "Load average (1 min) at start / end: {load_start} / {load_end} (other work shares the machine).\n\n"
+    ));
     md.push_str(&format!(
         "Image folder: {} ({} images, {:.1} MB of JPEG); binary layout: {} ({:.1} MB).\n\n",
         jpeg_dir.display(),
@@ -285,6 +307,14 @@ fn list_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The 1-minute load average from `/proc/loadavg`.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn now_utc() -> String {
