@@ -6,6 +6,7 @@ mod bench_cv;
 mod bench_data;
 mod bench_knn;
 mod bench_linear;
+mod experiment;
 mod fetch;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Download (or import offline) a dataset into the data directory and verify it.
     FetchData(fetch::Args),
+    /// The whole pipeline end to end: k-NN CV, linear SVM/softmax, approximate search, report.
+    Experiment(experiment::Args),
     /// Benchmarks on real data.
     #[command(subcommand)]
     Bench(Bench),
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::FetchData(args) => fetch::run(args),
+        Command::Experiment(args) => experiment::run(args),
         Command::Bench(Bench::Data(args)) => bench_data::run(args),
         Command::Bench(Bench::Knn(args)) => bench_knn::run(args),
         Command::Bench(Bench::Cv(args)) => bench_cv::run(args),

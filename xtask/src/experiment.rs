@@ -1,0 +1,279 @@
+//! `cargo xtask experiment`: the project's main job, the whole pipeline end to end. It loads
+//! a dataset (CIFAR-10 by default, fetched when absent), cross-validates k-NN over k and the
+//! distance, tunes a linear SVM and a softmax classifier on a validation split, measures the
+//! approximate-search indices, and writes `reports/<date-time>/` (report.html, results.json
+//! and every plot as a file), printing a summary table at the end.
+//!
+//! Reproducible: everything random derives from one seed, so the same seed gives the same
+//! results.json (wall-clock fields aside, see [`report`]) whatever the thread count.
+//! Atomic: the report is written into a temporary directory beside the output, created only
+//! once every phase has finished, and renamed into place at the end; an error or Ctrl-C leaves
+//! no report directory behind.
+
+mod ann;
+mod config;
+mod demo;
+mod knn;
+mod linear;
+mod load;
+mod progress;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use imgclass_core::rng::SplitMix64;
+
+pub use config::Config;
+pub use load::DatasetKind;
+use progress::Progress;
+use report::{AnnOutcome, DatasetInfo, Results, RunInfo, Timings};
+
+/// Arguments of `cargo xtask experiment`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// TOML config choosing experiments, grids, seed and sizes (see experiment.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Subsampled run (about a minute on CIFAR-10): the config's [quick] sizes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Dataset: cifar-10, cifar-100, mnist, fashion-mnist, folder (--data-dir is the image
+    /// folder), demo (generated, offline, seconds; implies --quick).
+    #[arg(long, value_enum, default_value_t = DatasetKind::Cifar10)]
+    pub dataset: DatasetKind,
+    /// Data directory [default: $IMGCLASS_DATA_DIR, else <workspace>/datasets]; for
+    /// `--dataset folder`, the folder holding train/ and test/.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Master seed (overrides the config's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output directory (must not exist) [default: <workspace>/reports/<date-time>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Seed streams of the phases (forks of the master seed).
+mod stream {
+    pub const SUBSAMPLE_TRAIN: u64 = 1;
+    pub const SUBSAMPLE_TEST: u64 = 2;
+    pub const KNN_FOLDS: u64 = 3;
+    pub const LINEAR: u64 = 4;
+    pub const ANN: u64 = 5;
+}
+
+/// Runs the experiment.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let started_utc = utc_stamp(std::time::SystemTime::now(), true);
+    let mut cfg = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(seed) = args.seed {
+        cfg.seed = seed;
+    }
+    let quick = args.quick || args.dataset == DatasetKind::Demo;
+    if quick {
+        cfg = cfg.quick();
+    }
+    if args.dataset == DatasetKind::Demo && args.config.is_none() {
+        // the demo's per-pixel noise is independent, so no low-dimensional projection keeps
+        // the neighbours: index the raw pixels
+        cfg.ann.pca = 0;
+    }
+    let out = match &args.out {
+        Some(o) => o.clone(),
+        None => {
+            workspace_root().join("reports").join(utc_stamp(std::time::SystemTime::now(), false))
+        }
+    };
+    anyhow::ensure!(
+        !out.exists(),
+        "the output directory {} already exists; choose another --out",
+        out.display()
+    );
+    let root = SplitMix64::new(cfg.seed);
+    let seed_of = |s: u64| root.fork(s).next_u64();
+
+    // load
+    let t = Instant::now();
+    let data_dir = load::data_dir(args.data_dir.as_deref());
+    let tt = load::load(args.dataset, &data_dir, cfg.seed)?;
+    let train = load::subsample(&tt.train, cfg.n_train, seed_of(stream::SUBSAMPLE_TRAIN))?;
+    let test = load::subsample(&tt.test, cfg.n_test, seed_of(stream::SUBSAMPLE_TEST))?;
+    anyhow::ensure!(train.len() >= 2 && !test.is_empty(), "too few images to experiment on");
+    let mut timings = Timings { load_seconds: t.elapsed().as_secs_f64(), ..Timings::default() };
+    eprintln!(
+        "experiment: {} {} ({} train, {} test of {} x {}), seed {}, {} threads{}",
+        args.dataset.name(),
+        tt.train.shape(),
+        train.len(),
+        test.len(),
+        tt.train.len(),
+        tt.test.len(),
+        cfg.seed,
+        rayon::current_num_threads(),
+        if quick { ", quick" } else { "" }
+    );
+
+    let knn = if cfg.knn.enabled {
+        let mut p = Progress::new("k-NN", knn::steps(&cfg.knn));
+        let r = knn::run(&train, &test, &cfg.knn, seed_of(stream::KNN_FOLDS), &mut p)?;
+        timings.knn_seconds = p.finish();
+        Some(r)
+    } else {
+        None
+    };
+    let linear = if cfg.linear.enabled {
+        let mut p = Progress::new("linear", linear::steps(&cfg.linear));
+        let r = linear::run(&train, &test, &cfg.linear, seed_of(stream::LINEAR), &mut p)?;
+        timings.linear_seconds = p.finish();
+        Some(r)
+    } else {
+        None
+    };
+    let ann = if cfg.ann.enabled {
+        let mut p = Progress::new("ann", ann::steps(&cfg.ann));
+        let r = ann::run(&train, &test, &cfg.ann, seed_of(stream::ANN), &mut p)?;
+        timings.ann_seconds = p.finish();
+        AnnOutcome::Ran(r)
+    } else {
+        AnnOutcome::Skipped { skipped: "disabled in the config ([ann] enabled = false)".into() }
+    };
+
+    // report: rendered in memory, then written into a temporary directory and renamed
+    let t = Instant::now();
+    let names = tt.train.classes().clone();
+    let rendered = report::render(knn.as_ref(), linear.as_ref(), &ann, &names, tt.train.shape())?;
+    let summary = report::summary(knn.as_ref(), linear.as_ref(), &ann);
+    let config_toml = toml::to_string(&cfg).context("serialising the config")?;
+    let mut results = Results {
+        schema_version: report::RESULTS_SCHEMA_VERSION,
+        dataset: DatasetInfo {
+            name: args.dataset.name().into(),
+            shape: tt.train.shape(),
+            classes: names,
+            n_train_available: tt.train.len(),
+            n_test_available: tt.test.len(),
+            n_train: train.len(),
+            n_test: test.len(),
+        },
+        seed: cfg.seed,
+        quick,
+        config: cfg,
+        knn,
+        linear,
+        ann,
+        summary,
+        figures: rendered.figures.clone(),
+        timings,
+        run: RunInfo {
+            started_utc,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            threads: rayon::current_num_threads(),
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    };
+    results.timings.report_seconds = t.elapsed().as_secs_f64();
+    results.timings.total_seconds = start.elapsed().as_secs_f64();
+    let html = report::page(&results, &rendered, &config_toml);
+    write_atomically(&out, |dir| report::write_all(dir, &results, &rendered, &html))?;
+    println!("{}", report::summary_text(&results.summary, &results.timings));
+    println!("report: {}", out.join("report.html").display());
+    Ok(())
+}
+
+/// The workspace root (the parent of the xtask crate).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
+}
+
+/// Calls `write` on a fresh temporary directory beside `out`, then renames it to `out`. On
+/// any error the temporary directory is removed and `out` is not created.
+fn write_atomically(
+    out: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = out.file_name().map_or("report".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp-"))
+        .tempdir_in(&parent)
+        .with_context(|| format!("cannot create a temporary directory in {}", parent.display()))?;
+    write(tmp.path())?;
+    anyhow::ensure!(!out.exists(), "{} appeared while the experiment ran", out.display());
+    let path = tmp.keep();
+    if let Err(e) = std::fs::rename(&path, out) {
+        std::fs::remove_dir_all(&path).ok();
+        return Err(e).with_context(|| format!("cannot rename the report to {}", out.display()));
+    }
+    Ok(())
+}
+
+/// `time` in UTC as `2026-11-29T02:30:00Z` (`iso`) or `2026-11-29_02-30-00` (a file name).
+fn utc_stamp(time: std::time::SystemTime, iso: bool) -> String {
+    let secs = time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    if iso {
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    } else {
+        format!("{y:04}-{m:02}-{d:02}_{hh:02}-{mm:02}-{ss:02}")
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_match_known_days() {
+        // 1970-01-01 is day 0; 2000-03-01 is day 11,017; 2026-11-29 is day 20,786
+        // (Python: (date(2026,11,29) - date(1970,1,1)).days)
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+        assert_eq!(civil_from_days(20_786), (2026, 11, 29));
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(20_786 * 86_400 + 3723);
+        assert_eq!(utc_stamp(t, true), "2026-11-29T01:02:03Z");
+        assert_eq!(utc_stamp(t, false), "2026-11-29_01-02-03");
+    }
+
+    #[test]
+    fn failed_write_leaves_nothing() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let out = parent.path().join("report");
+        let err = write_atomically(&out, |dir| {
+            std::fs::write(dir.join("half.txt"), "x")?;
+            anyhow::bail!("phase failed")
+        });
+        assert!(err.is_err());
+        assert!(!out.exists());
+        assert_eq!(std::fs::read_dir(parent.path()).expect("read").count(), 0);
+        write_atomically(&out, |dir| Ok(std::fs::write(dir.join("a.txt"), "y")?)).expect("ok");
+        assert_eq!(std::fs::read_to_string(out.join("a.txt")).expect("read"), "y");
+    }
+}

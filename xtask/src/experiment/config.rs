@@ -1,0 +1,404 @@
+//! The experiment configuration: a TOML file (every key optional, unknown keys rejected)
+//! choosing the experiments, their grids, the seed and the subsample sizes. The documented
+//! example is `experiment.example.toml` at the repository root; [`Config::default`] is the
+//! full default experiment.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (syntax, unknown key, wrong type).
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said (with line and column).
+        message: String,
+    },
+    /// A value is out of its range.
+    #[error("invalid config value {key} = {value}: {reason}")]
+    Invalid {
+        /// The dotted key.
+        key: &'static str,
+        /// The value as written.
+        value: String,
+        /// What it must be.
+        reason: &'static str,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Master seed: subsampling, folds, validation split, SGD and index builds all derive
+    /// their seeds from it (overridden by `--seed`).
+    pub seed: u64,
+    /// Training images used (stratified subsample); `None` = all.
+    pub n_train: Option<usize>,
+    /// Test images used (stratified subsample); `None` = all.
+    pub n_test: Option<usize>,
+    /// k-NN cross-validation.
+    pub knn: KnnConfig,
+    /// Linear SVM and softmax.
+    pub linear: LinearConfig,
+    /// Approximate nearest-neighbour search.
+    pub ann: AnnConfig,
+    /// What `--quick` changes.
+    pub quick: QuickConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            n_train: None,
+            n_test: None,
+            knn: KnnConfig::default(),
+            linear: LinearConfig::default(),
+            ann: AnnConfig::default(),
+            quick: QuickConfig::default(),
+        }
+    }
+}
+
+/// k-NN: `folds`-fold stratified CV over `ks` for each metric, one neighbour search per fold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnnConfig {
+    /// Run this phase.
+    pub enabled: bool,
+    /// Distances: `"l1"`, `"l2"`.
+    pub metrics: Vec<String>,
+    /// The grid of k.
+    pub ks: Vec<usize>,
+    /// Number of CV folds.
+    pub folds: usize,
+    /// Test images shown in the nearest-neighbour gallery.
+    pub gallery_rows: usize,
+    /// Neighbours shown per gallery row.
+    pub gallery_neighbours: usize,
+}
+
+impl Default for KnnConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            metrics: vec!["l1".into(), "l2".into()],
+            ks: vec![1, 3, 5, 7, 10, 15, 20, 50, 100],
+            folds: 5,
+            gallery_rows: 10,
+            gallery_neighbours: 10,
+        }
+    }
+}
+
+/// Linear classifiers: learning rate x regularisation chosen on a stratified validation
+/// split, the best retrained on all training images and scored once on the test set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinearConfig {
+    /// Run this phase.
+    pub enabled: bool,
+    /// Losses: `"svm"`, `"softmax"`.
+    pub losses: Vec<String>,
+    /// Learning rates of the grid.
+    pub learning_rates: Vec<f64>,
+    /// L2 strengths `λ` of the grid (`R(W) = λ Σ W²`).
+    pub regularizations: Vec<f64>,
+    /// Fraction of the training images held out for validation.
+    pub validation_fraction: f64,
+    /// SGD iterations per run.
+    pub iterations: usize,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Momentum (0 = plain SGD).
+    pub momentum: f64,
+    /// Learning-rate factor per epoch.
+    pub decay: f64,
+}
+
+impl Default for LinearConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            losses: vec!["svm".into(), "softmax".into()],
+            learning_rates: vec![1e-7, 3e-7, 1e-6],
+            regularizations: vec![5e3, 2.5e4, 5e4],
+            validation_fraction: 0.1,
+            iterations: 1500,
+            batch_size: 200,
+            momentum: 0.0,
+            decay: 1.0,
+        }
+    }
+}
+
+/// Approximate search: recall@k and speed of each index setting against exact search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnnConfig {
+    /// Run this phase.
+    pub enabled: bool,
+    /// Training images indexed (stratified subsample of the training set used).
+    pub n_train: usize,
+    /// Query images (evenly spaced test images; only neighbours are measured, no labels).
+    pub n_queries: usize,
+    /// Neighbours per query (recall@k).
+    pub k: usize,
+    /// Distance: `"l1"` or `"l2"`.
+    pub metric: String,
+    /// PCA components ahead of the tree and graph indices (0 = none).
+    pub pca: usize,
+    /// Index settings as specs (`kdforest:trees=4,checks=256`, `hnsw:m=16,efc=100,ef=40`, ...).
+    pub indices: Vec<String>,
+}
+
+impl Default for AnnConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            n_train: 10_000,
+            n_queries: 500,
+            k: 10,
+            metric: "l2".into(),
+            pca: 64,
+            indices: [
+                "kdforest:trees=4,checks=128",
+                "kdforest:trees=4,checks=512",
+                "kmeans:branching=16,iterations=5,checks=256",
+                "hnsw:m=16,efc=100,ef=20",
+                "hnsw:m=16,efc=100,ef=80",
+            ]
+            .map(String::from)
+            .into(),
+        }
+    }
+}
+
+/// The subsampled run of `--quick` (and of `--dataset demo`): these replace the sizes above.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuickConfig {
+    /// Training images.
+    pub n_train: usize,
+    /// Test images.
+    pub n_test: usize,
+    /// SGD iterations per linear run.
+    pub iterations: usize,
+    /// Training images indexed by the approximate-search phase.
+    pub ann_n_train: usize,
+    /// Queries of the approximate-search phase.
+    pub ann_n_queries: usize,
+}
+
+impl Default for QuickConfig {
+    fn default() -> Self {
+        Self { n_train: 5000, n_test: 1000, iterations: 300, ann_n_train: 5000, ann_n_queries: 200 }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => {
+                ConfigError::Parse { path: path.to_path_buf(), message }
+            }
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text (errors name the path `<text>`).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let c: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// This configuration with the `[quick]` sizes applied.
+    pub fn quick(mut self) -> Self {
+        let q = self.quick.clone();
+        self.n_train = Some(self.n_train.map_or(q.n_train, |n| n.min(q.n_train)));
+        self.n_test = Some(self.n_test.map_or(q.n_test, |n| n.min(q.n_test)));
+        self.linear.iterations = self.linear.iterations.min(q.iterations);
+        self.ann.n_train = self.ann.n_train.min(q.ann_n_train);
+        self.ann.n_queries = self.ann.n_queries.min(q.ann_n_queries);
+        self
+    }
+
+    /// Checks every range; the first problem is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(
+            key: &'static str,
+            value: impl std::fmt::Debug,
+            reason: &'static str,
+        ) -> ConfigError {
+            ConfigError::Invalid { key, value: format!("{value:?}"), reason }
+        }
+        if self.n_train == Some(0) {
+            return Err(bad("n_train", 0, "must be at least 1"));
+        }
+        if self.n_test == Some(0) {
+            return Err(bad("n_test", 0, "must be at least 1"));
+        }
+        let k = &self.knn;
+        if k.enabled {
+            if k.metrics.is_empty() {
+                return Err(bad("knn.metrics", &k.metrics, "needs at least one of \"l1\", \"l2\""));
+            }
+            for m in &k.metrics {
+                if parse_metric(m).is_none() {
+                    return Err(bad("knn.metrics", m, "must be \"l1\" or \"l2\""));
+                }
+            }
+            if k.ks.is_empty() || k.ks.contains(&0) {
+                return Err(bad("knn.ks", &k.ks, "must be a non-empty list of positive k"));
+            }
+            if k.folds < 2 {
+                return Err(bad("knn.folds", k.folds, "must be at least 2"));
+            }
+        }
+        let l = &self.linear;
+        if l.enabled {
+            if l.losses.is_empty() {
+                return Err(bad("linear.losses", &l.losses, "needs \"svm\" and/or \"softmax\""));
+            }
+            for loss in &l.losses {
+                if !matches!(loss.as_str(), "svm" | "softmax") {
+                    return Err(bad("linear.losses", loss, "must be \"svm\" or \"softmax\""));
+                }
+            }
+            if l.learning_rates.is_empty()
+                || l.learning_rates.iter().any(|&v| !(v.is_finite() && v > 0.0))
+            {
+                return Err(bad(
+                    "linear.learning_rates",
+                    &l.learning_rates,
+                    "must be a non-empty list of positive numbers",
+                ));
+            }
+            if l.regularizations.is_empty()
+                || l.regularizations.iter().any(|&v| !(v.is_finite() && v >= 0.0))
+            {
+                return Err(bad(
+                    "linear.regularizations",
+                    &l.regularizations,
+                    "must be a non-empty list of non-negative numbers",
+                ));
+            }
+            if !(l.validation_fraction > 0.0 && l.validation_fraction < 1.0) {
+                return Err(bad(
+                    "linear.validation_fraction",
+                    l.validation_fraction,
+                    "must be in (0, 1)",
+                ));
+            }
+            if l.iterations == 0 {
+                return Err(bad("linear.iterations", 0, "must be at least 1"));
+            }
+            if l.batch_size == 0 {
+                return Err(bad("linear.batch_size", 0, "must be at least 1"));
+            }
+            if !(0.0..1.0).contains(&l.momentum) {
+                return Err(bad("linear.momentum", l.momentum, "must be in [0, 1)"));
+            }
+            if !(l.decay > 0.0 && l.decay <= 1.0) {
+                return Err(bad("linear.decay", l.decay, "must be in (0, 1]"));
+            }
+        }
+        let a = &self.ann;
+        if a.enabled {
+            if a.n_train == 0 || a.n_queries == 0 || a.k == 0 {
+                return Err(bad(
+                    "ann.n_train/n_queries/k",
+                    (a.n_train, a.n_queries, a.k),
+                    "must all be at least 1",
+                ));
+            }
+            if parse_metric(&a.metric).is_none() {
+                return Err(bad("ann.metric", &a.metric, "must be \"l1\" or \"l2\""));
+            }
+            if a.indices.is_empty() {
+                return Err(bad("ann.indices", &a.indices, "needs at least one index spec"));
+            }
+            for spec in &a.indices {
+                if imgclass_knn::ann::AnnIndex::parse(spec).is_err() {
+                    return Err(bad(
+                        "ann.indices",
+                        spec,
+                        "not an index spec such as \"hnsw:m=16,efc=100,ef=40\"",
+                    ));
+                }
+            }
+        }
+        let q = &self.quick;
+        if q.n_train == 0 || q.n_test == 0 || q.iterations == 0 || q.ann_n_train == 0 {
+            return Err(bad("quick", q, "sizes must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// `"l1"` / `"l2"` (any case) as a distance.
+pub fn parse_metric(name: &str) -> Option<imgclass_linalg::Metric> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "l1" => Some(imgclass_linalg::Metric::L1),
+        "l2" => Some(imgclass_linalg::Metric::L2),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default_and_example_parses() {
+        assert_eq!(Config::from_toml("").expect("empty config"), Config::default());
+        let example = include_str!("../../../experiment.example.toml");
+        let c = Config::from_toml(example).expect("the documented example parses");
+        // the example documents the defaults, so it must equal them
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = Config::from_toml("[knn]\nfoldz = 3\n").expect_err("unknown key");
+        assert!(e.to_string().contains("foldz"), "{e}");
+        let e = Config::from_toml("[knn]\nks = [1, 0]\n").expect_err("zero k");
+        assert!(e.to_string().contains("knn.ks"), "{e}");
+        let e = Config::from_toml("[linear]\nlosses = [\"hinge\"]\n").expect_err("bad loss");
+        assert!(e.to_string().contains("\"hinge\""), "{e}");
+        let e = Config::from_toml("seed = \"x\"\n").expect_err("wrong type");
+        assert!(e.to_string().contains("seed"), "{e}");
+        let e = Config::from_toml("[ann]\nindices = [\"hnsw:q=1\"]\n").expect_err("bad spec");
+        assert!(e.to_string().contains("ann.indices"), "{e}");
+    }
+
+    #[test]
+    fn quick_caps_sizes_and_keeps_smaller_ones() {
+        let c = Config::from_toml("n_train = 300\n[linear]\niterations = 50\n").expect("valid");
+        let q = c.quick();
+        assert_eq!(q.n_train, Some(300));
+        assert_eq!(q.n_test, Some(QuickConfig::default().n_test));
+        assert_eq!(q.linear.iterations, 50);
+        assert_eq!(q.ann.n_queries, QuickConfig::default().ann_n_queries);
+    }
+}

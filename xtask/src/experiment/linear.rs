@@ -1,0 +1,178 @@
+//! The linear phase: for each loss (multiclass SVM, softmax), minibatch SGD over the grid of
+//! learning rate x L2 strength, each point scored on a stratified, seeded validation split of
+//! the training images; the best point is retrained on all training images and scored once
+//! on the test set. A run that diverges counts as a failed grid point (NaN), not an error.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use imgclass_core::{Fit, Predict, Subset};
+use imgclass_eval::{ClassReport, ConfusionMatrix, accuracy, stratified_split};
+use imgclass_linear::{Linear, LinearError, LinearModel, Loss, Reg, Sgd, Stop};
+use serde::Serialize;
+
+use super::config::LinearConfig;
+use super::progress::Progress;
+
+/// One grid point.
+#[derive(Debug, Clone, Serialize)]
+pub struct GridPoint {
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// L2 strength.
+    pub regularization: f64,
+    /// Validation accuracy (`null` when training diverged).
+    pub val_accuracy: Option<f64>,
+    /// Why it has no accuracy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// Training seconds.
+    pub train_seconds: f64,
+}
+
+/// One loss's results (serialised into results.json).
+#[derive(Debug, Serialize)]
+pub struct LossResult {
+    /// `svm` or `softmax`.
+    pub loss: String,
+    /// Every grid point, learning rate major.
+    pub grid: Vec<GridPoint>,
+    /// Index of the chosen point in `grid`.
+    pub best: usize,
+    /// Test accuracy of the chosen point retrained on all training images.
+    pub test_accuracy: f64,
+    /// Test confusion matrix.
+    pub confusion: ConfusionMatrix,
+    /// Per-class precision, recall, F1 on the test set.
+    pub per_class: Vec<ClassReport>,
+    /// Loss per SGD iteration of the retrained model (data + regularisation).
+    pub loss_curve: Vec<f32>,
+    /// Seconds of the retraining.
+    pub retrain_seconds: f64,
+    /// The retrained model (templates are drawn from it).
+    #[serde(skip)]
+    pub model: LinearModel,
+}
+
+/// What the linear phase found.
+#[derive(Debug, Serialize)]
+pub struct LinearResult {
+    /// Training rows of the grid runs.
+    pub n_fit: usize,
+    /// Validation rows.
+    pub n_validation: usize,
+    /// SGD iterations per run.
+    pub iterations: usize,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// One entry per loss.
+    pub losses: Vec<LossResult>,
+}
+
+/// Number of progress steps of [`run`].
+pub fn steps(cfg: &LinearConfig) -> u64 {
+    (cfg.losses.len() * (cfg.learning_rates.len() * cfg.regularizations.len() + 1)) as u64
+}
+
+fn loss_of(name: &str) -> anyhow::Result<Loss> {
+    match name {
+        "svm" => Ok(Loss::Svm { margin: 1.0 }),
+        "softmax" => Ok(Loss::Softmax),
+        other => anyhow::bail!("unknown loss {other:?} (expected svm or softmax)"),
+    }
+}
+
+fn params(cfg: &LinearConfig, loss: Loss, lr: f64, reg: f64, seed: u64) -> Linear {
+    Linear::new(loss).regularization(Reg::L2(reg)).sgd(Sgd {
+        batch_size: cfg.batch_size,
+        learning_rate: lr,
+        decay: cfg.decay,
+        momentum: cfg.momentum,
+        stop: Stop::Iterations(cfg.iterations),
+        seed,
+    })
+}
+
+/// Runs the phase.
+pub fn run(
+    train: &Subset,
+    test: &Subset,
+    cfg: &LinearConfig,
+    seed: u64,
+    progress: &mut Progress,
+) -> anyhow::Result<LinearResult> {
+    let split = stratified_split(&train.labels(), cfg.validation_fraction, seed)?;
+    let (fit_set, val_set) = split.apply(train)?;
+    let val_truth = val_set.labels();
+    let sgd_seed = seed.wrapping_add(1);
+    let mut losses = Vec::new();
+    for name in &cfg.losses {
+        let loss = loss_of(name)?;
+        let mut grid = Vec::new();
+        for &lr in &cfg.learning_rates {
+            for &reg in &cfg.regularizations {
+                let t = Instant::now();
+                let fitted = params(cfg, loss, lr, reg, sgd_seed).fit(&fit_set);
+                let (val_accuracy, failure) = match fitted {
+                    Ok(model) => (Some(accuracy(&val_truth, &model.predict(&val_set)?)?), None),
+                    Err(e @ LinearError::Diverged { .. }) => (None, Some(e.to_string())),
+                    Err(e) => return Err(e.into()),
+                };
+                let train_seconds = t.elapsed().as_secs_f64();
+                tracing::debug!(loss = name, lr, reg, ?val_accuracy, "grid point");
+                progress.step(&format!(
+                    "{name} lr={lr:e} reg={reg:e}: {}",
+                    val_accuracy.map_or("diverged".into(), |a| format!("{a:.3}"))
+                ));
+                grid.push(GridPoint {
+                    learning_rate: lr,
+                    regularization: reg,
+                    val_accuracy,
+                    failure,
+                    train_seconds,
+                });
+            }
+        }
+        // best: highest validation accuracy, ties to the first in grid order
+        let mut best: Option<usize> = None;
+        for (i, p) in grid.iter().enumerate() {
+            if let Some(a) = p.val_accuracy {
+                if best.is_none_or(|b| grid[b].val_accuracy.is_some_and(|ba| a > ba)) {
+                    best = Some(i);
+                }
+            }
+        }
+        let best = best.with_context(|| {
+            format!("every {name} run diverged: lower linear.learning_rates in the config")
+        })?;
+        let (lr, reg) = (grid[best].learning_rate, grid[best].regularization);
+        let t = Instant::now();
+        let model = params(cfg, loss, lr, reg, sgd_seed)
+            .fit(train)
+            .with_context(|| format!("retraining {name} on all training images"))?;
+        let retrain_seconds = t.elapsed().as_secs_f64();
+        let truth = test.labels();
+        let pred = model.predict(test)?;
+        let test_accuracy = accuracy(&truth, &pred)?;
+        let confusion = ConfusionMatrix::new(&truth, &pred, test.n_classes())?;
+        progress.step(&format!("{name} retrained: test {test_accuracy:.3}"));
+        losses.push(LossResult {
+            loss: name.clone(),
+            best,
+            test_accuracy,
+            per_class: confusion.class_reports(),
+            confusion,
+            loss_curve: model.report().loss.clone(),
+            retrain_seconds,
+            grid,
+            model,
+        });
+    }
+    Ok(LinearResult {
+        n_fit: fit_set.len(),
+        n_validation: val_set.len(),
+        iterations: cfg.iterations,
+        batch_size: cfg.batch_size,
+        losses,
+    })
+}

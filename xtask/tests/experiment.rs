@@ -1,0 +1,226 @@
+//! End-to-end tests of `cargo xtask experiment` through the built binary: the offline demo
+//! run writes a complete, well-formed report whose results.json is the same for one and two
+//! threads (wall-clock fields aside); a bad config or a failing phase leaves no directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn xtask(args: &[&str], threads: usize) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the xtask binary runs")
+}
+
+fn run_demo(out: &Path, threads: usize) -> Value {
+    let o = xtask(&["experiment", "--dataset", "demo", "--out", path_str(out)], threads);
+    assert!(
+        o.status.success(),
+        "demo run failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("test accuracy") && stdout.contains("k-NN"), "summary: {stdout}");
+    let text = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    serde_json::from_str(&text).expect("results.json parses")
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// Removes every wall-clock-dependent value: keys containing `second`, and the top-level
+/// `timings` and `run` objects (the convention documented in results.json's module).
+fn strip_timings(v: &mut Value) {
+    if let Value::Object(map) = v {
+        map.retain(|k, _| !k.contains("second"));
+        map.values_mut().for_each(strip_timings);
+    } else if let Value::Array(items) = v {
+        items.iter_mut().for_each(strip_timings);
+    }
+}
+
+fn f(v: &Value, pointer: &str) -> f64 {
+    v.pointer(pointer).and_then(Value::as_f64).unwrap_or_else(|| panic!("{pointer} is a number"))
+}
+
+/// Accuracy recomputed from a serialised confusion matrix (trace / total).
+fn accuracy_of(confusion: &Value) -> f64 {
+    let n = confusion["n_classes"].as_u64().expect("n_classes") as usize;
+    let counts: Vec<u64> =
+        confusion["counts"].as_array().expect("counts").iter().filter_map(Value::as_u64).collect();
+    assert_eq!(counts.len(), n * n);
+    let trace: u64 = (0..n).map(|i| counts[i * n + i]).sum();
+    trace as f64 / counts.iter().sum::<u64>() as f64
+}
+
+fn check_report_files(dir: &Path, results: &Value) {
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    for heading in [
+        "Summary",
+        "k-NN: choosing k and the distance",
+        "k-NN: test confusion matrix",
+        "k-NN: nearest training images",
+        "Linear SVM: learning rate x regularisation",
+        "Softmax: learning rate x regularisation",
+        "Linear classifiers: loss curves",
+        "Approximate nearest-neighbour search",
+        "Configuration",
+    ] {
+        assert!(html.contains(&format!("<h2>{heading}")), "report.html lacks {heading:?}");
+    }
+    assert!(html.matches("<svg").count() >= 8, "inline SVG figures");
+    assert!(html.contains("data:image/png;base64,"), "embedded PNGs");
+    let figures = results["figures"].as_array().expect("figures");
+    let names: Vec<&str> = figures.iter().filter_map(|f| f["file"].as_str()).collect();
+    for expected in [
+        "cv.svg",
+        "knn_confusion.svg",
+        "gallery.png",
+        "svm_grid.svg",
+        "svm_confusion.svg",
+        "svm_templates.png",
+        "softmax_grid.svg",
+        "softmax_templates.png",
+        "loss_curves.svg",
+        "ann.svg",
+    ] {
+        assert!(names.contains(&expected), "figure {expected} listed");
+    }
+    for name in names {
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if name.ends_with(".png") {
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name} is a PNG");
+        } else {
+            let text = String::from_utf8(bytes).expect("SVG is UTF-8");
+            assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"), "{name}");
+            assert_eq!(text.matches("<svg").count(), text.matches("</svg>").count(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn demo_runs_end_to_end_and_is_reproducible_whatever_the_thread_count() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (one, two) = (tmp.path().join("one-thread"), tmp.path().join("two-threads"));
+    let mut a = run_demo(&one, 1);
+    check_report_files(&one, &a);
+
+    assert_eq!(a["schema_version"], 1);
+    assert_eq!(a["dataset"]["name"], "demo");
+    // the generator: 200 train and 50 test images for each of 10 classes
+    assert_eq!(a["dataset"]["n_train"], 2000);
+    assert_eq!(a["dataset"]["n_test"], 500);
+    assert_eq!(a["dataset"]["classes"].as_array().map(Vec::len), Some(10));
+    assert_eq!(a["run"]["threads"], 1);
+    // the demo's templates are ~10.7 noise sigmas apart (see demo.rs), so the nearest-template
+    // rule is essentially always right; chance is 0.1. Every model must learn it.
+    let knn_test = f(&a, "/knn/test_accuracy");
+    assert!(knn_test >= 0.9, "k-NN test accuracy {knn_test}");
+    assert_eq!(knn_test, accuracy_of(&a["knn"]["confusion"]));
+    assert!(f(&a, "/knn/cv_mean") >= 0.9);
+    let ks: Vec<u64> =
+        a["knn"]["ks"].as_array().expect("ks").iter().filter_map(Value::as_u64).collect();
+    assert_eq!(ks, vec![1, 3, 5, 7, 10, 15, 20, 50, 100]);
+    let series = a["knn"]["curve"]["series"].as_array().expect("series");
+    assert_eq!(series.len(), 2);
+    for s in series {
+        for p in s["points"].as_array().expect("points") {
+            assert_eq!(p["scores"]["per_fold"].as_array().map(Vec::len), Some(5));
+        }
+    }
+    // the test set is used once: only the chosen series carries a test accuracy
+    let with_test = series.iter().filter(|s| !s["test_accuracy"].is_null()).count();
+    assert_eq!(with_test, 1);
+    let losses = a["linear"]["losses"].as_array().expect("losses");
+    assert_eq!(losses.len(), 2);
+    for l in losses {
+        let t = l["test_accuracy"].as_f64().expect("test accuracy");
+        assert!(t >= 0.9, "{} test accuracy {t}", l["loss"]);
+        assert_eq!(t, accuracy_of(&l["confusion"]));
+        assert_eq!(l["grid"].as_array().map(Vec::len), Some(9));
+        assert_eq!(l["loss_curve"].as_array().map(Vec::len), Some(300), "quick iterations");
+    }
+    // held-out validation: 10% of 2000
+    assert_eq!(a["linear"]["n_validation"], 200);
+    let points = a["ann"]["points"].as_array().expect("ann points");
+    assert_eq!(points.len(), 5);
+    for p in points {
+        let r = p["recall"].as_f64().expect("recall");
+        assert!((0.0..=1.0).contains(&r), "recall {r}");
+    }
+
+    let mut b = run_demo(&two, 2);
+    assert_eq!(b["run"]["threads"], 2);
+    strip_timings(&mut a);
+    strip_timings(&mut b);
+    for v in [&mut a, &mut b] {
+        let m = v.as_object_mut().expect("object");
+        m.remove("timings");
+        m.remove("run");
+    }
+    assert_eq!(a, b, "results.json differs between 1 and 2 threads");
+}
+
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).expect("read dir").filter_map(|e| e.ok().map(|e| e.path())).collect()
+}
+
+#[test]
+fn invalid_config_is_named_and_leaves_no_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(&cfg, "[knn]\nfoldz = 3\n").expect("write");
+    let out = tmp.path().join("reports").join("run");
+    let o = xtask(
+        &["experiment", "--dataset", "demo", "--config", path_str(&cfg), "--out", path_str(&out)],
+        2,
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("foldz") && err.contains("bad.toml"), "{err}");
+    assert!(!out.exists());
+    assert!(!tmp.path().join("reports").exists());
+}
+
+#[test]
+fn failing_phase_leaves_no_directory() {
+    // a learning rate of 1e3 on raw pixels makes every SGD run diverge: the linear phase
+    // fails after the others ran, and nothing may be left behind
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("diverge.toml");
+    std::fs::write(
+        &cfg,
+        "[knn]\nks = [1, 3]\nfolds = 2\n[linear]\nlosses = [\"svm\"]\nlearning_rates = [1e3]\n\
+         regularizations = [1.0]\niterations = 20\n[ann]\nenabled = false\n",
+    )
+    .expect("write");
+    let reports = tmp.path().join("reports");
+    std::fs::create_dir(&reports).expect("mkdir");
+    let out = reports.join("run");
+    let o = xtask(
+        &["experiment", "--dataset", "demo", "--config", path_str(&cfg), "--out", path_str(&out)],
+        2,
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("diverged"), "{err}");
+    assert!(!out.exists());
+    assert_eq!(leftovers(&reports), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn existing_output_directory_is_refused_untouched() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("keep.txt"), "mine").expect("write");
+    let o = xtask(&["experiment", "--dataset", "demo", "--out", path_str(tmp.path())], 2);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(tmp.path().join("keep.txt")).expect("kept"), "mine");
+}
