@@ -3,7 +3,8 @@
 //!
 //! - The class of an image is its folder's name. The training folders define the classes: in
 //!   the official CIFAR-10 order when the set of names is exactly the CIFAR-10 classes, else
-//!   sorted by name. A test folder naming another class is [`DataError::UnknownClass`].
+//!   sorted by name (the official CIFAR-10 order happens to be alphabetical too, so the two
+//!   rules agree there). A test folder naming another class is [`DataError::UnknownClass`].
 //! - Files are images when their extension is `png`, `jpg` or `jpeg` in any case; other files
 //!   and names starting with `.` are ignored. Images come out in (label, file name) order.
 //! - Images are decoded in parallel with rayon (the global pool, or a local pool of
@@ -336,4 +337,28 @@ fn decode_into(
         }
     }
     Ok(grey)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_order_is_official_for_the_cifar10_set_else_sorted() {
+        let cifar10 = ClassNames::cifar10();
+        // listed in reverse order: still the official order
+        assert_eq!(class_order(cifar10.names().iter().rev().map(String::as_str)), cifar10);
+        assert_eq!(class_order(["b", "a", "c"].into_iter()), ClassNames::new(["a", "b", "c"]));
+        // (the official CIFAR-10 order happens to be alphabetical, so sorting agrees with it)
+        let mut sorted = cifar10.names().to_vec();
+        sorted.sort();
+        assert_eq!(sorted, cifar10.names());
+    }
+
+    #[test]
+    fn hidden_names_start_with_a_dot() {
+        assert!(hidden(std::ffi::OsStr::new(".DS_Store")));
+        assert!(hidden(std::ffi::OsStr::new("._img.jpg")));
+        assert!(!hidden(std::ffi::OsStr::new("img.jpg")));
+    }
 }

@@ -174,3 +174,29 @@ fn take_data(
     bytes.drain(..header);
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_dims_are_big_endian() {
+        let p = Path::new("x");
+        // n = 258 (0x0102), rows = 28, cols = 1
+        let h = [0, 0, 8, 3, 0, 0, 1, 2, 0, 0, 0, 28, 0, 0, 0, 1];
+        assert_eq!(parse_header(p, &h, IDX_IMAGES_MAGIC).unwrap(), [258, 28, 1]);
+        let l = [0, 0, 8, 1, 0, 1, 0, 0];
+        assert_eq!(parse_header(p, &l, IDX_LABELS_MAGIC).unwrap(), [65536, 1, 1]);
+    }
+
+    #[test]
+    fn data_size_overflow_is_truncated_not_a_panic() {
+        let p = Path::new("x");
+        let bytes = vec![0u8; 16];
+        let dims = [usize::MAX, usize::MAX, 2];
+        assert!(matches!(
+            take_data(p, bytes, 16, dims),
+            Err(DataError::Truncated { expected: u64::MAX, found: 16, .. })
+        ));
+    }
+}

@@ -162,3 +162,43 @@ fn allocate(by_class: &[Vec<usize>], n: usize, m: usize) -> Result<Vec<usize>, D
     }
     Ok(quota)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(sizes: &[usize]) -> Vec<Vec<usize>> {
+        let mut start = 0;
+        sizes
+            .iter()
+            .map(|&s| {
+                let v = (start..start + s).collect();
+                start += s;
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn largest_remainder_worked_examples() {
+        // the module-doc example: 3 of 6 rows over classes of 3, 2, 1 -> 2, 1, 0
+        assert_eq!(allocate(&sizes(&[3, 2, 1]), 6, 3).unwrap(), vec![2, 1, 0]);
+        // 2 of 3 rows over three classes of 1: equal remainders 2, 2, 2 -> smaller classes first
+        assert_eq!(allocate(&sizes(&[1, 1, 1]), 3, 2).unwrap(), vec![1, 1, 0]);
+        // 10 of 100 rows over 50, 30, 20 -> exact shares 5, 3, 2
+        assert_eq!(allocate(&sizes(&[50, 30, 20]), 100, 10).unwrap(), vec![5, 3, 2]);
+        // 7 of 10 rows over 5, 4, 1: shares 3.5, 2.8, 0.7 -> floors 3, 2, 0, remainders
+        // 5, 8, 7 (x 1/10) -> the 2 rows left go to classes 1 and 2
+        assert_eq!(allocate(&sizes(&[5, 4, 1]), 10, 7).unwrap(), vec![3, 3, 1]);
+        assert_eq!(allocate(&sizes(&[0, 0]), 0, 0).unwrap(), vec![0, 0]);
+    }
+
+    #[test]
+    fn kfold_deal_continues_across_classes() {
+        // 3 rows of class 0 and 3 of class 1 into 2 folds: 0 deals 0,1,0 and 1 deals 1,0,1,
+        // so both folds get 3 rows (a restart at fold 0 per class would give 4 and 2)
+        let folds = stratified_kfold(&[0, 0, 0, 1, 1, 1], 2, 2, 5).unwrap();
+        assert_eq!(folds[0].validation.len(), 3);
+        assert_eq!(folds[1].validation.len(), 3);
+    }
+}
