@@ -3,9 +3,6 @@
 
 use std::path::PathBuf;
 
-use imgclass_core::{ClassNames, ImageShape};
-use imgclass_data::cifar;
-
 /// The folder named by `IMGCLASS_CIFAR10_JPEG` (relative values are resolved against the
 /// workspace root), or `None` when the variable is unset.
 fn cifar10_jpeg() -> Option<PathBuf> {
@@ -21,6 +18,8 @@ fn cifar10_jpeg() -> Option<PathBuf> {
 #[cfg(feature = "images")]
 #[test]
 fn real_cifar10_jpeg_folder_reads_and_round_trips() {
+    use imgclass_core::{ClassNames, ImageShape};
+    use imgclass_data::cifar;
     use imgclass_data::folder::{FolderOptions, read_image_folder};
 
     let Some(root) = cifar10_jpeg() else {
