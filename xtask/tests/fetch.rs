@@ -613,3 +613,26 @@ fn real_cifar10_jpeg_import_when_available() {
         assert_eq!(len, 10_000 * 3073);
     }
 }
+
+#[test]
+fn files_dataset_download_checks_each_published_checksum() {
+    // a mirror serving a wrong first file: the published MD5 rejects it, nothing is kept
+    let server =
+        Config::new("/m/train-images-idx3-ubyte.gz", b"not mnist".to_vec()).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let base = server.url("/m/");
+    let out = fetch(&["--dataset", "mnist", "--url", &base, "--data-dir", d]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("train-images-idx3-ubyte.gz is corrupt"), "{err}");
+    assert!(err.contains("f68b3c2dcbeaaa9fbdd348bbdeb94873"), "{err}"); // torchvision's MD5
+    assert!(listing(tmp.path()).is_empty(), "{:?}", listing(tmp.path()));
+    assert_eq!(server.requests().len(), 1);
+    // a checksum flag makes no sense for a four-file dataset
+    let out = fetch(&["--dataset", "mnist", "--url", &base, "--md5", &md5(b""), "--data-dir", d]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("do not apply to mnist"), "{}", stderr(&out));
+    assert_eq!(server.requests().len(), 1);
+}
