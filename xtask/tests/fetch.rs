@@ -367,7 +367,14 @@ fn from_an_extracted_batches_folder() {
     let data = tmp.path().join("data");
     // the folder itself, or its parent
     let parent = tmp.path().join("somewhere");
-    let out = fetch(&["--from", parent.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    let p = parent.to_str().unwrap();
+    let d = data.to_str().unwrap();
+    // a checksum cannot check a folder: refused before anything is written
+    let out = fetch(&["--from", p, "--md5", &md5(b""), "--data-dir", d]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is a folder"), "{}", stderr(&out));
+    assert!(!data.exists());
+    let out = fetch(&["--from", p, "--data-dir", d]);
     assert!(out.status.success());
     assert_installed_fixture(&data);
 }

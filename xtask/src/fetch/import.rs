@@ -172,6 +172,12 @@ pub fn import_archive_dataset(
         }
         return install_from_archive(source, from, target);
     }
+    if checksum.is_some() && from.is_dir() {
+        bail!(
+            "--md5/--sha256 check a --from archive file; {} is a folder (drop the checksum flag)",
+            from.display()
+        );
+    }
     if !from.is_dir() {
         bail!(
             "--from {} does not exist\nhint: give a .tar.gz archive, an extracted {folder}/ \
