@@ -41,7 +41,7 @@ pub struct Args {
     /// Which dataset.
     #[arg(long, value_enum, default_value_t = DatasetName::Cifar10)]
     pub dataset: DatasetName,
-    /// Where datasets live [default: $IMGCLASS_DATA_DIR, else <workspace>/datasets].
+    /// Where datasets live (default: $IMGCLASS_DATA_DIR, else WORKSPACE/datasets).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Download from this mirror instead of the official URL (needs --md5 or --sha256; for
@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
     /// Import offline from a local .tar.gz, an extracted folder, or (cifar-10) an image
-    /// folder PATH/{train,test}/<class>/*.{png,jpg,jpeg}.
+    /// folder PATH/{train,test}/CLASS/*.{png,jpg,jpeg}.
     #[arg(long, value_name = "PATH")]
     pub from: Option<PathBuf>,
 }

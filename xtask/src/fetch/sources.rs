@@ -62,7 +62,7 @@ pub const CIFAR10_FILES: &[&str] = &[
     "batches.meta.txt",
 ];
 
-/// The table. CIFAR facts: https://www.cs.toronto.edu/~kriz/cifar.html (and
+/// The table. CIFAR facts: <https://www.cs.toronto.edu/~kriz/cifar.html> (and
 /// ../shared/datasets/README.md). MNIST and Fashion-MNIST mirrors and MD5s: torchvision,
 /// `torchvision/datasets/mnist.py` (classes `MNIST` and `FashionMNIST`, `mirrors` and
 /// `resources`).
