@@ -78,6 +78,11 @@ fn commit(source: &Source, staged: &Path, target: &Path) -> anyhow::Result<()> {
     let summary = check_layout(source, staged).with_context(|| {
         format!("the imported {} does not read back; nothing was installed", source.name)
     })?;
+    install(source, staged, target, &summary)
+}
+
+/// Renames the checked staged folder to `target`.
+fn install(source: &Source, staged: &Path, target: &Path, summary: &str) -> anyhow::Result<()> {
     if target.exists() {
         bail!("{} appeared while importing; leaving it alone", target.display());
     }
@@ -251,11 +256,12 @@ fn import_image_folder(source: &Source, from: &Path, target: &Path) -> anyhow::R
         ),
         e => e.into(),
     })?;
+    // The read-back is the layout check: the same reader, and bit-exact against the images.
     let back = read_cifar10(&staged)?;
     if back != data {
         bail!("the written batches do not read back to the imported images; nothing was installed");
     }
-    commit(source, &staged, target)
+    install(source, &staged, target, &summary(&back))
 }
 
 /// `--from DIR` for MNIST / Fashion-MNIST: DIR holds the four published `.gz` files; each
