@@ -147,7 +147,10 @@ fn data_dir(flag: Option<&Path>) -> PathBuf {
     }
     match std::env::var_os("IMGCLASS_DATA_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("datasets"),
+        _ => {
+            let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+            xtask.parent().unwrap_or(xtask).join("datasets")
+        }
     }
 }
 
