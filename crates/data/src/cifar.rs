@@ -34,13 +34,13 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use imgclass_core::{ClassNames, Dataset, ImageShape, Label};
 use rayon::prelude::*;
 
-use crate::{DataError, TrainTest};
+use crate::{DataError, TrainTest, buffer};
 
 /// Pixel bytes of one CIFAR image (3 x 32 x 32).
 pub const CIFAR_DIM: usize = 3 * 32 * 32;
@@ -219,14 +219,14 @@ fn read_dataset(
 ) -> Result<Dataset, DataError> {
     let counts = files.iter().map(|f| record_count(f, layout)).collect::<Result<Vec<_>, _>>()?;
     let total: usize = counts.iter().sum();
-    // filled in place and handed to the dataset without a copy
-    let mut pixels = zeroed_shared(total * CIFAR_DIM);
+    // filled in place (each page first touched by the thread that writes it) and handed to
+    // the dataset without a copy
+    let mut pixels = buffer::uninit(total * CIFAR_DIM);
     let mut labels: Vec<Label> = vec![0; total];
 
     // one task per block of records, each owning its slice of the output
     let mut tasks = Vec::new();
-    let px_all = Arc::get_mut(&mut pixels).expect("a fresh Arc is unique");
-    let (mut px_rest, mut lb_rest) = (px_all, labels.as_mut_slice());
+    let (mut px_rest, mut lb_rest) = (buffer::slots(&mut pixels), labels.as_mut_slice());
     for (path, &count) in files.iter().zip(&counts) {
         let mut first = 0;
         while first < count {
@@ -239,29 +239,14 @@ fn read_dataset(
         }
     }
     let n_classes = classes.len();
-    let first_error = tasks
-        .into_par_iter()
-        .enumerate()
-        .filter_map(|(i, task)| task.read(layout, n_classes).err().map(|e| (i, e)))
-        .min_by_key(|(i, _)| *i);
-    if let Some((_, e)) = first_error {
-        return Err(e);
+    let results: Vec<Result<usize, DataError>> =
+        tasks.into_par_iter().map(|task| task.read(layout, n_classes)).collect();
+    let mut written = 0;
+    for r in results {
+        written += r?; // the first error in file order
     }
+    let pixels = buffer::finish(pixels, written);
     Ok(Dataset::from_shared(pixels, labels.into(), ImageShape::CIFAR, classes)?)
-}
-
-/// A shared buffer of `n` zero bytes, allocated once and zeroed in parallel (so the page
-/// faults of a fresh 150 MB buffer are shared by the rayon threads rather than taken by one).
-pub(crate) fn zeroed_shared(n: usize) -> Arc<[u8]> {
-    let mut buf = Arc::<[u8]>::new_uninit_slice(n);
-    let slots = Arc::get_mut(&mut buf).expect("a fresh Arc is unique");
-    slots.par_chunks_mut(1 << 20).for_each(|chunk| {
-        for slot in chunk {
-            slot.write(0);
-        }
-    });
-    // SAFETY: every element of `buf` was initialised (to 0) by the loop just above.
-    unsafe { buf.assume_init() }
 }
 
 /// A run of records of one file and the output slices they go to.
@@ -271,12 +256,13 @@ struct Block<'a> {
     count: usize,
     /// Index of the block's first record in the file.
     first: usize,
-    pixels: &'a mut [u8],
+    pixels: &'a mut [MaybeUninit<u8>],
     labels: &'a mut [Label],
 }
 
 impl Block<'_> {
-    fn read(self, layout: Layout, n_classes: usize) -> Result<(), DataError> {
+    /// Reads the block; returns the number of pixel bytes written (all of `pixels`).
+    fn read(self, layout: Layout, n_classes: usize) -> Result<usize, DataError> {
         let path = self.path;
         let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
         let start = (self.first * layout.record) as u64;
@@ -287,6 +273,7 @@ impl Block<'_> {
             .chunks_mut(CHUNK_RECORDS * CIFAR_DIM)
             .zip(self.labels.chunks_mut(CHUNK_RECORDS));
         let mut record = self.first;
+        let mut written = 0;
         for (px, lb) in chunks {
             let bytes = &mut buf[..lb.len() * layout.record];
             if let Err(e) = file.read_exact(bytes) {
@@ -317,10 +304,10 @@ impl Block<'_> {
                     });
                 }
                 *label = Label::from(l);
-                out.copy_from_slice(&rec[layout.pixels_at..layout.pixels_at + CIFAR_DIM]);
+                written += buffer::write(out, &rec[layout.pixels_at..layout.pixels_at + CIFAR_DIM]);
                 record += 1;
             }
         }
-        Ok(())
+        Ok(written)
     }
 }

@@ -33,6 +33,7 @@
 //! ```
 
 use std::collections::BTreeSet;
+use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,7 +41,7 @@ use image::{ColorType, DynamicImage, imageops::FilterType};
 use imgclass_core::{ClassNames, Dataset, ImageShape, Label};
 use rayon::prelude::*;
 
-use crate::{DataError, TrainTest};
+use crate::{DataError, TrainTest, buffer};
 
 /// How to read an image folder.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -188,28 +189,44 @@ fn image_files(
     class_dirs: &[(String, PathBuf)],
     classes: &ClassNames,
 ) -> Result<Vec<(Label, PathBuf)>, DataError> {
-    let mut files = Vec::new();
-    for (name, path) in class_dirs {
-        let label = classes
-            .label_of(name)
-            .ok_or_else(|| DataError::UnknownClass { path: path.clone(), name: name.clone() })?;
-        for entry in std::fs::read_dir(path).map_err(|e| DataError::io(path, e))? {
-            let entry = entry.map_err(|e| DataError::io(path, e))?;
-            let file = entry.path();
-            let is_image = file
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| ["png", "jpg", "jpeg"].iter().any(|x| e.eq_ignore_ascii_case(x)));
-            if is_image && !hidden(&entry.file_name()) && is_kind(&entry, &file, false) {
-                files.push((label, file));
-            }
-        }
-    }
+    // the class folders are listed (and each sorted by file name) in parallel
+    let per_class: Vec<Result<(Label, Vec<PathBuf>), DataError>> =
+        class_dirs.par_iter().map(|(name, path)| list_class(name, path, classes)).collect();
+    let mut groups = per_class.into_iter().collect::<Result<Vec<_>, _>>()?;
+    groups.sort_by_key(|(label, _)| *label);
+    let files: Vec<(Label, PathBuf)> = groups
+        .into_iter()
+        .flat_map(|(label, paths)| paths.into_iter().map(move |p| (label, p)))
+        .collect();
     if files.is_empty() {
         return Err(DataError::EmptyFolder { path: dir.to_path_buf() });
     }
-    files.sort_by(|a, b| (a.0, a.1.file_name()).cmp(&(b.0, b.1.file_name())));
     Ok(files)
+}
+
+/// The label of class folder `path` (named `name`) and its image files sorted by file name.
+fn list_class(
+    name: &str,
+    path: &Path,
+    classes: &ClassNames,
+) -> Result<(Label, Vec<PathBuf>), DataError> {
+    let label = classes
+        .label_of(name)
+        .ok_or_else(|| DataError::UnknownClass { path: path.to_path_buf(), name: name.into() })?;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| DataError::io(path, e))? {
+        let entry = entry.map_err(|e| DataError::io(path, e))?;
+        let file = entry.path();
+        let is_image = file
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["png", "jpg", "jpeg"].iter().any(|x| e.eq_ignore_ascii_case(x)));
+        if is_image && !hidden(&entry.file_name()) && is_kind(&entry, &file, false) {
+            files.push(file);
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok((label, files))
 }
 
 /// (height, width) of the first image, from its header.
@@ -263,26 +280,29 @@ fn decode_all(
             3, h, w,
         ))));
     }
-    let mut pixels = crate::cifar::zeroed_shared(files.len() * row);
-    let results: Vec<Result<bool, DataError>> = Arc::get_mut(&mut pixels)
-        .expect("a fresh Arc is unique")
+    // each page of the output is first touched by the thread that decodes into it
+    let mut pixels = buffer::uninit(files.len() * row);
+    let results: Vec<Result<bool, DataError>> = buffer::slots(&mut pixels)
         .par_chunks_mut(row)
         .zip(files.par_iter())
         .map(|(out, (_, path))| decode_into(path, (h, w), resize, out))
         .collect();
     let mut all_grey = true;
     for r in results {
-        all_grey &= r?;
+        all_grey &= r?; // the first error in file order
     }
+    // every call returned Ok, so every row (all `row` bytes of it) was written
+    let pixels = buffer::finish(pixels, files.len() * row);
     Ok(Decoded { pixels, labels: files.iter().map(|(l, _)| *l).collect(), all_grey })
 }
 
-/// Decodes one image into `out` (3 x h x w, CHW); returns whether the source was grey.
+/// Decodes one image into `out` (3 x h x w, CHW), writing every byte of it; returns whether
+/// the source was grey.
 fn decode_into(
     path: &Path,
     (h, w): (usize, usize),
     resize: bool,
-    out: &mut [u8],
+    out: &mut [MaybeUninit<u8>],
 ) -> Result<bool, DataError> {
     let image_err = |message: String| DataError::Image { path: path.to_path_buf(), message };
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
@@ -321,19 +341,26 @@ fn decode_into(
         });
     };
     let plane = h * w;
+    let pixels = if grey { img.into_luma8().into_raw() } else { img.into_rgb8().into_raw() };
+    let channels = if grey { 1 } else { 3 };
+    if pixels.len() != channels * plane || out.len() != 3 * plane {
+        return Err(image_err(format!(
+            "decoded {} bytes, expected {} for {h}x{w}",
+            pixels.len(),
+            channels * plane
+        )));
+    }
     let (r, gb) = out.split_at_mut(plane);
     let (g, b) = gb.split_at_mut(plane);
     if grey {
-        let luma = img.into_luma8();
-        r.copy_from_slice(luma.as_raw());
-        g.copy_from_slice(luma.as_raw());
-        b.copy_from_slice(luma.as_raw());
+        for plane in [r, g, b] {
+            buffer::write(plane, &pixels);
+        }
     } else {
-        let rgb = img.into_rgb8();
-        for (((px, r), g), b) in rgb.as_raw().chunks_exact(3).zip(r).zip(g).zip(b) {
-            *r = px[0];
-            *g = px[1];
-            *b = px[2];
+        for (((px, r), g), b) in pixels.chunks_exact(3).zip(r).zip(g).zip(b) {
+            r.write(px[0]);
+            g.write(px[1]);
+            b.write(px[2]);
         }
     }
     Ok(grey)

@@ -30,6 +30,7 @@
 //! ```
 
 pub mod archive;
+mod buffer;
 pub mod checksum;
 pub mod cifar;
 mod error;
