@@ -71,8 +71,11 @@ pub fn read_image_folder(root: &Path, opts: &FolderOptions) -> Result<TrainTest,
             Some(s) => s,
             None => first_size(&train_files)?,
         };
-        let train = decode_all(&train_files, size, opts.resize.is_some())?;
-        let test = decode_all(&test_files, size, opts.resize.is_some())?;
+        let mut decoded =
+            decode_all(&[&train_files, &test_files], size, opts.resize.is_some())?.into_iter();
+        let (Some(train), Some(test)) = (decoded.next(), decoded.next()) else {
+            unreachable!("decode_all returns one result per split");
+        };
         let grey = train.all_grey && test.all_grey;
         let data = TrainTest {
             train: train.into_dataset(size, grey, classes.clone())?,
@@ -104,7 +107,9 @@ pub fn read_split_folder(
             Some(s) => s,
             None => first_size(&files)?,
         };
-        let decoded = decode_all(&files, size, opts.resize.is_some())?;
+        let Some(decoded) = decode_all(&[&files], size, opts.resize.is_some())?.pop() else {
+            unreachable!("decode_all returns one result per split");
+        };
         let grey = decoded.all_grey;
         decoded.into_dataset(size, grey, classes.clone())
     })
@@ -268,12 +273,13 @@ impl Decoded {
     }
 }
 
-/// Decodes every file in parallel into 3-channel CHW rows of `h x w`.
+/// Decodes the files of every split in one parallel pass (one join, so the threads stay busy
+/// across the split boundary) into 3-channel CHW rows of `h x w`, one buffer per split.
 fn decode_all(
-    files: &[(Label, PathBuf)],
+    splits: &[&[(Label, PathBuf)]],
     (h, w): (usize, usize),
     resize: bool,
-) -> Result<Decoded, DataError> {
+) -> Result<Vec<Decoded>, DataError> {
     let row = 3 * h * w;
     if row == 0 {
         return Err(DataError::Dataset(imgclass_core::DatasetError::EmptyShape(ImageShape::new(
@@ -281,19 +287,28 @@ fn decode_all(
         ))));
     }
     // each page of the output is first touched by the thread that decodes into it
-    let mut pixels = buffer::uninit(files.len() * row);
-    let results: Vec<Result<bool, DataError>> = buffer::slots(&mut pixels)
-        .par_chunks_mut(row)
-        .zip(files.par_iter())
-        .map(|(out, (_, path))| decode_into(path, (h, w), resize, out))
+    let mut buffers: Vec<_> = splits.iter().map(|f| buffer::uninit(f.len() * row)).collect();
+    let jobs: Vec<(&mut [MaybeUninit<u8>], &Path)> = buffers
+        .iter_mut()
+        .zip(splits)
+        .flat_map(|(buf, files)| {
+            buffer::slots(buf).chunks_mut(row).zip(files.iter().map(|(_, p)| p.as_path()))
+        })
         .collect();
-    let mut all_grey = true;
-    for r in results {
-        all_grey &= r?; // the first error in file order
+    let results: Vec<Result<bool, DataError>> =
+        jobs.into_par_iter().map(|(out, path)| decode_into(path, (h, w), resize, out)).collect();
+    let mut results = results.into_iter();
+    let mut out = Vec::with_capacity(splits.len());
+    for (buf, files) in buffers.into_iter().zip(splits) {
+        let mut all_grey = true;
+        for r in results.by_ref().take(files.len()) {
+            all_grey &= r?; // the first error in file order
+        }
+        // every call returned Ok, so every row (all `row` bytes of it) was written
+        let pixels = buffer::finish(buf, files.len() * row);
+        out.push(Decoded { pixels, labels: files.iter().map(|(l, _)| *l).collect(), all_grey });
     }
-    // every call returned Ok, so every row (all `row` bytes of it) was written
-    let pixels = buffer::finish(pixels, files.len() * row);
-    Ok(Decoded { pixels, labels: files.iter().map(|(l, _)| *l).collect(), all_grey })
+    Ok(out)
 }
 
 /// Decodes one image into `out` (3 x h x w, CHW), writing every byte of it; returns whether
