@@ -39,7 +39,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Master seed: subsampling, folds, validation split, SGD and index builds all derive
@@ -57,20 +57,6 @@ pub struct Config {
     pub ann: AnnConfig,
     /// What `--quick` changes.
     pub quick: QuickConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            seed: 0,
-            n_train: None,
-            n_test: None,
-            knn: KnnConfig::default(),
-            linear: LinearConfig::default(),
-            ann: AnnConfig::default(),
-            quick: QuickConfig::default(),
-        }
-    }
 }
 
 /// k-NN: `folds`-fold stratified CV over `ks` for each metric, one neighbour search per fold.
@@ -135,7 +121,7 @@ impl Default for LinearConfig {
             enabled: true,
             losses: vec!["svm".into(), "softmax".into()],
             learning_rates: vec![1e-7, 3e-7, 1e-6],
-            regularizations: vec![5e3, 2.5e4, 5e4],
+            regularizations: vec![1e3, 5e3, 2.5e4],
             validation_fraction: 0.1,
             iterations: 1500,
             batch_size: 200,
