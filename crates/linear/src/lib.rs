@@ -37,6 +37,7 @@
 //! ```
 
 mod model;
+mod parts;
 mod train;
 
 pub use imgclass_loss::{Loss, Regularizer as Reg};

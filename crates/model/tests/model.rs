@@ -1,0 +1,389 @@
+//! Save/load round trips of every model kind against the model that was saved (the oracle),
+//! and every kind of damaged file (truncated, corrupt, wrong version, kind, dtype or shape)
+//! as a typed error naming the file.
+
+use std::path::{Path, PathBuf};
+
+use imgclass_core::rng::SplitMix64;
+use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict};
+use imgclass_knn::ann::{AnnIndex, Metric as AnnMetric};
+use imgclass_knn::{Knn, Metric, Vote};
+use imgclass_linear::{Linear, LinearModel, Loss, Reg, Sgd, Stop};
+use imgclass_model::{
+    ModelError, Params, Provenance, SavedModel, load_knn, load_linear, parse, save_knn,
+    save_knn_with_index, save_linear,
+};
+use safetensors::{Dtype, tensor::TensorView};
+use sha2::Digest;
+
+const SHAPE: ImageShape = ImageShape::new(3, 4, 4);
+
+/// Three classes of noisy images, each brighter in one channel.
+fn data(seed: u64, n: usize) -> Dataset {
+    let mut rng = SplitMix64::new(seed);
+    let d = SHAPE.len();
+    let plane = d / 3;
+    let mut pixels = Vec::with_capacity(n * d);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let y = (i % 3) as u32;
+        for j in 0..d {
+            let base = if j / plane == y as usize { 150 } else { 60 };
+            pixels.push((base + rng.below(80)) as u8);
+        }
+        labels.push(y);
+    }
+    Dataset::new(pixels, labels, SHAPE, ClassNames::new(["r", "g", "b"])).expect("valid data")
+}
+
+fn linear_model(train: &Dataset) -> LinearModel {
+    Linear::new(Loss::Svm { margin: 1.0 })
+        .regularization(Reg::L2(1e-3))
+        .sgd(Sgd {
+            batch_size: 30,
+            learning_rate: 1e-4,
+            stop: Stop::Iterations(100),
+            seed: 3,
+            ..Sgd::default()
+        })
+        .fit(&train.all())
+        .expect("training succeeds")
+}
+
+fn prov() -> Provenance {
+    Provenance {
+        dataset: "generated".into(),
+        seed: Some(3),
+        validation_accuracy: Some(0.9),
+        test_accuracy: Some(0.875),
+        created_by: "imgclass-model tests".into(),
+        hyperparameters: [("learning_rate".to_string(), serde_json::json!(1e-4))].into(),
+    }
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+#[test]
+fn linear_round_trip_gives_identical_parameters_scores_and_metadata() {
+    let train = data(1, 60);
+    let test = data(2, 15);
+    let m = linear_model(&train);
+    let dir = tmp();
+    save_linear(&m, train.classes(), &prov(), dir.path().join("lin")).expect("save");
+    // both file names, and no temp file left behind
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["lin.json", "lin.safetensors"]);
+    for p in ["lin", "lin.json", "lin.safetensors"] {
+        let (back, md) = load_linear(dir.path().join(p)).expect("load");
+        assert_eq!(back.weights(), m.weights());
+        assert_eq!(back.bias(), m.bias());
+        assert_eq!(back.mean_image(), m.mean_image());
+        assert_eq!(back.input_scale(), m.input_scale());
+        assert_eq!(back.loss(), m.loss());
+        assert_eq!(back.scores(&test.all()), m.scores(&test.all()));
+        assert_eq!(back.predict(&test.all()), m.predict(&test.all()));
+        assert_eq!(md.provenance, prov());
+        assert_eq!(md.classes, *train.classes());
+        assert_eq!(md.image_shape, SHAPE);
+        assert_eq!(md.params.kind(), "linear");
+    }
+}
+
+#[test]
+fn saving_into_a_directory_uses_the_kind_as_the_name_and_overwrites_atomically() {
+    let train = data(1, 30);
+    let m = linear_model(&train);
+    let dir = tmp();
+    save_linear(&m, train.classes(), &prov(), dir.path()).expect("save");
+    save_linear(&m, train.classes(), &Provenance::default(), dir.path()).expect("overwrite");
+    let (_, md) = load_linear(dir.path().join("linear.json")).expect("load");
+    assert_eq!(md.provenance, Provenance::default());
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 2);
+}
+
+#[test]
+fn the_tensor_file_is_plain_safetensors_with_the_documented_names_shapes_and_dtypes() {
+    let train = data(1, 30);
+    let m = linear_model(&train);
+    let dir = tmp();
+    save_linear(&m, train.classes(), &prov(), dir.path().join("lin")).expect("save");
+    let bytes = std::fs::read(dir.path().join("lin.safetensors")).expect("read");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    let d = SHAPE.len();
+    for (name, shape, values) in [
+        ("W", vec![3, d], m.weights()),
+        ("b", vec![3], m.bias()),
+        ("mean", vec![d], m.mean_image()),
+    ] {
+        let t = st.tensor(name).expect("tensor present");
+        assert_eq!(t.dtype(), Dtype::F32);
+        assert_eq!(t.shape(), shape);
+        let got: Vec<f32> =
+            t.data().chunks(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect();
+        assert_eq!(got, values);
+    }
+    // the JSON records the file's size and SHA-256 (as computed here independently)
+    let md: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("lin.json")).expect("json"))
+            .expect("json");
+    let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(md["tensors_sha256"], serde_json::json!(hex));
+    assert_eq!(md["tensors_size"], serde_json::json!(bytes.len()));
+    assert_eq!(md["kind"], "linear");
+    assert_eq!(md["format_version"], 1);
+    assert_eq!(md["params"]["loss"]["name"], "svm");
+}
+
+#[test]
+fn knn_round_trip_stores_the_training_rows_and_predicts_identically() {
+    let full = data(4, 40);
+    let test = data(5, 12);
+    // a gathered subset: the file must hold those rows in that order
+    let train = full.subset(vec![3, 1, 4, 15, 9, 26, 5, 35, 8, 39, 7, 2]).expect("subset");
+    let m = Knn::new(3).metric(Metric::L1).vote(Vote::Distance).fit(&train).expect("fit");
+    let dir = tmp();
+    save_knn(&m, &prov(), dir.path().join("knn")).expect("save");
+    let (back, index, md) = load_knn(dir.path().join("knn")).expect("load");
+    assert!(index.is_none());
+    assert_eq!(back.params(), m.params());
+    assert_eq!(back.train_labels(), m.train_labels());
+    assert_eq!(back.train().to_contiguous(), train.to_contiguous());
+    assert_eq!(back.predict_proba(&test.all()), m.predict_proba(&test.all()));
+    assert_eq!(back.kneighbors(&test.all(), 5), m.kneighbors(&test.all(), 5));
+    assert!(matches!(md.params, Params::Knn { k: 3, n_train: 12, ann: None, .. }));
+    assert_eq!(md.classes, *full.classes());
+}
+
+#[test]
+fn knn_with_an_approximate_index_round_trips_the_index() {
+    let train = data(6, 60).all();
+    let test = data(7, 10).all();
+    let m = Knn::new(4).fit(&train).expect("fit");
+    let ix = AnnIndex::KdTree { leaf_size: 4, eps: 0.5 }
+        .build(&train, AnnMetric::L2, None, 11)
+        .expect("build");
+    let dir = tmp();
+    save_knn_with_index(&m, &ix, &prov(), dir.path().join("knn")).expect("save");
+    assert!(dir.path().join("knn.ann").exists());
+    let (model, md) = SavedModel::load(dir.path().join("knn.json")).expect("load");
+    let SavedModel::Knn { index: Some(back), .. } = &model else {
+        panic!("expected a k-NN model with an index, got {}", model.kind());
+    };
+    assert_eq!(back.search(&test, 4).expect("search"), ix.search(&test, 4).expect("search"));
+    let Params::Knn { ann: Some(ann), .. } = &md.params else { panic!("no ann in metadata") };
+    assert_eq!(ann.file, "knn.ann");
+    // probabilities are the vote shares over the index's neighbours
+    let (idx, _) = ix.search(&test, 4).expect("search");
+    let p = model.predict_proba(&test).expect("proba");
+    for q in 0..test.len() {
+        for c in 0..3u32 {
+            let votes =
+                idx[q * 4..q * 4 + 4].iter().filter(|&&i| train.label(i as usize) == c).count();
+            assert!((p[q * 3 + c as usize] - votes as f32 / 4.0).abs() < 1e-6);
+        }
+    }
+    // an index built on other rows is refused
+    let other = AnnIndex::Exact.build(&data(8, 60).all(), AnnMetric::L2, None, 1).expect("build");
+    assert!(matches!(
+        save_knn_with_index(&m, &other, &prov(), dir.path().join("x")),
+        Err(ModelError::IndexMismatch)
+    ));
+}
+
+// ---- damaged files ----------------------------------------------------------------------
+
+/// A saved linear model's two files, read back.
+fn saved_linear(dir: &Path) -> (PathBuf, PathBuf, serde_json::Value, Vec<u8>) {
+    let train = data(1, 30);
+    let m = linear_model(&train);
+    save_linear(&m, train.classes(), &prov(), dir.join("lin")).expect("save");
+    let json_path = dir.join("lin.json");
+    let st_path = dir.join("lin.safetensors");
+    let json = serde_json::from_slice(&std::fs::read(&json_path).expect("json")).expect("json");
+    let st = std::fs::read(&st_path).expect("tensors");
+    (json_path, st_path, json, st)
+}
+
+/// Writes tensors and a JSON whose size and checksum match them (so only the content checks
+/// can reject them), then loads.
+fn load_with(dir: &Path, mut json: serde_json::Value, st: &[u8]) -> Result<SavedModel, ModelError> {
+    let hex: String = sha2::Sha256::digest(st).iter().map(|b| format!("{b:02x}")).collect();
+    json["tensors_sha256"] = serde_json::json!(hex);
+    json["tensors_size"] = serde_json::json!(st.len());
+    std::fs::write(dir.join("lin.safetensors"), st).expect("write");
+    std::fs::write(dir.join("lin.json"), serde_json::to_vec(&json).expect("json")).expect("write");
+    SavedModel::load(dir.join("lin.json")).map(|(m, _)| m)
+}
+
+fn names_file(e: &ModelError, file: &str) {
+    assert!(e.to_string().contains(file), "error {e} does not name {file}");
+}
+
+#[test]
+fn truncated_or_corrupted_tensor_files_are_checksum_errors() {
+    let dir = tmp();
+    let (json_path, st_path, _, st) = saved_linear(dir.path());
+    std::fs::write(&st_path, &st[..st.len() - 1]).expect("truncate");
+    let e = load_linear(&json_path).expect_err("truncated");
+    assert!(matches!(e, ModelError::Checksum { what: "size", .. }), "{e}");
+    names_file(&e, "lin.safetensors");
+    let mut flipped = st.clone();
+    flipped[st.len() / 2] ^= 0x40;
+    std::fs::write(&st_path, &flipped).expect("corrupt");
+    let e = load_linear(&json_path).expect_err("corrupt");
+    assert!(matches!(e, ModelError::Checksum { what: "sha256", .. }), "{e}");
+    std::fs::remove_file(&st_path).expect("remove");
+    let e = load_linear(&json_path).expect_err("missing");
+    assert!(matches!(e, ModelError::Io { .. }), "{e}");
+    names_file(&e, "lin.safetensors");
+}
+
+#[test]
+fn every_prefix_of_the_tensor_file_is_an_error_even_with_a_matching_checksum() {
+    let dir = tmp();
+    let (_, _, json, st) = saved_linear(dir.path());
+    for len in 0..st.len() {
+        let e = load_with(dir.path(), json.clone(), &st[..len]).expect_err("prefix must fail");
+        names_file(&e, "lin.safetensors");
+    }
+    assert!(load_with(dir.path(), json, &st).is_ok());
+}
+
+#[test]
+fn damaged_metadata_is_a_typed_error_naming_the_json_file() {
+    let dir = tmp();
+    let (json_path, _, json, st) = saved_linear(dir.path());
+    let text = serde_json::to_vec(&json).expect("json");
+    for len in [0, 1, text.len() / 2, text.len() - 1] {
+        std::fs::write(&json_path, &text[..len]).expect("write");
+        let e = load_linear(&json_path).expect_err("truncated json");
+        assert!(matches!(e, ModelError::Json { .. }), "{e}");
+        names_file(&e, "lin.json");
+    }
+    let mut v2 = json.clone();
+    v2["format_version"] = serde_json::json!(2);
+    let e = load_with(dir.path(), v2, &st).expect_err("future version");
+    assert!(matches!(e, ModelError::UnsupportedVersion { found: 2, supported: 1, .. }), "{e}");
+    let mut huge = json.clone();
+    huge["image_shape"] = serde_json::json!({"channels": usize::MAX, "height": 2, "width": 2});
+    let e = load_with(dir.path(), huge, &st).expect_err("overflowing shape");
+    assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
+    let mut escape = json.clone();
+    escape["tensors"] = serde_json::json!("../lin.safetensors");
+    let e = load_with(dir.path(), escape, &st).expect_err("path outside the directory");
+    assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
+    let mut kind = json.clone();
+    kind["kind"] = serde_json::json!("knn");
+    let e = load_with(dir.path(), kind, &st).expect_err("linear params under knn");
+    assert!(matches!(e, ModelError::Json { .. }), "{e}");
+}
+
+#[test]
+fn wrong_shapes_dtypes_and_names_are_reported_per_tensor() {
+    let dir = tmp();
+    let (_, _, json, _) = saved_linear(dir.path());
+    let d = SHAPE.len();
+    let f = |n: usize| vec![0u8; 4 * n];
+    let (w_ok, b_ok, mean_ok) = (f(3 * d), f(3), f(d));
+    let (w_wide, w_u8) = (f(3 * (d + 1)), vec![0u8; 3 * d]);
+    let st = |ts: Vec<(&str, Dtype, Vec<usize>, &[u8])>| {
+        let views: Vec<(&str, TensorView<'_>)> = ts
+            .into_iter()
+            .map(|(n, dt, s, b)| (n, TensorView::new(dt, s, b).expect("view")))
+            .collect();
+        safetensors::serialize(views, None).expect("serialize")
+    };
+    let wide = st(vec![
+        ("W", Dtype::F32, vec![3, d + 1], &w_wide),
+        ("b", Dtype::F32, vec![3], &b_ok),
+        ("mean", Dtype::F32, vec![d], &mean_ok),
+    ]);
+    let e = load_with(dir.path(), json.clone(), &wide).expect_err("wrong shape");
+    assert!(
+        matches!(&e, ModelError::WrongShape { name: "W", expected, found, .. }
+            if *expected == vec![3, d] && *found == vec![3, d + 1]),
+        "{e}"
+    );
+    let bytes = st(vec![
+        ("W", Dtype::U8, vec![3, d], &w_u8),
+        ("b", Dtype::F32, vec![3], &b_ok),
+        ("mean", Dtype::F32, vec![d], &mean_ok),
+    ]);
+    let e = load_with(dir.path(), json.clone(), &bytes).expect_err("wrong dtype");
+    assert!(matches!(e, ModelError::WrongDtype { name: "W", expected: "F32", .. }), "{e}");
+    let missing = st(vec![("W", Dtype::F32, vec![3, d], &w_ok), ("b", Dtype::F32, vec![3], &b_ok)]);
+    let e = load_with(dir.path(), json.clone(), &missing).expect_err("missing tensor");
+    assert!(matches!(e, ModelError::MissingTensor { name: "mean", .. }), "{e}");
+    let extra = st(vec![
+        ("W", Dtype::F32, vec![3, d], &w_ok),
+        ("b", Dtype::F32, vec![3], &b_ok),
+        ("mean", Dtype::F32, vec![d], &mean_ok),
+        ("zz", Dtype::F32, vec![3], &b_ok),
+    ]);
+    let e = load_with(dir.path(), json.clone(), &extra).expect_err("extra tensor");
+    assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
+    let nan = f32::NAN.to_le_bytes().repeat(3);
+    let bad = st(vec![
+        ("W", Dtype::F32, vec![3, d], &w_ok),
+        ("b", Dtype::F32, vec![3], &nan),
+        ("mean", Dtype::F32, vec![d], &mean_ok),
+    ]);
+    let e = load_with(dir.path(), json.clone(), &bad).expect_err("nan bias");
+    assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
+    // the all-zero model with the right layout loads: the checks above are not over-eager
+    let good = st(vec![
+        ("W", Dtype::F32, vec![3, d], &w_ok),
+        ("b", Dtype::F32, vec![3], &b_ok),
+        ("mean", Dtype::F32, vec![d], &mean_ok),
+    ]);
+    assert!(load_with(dir.path(), json, &good).is_ok());
+}
+
+#[test]
+fn knn_files_with_out_of_range_labels_or_too_large_k_are_invalid() {
+    let dir = tmp();
+    let train = data(4, 6).all();
+    let m = Knn::new(2).fit(&train).expect("fit");
+    save_knn(&m, &prov(), dir.path().join("lin")).expect("save");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("lin.json")).expect("json"))
+            .expect("json");
+    let st = std::fs::read(dir.path().join("lin.safetensors")).expect("tensors");
+    let mut big_k = json.clone();
+    big_k["params"]["k"] = serde_json::json!(7);
+    let e = load_with(dir.path(), big_k, &st).expect_err("k > n");
+    assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
+    let mut more_rows = json.clone();
+    more_rows["params"]["n_train"] = serde_json::json!(usize::MAX);
+    let e = load_with(dir.path(), more_rows, &st).expect_err("n_train overflow");
+    assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
+    let mut fewer_classes = json.clone();
+    fewer_classes["classes"] = serde_json::json!(["r", "g"]);
+    let e = load_with(dir.path(), fewer_classes, &st).expect_err("label 2 of 2 classes");
+    assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
+    assert!(load_with(dir.path(), json, &st).is_ok(), "the undamaged files load");
+    let e = load_linear(dir.path().join("lin")).expect_err("wrong kind");
+    assert!(matches!(e, ModelError::WrongKind { expected: "linear", found: "knn", .. }), "{e}");
+    // the parse entry point agrees with the file loader
+    let json_bytes = std::fs::read(dir.path().join("lin.json")).expect("json");
+    let (p, _) =
+        parse(Path::new("a.json"), &json_bytes, Path::new("a.safetensors"), &st).expect("parse");
+    assert_eq!(p.predict(&train).expect("predict"), m.predict(&train).expect("predict"));
+}
+
+#[test]
+fn saving_with_the_wrong_number_of_class_names_is_refused() {
+    let train = data(1, 30);
+    let m = linear_model(&train);
+    let dir = tmp();
+    let e = save_linear(&m, &ClassNames::new(["a", "b"]), &prov(), dir.path().join("x"))
+        .expect_err("2 names for 3 classes");
+    assert!(matches!(e, ModelError::ClassCount { expected: 3, found: 2 }));
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
