@@ -36,7 +36,7 @@ pub struct Args {
     /// TOML config choosing experiments, grids, seed and sizes (see experiment.example.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Subsampled run (about a minute on CIFAR-10): the config's [quick] sizes.
+    /// Subsampled run (about a minute on CIFAR-10): the sizes of the config's `quick` table.
     #[arg(long)]
     pub quick: bool,
     /// Dataset: cifar-10, cifar-100, mnist, fashion-mnist, folder (--data-dir is the image

@@ -197,8 +197,9 @@ fn failing_phase_leaves_no_directory() {
     let cfg = tmp.path().join("diverge.toml");
     std::fs::write(
         &cfg,
-        "[knn]\nks = [1, 3]\nfolds = 2\n[linear]\nlosses = [\"svm\"]\nlearning_rates = [1e3]\n\
-         regularizations = [1.0]\niterations = 20\n[ann]\nenabled = false\n",
+        "[knn]\nks = [1, 3]\nfolds = 2\n[linear]\niterations = 20\n[linear.svm]\n\
+         learning_rates = [1e3]\nregularizations = [1.0]\n[linear.softmax]\nenabled = false\n\
+         [ann]\nenabled = false\n",
     )
     .expect("write");
     let reports = tmp.path().join("reports");
@@ -223,4 +224,25 @@ fn existing_output_directory_is_refused_untouched() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
     assert_eq!(std::fs::read_to_string(tmp.path().join("keep.txt")).expect("kept"), "mine");
+}
+
+#[test]
+fn interrupt_leaves_no_directory() {
+    // SIGINT (Ctrl-C) while the phases run: the report directory, and the temporary one it
+    // is written to, are only created once every phase has finished
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["experiment", "--dataset", "demo", "--out", path_str(&out)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed =
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "the run was interrupted");
+    assert_eq!(leftovers(tmp.path()), Vec::<PathBuf>::new());
 }

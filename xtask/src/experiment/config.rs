@@ -97,12 +97,10 @@ impl Default for KnnConfig {
 pub struct LinearConfig {
     /// Run this phase.
     pub enabled: bool,
-    /// Losses: `"svm"`, `"softmax"`.
-    pub losses: Vec<String>,
-    /// Learning rates of the grid.
-    pub learning_rates: Vec<f64>,
-    /// L2 strengths `λ` of the grid (`R(W) = λ Σ W²`).
-    pub regularizations: Vec<f64>,
+    /// The multiclass SVM (hinge loss, margin 1) and its grid.
+    pub svm: LossGrid,
+    /// The softmax classifier (cross-entropy) and its grid.
+    pub softmax: LossGrid,
     /// Fraction of the training images held out for validation.
     pub validation_fraction: f64,
     /// SGD iterations per run.
@@ -119,15 +117,40 @@ impl Default for LinearConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            losses: vec!["svm".into(), "softmax".into()],
-            learning_rates: vec![1e-7, 3e-7, 1e-6],
-            regularizations: vec![1e3, 5e3, 2.5e4],
+            svm: LossGrid {
+                enabled: true,
+                learning_rates: vec![1e-7, 3e-7, 1e-6],
+                regularizations: vec![1e3, 5e3, 2.5e4],
+            },
+            softmax: LossGrid {
+                enabled: true,
+                learning_rates: vec![1e-6, 3e-6, 1e-5],
+                regularizations: vec![1e2, 1e3, 5e3],
+            },
             validation_fraction: 0.1,
-            iterations: 1500,
+            iterations: 3000,
             batch_size: 200,
             momentum: 0.0,
-            decay: 1.0,
+            decay: 0.9,
         }
+    }
+}
+
+/// One loss's grid: learning rate x L2 strength `λ` (`R(W) = λ Σ W²`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossGrid {
+    /// Train this loss.
+    pub enabled: bool,
+    /// Learning rates of the grid.
+    pub learning_rates: Vec<f64>,
+    /// L2 strengths of the grid.
+    pub regularizations: Vec<f64>,
+}
+
+impl Default for LossGrid {
+    fn default() -> Self {
+        Self { enabled: true, learning_rates: vec![1e-7], regularizations: vec![1e3] }
     }
 }
 
@@ -263,31 +286,38 @@ impl Config {
         }
         let l = &self.linear;
         if l.enabled {
-            if l.losses.is_empty() {
-                return Err(bad("linear.losses", &l.losses, "needs \"svm\" and/or \"softmax\""));
+            if !l.svm.enabled && !l.softmax.enabled {
+                return Err(bad(
+                    "linear.svm.enabled/linear.softmax.enabled",
+                    false,
+                    "enable at least one loss, or set linear.enabled = false",
+                ));
             }
-            for loss in &l.losses {
-                if !matches!(loss.as_str(), "svm" | "softmax") {
-                    return Err(bad("linear.losses", loss, "must be \"svm\" or \"softmax\""));
+            for (grid, lr_key, reg_key) in [
+                (&l.svm, "linear.svm.learning_rates", "linear.svm.regularizations"),
+                (&l.softmax, "linear.softmax.learning_rates", "linear.softmax.regularizations"),
+            ] {
+                if !grid.enabled {
+                    continue;
                 }
-            }
-            if l.learning_rates.is_empty()
-                || l.learning_rates.iter().any(|&v| !(v.is_finite() && v > 0.0))
-            {
-                return Err(bad(
-                    "linear.learning_rates",
-                    &l.learning_rates,
-                    "must be a non-empty list of positive numbers",
-                ));
-            }
-            if l.regularizations.is_empty()
-                || l.regularizations.iter().any(|&v| !(v.is_finite() && v >= 0.0))
-            {
-                return Err(bad(
-                    "linear.regularizations",
-                    &l.regularizations,
-                    "must be a non-empty list of non-negative numbers",
-                ));
+                if grid.learning_rates.is_empty()
+                    || grid.learning_rates.iter().any(|&v| !(v.is_finite() && v > 0.0))
+                {
+                    return Err(bad(
+                        lr_key,
+                        &grid.learning_rates,
+                        "must be a non-empty list of positive numbers",
+                    ));
+                }
+                if grid.regularizations.is_empty()
+                    || grid.regularizations.iter().any(|&v| !(v.is_finite() && v >= 0.0))
+                {
+                    return Err(bad(
+                        reg_key,
+                        &grid.regularizations,
+                        "must be a non-empty list of non-negative numbers",
+                    ));
+                }
             }
             if !(l.validation_fraction > 0.0 && l.validation_fraction < 1.0) {
                 return Err(bad(
@@ -370,8 +400,10 @@ mod tests {
         assert!(e.to_string().contains("foldz"), "{e}");
         let e = Config::from_toml("[knn]\nks = [1, 0]\n").expect_err("zero k");
         assert!(e.to_string().contains("knn.ks"), "{e}");
-        let e = Config::from_toml("[linear]\nlosses = [\"hinge\"]\n").expect_err("bad loss");
-        assert!(e.to_string().contains("\"hinge\""), "{e}");
+        let e = Config::from_toml("[linear.svm]\nlearning_rates = [-1.0]\n").expect_err("bad lr");
+        assert!(e.to_string().contains("linear.svm.learning_rates"), "{e}");
+        let e = Config::from_toml("[linear.softmax]\nlossy = 1\n").expect_err("unknown key");
+        assert!(e.to_string().contains("lossy"), "{e}");
         let e = Config::from_toml("seed = \"x\"\n").expect_err("wrong type");
         assert!(e.to_string().contains("seed"), "{e}");
         let e = Config::from_toml("[ann]\nindices = [\"hnsw:q=1\"]\n").expect_err("bad spec");

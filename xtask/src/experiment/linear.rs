@@ -11,7 +11,7 @@ use imgclass_eval::{ClassReport, ConfusionMatrix, accuracy, stratified_split};
 use imgclass_linear::{Linear, LinearError, LinearModel, Loss, Reg, Sgd, Stop};
 use serde::Serialize;
 
-use super::config::LinearConfig;
+use super::config::{LinearConfig, LossGrid};
 use super::progress::Progress;
 
 /// One grid point.
@@ -71,15 +71,15 @@ pub struct LinearResult {
 
 /// Number of progress steps of [`run`].
 pub fn steps(cfg: &LinearConfig) -> u64 {
-    (cfg.losses.len() * (cfg.learning_rates.len() * cfg.regularizations.len() + 1)) as u64
+    grids(cfg).map(|(_, _, g)| g.learning_rates.len() * g.regularizations.len() + 1).sum::<usize>()
+        as u64
 }
 
-fn loss_of(name: &str) -> anyhow::Result<Loss> {
-    match name {
-        "svm" => Ok(Loss::Svm { margin: 1.0 }),
-        "softmax" => Ok(Loss::Softmax),
-        other => anyhow::bail!("unknown loss {other:?} (expected svm or softmax)"),
-    }
+/// The enabled losses with their names and grids, SVM first.
+fn grids(cfg: &LinearConfig) -> impl Iterator<Item = (&'static str, Loss, &LossGrid)> {
+    [("svm", Loss::Svm { margin: 1.0 }, &cfg.svm), ("softmax", Loss::Softmax, &cfg.softmax)]
+        .into_iter()
+        .filter(|(_, _, g)| g.enabled)
 }
 
 fn params(cfg: &LinearConfig, loss: Loss, lr: f64, reg: f64, seed: u64) -> Linear {
@@ -106,11 +106,10 @@ pub fn run(
     let val_truth = val_set.labels();
     let sgd_seed = seed.wrapping_add(1);
     let mut losses = Vec::new();
-    for name in &cfg.losses {
-        let loss = loss_of(name)?;
+    for (name, loss, lgrid) in grids(cfg) {
         let mut grid = Vec::new();
-        for &lr in &cfg.learning_rates {
-            for &reg in &cfg.regularizations {
+        for &lr in &lgrid.learning_rates {
+            for &reg in &lgrid.regularizations {
                 let t = Instant::now();
                 let fitted = params(cfg, loss, lr, reg, sgd_seed).fit(&fit_set);
                 let (val_accuracy, failure) = match fitted {
@@ -157,7 +156,7 @@ pub fn run(
         let confusion = ConfusionMatrix::new(&truth, &pred, test.n_classes())?;
         progress.step(&format!("{name} retrained: test {test_accuracy:.3}"));
         losses.push(LossResult {
-            loss: name.clone(),
+            loss: name.into(),
             best,
             test_accuracy,
             per_class: confusion.class_reports(),
