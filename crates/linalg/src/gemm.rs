@@ -433,7 +433,10 @@ mod avx512 {
             while j < n {
                 let nr = (n - j).min(10);
                 if mr == 2 {
-                    dispatch_nr!(nr, block2(rows[i], rows[i + 1], pre, w, n, j, i, out));
+                    // the next pair's rows are prefetched while this pair is computed
+                    let next =
+                        [rows[(i + 2).min(rows.len() - 1)], rows[(i + 3).min(rows.len() - 1)]];
+                    dispatch_nr!(nr, block2([rows[i], rows[i + 1]], next, pre, w, n, j, i, out));
                 } else {
                     dispatch_nr!(nr, block1(rows[i], pre, w, n, j, i, out));
                 }
@@ -454,8 +457,8 @@ mod avx512 {
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     fn block2<const NR: usize>(
-        r0: &[u8],
-        r1: &[u8],
+        [r0, r1]: [&[u8]; 2],
+        next: [&[u8]; 2],
         pre: Affine<'_>,
         w: &[f32],
         n: usize,
@@ -475,6 +478,12 @@ mod avx512 {
                 let of = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
                 let x0 = load_x(r0, kk, sc, of);
                 let x1 = load_x(r1, kk, sc, of);
+                if kk % 64 == 0 {
+                    // the rows are random rows of a large dataset: fetch the next pair's
+                    // cache lines ahead (kk < k = their length too)
+                    _mm_prefetch::<_MM_HINT_T0>(next[0].as_ptr().add(kk).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(next[1].as_ptr().add(kk).cast());
+                }
                 for c in 0..NR {
                     let wv = _mm512_loadu_ps(w.as_ptr().add((j0 + c) * k + kk));
                     a0[c] = _mm512_fmadd_ps(x0, wv, a0[c]);

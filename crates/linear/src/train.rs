@@ -189,13 +189,14 @@ fn mean_image(train: &Subset) -> Vec<f32> {
     let sums = idx
         .par_chunks(chunk)
         .map(|rows| {
-            let mut s = vec![0u64; d];
+            // u32 partial sums (1,024 rows x 255 < 2^32) vectorise; u64 across chunks
+            let mut s32 = vec![0u32; d];
             for &r in rows {
-                for (a, &x) in s.iter_mut().zip(train.dataset().row(r)) {
-                    *a += u64::from(x);
+                for (a, &x) in s32.iter_mut().zip(train.dataset().row(r)) {
+                    *a += u32::from(x);
                 }
             }
-            s
+            s32.into_iter().map(u64::from).collect::<Vec<u64>>()
         })
         .reduce(
             || vec![0u64; d],
