@@ -95,7 +95,9 @@ fn parse_spec(text: &str) -> anyhow::Result<Spec> {
     };
     let sweep = match &sweep_key {
         None => vec![mk(None)?],
-        Some((k, vs)) => vs.iter().map(|v| mk(Some(format!("{k}={v}")))).collect::<Result<_, _>>()?,
+        Some((k, vs)) => {
+            vs.iter().map(|v| mk(Some(format!("{k}={v}")))).collect::<Result<_, _>>()?
+        }
     };
     Ok(Spec { text: text.to_string(), base: sweep[0], pca, rerank, sweep })
 }
@@ -142,9 +144,8 @@ fn first_n(ds: &Dataset, n: usize) -> anyhow::Result<Subset> {
 }
 
 fn acc1(found: &[u32], k: usize, train: &Subset, test: &Subset) -> f64 {
-    let hits = (0..test.len())
-        .filter(|&q| train.label(found[q * k] as usize) == test.label(q))
-        .count();
+    let hits =
+        (0..test.len()).filter(|&q| train.label(found[q * k] as usize) == test.label(q)).count();
     hits as f64 / test.len().max(1) as f64
 }
 
@@ -279,7 +280,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let truth_file = tempfile::NamedTempFile::new()?;
         let bytes: Vec<u8> = truth.iter().flat_map(|x| x.to_le_bytes()).collect();
         std::fs::write(truth_file.path(), bytes)?;
-        let py = if args.python.is_relative() { root.join(&args.python) } else { args.python.clone() };
+        let py =
+            if args.python.is_relative() { root.join(&args.python) } else { args.python.clone() };
         let script = root.join("xtask/peers/ann.py");
         eprintln!("running peers: {} {}", py.display(), script.display());
         let out = std::process::Command::new(&py)
@@ -362,16 +364,15 @@ fn write_svg(path: &Path, rows: &[Row], root: &Path, n_queries: usize) -> anyhow
         log_y: true,
     };
     let path = if path.is_relative() { root.join(path) } else { path.to_path_buf() };
-    std::fs::write(&path, line_plot_svg(&plot)).with_context(|| format!("writing {}", path.display()))
+    std::fs::write(&path, line_plot_svg(&plot))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The family of a setting: its kind and build parameters, without the swept search one.
 fn series_key(params: &str) -> String {
     params
         .split([',', ':'])
-        .filter(|kv| {
-            !["ef=", "checks=", "eps=", "nprobe="].iter().any(|p| kv.starts_with(p))
-        })
+        .filter(|kv| !["ef=", "checks=", "eps=", "nprobe="].iter().any(|p| kv.starts_with(p)))
         .collect::<Vec<_>>()
         .join(",")
 }

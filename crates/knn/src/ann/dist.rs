@@ -108,12 +108,92 @@ pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + s
 }
 
-/// Search-space distance under `metric`.
-#[inline]
+/// Search-space distance under `metric` (the portable kernel).
+#[cfg(test)]
 pub(crate) fn dist_f32(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     match metric {
         Metric::L2 => l2sq_f32(a, b),
         Metric::L1 => l1_f32(a, b),
+    }
+}
+
+/// The search-space distance kernel, chosen once per build or search call (never per pair):
+/// the portable loops, or the same loops compiled for AVX2 when the CPU has it (set
+/// `IMGCLASS_KERNEL=scalar` to force the portable one). Both add the same products in the
+/// same order (no fused multiply-add), so they return bit-identical distances.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernel {
+    pub(crate) metric: Metric,
+    f: unsafe fn(&[f32], &[f32]) -> f32,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel").field("metric", &self.metric).finish()
+    }
+}
+
+/// Portable kernels as `unsafe fn` pointers (they have no safety requirement).
+unsafe fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
+    l2sq_f32(a, b)
+}
+unsafe fn l1_portable(a: &[f32], b: &[f32]) -> f32 {
+    l1_f32(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
+    l2sq_f32(a, b)
+}
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn l1_avx2(a: &[f32], b: &[f32]) -> f32 {
+    l1_f32(a, b)
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs for `metric`.
+    pub(crate) fn select(metric: Metric) -> Self {
+        let forced_scalar = std::env::var("IMGCLASS_KERNEL").is_ok_and(|v| v == "scalar");
+        #[cfg(target_arch = "x86_64")]
+        if !forced_scalar && std::arch::is_x86_feature_detected!("avx2") {
+            let f: unsafe fn(&[f32], &[f32]) -> f32 = match metric {
+                Metric::L2 => l2sq_avx2,
+                Metric::L1 => l1_avx2,
+            };
+            return Self { metric, f };
+        }
+        let _ = forced_scalar;
+        let f: unsafe fn(&[f32], &[f32]) -> f32 = match metric {
+            Metric::L2 => l2sq_portable,
+            Metric::L1 => l1_portable,
+        };
+        Self { metric, f }
+    }
+
+    /// The portable kernel (for tests).
+    #[cfg(test)]
+    pub(crate) fn portable(metric: Metric) -> Self {
+        let f: unsafe fn(&[f32], &[f32]) -> f32 = match metric {
+            Metric::L2 => l2sq_portable,
+            Metric::L1 => l1_portable,
+        };
+        Self { metric, f }
+    }
+
+    /// Distance between two search-space rows.
+    #[inline]
+    pub(crate) fn dist(&self, a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: `f` is a portable kernel, or an AVX2 one that `select` only picks after
+        // `is_x86_feature_detected!("avx2")` returned true on this CPU.
+        unsafe { (self.f)(a, b) }
+    }
+
+    /// A per-coordinate term `δ²` (L2) or `|δ|` (L1).
+    #[inline]
+    pub(crate) fn coord(&self, delta: f32) -> f32 {
+        coord_term(self.metric, delta)
     }
 }
 
@@ -152,6 +232,21 @@ mod tests {
             let bu: Vec<u8> = b.iter().map(|&x| x as u8).collect();
             assert_eq!(l2sq_u8(&au, &bu) as f64, l2);
             assert_eq!(l1_u8(&au, &bu) as f64, l1);
+        }
+    }
+
+    #[test]
+    fn selected_kernel_is_bit_identical_to_the_portable_one() {
+        let mut g = SplitMix64::new(5);
+        for d in [0usize, 1, 15, 16, 17, 64, 100, 3072] {
+            let a: Vec<f32> = (0..d).map(|_| g.next_normal() as f32 * 37.5).collect();
+            let b: Vec<f32> = (0..d).map(|_| g.next_normal() as f32 * 12.25).collect();
+            for m in [Metric::L1, Metric::L2] {
+                let fast = Kernel::select(m).dist(&a, &b);
+                let slow = Kernel::portable(m).dist(&a, &b);
+                assert_eq!(fast.to_bits(), slow.to_bits(), "d {d} {m:?}");
+                assert_eq!(slow.to_bits(), dist_f32(m, &a, &b).to_bits());
+            }
         }
     }
 

@@ -15,8 +15,8 @@ use std::collections::BinaryHeap;
 use imgclass_core::rng::SplitMix64;
 use rayon::prelude::*;
 
-use super::dist::dist_f32;
-use super::{AnnError, Cand, Metric, Space, Visited};
+use super::dist::Kernel;
+use super::{AnnError, Cand, Space, Visited};
 
 /// Highest level a node may get.
 const MAX_LEVEL: usize = 16;
@@ -35,7 +35,7 @@ fn batch_size(inserted: usize) -> usize {
 }
 
 impl Hnsw {
-    pub(crate) fn build(space: &Space, metric: Metric, m: usize, ef_c: usize, seed: u64) -> Self {
+    pub(crate) fn build(space: &Space, metric: Kernel, m: usize, ef_c: usize, seed: u64) -> Self {
         let n = space.len();
         let root = SplitMix64::new(seed);
         let ml = 1.0 / (m as f64).ln();
@@ -86,10 +86,7 @@ impl Hnsw {
                         let base = space.row(e);
                         let mut cands: Vec<Cand> = list
                             .iter()
-                            .map(|&c| Cand {
-                                d: dist_f32(metric, base, space.row(c as usize)),
-                                i: c,
-                            })
+                            .map(|&c| Cand { d: metric.dist(base, space.row(c as usize)), i: c })
                             .collect();
                         cands.sort_unstable();
                         list = select_heuristic(space, metric, &cands, cap);
@@ -115,7 +112,7 @@ impl Hnsw {
     fn connect_new(
         &self,
         space: &Space,
-        metric: Metric,
+        metric: Kernel,
         q: usize,
         level: usize,
         ef_c: usize,
@@ -124,7 +121,7 @@ impl Hnsw {
         let qv = space.row(q);
         let mut out = vec![Vec::new(); level + 1];
         let mut ep =
-            vec![Cand { d: dist_f32(metric, qv, space.row(self.entry as usize)), i: self.entry }];
+            vec![Cand { d: metric.dist(qv, space.row(self.entry as usize)), i: self.entry }];
         for l in (level + 1..=self.max_level).rev() {
             ep = vec![self.greedy(space, metric, qv, ep[0], l)];
         }
@@ -136,11 +133,11 @@ impl Hnsw {
         out
     }
 
-    fn greedy(&self, space: &Space, metric: Metric, q: &[f32], mut cur: Cand, l: usize) -> Cand {
+    fn greedy(&self, space: &Space, metric: Kernel, q: &[f32], mut cur: Cand, l: usize) -> Cand {
         loop {
             let mut changed = false;
             for &e in &self.links[cur.i as usize][l] {
-                let c = Cand { d: dist_f32(metric, q, space.row(e as usize)), i: e };
+                let c = Cand { d: metric.dist(q, space.row(e as usize)), i: e };
                 if c < cur {
                     cur = c;
                     changed = true;
@@ -157,7 +154,7 @@ impl Hnsw {
     fn search_layer(
         &self,
         space: &Space,
-        metric: Metric,
+        metric: Kernel,
         q: &[f32],
         eps: &[Cand],
         ef: usize,
@@ -184,7 +181,7 @@ impl Hnsw {
                 if !vis.insert(e) {
                     continue;
                 }
-                let cand = Cand { d: dist_f32(metric, q, space.row(e as usize)), i: e };
+                let cand = Cand { d: metric.dist(q, space.row(e as usize)), i: e };
                 if best.len() < ef || best.peek().is_some_and(|w| cand < *w) {
                     frontier.push(Reverse(cand));
                     best.push(cand);
@@ -201,14 +198,13 @@ impl Hnsw {
     pub(crate) fn search(
         &self,
         space: &Space,
-        metric: Metric,
+        metric: Kernel,
         q: &[f32],
         r: usize,
         ef: usize,
         vis: &mut Visited,
     ) -> Vec<u32> {
-        let mut cur =
-            Cand { d: dist_f32(metric, q, space.row(self.entry as usize)), i: self.entry };
+        let mut cur = Cand { d: metric.dist(q, space.row(self.entry as usize)), i: self.entry };
         for l in (1..=self.max_level).rev() {
             cur = self.greedy(space, metric, q, cur, l);
         }
@@ -247,14 +243,14 @@ impl Hnsw {
 
 /// The heuristic of Malkov & Yashunin (algorithm 4): walk candidates by increasing distance
 /// to the base node and keep one only when it is closer to the base than to every kept link.
-fn select_heuristic(space: &Space, metric: Metric, sorted: &[Cand], cap: usize) -> Vec<u32> {
+fn select_heuristic(space: &Space, metric: Kernel, sorted: &[Cand], cap: usize) -> Vec<u32> {
     let mut kept: Vec<u32> = Vec::with_capacity(cap);
     for c in sorted {
         if kept.len() >= cap {
             break;
         }
         let row = space.row(c.i as usize);
-        if kept.iter().all(|&k| dist_f32(metric, row, space.row(k as usize)) > c.d) {
+        if kept.iter().all(|&k| metric.dist(row, space.row(k as usize)) > c.d) {
             kept.push(c.i);
         }
     }

@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use imgclass_core::rng::SplitMix64;
 use rayon::prelude::*;
 
-use super::dist::{coord_term, dist_f32};
+use super::dist::Kernel;
 use super::{AnnError, Cand, Metric, Space, TopK, Visited};
 
 /// Marks a leaf in [`KdTree::split_dim`].
@@ -116,12 +116,12 @@ impl KdTree {
     pub(crate) fn search_eps(
         &self,
         space: &Space,
-        metric: Metric,
+        metric: Kernel,
         q: &[f32],
         r: usize,
         eps: f32,
     ) -> Vec<u32> {
-        let fac = match metric {
+        let fac = match metric.metric {
             Metric::L2 => (1.0 + eps) * (1.0 + eps),
             Metric::L1 => 1.0 + eps,
         };
@@ -138,7 +138,7 @@ impl KdTree {
         rd: f32,
         off: &mut [f32],
         space: &Space,
-        metric: Metric,
+        metric: Kernel,
         q: &[f32],
         fac: f32,
         top: &mut TopK,
@@ -146,7 +146,7 @@ impl KdTree {
         let d = self.split_dim[node];
         if d == LEAF {
             for &p in &self.perm[self.a[node] as usize..self.b[node] as usize] {
-                top.push(Cand { d: dist_f32(metric, q, space.row(p as usize)), i: p });
+                top.push(Cand { d: metric.dist(q, space.row(p as usize)), i: p });
             }
             return;
         }
@@ -160,7 +160,7 @@ impl KdTree {
         self.descend_eps(near, rd, off, space, metric, q, fac, top);
         let old = off[d];
         // never below zero: rounding may leave a tiny negative remainder
-        let rd_far = (rd - coord_term(metric, old) + coord_term(metric, diff)).max(0.0);
+        let rd_far = (rd - metric.coord(old) + metric.coord(diff)).max(0.0);
         if rd_far * fac <= top.worst() {
             off[d] = diff;
             self.descend_eps(far, rd_far, off, space, metric, q, fac, top);
@@ -222,7 +222,7 @@ pub(crate) fn build_forest(space: &Space, trees: usize, seed: u64) -> Vec<KdTree
 pub(crate) fn search_forest(
     forest: &[KdTree],
     space: &Space,
-    metric: Metric,
+    metric: Kernel,
     q: &[f32],
     r: usize,
     checks: usize,
@@ -248,7 +248,7 @@ pub(crate) fn search_forest(
                 for &p in &tree.perm[tree.a[node] as usize..tree.b[node] as usize] {
                     if vis.insert(p) {
                         checked += 1;
-                        top.push(Cand { d: dist_f32(metric, q, space.row(p as usize)), i: p });
+                        top.push(Cand { d: metric.dist(q, space.row(p as usize)), i: p });
                     }
                 }
                 break;
@@ -259,7 +259,7 @@ pub(crate) fn search_forest(
             } else {
                 (tree.b[node], tree.a[node])
             };
-            let bound = rd + coord_term(metric, diff);
+            let bound = rd + metric.coord(diff);
             if bound <= top.worst() {
                 queue.push(Reverse((OrdF32(bound), t, far)));
             }

@@ -8,9 +8,9 @@ use std::collections::{BinaryHeap, VecDeque};
 use imgclass_core::rng::SplitMix64;
 use rayon::prelude::*;
 
-use super::dist::dist_f32;
+use super::dist::Kernel;
 use super::kdtree::OrdF32;
-use super::{AnnError, Cand, Metric, Space, TopK};
+use super::{AnnError, Cand, Space, TopK};
 
 /// Nodes in breadth-first order (node 0 is the root); the children of an internal node are
 /// contiguous: `first[i] .. first[i] + count[i]`. A leaf (`leaf[i] == 1`) holds the points
@@ -31,7 +31,7 @@ const PAR_MIN: usize = 2048;
 impl KMeansTree {
     pub(crate) fn build(
         space: &Space,
-        metric: Metric,
+        metric: Kernel,
         branching: usize,
         iterations: usize,
         seed: u64,
@@ -134,7 +134,7 @@ impl KMeansTree {
     pub(crate) fn search(
         &self,
         space: &Space,
-        metric: Metric,
+        metric: Kernel,
         q: &[f32],
         r: usize,
         checks: usize,
@@ -153,14 +153,14 @@ impl KMeansTree {
                 if self.leaf[node] == 1 {
                     for &p in &self.perm[f..f + c] {
                         checked += 1;
-                        top.push(Cand { d: dist_f32(metric, q, space.row(p as usize)), i: p });
+                        top.push(Cand { d: metric.dist(q, space.row(p as usize)), i: p });
                     }
                     break;
                 }
                 let mut best = (f32::INFINITY, f);
                 let mut ds = Vec::with_capacity(c);
                 for ch in f..f + c {
-                    let d = dist_f32(metric, q, self.center(ch));
+                    let d = metric.dist(q, self.center(ch));
                     ds.push(d);
                     if d < best.0 {
                         best = (d, ch);
@@ -190,11 +190,11 @@ fn mean_of(space: &Space, pts: &[u32]) -> Vec<f32> {
 }
 
 /// Index of the closest center (ties to the smaller index).
-fn closest(space: &Space, metric: Metric, p: u32, centers: &[Vec<f32>]) -> usize {
+fn closest(space: &Space, metric: Kernel, p: u32, centers: &[Vec<f32>]) -> usize {
     let row = space.row(p as usize);
     let mut best = (f32::INFINITY, 0);
     for (j, c) in centers.iter().enumerate() {
-        let d = dist_f32(metric, row, c);
+        let d = metric.dist(row, c);
         if d < best.0 {
             best = (d, j);
         }
@@ -206,7 +206,7 @@ fn closest(space: &Space, metric: Metric, p: u32, centers: &[Vec<f32>]) -> usize
 /// and members of each cluster, in center order.
 fn kmeans(
     space: &Space,
-    metric: Metric,
+    metric: Kernel,
     pts: &[u32],
     k: usize,
     iterations: usize,
@@ -217,10 +217,8 @@ fn kmeans(
     let sample: Vec<u32> = (0..sample_len).map(|t| pts[t * pts.len() / sample_len]).collect();
     let mut centers: Vec<Vec<f32>> = Vec::with_capacity(k);
     centers.push(space.row(sample[g.below(sample.len() as u64) as usize] as usize).to_vec());
-    let mut dmin: Vec<f64> = sample
-        .iter()
-        .map(|&p| dist_f32(metric, space.row(p as usize), &centers[0]) as f64)
-        .collect();
+    let mut dmin: Vec<f64> =
+        sample.iter().map(|&p| metric.dist(space.row(p as usize), &centers[0]) as f64).collect();
     while centers.len() < k {
         let total: f64 = dmin.iter().sum();
         if total <= 0.0 {
@@ -237,7 +235,7 @@ fn kmeans(
         }
         let c = space.row(sample[pick] as usize).to_vec();
         for (j, &p) in sample.iter().enumerate() {
-            dmin[j] = dmin[j].min(dist_f32(metric, space.row(p as usize), &c) as f64);
+            dmin[j] = dmin[j].min(metric.dist(space.row(p as usize), &c) as f64);
         }
         centers.push(c);
     }

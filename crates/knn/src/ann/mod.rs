@@ -66,7 +66,8 @@ pub enum Metric {
 /// An index kind with its parameters; a search grid is a `Vec` of these.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum AnnIndex {
-    /// Brute force over every training row (the oracle for recall).
+    /// Brute force over every training row with imgclass-linalg's batch kernels (exact
+    /// integer distances, SIMD): the oracle for recall and the speed baseline.
     Exact,
     /// A kd-tree (Arya & Mount's ANN): split on the widest dimension at the median, leaves of
     /// at most `leaf_size` points. Search prunes a cell when `(1 + eps)` times its lower
@@ -343,12 +344,22 @@ impl AnnIndex {
             Self::KdForest { trees, .. } => {
                 Structure::KdForest(kdtree::build_forest(&space, trees, seed))
             }
-            Self::KMeansTree { branching, iterations, .. } => Structure::KMeans(
-                kmeans_tree::KMeansTree::build(&space, metric, branching, iterations, seed),
-            ),
-            Self::Hnsw { m, ef_construction, .. } => {
-                Structure::Hnsw(hnsw::Hnsw::build(&space, metric, m, ef_construction, seed))
+            Self::KMeansTree { branching, iterations, .. } => {
+                Structure::KMeans(kmeans_tree::KMeansTree::build(
+                    &space,
+                    dist::Kernel::select(metric),
+                    branching,
+                    iterations,
+                    seed,
+                ))
             }
+            Self::Hnsw { m, ef_construction, .. } => Structure::Hnsw(hnsw::Hnsw::build(
+                &space,
+                dist::Kernel::select(metric),
+                m,
+                ef_construction,
+                seed,
+            )),
         };
         tracing::debug!(
             kind = self.name(),
@@ -700,6 +711,7 @@ impl BuiltIndex {
             (_, Some(p)) => Some(p.project(queries)),
         };
         let sd = self.space.dim;
+        let kern = dist::Kernel::select(self.metric);
         let per_query: Vec<(Vec<u32>, Vec<u32>)> = (0..queries.len())
             .into_par_iter()
             .map_init(
@@ -708,12 +720,12 @@ impl BuiltIndex {
                     let q = queries.row(qi);
                     match &projected {
                         Some(pq) => {
-                            let cands = self.candidates(&pq[qi * sd..(qi + 1) * sd], k, vis);
+                            let cands = self.candidates(kern, &pq[qi * sd..(qi + 1) * sd], k, vis);
                             self.rerank_one(q, cands, k, vis)
                         }
                         None => {
                             let qv: Vec<f32> = q.iter().map(|&b| b as f32).collect();
-                            let cands = self.candidates(&qv, k, vis);
+                            let cands = self.candidates(kern, &qv, k, vis);
                             self.rerank_one(q, cands, k, vis)
                         }
                     }
@@ -732,7 +744,8 @@ impl BuiltIndex {
     /// Exact search with imgclass-linalg's batch kernels (integer accumulation, SIMD).
     fn exact(&self, queries: &Subset, k: usize) -> Result<(Vec<u32>, Vec<u32>), AnnError> {
         let dim = self.train.dim();
-        let q = imgclass_linalg::RowsU8::gather(queries.dataset().pixels(), dim, queries.indices())?;
+        let q =
+            imgclass_linalg::RowsU8::gather(queries.dataset().pixels(), dim, queries.indices())?;
         let t = imgclass_linalg::RowsU8::gather(
             self.train.dataset().pixels(),
             dim,
@@ -747,7 +760,7 @@ impl BuiltIndex {
     }
 
     /// Candidates for the search-space query `qv`.
-    fn candidates(&self, qv: &[f32], k: usize, vis: &mut Visited) -> Vec<u32> {
+    fn candidates(&self, kern: dist::Kernel, qv: &[f32], k: usize, vis: &mut Visited) -> Vec<u32> {
         let r = match (self.pca.is_some(), self.rerank, self.kind) {
             (false, _, _) => k,
             (true, 0, AnnIndex::Hnsw { ef_search, .. }) => k.max(ef_search),
@@ -756,16 +769,16 @@ impl BuiltIndex {
         };
         match (&self.structure, self.kind) {
             (Structure::KdTree(t), AnnIndex::KdTree { eps, .. }) => {
-                t.search_eps(&self.space, self.metric, qv, r, eps)
+                t.search_eps(&self.space, kern, qv, r, eps)
             }
             (Structure::KdForest(f), AnnIndex::KdForest { checks, .. }) => {
-                kdtree::search_forest(f, &self.space, self.metric, qv, r, checks, vis)
+                kdtree::search_forest(f, &self.space, kern, qv, r, checks, vis)
             }
             (Structure::KMeans(t), AnnIndex::KMeansTree { checks, .. }) => {
-                t.search(&self.space, self.metric, qv, r, checks)
+                t.search(&self.space, kern, qv, r, checks)
             }
             (Structure::Hnsw(h), AnnIndex::Hnsw { ef_search, .. }) => {
-                h.search(&self.space, self.metric, qv, r, ef_search.max(r), vis)
+                h.search(&self.space, kern, qv, r, ef_search.max(r), vis)
             }
             _ => Vec::new(),
         }
