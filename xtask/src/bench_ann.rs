@@ -52,6 +52,11 @@ pub struct Args {
     /// Where to write every measured row as JSON (optional).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also run autotune for this target recall@1 (PCA 64, a 10,000-image sample of the
+    /// training set, 200 tuning and 200 held-out queries drawn from the rest) and print what
+    /// it tried and chose.
+    #[arg(long)]
+    pub autotune: Option<f64>,
     /// Build seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -305,6 +310,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rows.extend(peers.settings);
     }
 
+    if let Some(target) = args.autotune {
+        let mut tune = imgclass_knn::ann::Autotune::new(target);
+        tune.sample = 10_000.min(train.len().saturating_sub(400));
+        tune.queries = 200;
+        tune.pca = Some(64);
+        tune.seed = args.seed;
+        let t = Instant::now();
+        let report = tune.run(&train)?;
+        println!("autotune (target recall@1 {target}, {:.0}s):", t.elapsed().as_secs_f64());
+        println!("| tried | build s | search ms/query | memory MB | recall@1 | cost |");
+        println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+        for tr in &report.trials {
+            println!(
+                "| {} | {:.2} | {:.3} | {:.1} | {:.3} | {:.2} |",
+                tr.index.spec(),
+                tr.build_secs,
+                tr.search_secs_per_query * 1e3,
+                tr.memory_bytes as f64 / 1e6,
+                tr.recall_at_1,
+                tr.cost
+            );
+        }
+        println!(
+            "chosen: {} (met target: {}), held-out recall@1 {:.3}",
+            report.chosen.spec(),
+            report.met_target,
+            report.held_out_recall_at_1
+        );
+    }
     print_table(&rows, test.len());
     write_svg(&args.svg, &rows, &root, test.len())?;
     if let Some(path) = &args.json {
