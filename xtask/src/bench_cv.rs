@@ -103,6 +103,23 @@ pub fn fast_knn_cv(
     Ok((per_fold, seconds))
 }
 
+/// CPU seconds (user + system, all threads) this process has used so far: fields 14 and 15
+/// of `/proc/self/stat`, in clock ticks of 1/100 s (Linux's fixed `USER_HZ`). `None` off
+/// Linux. On a shared machine the CPU time of a phase is steadier than its wall time.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the command name (field 2) may hold spaces; the fields after its ')' are plain
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// Wall and CPU seconds since `t0` / `c0`.
+fn lap(t0: Instant, c0: Option<f64>) -> (f64, Option<f64>) {
+    (t0.elapsed().as_secs_f64(), c0.zip(cpu_seconds()).map(|(a, b)| b - a))
+}
+
 /// Timings and results of one metric, as written to cv.json.
 #[derive(Debug, Serialize)]
 struct MetricRun {
@@ -116,6 +133,10 @@ struct MetricRun {
     test_pass_seconds: f64,
     /// cv_seconds / test_pass_seconds (the target is at most 5).
     cv_over_test_pass: f64,
+    /// CPU seconds (all threads) of the cross-validation, if known.
+    cv_cpu_seconds: Option<f64>,
+    /// CPU seconds (all threads) of the test pass, if known.
+    test_pass_cpu_seconds: Option<f64>,
 }
 
 /// The cv.json document.
@@ -192,21 +213,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut runs = Vec::new();
     let mut test_preds = Vec::new();
     for &metric in &metrics {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         let (per_fold, fold_seconds) = fast_knn_cv(&train, &folds, metric, &ks)?;
-        let cv_seconds = t.elapsed().as_secs_f64();
+        let (cv_seconds, cv_cpu_seconds) = lap(t, c);
         let mut s = CvSeries::from_fold_major(metric_name(metric), &ks, &per_fold)?;
         let chosen = s.chosen().context("no finite cv score")?.clone();
         // the test set, touched once with the chosen k: this is the full exact test pass
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         let model = Knn::new(chosen.k).metric(metric).fit(&train)?;
         let nb = model.kneighbors(&test, chosen.k)?;
         let pred = model.vote_from(&nb, chosen.k)?;
-        let test_pass_seconds = t.elapsed().as_secs_f64();
+        let (test_pass_seconds, test_pass_cpu_seconds) = lap(t, c);
         let test_accuracy = accuracy(&test.labels(), &pred)?;
         s.test_accuracy = Some(test_accuracy);
+        let cpu = match (cv_cpu_seconds, test_pass_cpu_seconds) {
+            (Some(a), Some(b)) => format!("; cpu {a:.1} s vs {b:.1} s, ratio {:.2}", a / b),
+            _ => String::new(),
+        };
         eprintln!(
-            "{}: chosen k = {}, cv {:.4} ± {:.4}, test {:.4}; cv {:.1} s, test pass {:.1} s, ratio {:.2}",
+            "{}: chosen k = {}, cv {:.4} ± {:.4}, test {:.4}; wall: cv {:.1} s, test pass {:.1} s, ratio {:.2}{cpu}",
             metric_name(metric),
             chosen.k,
             chosen.scores.mean,
@@ -226,6 +251,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             cv_seconds,
             test_pass_seconds,
             cv_over_test_pass: cv_seconds / test_pass_seconds,
+            cv_cpu_seconds,
+            test_pass_cpu_seconds,
         });
         series.push(s);
         test_preds.push((metric, chosen.k, pred));
@@ -262,9 +289,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(args.out.join("confusion.svg"), &cm_svg)?;
     std::fs::write(args.out.join("gallery.png"), &gallery)?;
     let timing = Table {
-        header: ["metric", "cv seconds", "per fold (s)", "test pass (s)", "cv / test pass"]
-            .map(String::from)
-            .into(),
+        header: [
+            "metric",
+            "cv wall (s)",
+            "per fold (s)",
+            "test pass wall (s)",
+            "cv / test pass (wall)",
+            "cv / test pass (cpu)",
+        ]
+        .map(String::from)
+        .into(),
         rows: runs
             .iter()
             .map(|r| {
@@ -275,6 +309,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     folds.join(", "),
                     format!("{:.1}", r.test_pass_seconds),
                     format!("{:.2}", r.cv_over_test_pass),
+                    r.cv_cpu_seconds
+                        .zip(r.test_pass_cpu_seconds)
+                        .map_or("-".into(), |(a, b)| format!("{:.2} ({a:.1} s / {b:.1} s)", a / b)),
                 ]
             })
             .collect(),
