@@ -217,10 +217,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let pca = match spec.pca {
             None => None,
             Some(p) => {
-                if !pcas.contains_key(&p) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = pcas.entry(p) {
                     let t = Instant::now();
                     let fit = imgclass_knn::ann::Pca::fit(&train, p, args.seed)?;
-                    pcas.insert(p, (fit, t.elapsed().as_secs_f64()));
+                    slot.insert((fit, t.elapsed().as_secs_f64()));
                 }
                 let (fit, secs) = &pcas[&p];
                 pca_secs = *secs;
