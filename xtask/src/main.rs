@@ -8,6 +8,7 @@ mod bench_knn;
 mod bench_linear;
 mod experiment;
 mod fetch;
+mod predict;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ enum Command {
     /// Benchmarks on real data.
     #[command(subcommand)]
     Bench(Bench),
+    /// Classify PNG/JPEG images with a saved model (top classes with probabilities).
+    Predict(predict::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::FetchData(args) => fetch::run(args),
         Command::Experiment(args) => experiment::run(args),
+        Command::Predict(args) => predict::run(args),
         Command::Bench(Bench::Data(args)) => bench_data::run(args),
         Command::Bench(Bench::Knn(args)) => bench_knn::run(args),
         Command::Bench(Bench::Cv(args)) => bench_cv::run(args),

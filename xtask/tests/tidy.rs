@@ -20,6 +20,7 @@ fn layers() -> BTreeMap<&'static str, u32> {
         ("imgclass-knn", 2),
         ("imgclass-linear", 2),
         ("imgclass-eval", 3),
+        ("imgclass-model", 3),
         ("imgclass-report", 4),
         ("imgclass-testkit", 5),
         ("xtask", 6),
