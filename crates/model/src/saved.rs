@@ -30,7 +30,7 @@ pub enum SavedModel {
         /// The model.
         model: KnnModel,
         /// The approximate index, searched instead of the exact one when present.
-        index: Option<BuiltIndex>,
+        index: Option<Box<BuiltIndex>>,
     },
 }
 
@@ -52,7 +52,7 @@ impl SavedModel {
             let ix = BuiltIndex::from_bytes(&bytes, model.train()).map_err(|e| {
                 ModelError::Invalid { path: ann_path.clone(), reason: e.to_string() }
             })?;
-            *index = Some(ix);
+            *index = Some(Box::new(ix));
         }
         tracing::debug!(path = %json_path.display(), kind = md.params.kind(), "loaded model");
         Ok((model, md))
@@ -63,7 +63,9 @@ impl SavedModel {
     pub fn save(&self, meta: &Provenance, path: impl AsRef<Path>) -> Result<(), ModelError> {
         match self {
             Self::Linear { model, classes } => save_linear(model, classes, meta, path),
-            Self::Knn { model, index } => save_knn_impl(model, index.as_ref(), meta, path.as_ref()),
+            Self::Knn { model, index } => {
+                save_knn_impl(model, index.as_deref(), meta, path.as_ref())
+            }
         }
     }
 
@@ -184,13 +186,13 @@ fn save_knn_impl(
     path: &Path,
 ) -> Result<(), ModelError> {
     let train = model.train();
-    if let Some(ix) = index {
-        if ix.len() != train.len()
+    let mismatch = index.is_some_and(|ix| {
+        ix.len() != train.len()
             || ix.train().dim() != train.dim()
             || data_checksum(ix.train()) != data_checksum(train)
-        {
-            return Err(ModelError::IndexMismatch);
-        }
+    });
+    if mismatch {
+        return Err(ModelError::IndexMismatch);
     }
     let (n, d) = (train.len(), train.dim());
     let pixels = train.to_contiguous();
@@ -271,7 +273,7 @@ pub fn load_knn(
     path: impl AsRef<Path>,
 ) -> Result<(KnnModel, Option<BuiltIndex>, Metadata), ModelError> {
     match SavedModel::load(path.as_ref())? {
-        (SavedModel::Knn { model, index }, md) => Ok((model, index, md)),
+        (SavedModel::Knn { model, index }, md) => Ok((model, index.map(|b| *b), md)),
         (other, _) => Err(ModelError::WrongKind {
             path: pair(path.as_ref(), "model").0,
             expected: "knn",
