@@ -3,5 +3,5 @@
 
 pub mod archives;
 pub mod fixtures;
-pub mod random;
 pub mod http;
+pub mod random;
