@@ -168,10 +168,10 @@ pub fn extract_tar<R: Read>(reader: R, dest: &Path) -> Result<ExtractSummary, Ar
         source,
     })?;
     let result = unpack(reader, dest);
-    if result.is_err() {
-        if let Err(e) = fs::remove_dir_all(dest) {
-            tracing::warn!("could not remove {} after a failed extraction: {e}", dest.display());
-        }
+    if result.is_err()
+        && let Err(e) = fs::remove_dir_all(dest)
+    {
+        tracing::warn!("could not remove {} after a failed extraction: {e}", dest.display());
     }
     result
 }

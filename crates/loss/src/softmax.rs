@@ -41,7 +41,7 @@ pub fn softmax_rows<T: Float>(scores: &[T], n_classes: usize) -> Result<Vec<T>, 
     if n_classes == 0 || scores.is_empty() {
         return Err(LossError::Empty { n_rows: 0, n_classes });
     }
-    if scores.len() % n_classes != 0 {
+    if !scores.len().is_multiple_of(n_classes) {
         let n = scores.len() / n_classes + 1;
         return Err(LossError::ShapeMismatch {
             what: "scores",

@@ -163,14 +163,14 @@ fn read_request(stream: &TcpStream) -> io::Result<Option<Request>> {
         if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
             break;
         }
-        if let Some((name, value)) = h.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("range") {
-                range_start = value
-                    .trim()
-                    .strip_prefix("bytes=")
-                    .and_then(|v| v.strip_suffix('-'))
-                    .and_then(|v| v.parse().ok());
-            }
+        if let Some((name, value)) = h.split_once(':')
+            && name.trim().eq_ignore_ascii_case("range")
+        {
+            range_start = value
+                .trim()
+                .strip_prefix("bytes=")
+                .and_then(|v| v.strip_suffix('-'))
+                .and_then(|v| v.parse().ok());
         }
     }
     Ok(Some(Request { method, path, range_start }))
