@@ -35,8 +35,8 @@ pub struct Args {
     /// Write a JSON summary (wall time, peak RSS, threads, accuracy, kernel).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Data directory holding `cifar-10/cifar-10-batches-bin/` [default: $IMGCLASS_DATA_DIR,
-    /// else `<workspace>/datasets`].
+    /// Data directory holding `cifar-10/cifar-10-batches-bin/` (default: `$IMGCLASS_DATA_DIR`,
+    /// else `<workspace>/datasets`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }

@@ -70,8 +70,8 @@ pub struct Args {
     /// Write one predicted test label per line, in test-set order, to this file.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
-    /// Data directory holding `cifar-10/cifar-10-batches-bin/` [default: $IMGCLASS_DATA_DIR,
-    /// else <workspace>/datasets].
+    /// Data directory holding `cifar-10/cifar-10-batches-bin/` (default: `$IMGCLASS_DATA_DIR`,
+    /// else `<workspace>/datasets`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Run the 5 x 5 learning-rate x regularisation grid for both losses on validation and
