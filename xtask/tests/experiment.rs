@@ -150,7 +150,7 @@ fn demo_runs_end_to_end_and_is_reproducible_whatever_the_thread_count() {
     // held-out validation: 10% of 2000
     assert_eq!(a["linear"]["n_validation"], 200);
     let points = a["ann"]["points"].as_array().expect("ann points");
-    assert_eq!(points.len(), 5);
+    assert_eq!(points.len(), 6);
     for p in points {
         let r = p["recall"].as_f64().expect("recall");
         assert!((0.0..=1.0).contains(&r), "recall {r}");

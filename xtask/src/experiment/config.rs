@@ -128,7 +128,7 @@ impl Default for LinearConfig {
                 regularizations: vec![1e2, 1e3, 5e3],
             },
             validation_fraction: 0.1,
-            iterations: 3000,
+            iterations: 5000,
             batch_size: 200,
             momentum: 0.0,
             decay: 0.9,
@@ -186,7 +186,8 @@ impl Default for AnnConfig {
             indices: [
                 "kdforest:trees=4,checks=128",
                 "kdforest:trees=4,checks=512",
-                "kmeans:branching=16,iterations=5,checks=256",
+                "kmeans:branching=16,iterations=5,checks=128",
+                "kmeans:branching=16,iterations=5,checks=512",
                 "hnsw:m=16,efc=100,ef=20",
                 "hnsw:m=16,efc=100,ef=80",
             ]
