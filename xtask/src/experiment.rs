@@ -180,9 +180,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     results.timings.report_seconds = t.elapsed().as_secs_f64();
     results.timings.total_seconds = start.elapsed().as_secs_f64();
     let html = report::page(&results, &rendered, &config_toml);
-    write_atomically(&out, |dir| report::write_all(dir, &results, &rendered, &html))?;
+    write_atomically(&out, |dir| {
+        report::write_all(dir, &results, &rendered, &html)?;
+        save_models(dir, &results, &train)
+    })?;
     println!("{}", report::summary_text(&results.summary, &results.timings));
     println!("report: {}", out.join("report.html").display());
+    Ok(())
+}
+
+/// Saves the chosen models beside the report (imgclass-model's format): `model-svm` and
+/// `model-softmax` (`.json` + `.safetensors`, the retrained linear models) and `model-knn`
+/// (the chosen k and distance with this run's training rows, majority vote as in the CV).
+/// `cargo xtask predict --model <dir>/model-softmax IMAGE...` classifies with them.
+fn save_models(dir: &Path, results: &Results, train: &imgclass_core::Subset) -> anyhow::Result<()> {
+    use imgclass_core::Fit;
+    use imgclass_model::{Provenance, save_knn, save_linear};
+    let prov = |validation: Option<f64>, test: f64| Provenance {
+        dataset: results.dataset.name.clone(),
+        seed: Some(results.seed),
+        validation_accuracy: validation,
+        test_accuracy: Some(test),
+        created_by: format!("cargo xtask experiment {}", env!("CARGO_PKG_VERSION")),
+        hyperparameters: Default::default(),
+    };
+    if let Some(lin) = &results.linear {
+        for l in &lin.losses {
+            let g = &l.grid[l.best];
+            let mut p = prov(g.val_accuracy, l.test_accuracy);
+            p.hyperparameters.insert("learning_rate".into(), g.learning_rate.into());
+            p.hyperparameters.insert("regularization".into(), g.regularization.into());
+            p.hyperparameters.insert("iterations".into(), lin.iterations.into());
+            let path = dir.join(format!("model-{}", l.loss));
+            save_linear(&l.model, &results.dataset.classes, &p, path)?;
+        }
+    }
+    if let Some(k) = &results.knn {
+        let metric = match k.best_metric.as_str() {
+            "L1" => imgclass_linalg::Metric::L1,
+            _ => imgclass_linalg::Metric::L2,
+        };
+        let model = imgclass_knn::Knn::new(k.best_k).metric(metric).fit(train)?;
+        save_knn(&model, &prov(Some(k.cv_mean), k.test_accuracy), dir.join("model-knn"))?;
+    }
     Ok(())
 }
 

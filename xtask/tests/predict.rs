@@ -228,3 +228,40 @@ fn predict_reports_a_missing_model_or_a_non_image_by_name() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not-an-image.jpg"));
 }
+
+#[test]
+fn a_model_saved_by_the_experiment_classifies_a_users_jpeg() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("report");
+    let o = xtask(&["experiment", "--dataset", "demo", "--out", s(&out)]);
+    assert!(o.status.success(), "experiment failed: {}", String::from_utf8_lossy(&o.stderr));
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("results"))
+            .expect("json");
+    let shape: ImageShape =
+        serde_json::from_value(results["dataset"]["shape"].clone()).expect("shape");
+    // a 53 x 41 JPEG (not the model's size)
+    let img =
+        image::RgbImage::from_fn(53, 41, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 128]));
+    let jpg = tmp.path().join("mine.jpg");
+    img.save(&jpg).expect("jpeg");
+    for name in ["model-svm", "model-softmax", "model-knn"] {
+        let model = out.join(name);
+        let (saved, md) =
+            imgclass_model::SavedModel::load(&model).expect("the experiment's model loads");
+        assert_eq!(saved.shape(), shape);
+        assert_eq!(md.provenance.seed, results["seed"].as_u64());
+        let o = xtask(&["predict", "--model", s(&model), "--json", s(&jpg)]);
+        assert!(o.status.success(), "predict failed: {}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        let top = v[0]["top"].as_array().expect("top");
+        assert_eq!(top.len(), 3.min(saved.n_classes()));
+        let label = top[0]["label"].as_u64().expect("label") as u32;
+        assert_eq!(top[0]["class"], saved.classes().name(label).expect("a class name"));
+    }
+    // the linear models' recorded test accuracy is the report's
+    let (_, md) = imgclass_model::load_linear(out.join("model-softmax.json")).expect("load");
+    let losses = results["linear"]["losses"].as_array().expect("losses");
+    let softmax = losses.iter().find(|l| l["loss"] == "softmax").expect("softmax");
+    assert_eq!(md.provenance.test_accuracy, softmax["test_accuracy"].as_f64());
+}
