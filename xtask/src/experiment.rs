@@ -43,14 +43,14 @@ pub struct Args {
     /// folder), demo (generated, offline, seconds; implies --quick).
     #[arg(long, value_enum, default_value_t = DatasetKind::Cifar10)]
     pub dataset: DatasetKind,
-    /// Data directory [default: $IMGCLASS_DATA_DIR, else <workspace>/datasets]; for
+    /// Data directory (default: `$IMGCLASS_DATA_DIR`, else `<workspace>/datasets`); for
     /// `--dataset folder`, the folder holding train/ and test/.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Master seed (overrides the config's).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Output directory (must not exist) [default: <workspace>/reports/<date-time>].
+    /// Output directory (must not exist) (default: `<workspace>/reports/<date-time>`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }

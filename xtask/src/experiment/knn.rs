@@ -151,10 +151,10 @@ pub fn run(
     // metric of the list (and, within a series, to the smaller k)
     let mut best: Option<(usize, usize, f64, f64)> = None;
     for (i, s) in series.iter().enumerate() {
-        if let Some(p) = s.chosen() {
-            if best.is_none_or(|b| p.scores.mean > b.2) {
-                best = Some((i, p.k, p.scores.mean, p.scores.std));
-            }
+        if let Some(p) = s.chosen()
+            && best.is_none_or(|b| p.scores.mean > b.2)
+        {
+            best = Some((i, p.k, p.scores.mean, p.scores.std));
         }
     }
     let (bi, best_k, cv_mean, cv_std) = best.context("no finite cross-validation score")?;

@@ -135,10 +135,10 @@ pub fn run(
         // best: highest validation accuracy, ties to the first in grid order
         let mut best: Option<usize> = None;
         for (i, p) in grid.iter().enumerate() {
-            if let Some(a) = p.val_accuracy {
-                if best.is_none_or(|b| grid[b].val_accuracy.is_some_and(|ba| a > ba)) {
-                    best = Some(i);
-                }
+            if let Some(a) = p.val_accuracy
+                && best.is_none_or(|b| grid[b].val_accuracy.is_some_and(|ba| a > ba))
+            {
+                best = Some(i);
             }
         }
         let best = best.with_context(|| {
