@@ -155,24 +155,7 @@ impl Dataset {
         shape: ImageShape,
         classes: ClassNames,
     ) -> Result<Self, DatasetError> {
-        if shape.is_empty() {
-            return Err(DatasetError::EmptyShape(shape));
-        }
-        let dim = shape.len();
-        let expected = labels.len() * dim;
-        if pixels.len() != expected {
-            return Err(DatasetError::PixelCount {
-                expected,
-                found: pixels.len(),
-                n_images: labels.len(),
-                dim,
-            });
-        }
-        if let Some((row, &label)) =
-            labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes.len())
-        {
-            return Err(DatasetError::LabelOutOfRange { label, row, n_classes: classes.len() });
-        }
+        Self::check(&pixels, &labels, shape, &classes)?;
         Ok(Self { pixels: pixels.into(), labels: labels.into(), shape, classes })
     }
 
@@ -185,6 +168,18 @@ impl Dataset {
         shape: ImageShape,
         classes: ClassNames,
     ) -> Result<Self, DatasetError> {
+        Self::check(&pixels, &labels, shape, &classes)?;
+        Ok(Self { pixels, labels, shape, classes })
+    }
+
+    /// The invariants of a dataset: a non-empty shape, `labels.len() * shape.len()` pixel
+    /// bytes, every label below the number of classes.
+    fn check(
+        pixels: &[u8],
+        labels: &[Label],
+        shape: ImageShape,
+        classes: &ClassNames,
+    ) -> Result<(), DatasetError> {
         if shape.is_empty() {
             return Err(DatasetError::EmptyShape(shape));
         }
@@ -203,7 +198,7 @@ impl Dataset {
         {
             return Err(DatasetError::LabelOutOfRange { label, row, n_classes: classes.len() });
         }
-        Ok(Self { pixels, labels, shape, classes })
+        Ok(())
     }
 
     /// Number of images.
