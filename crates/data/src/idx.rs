@@ -109,9 +109,12 @@ fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
-    // the gzip trailer's last four bytes hold the uncompressed size (mod 2^32): a capacity hint
+    // the gzip trailer's last four bytes hold the uncompressed size (mod 2^32): a capacity
+    // hint only, so a corrupt trailer must not reserve much more than the stream can inflate
+    // to (deflate expands at most ~1032:1)
     let hint = raw.len().checked_sub(4).map_or(0, |at| LittleEndian::read_u32(&raw[at..]));
-    let mut out = Vec::with_capacity((hint as usize).min(1 << 30));
+    let ceiling = raw.len().saturating_mul(1032).min(1 << 30);
+    let mut out = Vec::with_capacity((hint as usize).min(ceiling));
     flate2::read::GzDecoder::new(raw.as_slice())
         .read_to_end(&mut out)
         .map_err(|source| DataError::Gzip { path: path.to_path_buf(), source })?;
