@@ -165,8 +165,18 @@ impl BuiltIndex {
     /// Writes the index to `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), AnnError> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_bytes())
-            .map_err(|source| AnnError::Io { path: path.to_path_buf(), source })
+        let io = |source| AnnError::Io { path: path.to_path_buf(), source };
+        // atomic: write a sibling temporary file, then rename it over `path`, so a failure
+        // never leaves a half-written index under the final name
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(format!(".tmp-{}", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let written =
+            std::fs::write(&tmp, self.to_bytes()).and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(io)
     }
 
     /// Reads an index written by [`BuiltIndex::save`]; `train` must be the rows it was built on.
