@@ -134,14 +134,7 @@ struct PeerOut {
     settings: Vec<Row>,
 }
 
-fn data_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.or_else(|| std::env::var_os("IMGCLASS_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| workspace_root().join("datasets"))
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
-}
+use crate::paths::{data_dir, workspace_root};
 
 fn first_n(ds: &Dataset, n: usize) -> anyhow::Result<Subset> {
     let n = n.min(ds.len());
@@ -161,8 +154,8 @@ fn firsts(idx: &[u32], k: usize) -> Vec<u32> {
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let root = workspace_root();
-    let dir = data_dir(args.data_dir.clone());
-    let cifar = dir.join("cifar-10").join("cifar-10-batches-bin");
+    let dir = data_dir(args.data_dir.as_deref());
+    let cifar = crate::paths::cifar10_dir(&dir);
     let t = Instant::now();
     let tt = imgclass_data::cifar::read_cifar10(&cifar)
         .with_context(|| format!("reading {}", cifar.display()))?;

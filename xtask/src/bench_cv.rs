@@ -8,7 +8,7 @@
 //! metric, at the end, with that metric's chosen k; that pass is also the time unit of the
 //! target (CV total within 5x one full exact test pass per metric).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -156,11 +156,7 @@ struct CvReport<'a> {
     total_seconds: f64,
 }
 
-fn data_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.or_else(|| std::env::var_os("IMGCLASS_DATA_DIR").map(PathBuf::from)).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).join("datasets")
-    })
-}
+use crate::paths::data_dir;
 
 /// `n` evenly spaced rows (`i * len / n`), all rows by default. Evenly spaced rather than
 /// the first `n`: a test batch written in class order (as an import from an image folder
@@ -182,7 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ks.sort_unstable();
     ks.dedup();
     anyhow::ensure!(ks.first().is_some_and(|&k| k > 0), "the grid of k must be positive");
-    let dir = data_dir(args.data_dir.clone()).join("cifar-10").join("cifar-10-batches-bin");
+    let dir = crate::paths::cifar10_dir(&data_dir(args.data_dir.as_deref()));
     let t = Instant::now();
     let tt = imgclass_data::cifar::read_cifar10(&dir).with_context(|| {
         format!("reading CIFAR-10 from {} (run cargo xtask fetch-data)", dir.display())

@@ -89,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let bin_dir = data_root.join("cifar-10").join("cifar-10-batches-bin");
+    let bin_dir = crate::paths::cifar10_dir(&data_root);
     std::fs::create_dir_all(&bin_dir).with_context(|| format!("create {}", bin_dir.display()))?;
     let repeats = args.repeats.max(1);
     let load_start = loadavg();

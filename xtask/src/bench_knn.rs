@@ -4,7 +4,7 @@
 //! `xtask/peers/knn.py` puts beside numpy, scikit-learn, faiss and OpenCV.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -49,14 +49,7 @@ fn parse_metric(s: &str) -> Result<Metric, String> {
     }
 }
 
-fn data_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.or_else(|| std::env::var_os("IMGCLASS_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| workspace_root().join("datasets"))
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
-}
+use crate::paths::data_dir;
 
 fn first_n(ds: &Dataset, n: Option<usize>) -> anyhow::Result<Subset> {
     match n {
@@ -85,7 +78,7 @@ fn cpu_seconds() -> f64 {
 
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dir = data_dir(args.data_dir.clone()).join("cifar-10").join("cifar-10-batches-bin");
+    let dir = crate::paths::cifar10_dir(&data_dir(args.data_dir.as_deref()));
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.max(1)).build()?;
     let kernel = imgclass_linalg::KernelKind::detect()?;
     let t = Instant::now();

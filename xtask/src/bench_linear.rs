@@ -120,14 +120,7 @@ fn grid_axes(loss: LossArg) -> (Vec<f64>, Vec<f64>) {
     }
 }
 
-fn data_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.or_else(|| std::env::var_os("IMGCLASS_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| workspace_root().join("datasets"))
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
-}
+use crate::paths::data_dir;
 
 struct Splits {
     train: Subset,
@@ -136,7 +129,7 @@ struct Splits {
 }
 
 fn load(dir: &Path) -> anyhow::Result<Splits> {
-    let bin = dir.join("cifar-10").join("cifar-10-batches-bin");
+    let bin = crate::paths::cifar10_dir(dir);
     let t0 = Instant::now();
     let tt = imgclass_data::cifar::read_cifar10(&bin)
         .with_context(|| format!("reading CIFAR-10 from {}", bin.display()))?;
@@ -200,7 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.threads > 0 {
         rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global().ok();
     }
-    let dir = data_dir(args.data_dir.clone());
+    let dir = data_dir(args.data_dir.as_deref());
     let splits = load(&dir)?;
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("creating {}", args.out_dir.display()))?;

@@ -227,9 +227,7 @@ fn save_models(dir: &Path, results: &Results, train: &imgclass_core::Subset) -> 
 }
 
 /// The workspace root (the parent of the xtask crate).
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).to_path_buf()
-}
+use crate::paths::workspace_root;
 
 /// Calls `write` on a fresh temporary directory beside `out`, then renames it to `out`. On
 /// any error the temporary directory is removed and `out` is not created.

@@ -140,19 +140,7 @@ fn fetch(
     }
 }
 
-/// `--data-dir`, else `$IMGCLASS_DATA_DIR`, else `<workspace root>/datasets`.
-fn data_dir(flag: Option<&Path>) -> PathBuf {
-    if let Some(d) = flag {
-        return d.to_path_buf();
-    }
-    match std::env::var_os("IMGCLASS_DATA_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => {
-            let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
-            xtask.parent().unwrap_or(xtask).join("datasets")
-        }
-    }
-}
+use crate::paths::data_dir;
 
 fn given_checksum(args: &Args) -> anyhow::Result<Option<Checksum>> {
     Ok(match (&args.md5, &args.sha256) {

@@ -8,6 +8,7 @@ mod bench_knn;
 mod bench_linear;
 mod experiment;
 mod fetch;
+mod paths;
 mod predict;
 
 use clap::{Parser, Subcommand};

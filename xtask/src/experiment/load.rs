@@ -65,16 +65,7 @@ impl DatasetKind {
     }
 }
 
-/// `--data-dir`, else `$IMGCLASS_DATA_DIR`, else `<workspace>/datasets` (as fetch-data).
-pub fn data_dir(flag: Option<&Path>) -> PathBuf {
-    if let Some(d) = flag {
-        return d.to_path_buf();
-    }
-    match std::env::var_os("IMGCLASS_DATA_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("datasets"),
-    }
-}
+pub use crate::paths::data_dir;
 
 /// Reads the dataset from its folder under `data_dir` (for `folder`, `data_dir` is the image
 /// folder itself); `None` when its files are absent (so fetch-data can be run).
@@ -82,7 +73,7 @@ fn read(kind: DatasetKind, data_dir: &Path, seed: u64) -> anyhow::Result<Option<
     match kind {
         DatasetKind::Demo => Ok(Some(demo::generate(seed))),
         DatasetKind::Cifar10 => {
-            let dir = data_dir.join("cifar-10").join("cifar-10-batches-bin");
+            let dir = crate::paths::cifar10_dir(data_dir);
             if !dir.join("test_batch.bin").exists() {
                 return Ok(None);
             }
