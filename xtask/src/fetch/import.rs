@@ -122,6 +122,9 @@ fn archive_failure(e: ArchiveError, archive: &Path) -> anyhow::Error {
         "the archive tries to write outside its folder or holds a link or device, so nothing was \
          extracted: it is not an official dataset archive; use the official URL or a trusted \
          copy"
+    } else if disk_full(&e) {
+        "no space left on the device of the data directory: free some disk space or choose \
+         another --data-dir, then run the command again"
     } else if matches!(e, ArchiveError::Read { .. }) {
         "the archive is truncated or corrupt: download it again (or check the --from file), then \
          run the command again"
@@ -130,6 +133,20 @@ fn archive_failure(e: ArchiveError, archive: &Path) -> anyhow::Error {
          --data-dir), then run the command again"
     };
     hinted(format!("cannot extract {} (nothing was installed)", archive.display()), e, hint)
+}
+
+/// Whether an I/O error somewhere in `e`'s source chain is ENOSPC.
+fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The folder under `root` holding all `files`: `root/folder`, `root` itself, or
