@@ -13,13 +13,15 @@ use std::time::Instant;
 
 use anyhow::Context;
 use imgclass_core::{Dataset, Fit, Label, Subset};
-use imgclass_eval::{ConfusionMatrix, CvCurve, CvSeries, Fold, accuracy, stratified_kfold};
+use imgclass_eval::{ConfusionMatrix, CvCurve, CvSeries, accuracy, stratified_kfold};
 use imgclass_knn::{Knn, Metric};
 use imgclass_report::{
     Block, GalleryRow, Section, Table, confusion_svg, cv_plot_svg, cv_table, html_page,
     neighbour_gallery_png,
 };
 use serde::Serialize;
+
+use crate::knn_cv::{fast_knn_cv, metric_label};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -56,51 +58,6 @@ pub struct Args {
     /// Training neighbours shown per gallery row.
     #[arg(long, default_value_t = 10)]
     pub gallery_neighbours: usize,
-}
-
-fn parse_metric(name: &str) -> anyhow::Result<Metric> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "l1" => Ok(Metric::L1),
-        "l2" => Ok(Metric::L2),
-        other => anyhow::bail!("unknown metric {other:?} (expected l1 or l2)"),
-    }
-}
-
-fn metric_name(m: Metric) -> &'static str {
-    match m {
-        Metric::L1 => "L1",
-        Metric::L2 => "L2",
-    }
-}
-
-/// Fold-major accuracies of every k (`out[f][i]` for fold `f` and `ks[i]`) from one neighbour
-/// search per fold up to the largest k, and the seconds each fold took.
-pub fn fast_knn_cv(
-    data: &Subset,
-    folds: &[Fold],
-    metric: Metric,
-    ks: &[usize],
-) -> anyhow::Result<(Vec<Vec<f64>>, Vec<f64>)> {
-    let k_max = ks.iter().copied().max().context("empty grid of k")?;
-    let mut per_fold = Vec::with_capacity(folds.len());
-    let mut seconds = Vec::with_capacity(folds.len());
-    for (f, fold) in folds.iter().enumerate() {
-        let t = Instant::now();
-        let (train, val) = fold.apply(data)?;
-        let model = Knn::new(k_max).metric(metric).fit(&train)?;
-        let neighbours = model.kneighbors(&val, k_max)?;
-        let truth = val.labels();
-        let mut accs = Vec::with_capacity(ks.len());
-        for &k in ks {
-            let pred = model.vote_from(&neighbours, k)?;
-            accs.push(accuracy(&truth, &pred)?);
-        }
-        let s = t.elapsed().as_secs_f64();
-        tracing::info!(metric = metric_name(metric), fold = f, seconds = s, ?accs, "fold done");
-        per_fold.push(accs);
-        seconds.push(s);
-    }
-    Ok((per_fold, seconds))
 }
 
 /// CPU seconds (user + system, all threads) this process has used so far: fields 14 and 15
@@ -171,8 +128,7 @@ fn spaced_rows(ds: &Dataset, n: Option<usize>) -> anyhow::Result<Subset> {
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
-    let metrics: Vec<Metric> =
-        args.metrics.iter().map(|m| parse_metric(m)).collect::<Result<_, _>>()?;
+    let metrics: Vec<Metric> = args.metrics.iter().map(|m| m.parse()).collect::<Result<_, _>>()?;
     anyhow::ensure!(!metrics.is_empty(), "no metric given");
     let mut ks = args.ks.clone();
     ks.sort_unstable();
@@ -210,9 +166,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut test_preds = Vec::new();
     for &metric in &metrics {
         let (t, c) = (Instant::now(), cpu_seconds());
-        let (per_fold, fold_seconds) = fast_knn_cv(&train, &folds, metric, &ks)?;
+        let (per_fold, fold_seconds) = fast_knn_cv(&train, &folds, metric, &ks, |_, _| {})?;
         let (cv_seconds, cv_cpu_seconds) = lap(t, c);
-        let mut s = CvSeries::from_fold_major(metric_name(metric), &ks, &per_fold)?;
+        let mut s = CvSeries::from_fold_major(metric_label(metric), &ks, &per_fold)?;
         let chosen = s.chosen().context("no finite cv score")?.clone();
         // the test set, touched once with the chosen k: this is the full exact test pass
         let (t, c) = (Instant::now(), cpu_seconds());
@@ -228,7 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         eprintln!(
             "{}: chosen k = {}, cv {:.4} ± {:.4}, test {:.4}; wall: cv {:.1} s, test pass {:.1} s, ratio {:.2}{cpu}",
-            metric_name(metric),
+            metric_label(metric),
             chosen.k,
             chosen.scores.mean,
             chosen.scores.std,
@@ -238,7 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             cv_seconds / test_pass_seconds
         );
         runs.push(MetricRun {
-            metric: metric_name(metric).into(),
+            metric: metric_label(metric).into(),
             chosen_k: chosen.k,
             cv_mean: chosen.scores.mean,
             cv_std: chosen.scores.std,
@@ -312,7 +268,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })
             .collect(),
     };
-    let mname = metric_name(*metric);
+    let mname = metric_label(*metric);
     let page = html_page(
         "k-NN on CIFAR-10: choosing k and the distance by cross-validation",
         &[
@@ -390,45 +346,4 @@ fn gallery(
         });
     }
     Ok(neighbour_gallery_png(&out, test.dataset().shape(), test.dataset().classes(), 3)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use imgclass_core::rng::SplitMix64;
-    use imgclass_core::{ClassNames, ImageShape};
-
-    /// 3 classes of 12-pixel images: class means 60, 100, 140 plus uniform noise in 0..80,
-    /// so neighbours overlap between classes and k matters.
-    fn noisy() -> Dataset {
-        let mut g = SplitMix64::new(5);
-        let labels: Vec<Label> = (0..120).map(|i| i % 3).collect();
-        let pixels = labels
-            .iter()
-            .flat_map(|&l| {
-                (0..12).map(|_| 20 + 40 * l as u8 + g.below(80) as u8).collect::<Vec<_>>()
-            })
-            .collect();
-        Dataset::new(pixels, labels, ImageShape::new(3, 2, 2), ClassNames::new(["a", "b", "c"]))
-            .expect("valid")
-    }
-
-    #[test]
-    fn one_search_per_fold_scores_every_k_like_separate_fits() {
-        // independent path: imgclass_eval::cross_validate fits Knn::new(k) per k and predicts
-        let data = noisy().all();
-        let folds = stratified_kfold(&data.labels(), 4, 9).expect("folds");
-        let ks = [1, 2, 5, 9, 30];
-        for metric in [Metric::L1, Metric::L2] {
-            let (per_fold, secs) = fast_knn_cv(&data, &folds, metric, &ks).expect("runs");
-            assert_eq!(secs.len(), 4);
-            for (i, &k) in ks.iter().enumerate() {
-                let want =
-                    imgclass_eval::cross_validate(&Knn::new(k).metric(metric), &data, &folds)
-                        .expect("cv");
-                let got: Vec<f64> = per_fold.iter().map(|f| f[i]).collect();
-                assert_eq!(got, want.per_fold, "{metric} k={k}");
-            }
-        }
-    }
 }

@@ -42,11 +42,7 @@ pub struct Args {
 }
 
 fn parse_metric(s: &str) -> Result<Metric, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "l1" => Ok(Metric::L1),
-        "l2" => Ok(Metric::L2),
-        _ => Err(format!("unknown metric {s:?} (expected l1 or l2)")),
-    }
+    s.parse().map_err(|e: imgclass_linalg::UnknownMetric| e.to_string())
 }
 
 use crate::paths::data_dir;

@@ -8,6 +8,7 @@ mod bench_knn;
 mod bench_linear;
 mod experiment;
 mod fetch;
+mod knn_cv;
 mod paths;
 mod predict;
 

@@ -60,6 +60,31 @@ impl std::fmt::Display for Metric {
     }
 }
 
+/// A metric name that is neither `l1` nor `l2` (in any case).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown metric {0:?} (expected l1 or l2)")]
+pub struct UnknownMetric(pub String);
+
+impl std::str::FromStr for Metric {
+    type Err = UnknownMetric;
+
+    /// `"l1"` or `"l2"`, ignoring ASCII case and surrounding whitespace.
+    ///
+    /// ```
+    /// use imgclass_linalg::Metric;
+    /// assert_eq!(" L1 ".parse::<Metric>(), Ok(Metric::L1));
+    /// assert_eq!("l2".parse::<Metric>(), Ok(Metric::L2));
+    /// assert!("cosine".parse::<Metric>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, UnknownMetric> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "l1" => Ok(Self::L1),
+            "l2" => Ok(Self::L2),
+            _ => Err(UnknownMetric(s.to_string())),
+        }
+    }
+}
+
 /// Dispatches `$body` with `$k` bound to the u8 kernel value for `$kind` and `$metric`.
 macro_rules! with_u8_kernel {
     ($kind:expr, $metric:expr, |$k:ident| $body:expr) => {{

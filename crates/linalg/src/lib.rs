@@ -19,7 +19,9 @@ mod kernel;
 mod rows;
 mod topk;
 
-pub use distance::{Metric, pairwise_f32, pairwise_f32_with, pairwise_u8, pairwise_u8_with};
+pub use distance::{
+    Metric, UnknownMetric, pairwise_f32, pairwise_f32_with, pairwise_u8, pairwise_u8_with,
+};
 pub use error::LinalgError;
 pub use kernel::{KERNEL_ENV, KernelKind};
 pub use rows::{Rows, RowsF32, RowsU8};

@@ -375,11 +375,7 @@ impl Config {
 
 /// `"l1"` / `"l2"` (any case) as a distance.
 pub fn parse_metric(name: &str) -> Option<imgclass_linalg::Metric> {
-    match name.trim().to_ascii_lowercase().as_str() {
-        "l1" => Some(imgclass_linalg::Metric::L1),
-        "l2" => Some(imgclass_linalg::Metric::L2),
-        _ => None,
-    }
+    name.parse().ok()
 }
 
 #[cfg(test)]

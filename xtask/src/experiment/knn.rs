@@ -7,14 +7,17 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use imgclass_core::{Label, Subset};
+use imgclass_core::Subset;
 use imgclass_eval::{ClassReport, ConfusionMatrix, CvCurve, CvSeries, accuracy, stratified_kfold};
-use imgclass_linalg::{Metric, Rows, TopK, knn_u8};
+use imgclass_knn::{Metric, Neighbors};
 use imgclass_report::GalleryRow;
 use serde::Serialize;
 
 use super::config::{KnnConfig, parse_metric};
 use super::progress::Progress;
+use crate::knn_cv::{exact_neighbors, fast_knn_cv};
+
+pub use crate::knn_cv::metric_label;
 
 /// Exact neighbours of `queries` among `train` (positions into `train`), up to `k`, sorted by
 /// (distance, training position).
@@ -23,40 +26,8 @@ pub fn kneighbors(
     queries: &Subset,
     k: usize,
     metric: Metric,
-) -> anyhow::Result<TopK> {
-    let dim = train.dim();
-    let t = Rows::gather(train.dataset().pixels(), dim, train.indices())?;
-    let q = Rows::gather(queries.dataset().pixels(), dim, queries.indices())?;
-    Ok(knn_u8(q, t, k, metric)?)
-}
-
-/// Majority vote of the first `k` neighbours of each query (`k <= nb.k`); ties go to the
-/// smaller label.
-pub fn vote_from(train: &Subset, nb: &TopK, k: usize) -> Vec<Label> {
-    let mut counts = vec![0u32; train.n_classes()];
-    (0..nb.n_queries())
-        .map(|q| {
-            counts.iter_mut().for_each(|c| *c = 0);
-            for &j in &nb.indices[q * nb.k..q * nb.k + k] {
-                counts[train.label(j as usize) as usize] += 1;
-            }
-            let mut best = 0;
-            for (c, &v) in counts.iter().enumerate() {
-                if v > counts[best] {
-                    best = c;
-                }
-            }
-            best as Label
-        })
-        .collect()
-}
-
-/// The display name of a metric (`L1`, `L2`).
-pub fn metric_label(m: Metric) -> &'static str {
-    match m {
-        Metric::L1 => "L1",
-        Metric::L2 => "L2",
-    }
+) -> anyhow::Result<Neighbors> {
+    Ok(exact_neighbors(train, queries, k, metric)?.1)
 }
 
 /// What the k-NN phase found (serialised into results.json).
@@ -124,26 +95,13 @@ pub fn run(
     if ks.len() < cfg.ks.len() {
         tracing::warn!(?ks, min_fold_train, "k larger than a fold's training set dropped");
     }
-    let k_max = ks[ks.len() - 1];
     let mut series = Vec::new();
     let mut fold_seconds = Vec::new();
     for &metric in &metrics {
-        let mut per_fold = Vec::with_capacity(folds.len());
-        let mut secs = Vec::with_capacity(folds.len());
-        for (f, fold) in folds.iter().enumerate() {
-            let t = Instant::now();
-            let (tr, val) = fold.apply(train)?;
-            let nb = kneighbors(&tr, &val, k_max, metric)?;
-            let truth = val.labels();
-            let accs = ks
-                .iter()
-                .map(|&k| accuracy(&truth, &vote_from(&tr, &nb, k)))
-                .collect::<Result<Vec<_>, _>>()?;
-            secs.push(t.elapsed().as_secs_f64());
-            tracing::debug!(metric = metric_label(metric), fold = f, ?accs, "fold done");
-            per_fold.push(accs);
-            progress.step(&format!("{} fold {}/{}", metric_label(metric), f + 1, folds.len()));
-        }
+        let n_folds = folds.len();
+        let (per_fold, secs) = fast_knn_cv(train, &folds, metric, &ks, |f, _| {
+            progress.step(&format!("{} fold {}/{n_folds}", metric_label(metric), f + 1));
+        })?;
         series.push(CvSeries::from_fold_major(metric_label(metric), &ks, &per_fold)?);
         fold_seconds.push(secs);
     }
@@ -163,8 +121,8 @@ pub fn run(
     // the test set, touched once: the chosen configuration's neighbours, also for the gallery
     let t = Instant::now();
     let k_search = best_k.max(cfg.gallery_neighbours).min(train.len());
-    let nb = kneighbors(train, test, k_search, metric)?;
-    let pred = vote_from(train, &nb, best_k);
+    let (model, nb) = exact_neighbors(train, test, k_search, metric)?;
+    let pred = model.vote_from(&nb, best_k)?;
     let test_seconds = t.elapsed().as_secs_f64();
     let truth = test.labels();
     let test_accuracy = accuracy(&truth, &pred)?;
@@ -204,41 +162,4 @@ pub fn run(
         test_seconds,
         gallery,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use imgclass_core::{ClassNames, Dataset, ImageShape};
-
-    #[test]
-    fn vote_breaks_ties_toward_smaller_label_and_uses_first_k() {
-        // train labels by position: 0 -> 2, 1 -> 1, 2 -> 1, 3 -> 0
-        let ds = Dataset::new(
-            vec![0, 1, 2, 3],
-            vec![2, 1, 1, 0],
-            ImageShape::new(1, 1, 1),
-            ClassNames::new(["a", "b", "c"]),
-        )
-        .expect("valid");
-        let train = ds.all();
-        // one query whose neighbours in order are positions 0, 3, 1, 2
-        let nb = TopK { k: 4, indices: vec![0, 3, 1, 2], distances: vec![0, 1, 2, 3] };
-        assert_eq!(vote_from(&train, &nb, 1), vec![2]); // label of position 0
-        assert_eq!(vote_from(&train, &nb, 2), vec![0]); // {2, 0} tie -> 0
-        assert_eq!(vote_from(&train, &nb, 4), vec![1]); // {2, 0, 1, 1} -> 1
-    }
-
-    #[test]
-    fn one_search_per_fold_scores_like_a_search_per_k() {
-        // naive oracle: for each k, a separate search with exactly k neighbours
-        let tt = super::super::demo::generate(5);
-        let train = tt.train.subset((0..300).collect::<Vec<_>>()).expect("rows");
-        let test = tt.test.subset((0..60).collect::<Vec<_>>()).expect("rows");
-        let nb = kneighbors(&train, &test, 20, Metric::L1).expect("search");
-        for k in [1, 3, 7, 20] {
-            let single = kneighbors(&train, &test, k, Metric::L1).expect("search");
-            assert_eq!(vote_from(&train, &nb, k), vote_from(&train, &single, k), "k = {k}");
-        }
-    }
 }
