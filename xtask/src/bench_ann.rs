@@ -109,7 +109,7 @@ fn parse_spec(text: &str) -> anyhow::Result<Spec> {
 
 fn default_specs() -> Vec<&'static str> {
     vec![
-        "hnsw:m=16,efc=100,pca=64,ef=10/12/16/24/32/48",
+        "hnsw:m=16,efc=200,pca=64,ef=16/24/32/48/64/96",
         "kdforest:trees=4,pca=64,checks=256/512/1024/2048",
         "kmeans:branching=32,iterations=5,pca=64,checks=256/512/1024/2048",
         "kdtree:leaf=8,pca=32,eps=2/1/0.5",

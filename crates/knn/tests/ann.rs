@@ -277,7 +277,7 @@ fn bad_parameters_and_queries_give_typed_errors() {
     assert!(matches!(hnsw.build(&empty, Metric::L2, None, 0), Err(AnnError::EmptyTrain)));
     assert!(
         AnnIndex::parse("hnsw:m=32,ef=10")
-            .is_ok_and(|x| x == AnnIndex::Hnsw { m: 32, ef_construction: 100, ef_search: 10 })
+            .is_ok_and(|x| x == AnnIndex::Hnsw { m: 32, ef_construction: 200, ef_search: 10 })
     );
     assert!(AnnIndex::parse("hnsw:q=3").is_err());
     assert!(AnnIndex::parse("ball").is_err());

@@ -50,7 +50,10 @@ pub fn distance_u8(metric: Metric, a: &[u8], b: &[u8]) -> u32 {
 const LANES: usize = 16;
 
 /// Squared Euclidean distance between two `f32` rows (fixed summation order).
-#[inline]
+///
+/// `inline(always)` so that the `target_feature` wrappers below get their own vectorised
+/// copy (a plain `#[inline]` call from them stayed an out-of-line SSE2 function).
+#[inline(always)]
 pub(crate) fn l2sq_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let ca = a.chunks_exact(LANES);
@@ -71,7 +74,7 @@ pub(crate) fn l2sq_f32(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// L1 distance between two `f32` rows (fixed summation order).
-#[inline]
+#[inline(always)]
 pub(crate) fn l1_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let ca = a.chunks_exact(LANES);
@@ -117,10 +120,46 @@ pub(crate) fn dist_f32(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// The `IMGCLASS_KERNEL` override as a ceiling: `scalar` forces the portable loops, `avx2`
+/// allows at most AVX2; unset, empty or `avx512` allows the best this CPU runs.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Level {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+fn level_allowed() -> Level {
+    match std::env::var("IMGCLASS_KERNEL").map(|v| v.trim().to_ascii_lowercase()) {
+        Ok(v) if v == "scalar" => Level::Portable,
+        Ok(v) if v == "avx2" => Level::Avx2,
+        _ => Level::Avx512,
+    }
+}
+
+/// The best kernel level this CPU runs within the `IMGCLASS_KERNEL` ceiling.
+fn level() -> Level {
+    let allowed = level_allowed();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if allowed >= Level::Avx512
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
+            return Level::Avx512;
+        }
+        if allowed >= Level::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+            return Level::Avx2;
+        }
+    }
+    let _ = allowed;
+    Level::Portable
+}
+
 /// The search-space distance kernel, chosen once per build or search call (never per pair):
-/// the portable loops, or the same loops compiled for AVX2 when the CPU has it (set
-/// `IMGCLASS_KERNEL=scalar` to force the portable one). Both add the same products in the
-/// same order (no fused multiply-add), so they return bit-identical distances.
+/// the portable loops, or the same loops compiled for AVX2 or AVX-512 when the CPU has them
+/// (`IMGCLASS_KERNEL=scalar|avx2` caps the choice). All add the same products in the same
+/// order (no fused multiply-add), so they return bit-identical distances.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernel {
     pub(crate) metric: Metric,
@@ -151,23 +190,35 @@ unsafe fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
 unsafe fn l1_avx2(a: &[f32], b: &[f32]) -> f32 {
     l1_f32(a, b)
 }
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn l2sq_avx512(a: &[f32], b: &[f32]) -> f32 {
+    l2sq_f32(a, b)
+}
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn l1_avx512(a: &[f32], b: &[f32]) -> f32 {
+    l1_f32(a, b)
+}
 
 impl Kernel {
-    /// The fastest kernel this CPU runs for `metric`.
+    /// The fastest kernel this CPU runs for `metric` (within the `IMGCLASS_KERNEL` cap).
     pub(crate) fn select(metric: Metric) -> Self {
-        let forced_scalar = std::env::var("IMGCLASS_KERNEL").is_ok_and(|v| v == "scalar");
-        #[cfg(target_arch = "x86_64")]
-        if !forced_scalar && std::arch::is_x86_feature_detected!("avx2") {
-            let f: unsafe fn(&[f32], &[f32]) -> f32 = match metric {
-                Metric::L2 => l2sq_avx2,
-                Metric::L1 => l1_avx2,
-            };
-            return Self { metric, f };
-        }
-        let _ = forced_scalar;
-        let f: unsafe fn(&[f32], &[f32]) -> f32 = match metric {
-            Metric::L2 => l2sq_portable,
-            Metric::L1 => l1_portable,
+        Self::at(level(), metric)
+    }
+
+    fn at(level: Level, metric: Metric) -> Self {
+        let f: unsafe fn(&[f32], &[f32]) -> f32 = match (level, metric) {
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx512, Metric::L2) => l2sq_avx512,
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx512, Metric::L1) => l1_avx512,
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx2, Metric::L2) => l2sq_avx2,
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx2, Metric::L1) => l1_avx2,
+            (_, Metric::L2) => l2sq_portable,
+            (_, Metric::L1) => l1_portable,
         };
         Self { metric, f }
     }
@@ -185,8 +236,9 @@ impl Kernel {
     /// Distance between two search-space rows.
     #[inline]
     pub(crate) fn dist(&self, a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: `f` is a portable kernel, or an AVX2 one that `select` only picks after
-        // `is_x86_feature_detected!("avx2")` returned true on this CPU.
+        // SAFETY: `f` is a portable kernel, or an AVX2 / AVX-512 one that `level` only
+        // returns after `is_x86_feature_detected!` confirmed the features on this CPU (tests
+        // build the levels they use only after the same check).
         unsafe { (self.f)(a, b) }
     }
 
@@ -194,6 +246,175 @@ impl Kernel {
     #[inline]
     pub(crate) fn coord(&self, delta: f32) -> f32 {
         coord_term(self.metric, delta)
+    }
+}
+
+/// The exact `u8` distance kernel of the re-rank, chosen once per search call: the portable
+/// loops ([`l2sq_u8`], [`l1_u8`]) or AVX2 / AVX-512 BW versions (`IMGCLASS_KERNEL` caps the
+/// choice as for [`Kernel`]). Integer sums: every level returns the same `u32`.
+///
+/// L2 widens bytes to `i16`, subtracts and squares-and-pairs with `pmaddwd` (each `i32`
+/// lane gets at most `dim / 16` squares of at most 255², below 2³¹ for `dim <= MAX_DIM`);
+/// L1 uses `psadbw`. Lane sums are added with wrapping `u32` arithmetic, exact because the
+/// total fits in `u32` ([`MAX_DIM`](super::MAX_DIM)).
+#[derive(Clone, Copy)]
+pub(crate) struct U8Kernel {
+    f: unsafe fn(&[u8], &[u8]) -> u32,
+}
+
+impl std::fmt::Debug for U8Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("U8Kernel")
+    }
+}
+
+unsafe fn l2sq_u8_portable(a: &[u8], b: &[u8]) -> u32 {
+    l2sq_u8(a, b)
+}
+unsafe fn l1_u8_portable(a: &[u8], b: &[u8]) -> u32 {
+    l1_u8(a, b)
+}
+
+/// AVX-512 BW squared L2 on `u8` rows (32 bytes per step, two accumulators).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn l2sq_u8_avx512(a: &[u8], b: &[u8]) -> u32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let main = n - n % 64;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = _mm512_setzero_si512();
+    let mut acc1 = _mm512_setzero_si512();
+    let mut i = 0;
+    while i < main {
+        // SAFETY: `i + 64 <= main <= n`, so both 32-byte loads at `i` and `i + 32` are inside
+        // `a` and `b`; unaligned loads.
+        let (x0, y0, x1, y1) = unsafe {
+            (
+                _mm256_loadu_si256(pa.add(i).cast()),
+                _mm256_loadu_si256(pb.add(i).cast()),
+                _mm256_loadu_si256(pa.add(i + 32).cast()),
+                _mm256_loadu_si256(pb.add(i + 32).cast()),
+            )
+        };
+        let d0 = _mm512_sub_epi16(_mm512_cvtepu8_epi16(x0), _mm512_cvtepu8_epi16(y0));
+        let d1 = _mm512_sub_epi16(_mm512_cvtepu8_epi16(x1), _mm512_cvtepu8_epi16(y1));
+        acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(d0, d0));
+        acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(d1, d1));
+        i += 64;
+    }
+    let s = _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1)) as u32;
+    s.wrapping_add(l2sq_u8(&a[main..n], &b[main..n]))
+}
+
+/// AVX-512 BW L1 on `u8` rows (`vpsadbw`, 64 bytes per step).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn l1_u8_avx512(a: &[u8], b: &[u8]) -> u32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let main = n - n % 64;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = _mm512_setzero_si512();
+    let mut i = 0;
+    while i < main {
+        // SAFETY: `i + 64 <= main <= n`: the 64-byte loads are inside `a` and `b`.
+        let (x, y) =
+            unsafe { (_mm512_loadu_si512(pa.add(i).cast()), _mm512_loadu_si512(pb.add(i).cast())) };
+        acc = _mm512_add_epi64(acc, _mm512_sad_epu8(x, y));
+        i += 64;
+    }
+    let s = _mm512_reduce_add_epi64(acc) as u32;
+    s.wrapping_add(l1_u8(&a[main..n], &b[main..n]))
+}
+
+/// AVX2 squared L2 on `u8` rows (16 bytes per step, two accumulators).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn l2sq_u8_avx2(a: &[u8], b: &[u8]) -> u32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let main = n - n % 32;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = _mm256_setzero_si256();
+    let mut acc1 = _mm256_setzero_si256();
+    let mut i = 0;
+    while i < main {
+        // SAFETY: `i + 32 <= main <= n`: the 16-byte loads at `i` and `i + 16` are inside
+        // `a` and `b`.
+        let (x0, y0, x1, y1) = unsafe {
+            (
+                _mm_loadu_si128(pa.add(i).cast()),
+                _mm_loadu_si128(pb.add(i).cast()),
+                _mm_loadu_si128(pa.add(i + 16).cast()),
+                _mm_loadu_si128(pb.add(i + 16).cast()),
+            )
+        };
+        let d0 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(x0), _mm256_cvtepu8_epi16(y0));
+        let d1 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(x1), _mm256_cvtepu8_epi16(y1));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(d0, d0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(d1, d1));
+        i += 32;
+    }
+    let mut lanes = [0u32; 8];
+    // SAFETY: `lanes` is 32 bytes; unaligned store.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), _mm256_add_epi32(acc0, acc1)) };
+    let s = lanes.iter().fold(0u32, |s, &x| s.wrapping_add(x));
+    s.wrapping_add(l2sq_u8(&a[main..n], &b[main..n]))
+}
+
+/// AVX2 L1 on `u8` rows (`vpsadbw`, 32 bytes per step).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn l1_u8_avx2(a: &[u8], b: &[u8]) -> u32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let main = n - n % 32;
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = _mm256_setzero_si256();
+    let mut i = 0;
+    while i < main {
+        // SAFETY: `i + 32 <= main <= n`: the 32-byte loads are inside `a` and `b`.
+        let (x, y) =
+            unsafe { (_mm256_loadu_si256(pa.add(i).cast()), _mm256_loadu_si256(pb.add(i).cast())) };
+        acc = _mm256_add_epi64(acc, _mm256_sad_epu8(x, y));
+        i += 32;
+    }
+    let mut lanes = [0u64; 4];
+    // SAFETY: `lanes` is 32 bytes; unaligned store.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
+    let s = lanes.iter().sum::<u64>() as u32;
+    s.wrapping_add(l1_u8(&a[main..n], &b[main..n]))
+}
+
+impl U8Kernel {
+    /// The fastest kernel this CPU runs for `metric` (within the `IMGCLASS_KERNEL` cap).
+    pub(crate) fn select(metric: Metric) -> Self {
+        Self::at(level(), metric)
+    }
+
+    fn at(level: Level, metric: Metric) -> Self {
+        let f: unsafe fn(&[u8], &[u8]) -> u32 = match (level, metric) {
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx512, Metric::L2) => l2sq_u8_avx512,
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx512, Metric::L1) => l1_u8_avx512,
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx2, Metric::L2) => l2sq_u8_avx2,
+            #[cfg(target_arch = "x86_64")]
+            (Level::Avx2, Metric::L1) => l1_u8_avx2,
+            (_, Metric::L2) => l2sq_u8_portable,
+            (_, Metric::L1) => l1_u8_portable,
+        };
+        Self { f }
+    }
+
+    /// Exact distance between two `u8` rows of equal length.
+    #[inline]
+    pub(crate) fn dist(&self, a: &[u8], b: &[u8]) -> u32 {
+        // SAFETY: `f` is a portable kernel, or an AVX2 / AVX-512 BW one that `level` only
+        // returns after `is_x86_feature_detected!` confirmed the features on this CPU.
+        unsafe { (self.f)(a, b) }
     }
 }
 
@@ -247,6 +468,92 @@ mod tests {
                 assert_eq!(fast.to_bits(), slow.to_bits(), "d {d} {m:?}");
                 assert_eq!(slow.to_bits(), dist_f32(m, &a, &b).to_bits());
             }
+        }
+    }
+
+    /// Every level this CPU runs (the portable one always).
+    fn levels() -> Vec<Level> {
+        let mut v = vec![Level::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                v.push(Level::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+            {
+                v.push(Level::Avx512);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn every_f32_level_is_bit_identical_to_the_portable_one() {
+        let mut g = SplitMix64::new(11);
+        for d in [0usize, 1, 15, 16, 17, 64, 96, 100, 3072] {
+            let a: Vec<f32> = (0..d).map(|_| g.next_normal() as f32 * 41.5).collect();
+            let b: Vec<f32> = (0..d).map(|_| g.next_normal() as f32 * 9.75).collect();
+            for m in [Metric::L1, Metric::L2] {
+                for lv in levels() {
+                    let got = Kernel::at(lv, m).dist(&a, &b);
+                    assert_eq!(got.to_bits(), dist_f32(m, &a, &b).to_bits(), "{lv:?} d {d} {m:?}");
+                }
+            }
+        }
+    }
+
+    /// Naive `u64` references, independent of the kernels' `u32` lane arithmetic.
+    fn naive_u8(m: Metric, a: &[u8], b: &[u8]) -> u64 {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| {
+                let d = (x as i64 - y as i64).unsigned_abs();
+                if m == Metric::L2 { d * d } else { d }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn u8_kernels_match_a_naive_sum_on_random_and_extreme_rows() {
+        let mut g = SplitMix64::new(13);
+        let lens = [0usize, 1, 15, 16, 31, 32, 33, 63, 64, 65, 100, 127, 3072, 3073];
+        for d in lens {
+            let rnd: Vec<u8> = (0..d).map(|_| g.below(256) as u8).collect();
+            let rnd2: Vec<u8> = (0..d).map(|_| g.below(256) as u8).collect();
+            let zeros = vec![0u8; d];
+            let full = vec![255u8; d];
+            let alt: Vec<u8> = (0..d).map(|j| if j % 2 == 0 { 0 } else { 255 }).collect();
+            let cases = [
+                (&rnd, &rnd2),
+                (&zeros, &full),
+                (&full, &zeros),
+                (&alt, &zeros),
+                (&rnd, &rnd),
+                (&full, &alt),
+            ];
+            for (a, b) in cases {
+                for m in [Metric::L1, Metric::L2] {
+                    let want = naive_u8(m, a, b);
+                    for lv in levels() {
+                        assert_eq!(U8Kernel::at(lv, m).dist(a, b) as u64, want, "{lv:?} d {d}");
+                    }
+                    assert_eq!(distance_u8(m, a, b) as u64, want);
+                }
+            }
+        }
+        // the longest accepted rows at the largest distance: the sum fills u32 exactly
+        let d = crate::ann::MAX_DIM;
+        let (z, f) = (vec![0u8; d], vec![255u8; d]);
+        for lv in levels() {
+            assert_eq!(
+                U8Kernel::at(lv, Metric::L2).dist(&z, &f) as u64,
+                naive_u8(Metric::L2, &z, &f)
+            );
+            assert_eq!(
+                U8Kernel::at(lv, Metric::L1).dist(&f, &z) as u64,
+                naive_u8(Metric::L1, &z, &f)
+            );
         }
     }
 

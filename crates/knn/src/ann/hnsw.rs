@@ -16,18 +16,56 @@ use imgclass_core::rng::SplitMix64;
 use rayon::prelude::*;
 
 use super::dist::Kernel;
-use super::{AnnError, Cand, Space, Visited};
+use super::{AnnError, Cand, Space, Visited, prefetch_bytes};
 
 /// Highest level a node may get.
 const MAX_LEVEL: usize = 16;
 
 /// The graph: `links[i][l]` are node `i`'s neighbours on layer `l` (`0..=level(i)`).
+///
+/// Searches read layer 0 from `flat0`, a copy of `links[i][0]` for every node in one flat
+/// array of fixed stride `1 + 2m` (a count, then the links): one cache line or two per node
+/// instead of two dependent pointer hops. It is derived from `links` (by [`Hnsw::new`]), so
+/// the saved format does not change.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Hnsw {
     pub(crate) m: usize,
     pub(crate) links: Vec<Vec<Vec<u32>>>,
     pub(crate) entry: u32,
     pub(crate) max_level: usize,
+    flat0: Vec<u32>,
+}
+
+/// Neighbour lists of one layer.
+trait Adjacency {
+    fn of(&self, i: u32) -> &[u32];
+}
+
+/// Layer `l` of the nested lists (used while building).
+struct Nested<'a> {
+    links: &'a [Vec<Vec<u32>>],
+    l: usize,
+}
+
+impl Adjacency for Nested<'_> {
+    #[inline]
+    fn of(&self, i: u32) -> &[u32] {
+        &self.links[i as usize][self.l]
+    }
+}
+
+/// Layer 0 flattened (searches).
+struct Flat<'a> {
+    data: &'a [u32],
+    stride: usize,
+}
+
+impl Adjacency for Flat<'_> {
+    #[inline]
+    fn of(&self, i: u32) -> &[u32] {
+        let row = &self.data[i as usize * self.stride..(i as usize + 1) * self.stride];
+        &row[1..1 + row[0] as usize]
+    }
 }
 
 fn batch_size(inserted: usize) -> usize {
@@ -50,6 +88,7 @@ impl Hnsw {
             links: levels.iter().map(|&l| vec![Vec::new(); l + 1]).collect(),
             entry: 0,
             max_level: levels.first().copied().unwrap_or(0),
+            flat0: Vec::new(),
         };
         let mut inserted = 1.min(n);
         while inserted < n {
@@ -105,7 +144,27 @@ impl Hnsw {
             }
             inserted = end;
         }
-        h
+        Self::new(h.m, h.links, h.entry, h.max_level)
+    }
+
+    /// A graph from its parts, with the flat layer-0 copy derived from `links`. Lists longer
+    /// than `2m` (possible only in a hand-made or corrupt file) make the stride larger.
+    pub(crate) fn new(m: usize, links: Vec<Vec<Vec<u32>>>, entry: u32, max_level: usize) -> Self {
+        let widest = links.iter().filter_map(|n| n.first()).map(Vec::len).max().unwrap_or(0);
+        let stride = 1 + widest.max(2 * m);
+        let mut flat0 = vec![0u32; links.len() * stride];
+        for (node, row) in links.iter().zip(flat0.chunks_exact_mut(stride)) {
+            if let Some(l0) = node.first() {
+                row[0] = l0.len() as u32;
+                row[1..1 + l0.len()].copy_from_slice(l0);
+            }
+        }
+        Self { m, links, entry, max_level, flat0 }
+    }
+
+    fn layer0(&self) -> Flat<'_> {
+        let stride = self.flat0.len().checked_div(self.links.len()).unwrap_or(1);
+        Flat { data: &self.flat0, stride }
     }
 
     /// Links of a new node `q` on layers `0..=level` against the current graph.
@@ -126,7 +185,8 @@ impl Hnsw {
             ep = vec![self.greedy(space, metric, qv, ep[0], l)];
         }
         for l in (0..=level.min(self.max_level)).rev() {
-            let w = self.search_layer(space, metric, qv, &ep, ef_c, l, vis);
+            let adj = Nested { links: &self.links, l };
+            let w = search_layer(&adj, space, metric, qv, &ep, ef_c, vis);
             out[l] = select_heuristic(space, metric, &w, self.m);
             ep = w;
         }
@@ -149,51 +209,6 @@ impl Hnsw {
         }
     }
 
-    /// Beam search on layer `l`; returns up to `ef` candidates sorted by (distance, index).
-    #[allow(clippy::too_many_arguments)]
-    fn search_layer(
-        &self,
-        space: &Space,
-        metric: Kernel,
-        q: &[f32],
-        eps: &[Cand],
-        ef: usize,
-        l: usize,
-        vis: &mut Visited,
-    ) -> Vec<Cand> {
-        vis.clear();
-        let mut frontier: BinaryHeap<Reverse<Cand>> = BinaryHeap::new();
-        let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
-        for &c in eps {
-            if vis.insert(c.i) {
-                frontier.push(Reverse(c));
-                best.push(c);
-                if best.len() > ef {
-                    best.pop();
-                }
-            }
-        }
-        while let Some(Reverse(c)) = frontier.pop() {
-            if best.len() >= ef && best.peek().is_some_and(|w| c > *w) {
-                break;
-            }
-            for &e in &self.links[c.i as usize][l] {
-                if !vis.insert(e) {
-                    continue;
-                }
-                let cand = Cand { d: metric.dist(q, space.row(e as usize)), i: e };
-                if best.len() < ef || best.peek().is_some_and(|w| cand < *w) {
-                    frontier.push(Reverse(cand));
-                    best.push(cand);
-                    if best.len() > ef {
-                        best.pop();
-                    }
-                }
-            }
-        }
-        best.into_sorted_vec()
-    }
-
     /// The `r` best candidates for a query after a beam of width `ef` on layer 0.
     pub(crate) fn search(
         &self,
@@ -208,15 +223,17 @@ impl Hnsw {
         for l in (1..=self.max_level).rev() {
             cur = self.greedy(space, metric, q, cur, l);
         }
-        let w = self.search_layer(space, metric, q, &[cur], ef.max(r), 0, vis);
+        let w = search_layer(&self.layer0(), space, metric, q, &[cur], ef.max(r), vis);
         w.iter().take(r).map(|c| c.i).collect()
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.links
+        let nested: usize = self
+            .links
             .iter()
             .map(|ls| 24 + ls.iter().map(|l| 24 + 4 * l.capacity()).sum::<usize>())
-            .sum()
+            .sum();
+        nested + 4 * self.flat0.len()
     }
 
     pub(crate) fn validate(&self, n: usize) -> Result<(), AnnError> {
@@ -241,6 +258,57 @@ impl Hnsw {
     }
 }
 
+/// Beam search on one layer; returns up to `ef` candidates sorted by (distance, index).
+///
+/// The unvisited neighbours of the expanded node are gathered first and their rows
+/// prefetched, then scored: the loads overlap instead of stalling one by one.
+fn search_layer<A: Adjacency>(
+    adj: &A,
+    space: &Space,
+    metric: Kernel,
+    q: &[f32],
+    eps: &[Cand],
+    ef: usize,
+    vis: &mut Visited,
+) -> Vec<Cand> {
+    vis.clear();
+    let mut frontier: BinaryHeap<Reverse<Cand>> = BinaryHeap::with_capacity(4 * ef);
+    let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
+    for &c in eps {
+        if vis.insert(c.i) {
+            frontier.push(Reverse(c));
+            best.push(c);
+            if best.len() > ef {
+                best.pop();
+            }
+        }
+    }
+    let mut fresh: Vec<u32> = Vec::with_capacity(64);
+    while let Some(Reverse(c)) = frontier.pop() {
+        if best.len() >= ef && best.peek().is_some_and(|w| c > *w) {
+            break;
+        }
+        fresh.clear();
+        for &e in adj.of(c.i) {
+            if vis.insert(e) {
+                prefetch_bytes(space.row(e as usize));
+                fresh.push(e);
+            }
+        }
+        for &e in &fresh {
+            let cand = Cand { d: metric.dist(q, space.row(e as usize)), i: e };
+            if best.len() < ef || best.peek().is_some_and(|w| cand < *w) {
+                frontier.push(Reverse(cand));
+                best.push(cand);
+                if best.len() > ef {
+                    best.pop();
+                }
+            }
+        }
+    }
+    best.into_sorted_vec()
+}
+
 /// The heuristic of Malkov & Yashunin (algorithm 4): walk candidates by increasing distance
 /// to the base node and keep one only when it is closer to the base than to every kept link.
 fn select_heuristic(space: &Space, metric: Kernel, sorted: &[Cand], cap: usize) -> Vec<u32> {
@@ -255,4 +323,31 @@ fn select_heuristic(space: &Space, metric: Kernel, sorted: &[Cand], cap: usize) 
         }
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flat_layer_zero_lists_the_nested_links() {
+        // a hand-made graph: node 2 has the widest layer-0 list (5 > 2m = 4)
+        let links = vec![
+            vec![vec![1, 2], vec![2]],
+            vec![vec![0]],
+            vec![vec![0, 1, 3, 4, 5], vec![0]],
+            vec![vec![]],
+            vec![vec![2]],
+            vec![vec![2, 4]],
+        ];
+        let h = Hnsw::new(2, links.clone(), 0, 1);
+        assert!(h.validate(6).is_ok());
+        let flat = h.layer0();
+        assert_eq!(flat.stride, 6);
+        for (i, node) in links.iter().enumerate() {
+            assert_eq!(flat.of(i as u32), node[0].as_slice(), "node {i}");
+            let upper = Nested { links: &h.links, l: 0 };
+            assert_eq!(upper.of(i as u32), node[0].as_slice());
+        }
+    }
 }

@@ -177,14 +177,15 @@ impl AnnIndex {
 
     /// Default parameters of a kind by name: `kdtree` (leaf 8, eps 0), `kdforest` (4 trees,
     /// 256 checks), `kmeans` (branching 16, 5 iterations, 256 checks), `hnsw` (m 16, ef
-    /// construction 100, ef 40), `exact`.
+    /// construction 200, ef 64: with a PCA-64 search space, recall@1 0.993 on CIFAR-10 at
+    /// about 8x the speed of exact search, docs/bench/ann.md), `exact`.
     pub fn default_of(name: &str) -> Result<Self, AnnError> {
         Ok(match name {
             "exact" => Self::Exact,
             "kdtree" => Self::KdTree { leaf_size: 8, eps: 0.0 },
             "kdforest" => Self::KdForest { trees: 4, checks: 256 },
             "kmeans" => Self::KMeansTree { branching: 16, iterations: 5, checks: 256 },
-            "hnsw" => Self::Hnsw { m: 16, ef_construction: 100, ef_search: 40 },
+            "hnsw" => Self::Hnsw { m: 16, ef_construction: 200, ef_search: 64 },
             other => {
                 return Err(AnnError::InvalidParam {
                     name: "kind",
@@ -712,6 +713,7 @@ impl BuiltIndex {
         };
         let sd = self.space.dim;
         let kern = dist::Kernel::select(self.metric);
+        let exact = dist::U8Kernel::select(self.metric);
         let per_query: Vec<(Vec<u32>, Vec<u32>)> = (0..queries.len())
             .into_par_iter()
             .map_init(
@@ -721,12 +723,12 @@ impl BuiltIndex {
                     match &projected {
                         Some(pq) => {
                             let cands = self.candidates(kern, &pq[qi * sd..(qi + 1) * sd], k, vis);
-                            self.rerank_one(q, cands, k, vis)
+                            self.rerank_one(exact, q, cands, k, vis)
                         }
                         None => {
                             let qv: Vec<f32> = q.iter().map(|&b| b as f32).collect();
                             let cands = self.candidates(kern, &qv, k, vis);
-                            self.rerank_one(q, cands, k, vis)
+                            self.rerank_one(exact, q, cands, k, vis)
                         }
                     }
                 },
@@ -787,6 +789,7 @@ impl BuiltIndex {
     /// Exact re-scoring of the candidates; tops up with a scan if fewer than `k` came back.
     fn rerank_one(
         &self,
+        exact: dist::U8Kernel,
         q: &[u8],
         mut cands: Vec<u32>,
         k: usize,
@@ -806,15 +809,45 @@ impl BuiltIndex {
                 }
             }
         }
-        let mut scored: Vec<(u32, u32)> = cands
-            .iter()
-            .map(|&i| (distance_u8(self.metric, q, self.train.row(i as usize)), i))
-            .collect();
+        // the candidates' rows are scattered over the training set: fetch the rows two
+        // candidates ahead while scoring the current one
+        const AHEAD: usize = 2;
+        for &i in cands.iter().take(AHEAD) {
+            prefetch_bytes(self.train.row(i as usize));
+        }
+        let mut scored: Vec<(u32, u32)> = Vec::with_capacity(cands.len());
+        for (j, &i) in cands.iter().enumerate() {
+            if let Some(&next) = cands.get(j + AHEAD) {
+                prefetch_bytes(self.train.row(next as usize));
+            }
+            scored.push((exact.dist(q, self.train.row(i as usize)), i));
+        }
         scored.sort_unstable();
         scored.dedup();
         scored.truncate(k);
         (scored.iter().map(|p| p.1).collect(), scored.iter().map(|p| p.0).collect())
     }
+}
+
+/// Hints the CPU to fetch every cache line of `bytes` (a no-op off x86-64).
+#[inline]
+pub(crate) fn prefetch_bytes<T>(bytes: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let len = std::mem::size_of_val(bytes);
+        let p = bytes.as_ptr().cast::<i8>();
+        let mut off = 0;
+        while off < len {
+            // SAFETY: `p + off` lies inside `bytes` (`off < len`); a prefetch never faults and
+            // has no architectural effect; SSE is part of the x86-64 baseline.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(off))
+            };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// Mean recall@k of `found` against `exact` (both flat `n_queries x k`, as from

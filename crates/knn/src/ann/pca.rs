@@ -194,24 +194,27 @@ impl Pca {
 
     /// Projects every row of `rows` (`len x p`, row-major), by matrix products over fixed
     /// chunks of rows in parallel (the result does not depend on the thread count).
+    ///
+    /// Each chunk is laid out as the columns of `Xᵀ` (`d x rows`, column-major: one centred
+    /// row per contiguous column), so `Y = V Xᵀ` (`p x rows`) comes out column-major with
+    /// one projected row per contiguous column, already in the output layout.
     pub fn project(&self, rows: &Subset) -> Vec<f32> {
         let p = self.n_components();
         let d = self.dim;
-        let ct = DMatrix::<f32>::from_fn(d, p, |j, k| self.components[k * d + j]);
+        let v = DMatrix::<f32>::from_row_slice(p, d, &self.components);
         let chunks: Vec<Vec<f32>> = (0..rows.len().div_ceil(CHUNK))
             .into_par_iter()
             .map(|c| {
                 let lo = c * CHUNK;
                 let hi = (lo + CHUNK).min(rows.len());
-                let x = DMatrix::<f32>::from_fn(hi - lo, d, |i, j| {
-                    rows.row(lo + i)[j] as f32 - self.mean[j]
-                });
-                let y = x * &ct; // rows x p, column-major
-                let mut out = Vec::with_capacity((hi - lo) * p);
-                for i in 0..hi - lo {
-                    out.extend((0..p).map(|k| y[(i, k)]));
+                let mut xt = DMatrix::<f32>::zeros(d, hi - lo);
+                for (i, col) in xt.as_mut_slice().chunks_exact_mut(d).enumerate() {
+                    for ((o, &b), &m) in col.iter_mut().zip(rows.row(lo + i)).zip(&self.mean) {
+                        *o = b as f32 - m;
+                    }
                 }
-                out
+                let y = &v * xt; // p x rows, column-major
+                y.as_slice().to_vec()
             })
             .collect();
         chunks.concat()

@@ -332,12 +332,7 @@ impl BuiltIndex {
                 if meta.len() != 2 {
                     return Err(AnnError::Corrupt { reason: "hnsw meta has wrong length".into() });
                 }
-                let h = Hnsw {
-                    m,
-                    links: parse_links(&stream, n)?,
-                    entry: meta[0],
-                    max_level: meta[1] as usize,
-                };
+                let h = Hnsw::new(m, parse_links(&stream, n)?, meta[0], meta[1] as usize);
                 h.validate(n)?;
                 Structure::Hnsw(h)
             }
