@@ -7,8 +7,8 @@
 //!
 //! The `u8` versions accumulate in `u32` and are exact for rows of up to
 //! [`MAX_DIM`](super::MAX_DIM) features. The `f32` versions use sixteen independent partial
-//! sums (so the compiler can vectorise them) added in a fixed order: the result does not
-//! depend on the thread that computes it.
+//! sums (so the compiler can vectorise them) added pairwise in a fixed order: the result does
+//! not depend on the thread that computes it.
 //!
 //! ```
 //! use imgclass_knn::ann::{Metric, distance_u8};
@@ -51,9 +51,9 @@ const LANES: usize = 16;
 
 /// Squared Euclidean distance between two `f32` rows (fixed summation order).
 ///
-/// `inline(always)` so that the `target_feature` wrappers below get their own vectorised
-/// copy (a plain `#[inline]` call from them stayed an out-of-line SSE2 function).
-#[inline(always)]
+/// The reference for the AVX2 / AVX-512 copies below, which compute the same lanes with
+/// explicit vectors (the compiler vectorised this loop only two lanes at a time).
+#[inline]
 pub(crate) fn l2sq_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let ca = a.chunks_exact(LANES);
@@ -70,11 +70,11 @@ pub(crate) fn l2sq_f32(a: &[f32], b: &[f32]) -> f32 {
         let d = x - y;
         s += d * d;
     }
-    acc.iter().sum::<f32>() + s
+    fold_lanes(acc) + s
 }
 
 /// L1 distance between two `f32` rows (fixed summation order).
-#[inline(always)]
+#[inline]
 pub(crate) fn l1_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let ca = a.chunks_exact(LANES);
@@ -89,7 +89,22 @@ pub(crate) fn l1_f32(a: &[f32], b: &[f32]) -> f32 {
     for (x, y) in ra.iter().zip(rb) {
         s += (x - y).abs();
     }
-    acc.iter().sum::<f32>() + s
+    fold_lanes(acc) + s
+}
+
+/// Sums the lanes pairwise (lane `l` plus lane `l + 8`, then `+ 4`, `+ 2`, `+ 1`): a fixed
+/// order, so every compilation gives the same bits, and four dependent additions instead of
+/// fifteen (the SIMD copies turn each step into one vector addition).
+#[inline(always)]
+fn fold_lanes(mut acc: [f32; LANES]) -> f32 {
+    let mut half = LANES / 2;
+    while half > 0 {
+        for l in 0..half {
+            acc[l] += acc[l + half];
+        }
+        half /= 2;
+    }
+    acc[0]
 }
 
 /// Dot product of two `f32` rows (fixed summation order).
@@ -180,25 +195,109 @@ unsafe fn l1_portable(a: &[f32], b: &[f32]) -> f32 {
     l1_f32(a, b)
 }
 
+/// The sixteen lane sums of a `f32` kernel with explicit vectors: lane `l` adds the term of
+/// coordinates `l, l + 16, ...` in order, exactly as the portable loop does (no fused
+/// multiply-add); the callers finish with [`fold_lanes`] and the portable tail. `SQUARE` picks
+/// `δ²` (true) or `|δ|` (false).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn lanes_avx512<const SQUARE: bool>(a: &[f32], b: &[f32]) -> [f32; LANES] {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let main = n - n % LANES;
+    let mut acc = _mm512_setzero_ps();
+    let mut i = 0;
+    while i < main {
+        // SAFETY: `i + 16 <= main <= n`: the 16-float loads are inside `a` and `b`.
+        let (x, y) =
+            unsafe { (_mm512_loadu_ps(a.as_ptr().add(i)), _mm512_loadu_ps(b.as_ptr().add(i))) };
+        let d = _mm512_sub_ps(x, y);
+        let t = if SQUARE { _mm512_mul_ps(d, d) } else { _mm512_abs_ps(d) };
+        acc = _mm512_add_ps(acc, t);
+        i += LANES;
+    }
+    let mut out = [0f32; LANES];
+    // SAFETY: `out` holds 16 floats; unaligned store.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
+    out
+}
+
+/// [`lanes_avx512`] with two 8-lane AVX2 vectors (lanes 0-7 and 8-15).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lanes_avx2<const SQUARE: bool>(a: &[f32], b: &[f32]) -> [f32; LANES] {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let main = n - n % LANES;
+    let sign = _mm256_set1_ps(-0.0);
+    let mut lo = _mm256_setzero_ps();
+    let mut hi = _mm256_setzero_ps();
+    let mut i = 0;
+    while i < main {
+        // SAFETY: `i + 16 <= main <= n`: the two 8-float loads are inside `a` and `b`.
+        let (x0, y0, x1, y1) = unsafe {
+            (
+                _mm256_loadu_ps(a.as_ptr().add(i)),
+                _mm256_loadu_ps(b.as_ptr().add(i)),
+                _mm256_loadu_ps(a.as_ptr().add(i + 8)),
+                _mm256_loadu_ps(b.as_ptr().add(i + 8)),
+            )
+        };
+        let (d0, d1) = (_mm256_sub_ps(x0, y0), _mm256_sub_ps(x1, y1));
+        let (t0, t1) = if SQUARE {
+            (_mm256_mul_ps(d0, d0), _mm256_mul_ps(d1, d1))
+        } else {
+            (_mm256_andnot_ps(sign, d0), _mm256_andnot_ps(sign, d1))
+        };
+        lo = _mm256_add_ps(lo, t0);
+        hi = _mm256_add_ps(hi, t1);
+        i += LANES;
+    }
+    let mut out = [0f32; LANES];
+    // SAFETY: `out` holds 16 floats; the two unaligned 8-float stores fill it.
+    unsafe {
+        _mm256_storeu_ps(out.as_mut_ptr(), lo);
+        _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
+    }
+    out
+}
+
+/// Adds the tail (the coordinates past the last full group of 16) as the portable loop does.
+#[inline(always)]
+fn tail<const SQUARE: bool>(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let main = n - n % LANES;
+    let mut s = 0f32;
+    for (x, y) in a[main..n].iter().zip(&b[main..n]) {
+        let d = x - y;
+        s += if SQUARE { d * d } else { d.abs() };
+    }
+    s
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
-    l2sq_f32(a, b)
+    // SAFETY: this function only runs where AVX2 is available (its own requirement).
+    fold_lanes(unsafe { lanes_avx2::<true>(a, b) }) + tail::<true>(a, b)
 }
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn l1_avx2(a: &[f32], b: &[f32]) -> f32 {
-    l1_f32(a, b)
+    // SAFETY: this function only runs where AVX2 is available (its own requirement).
+    fold_lanes(unsafe { lanes_avx2::<false>(a, b) }) + tail::<false>(a, b)
 }
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn l2sq_avx512(a: &[f32], b: &[f32]) -> f32 {
-    l2sq_f32(a, b)
+    // SAFETY: this function only runs where AVX-512 F is available (its own requirement).
+    fold_lanes(unsafe { lanes_avx512::<true>(a, b) }) + tail::<true>(a, b)
 }
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn l1_avx512(a: &[f32], b: &[f32]) -> f32 {
-    l1_f32(a, b)
+    // SAFETY: this function only runs where AVX-512 F is available (its own requirement).
+    fold_lanes(unsafe { lanes_avx512::<false>(a, b) }) + tail::<false>(a, b)
 }
 
 impl Kernel {
