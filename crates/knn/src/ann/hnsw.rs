@@ -39,6 +39,8 @@ pub(crate) struct Hnsw {
 /// Neighbour lists of one layer.
 trait Adjacency {
     fn of(&self, i: u32) -> &[u32];
+    /// Hints the CPU to fetch the list of `i` (expanded soon).
+    fn prefetch(&self, _i: u32) {}
 }
 
 /// Layer `l` of the nested lists (used while building).
@@ -65,6 +67,13 @@ impl Adjacency for Flat<'_> {
     fn of(&self, i: u32) -> &[u32] {
         let row = &self.data[i as usize * self.stride..(i as usize + 1) * self.stride];
         &row[1..1 + row[0] as usize]
+    }
+    #[inline]
+    fn prefetch(&self, i: u32) {
+        let at = i as usize * self.stride;
+        if let Some(row) = self.data.get(at..at + self.stride) {
+            prefetch_bytes(row);
+        }
     }
 }
 
@@ -287,6 +296,10 @@ fn search_layer<A: Adjacency>(
     while let Some(Reverse(c)) = frontier.pop() {
         if best.len() >= ef && best.peek().is_some_and(|w| c > *w) {
             break;
+        }
+        // the next node to expand is often the current runner-up: fetch its list meanwhile
+        if let Some(Reverse(next)) = frontier.peek() {
+            adj.prefetch(next.i);
         }
         fresh.clear();
         for &e in adj.of(c.i) {

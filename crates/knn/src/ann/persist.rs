@@ -294,7 +294,7 @@ impl BuiltIndex {
             }
         };
         let space = match header.kind {
-            AnnIndex::Exact => Space { data: Vec::new(), dim: 0 },
+            AnnIndex::Exact => Space::empty(),
             _ => Space::of(train, pca.as_ref()),
         };
         let kd = |take: &mut Sections, pre: &str| -> Result<KdTree, AnnError> {
