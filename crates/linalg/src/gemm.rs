@@ -17,6 +17,18 @@
 //! near `√(k/16)·ε` relative instead of `k·ε` for one running sum. The scalar twin
 //! accumulates in f64 and is the reference the conformance test compares against.
 //!
+//! The AVX-512 forward pass does not apply the affine map per element: once per call it
+//! packs `W' = W · diag(scale)` by blocks of 256 features (so a block stays in L1 while 16
+//! rows pass over it, and the 10 rows of `W`, 12 KiB apart, no longer share one L1 set) and
+//! computes `β_j = Σ_k offset_k W_jk` in f64; the inner loop then only widens bytes to f32
+//! (exact) and multiplies: `S_ij = Σ_k x_ik W'_jk + β_j`. Its rounding error is bounded by
+//! the uncentred magnitude `Σ_k (|x_ik W'_jk| + |offset_k W_jk|)` (at most about twice the
+//! centred one on mean-subtracted pixels; tested against f64).
+//!
+//! For integer gradients (the multiclass SVM's `N·dS`), [`gemm_tn_i8u8_cols_with`] computes
+//! `(N·dS)ᵀ X` exactly in i32 with AVX-512 VNNI on a copy of the batch interleaved 4 rows by
+//! 4; the caller applies the affine map and `1/N` in f64 with one rounding.
+//!
 //! The kernel is chosen once per call ([`GemmKernel::detect`], overridable by
 //! `IMGCLASS_KERNEL=scalar|avx2|avx512`). Large products are split over rayon tasks by output
 //! rows (forward) or by 32-aligned feature blocks (backward); every output element is
@@ -205,6 +217,7 @@ pub fn gemm_nt_u8_with(
     if n == 0 || rows.is_empty() {
         return Ok(());
     }
+    let prep = nt_prepare(kernel, pre, w, n);
     let work = rows.len() * n * k;
     if work >= PARALLEL_THRESHOLD && rows.len() >= 4 {
         let tasks = rayon::current_num_threads().max(1) * 2;
@@ -212,9 +225,9 @@ pub fn gemm_nt_u8_with(
         let per = rows.len().div_ceil(tasks).next_multiple_of(2);
         out.par_chunks_mut(per * n)
             .zip(rows.par_chunks(per))
-            .for_each(|(o, r)| nt_serial(kernel, r, pre, w, n, o));
+            .for_each(|(o, r)| nt_serial(kernel, r, &prep, pre, w, n, o));
     } else {
-        nt_serial(kernel, rows, pre, w, n, out);
+        nt_serial(kernel, rows, &prep, pre, w, n, out);
     }
     Ok(())
 }
@@ -257,31 +270,123 @@ pub fn gemm_tn_u8_with(
         k
     };
     if block >= k {
-        tn_serial(kernel, g, n, rows, pre, 0, k, OutPtr(out.as_mut_ptr()), k);
+        tn_serial(kernel, g, n, rows, pre, 0, k, OutPtr { ptr: out.as_mut_ptr(), ld: k, base: 0 });
     } else {
-        let ptr = OutPtr(out.as_mut_ptr());
+        let ptr = OutPtr { ptr: out.as_mut_ptr(), ld: k, base: 0 };
         (0..k.div_ceil(block)).into_par_iter().for_each(|b| {
             let k0 = b * block;
             let k1 = (k0 + block).min(k);
-            tn_serial(kernel, g, n, rows, pre, k0, k1, ptr, k);
+            tn_serial(kernel, g, n, rows, pre, k0, k1, ptr);
         });
     }
     Ok(())
 }
 
-/// A raw pointer to the `n x k` output of the backward pass, shared by tasks that write
-/// disjoint column ranges.
+/// Columns `k0..k1` of the backward product, serially: `out = (Gᵀ X̃)[:, k0..k1]` with `out`
+/// row-major `n x (k1 - k0)`. For callers that split the features over their own tasks (and
+/// fuse work on each block); with `k0` a multiple of 32 and `k1` a multiple of 32 or `k`,
+/// every column is computed by the same instruction sequence as in [`gemm_tn_u8_with`],
+/// so the bits do not depend on how the features are split.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_tn_u8_cols_with(
+    kernel: GemmKernel,
+    g: &[f32],
+    n: usize,
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    k0: usize,
+    k1: usize,
+    out: &mut [f32],
+) -> Result<(), GemmError> {
+    let k = check_rows(rows, pre)?;
+    check("g", rows.len() * n, g.len())?;
+    if k0 > k1 || k1 > k {
+        return Err(GemmError::ShapeMismatch { what: "columns", expected: k, found: k1 });
+    }
+    check("out", n * (k1 - k0), out.len())?;
+    if !kernel.is_available() {
+        return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+    }
+    if n == 0 || k0 == k1 {
+        return Ok(());
+    }
+    let ptr = OutPtr { ptr: out.as_mut_ptr(), ld: k1 - k0, base: k0 };
+    tn_serial(kernel, g, n, rows, pre, k0, k1, ptr);
+    Ok(())
+}
+
+/// Asks the CPU to bring bytes `k0..k1` of each row towards its caches (a hint: no effect on
+/// results, nothing on targets without a prefetch instruction). Minibatch rows are random
+/// rows of a large dataset; fetching the next batch while the current one is computed hides
+/// the memory latency of the first pass over it.
+pub fn prefetch_rows(rows: &[&[u8]], k0: usize, k1: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for r in rows {
+        let end = k1.min(r.len());
+        let mut kk = k0;
+        while kk < end {
+            // SAFETY: `kk < r.len()`, so the address lies inside the row; a prefetch never
+            // faults and has no architectural effect.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                    r.as_ptr().add(kk).cast(),
+                )
+            };
+            kk += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (rows, k0, k1);
+}
+
+/// A raw pointer to the `n x ld` row-major output of the backward pass whose first column
+/// is feature `base`, shared by tasks that write disjoint column ranges.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+struct OutPtr {
+    ptr: *mut f32,
+    ld: usize,
+    base: usize,
+}
+
+impl OutPtr {
+    /// The element of class `j` and feature `kk`.
+    ///
+    /// # Safety
+    /// `j < n` and `base <= kk < base + ld`, so the element lies inside the `n x ld` output.
+    #[inline(always)]
+    unsafe fn at(self, j: usize, kk: usize) -> *mut f32 {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.ptr.add(j * self.ld + kk - self.base) }
+    }
+}
 // SAFETY: tasks holding an OutPtr write disjoint column ranges `k0..k1` of every output row
 // (see `tn_serial`), and the owning `&mut [f32]` outlives the parallel loop.
 unsafe impl Send for OutPtr {}
 // SAFETY: as above; no two tasks touch the same element.
 unsafe impl Sync for OutPtr {}
 
+/// `W` prepared once per forward call for the AVX-512 kernel (see `avx512::prepare`): the
+/// scaled weights `W' = W · diag(scale)` packed by feature block, and `β = W · offset` over
+/// the vectorised features. Empty for the other kernels.
+#[derive(Default)]
+struct NtPrep {
+    wk: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+fn nt_prepare(kernel: GemmKernel, pre: Affine<'_>, w: &[f32], n: usize) -> NtPrep {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers checked `kernel.is_available()` (avx512f detected) and the shapes.
+        GemmKernel::Avx512 => unsafe { avx512::prepare(pre, w, n) },
+        _ => NtPrep::default(),
+    }
+}
+
 fn nt_serial(
     kernel: GemmKernel,
     rows: &[&[u8]],
+    prep: &NtPrep,
     pre: Affine<'_>,
     w: &[f32],
     n: usize,
@@ -293,8 +398,9 @@ fn nt_serial(
         // SAFETY: callers checked `kernel.is_available()` (avx2 and fma detected).
         GemmKernel::Avx2 => unsafe { avx2::nt(rows, pre, w, n, out) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: callers checked `kernel.is_available()` (avx512f detected).
-        GemmKernel::Avx512 => unsafe { avx512::nt(rows, pre, w, n, out) },
+        // SAFETY: callers checked `kernel.is_available()` (avx512f detected); `prep` was
+        // made by `nt_prepare` for this kernel, `pre`, `w` and `n`.
+        GemmKernel::Avx512 => unsafe { avx512::nt(rows, prep, pre, w, n, out) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => scalar::nt(rows, pre, w, n, out),
     }
@@ -310,25 +416,24 @@ fn tn_serial(
     k0: usize,
     k1: usize,
     out: OutPtr,
-    k: usize,
 ) {
     match kernel {
-        GemmKernel::Scalar => scalar::tn(g, n, rows, pre, k0, k1, out.0, k),
+        GemmKernel::Scalar => scalar::tn(g, n, rows, pre, k0, k1, out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers checked `kernel.is_available()` (avx2 and fma detected); `out`
         // points at `n * k` floats and this call writes only columns `k0..k1`.
-        GemmKernel::Avx2 => unsafe { avx2::tn(g, n, rows, pre, k0, k1, out.0, k) },
+        GemmKernel::Avx2 => unsafe { avx2::tn(g, n, rows, pre, k0, k1, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers checked `kernel.is_available()` (avx512f detected); as above.
-        GemmKernel::Avx512 => unsafe { avx512::tn(g, n, rows, pre, k0, k1, out.0, k) },
+        GemmKernel::Avx512 => unsafe { avx512::tn(g, n, rows, pre, k0, k1, out) },
         #[cfg(not(target_arch = "x86_64"))]
-        _ => scalar::tn(g, n, rows, pre, k0, k1, out.0, k),
+        _ => scalar::tn(g, n, rows, pre, k0, k1, out),
     }
 }
 
 /// The portable twin: plain loops with f64 accumulators (the reference).
 mod scalar {
-    use super::Affine;
+    use super::{Affine, OutPtr};
 
     pub(super) fn nt(rows: &[&[u8]], pre: Affine<'_>, w: &[f32], n: usize, out: &mut [f32]) {
         let k = pre.scale.len();
@@ -353,8 +458,7 @@ mod scalar {
         pre: Affine<'_>,
         k0: usize,
         k1: usize,
-        out: *mut f32,
-        k: usize,
+        out: OutPtr,
     ) {
         let mut acc = vec![0.0f64; n];
         for kk in k0..k1 {
@@ -368,7 +472,7 @@ mod scalar {
             for (j, a) in acc.iter().enumerate() {
                 // SAFETY: `out` holds `n * k` floats (checked by the public entry points),
                 // `j < n`, `kk < k`, and this task owns column range `k0..k1`.
-                unsafe { *out.add(j * k + kk) = *a as f32 };
+                unsafe { *out.at(j, kk) = *a as f32 };
             }
         }
     }
@@ -407,6 +511,9 @@ macro_rules! dispatch_nr {
     };
 }
 
+mod int;
+pub use int::{I8U8_MAX_ROWS, gemm_tn_i8u8_cols_with, i8u8_is_simd};
+
 /// AVX-512F kernels: 16 lanes, 32 registers.
 ///
 /// The AVX-512 intrinsics are stable since Rust 1.89 (safe `#[target_feature]` functions
@@ -417,32 +524,219 @@ macro_rules! dispatch_nr {
 // register blocks are indexed by class: index loops over compile-time bounds unroll cleanly
 #[allow(clippy::needless_range_loop)]
 mod avx512 {
-    use super::{Affine, tail_dot};
+    use super::{Affine, NtPrep, OutPtr, tail_dot};
     use std::arch::x86_64::*;
 
-    /// Forward pass over all `rows` (see the module docs), 2 rows x up to 10 classes a block.
+    /// Rows per super-block of the forward pass: their register blocks' accumulators are
+    /// parked in a stack buffer (`NT_ROWS x NR` vectors, 10 KiB for 10 classes) between
+    /// feature blocks.
+    const NT_ROWS: usize = 16;
+    /// Features per block of the forward pass: the `NR x NT_KB` slice of the packed `W'`
+    /// (10 KiB for 10 classes) stays in L1 while every row pair of a super-block passes over
+    /// it.
+    pub(super) const NT_KB: usize = 256;
+
+    /// Packs `W' = W · diag(scale)` by feature block (block `b` holds `n x NT_KB` floats,
+    /// zero-padded) and computes `β_j = Σ_k offset_k · W_jk` over the vectorised features,
+    /// with exact `f32 x f32` products summed in `f64` (16 lanes, then a tree) and one
+    /// rounding to `f32`.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; shapes checked by the caller.
+    /// The CPU must support AVX-512F; `w` holds `n x k` floats with `k = pre.scale.len()`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn nt(rows: &[&[u8]], pre: Affine<'_>, w: &[f32], n: usize, out: &mut [f32]) {
+    pub(super) unsafe fn prepare(pre: Affine<'_>, w: &[f32], n: usize) -> NtPrep {
+        use rayon::prelude::*;
+        let k = pre.scale.len();
+        let kv = k / 16 * 16;
+        let nkb = kv.div_ceil(NT_KB);
+        let mut wk: Vec<f32> = Vec::with_capacity(nkb * n * NT_KB);
+        // one task per feature block (each writes its n x NT_KB piece and returns its
+        // partial β per class, in f64); the partials are added in block order, so β does not
+        // depend on the thread count
+        let partials: Vec<Vec<f64>> = wk.spare_capacity_mut()[..nkb * n * NT_KB]
+            .par_chunks_mut(n * NT_KB)
+            .enumerate()
+            // SAFETY: forwarded (AVX-512F); `piece` is block `blk`'s n x NT_KB floats.
+            .map(|(blk, piece)| unsafe { prepare_block(pre, w, n, blk, piece) })
+            .collect();
+        // SAFETY: every one of the nkb · n · NT_KB floats was written by `prepare_block`.
+        unsafe { wk.set_len(nkb * n * NT_KB) };
+        let beta = (0..n).map(|c| partials.iter().map(|p| p[c]).sum::<f64>() as f32).collect();
+        NtPrep { wk, beta }
+    }
+
+    /// Block `blk` of [`prepare`]: writes `W'` for its features (zero past `kv`) into
+    /// `piece` and returns `Σ offset_k W_ck` over them per class (f64, 16 lanes then a tree).
+    ///
+    /// # Safety
+    /// AVX-512F; `w` holds `n x k` floats, `piece` `n · NT_KB`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn prepare_block(
+        pre: Affine<'_>,
+        w: &[f32],
+        n: usize,
+        blk: usize,
+        piece: &mut [std::mem::MaybeUninit<f32>],
+    ) -> Vec<f64> {
+        let k = pre.scale.len();
+        let kv = k / 16 * 16;
+        let (f0, f1) = (blk * NT_KB, ((blk + 1) * NT_KB).min(kv));
+        let mut beta = vec![0.0f64; n];
+        for (c, (bc, dst)) in beta.iter_mut().zip(piece.chunks_exact_mut(NT_KB)).enumerate() {
+            let mut b = [_mm512_setzero_pd(); 2];
+            let mut kk = f0;
+            while kk < f1 {
+                // SAFETY: kk + 16 <= kv <= k: inside scale, offset and W's row c (c < n);
+                // `dst` has NT_KB slots and kk − f0 + 16 <= NT_KB.
+                unsafe {
+                    let wp = w.as_ptr().add(c * k + kk);
+                    let sv = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
+                    let v = _mm512_mul_ps(_mm512_loadu_ps(wp), sv);
+                    _mm512_storeu_ps(dst.as_mut_ptr().add(kk - f0).cast(), v);
+                    let op = pre.offset.as_ptr().add(kk);
+                    for h in 0..2 {
+                        let wd = _mm512_cvtps_pd(_mm256_loadu_ps(wp.add(8 * h)));
+                        let od = _mm512_cvtps_pd(_mm256_loadu_ps(op.add(8 * h)));
+                        b[h] = _mm512_fmadd_pd(wd, od, b[h]);
+                    }
+                }
+                kk += 16;
+            }
+            for slot in &mut dst[f1 - f0..] {
+                slot.write(0.0);
+            }
+            *bc = _mm512_reduce_add_pd(b[0]) + _mm512_reduce_add_pd(b[1]);
+        }
+        beta
+    }
+
+    /// Forward pass over all `rows` (see the module docs), 2 rows x up to 10 classes a
+    /// register block, on `W'` and `β` from [`prepare`]: `s_ij = Σ_k x_ik W'_jk + β_j`
+    /// (+ the tail features), so the inner loop converts each byte to `f32` (exact) without
+    /// the per-feature affine map.
+    ///
+    /// The rows are taken `NT_ROWS` at a time and the features `NT_KB` at a time, so each
+    /// block of `W'` is read from L2 once per super-block instead of once per row pair; the
+    /// accumulators are saved and restored between feature blocks, which leaves every lane's
+    /// sum in the same order, and a lone last row runs the same lane arithmetic: each score
+    /// has the same bits whatever the split of the rows.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; shapes checked by the caller; `prep` comes from
+    /// [`prepare`] with the same `pre`, `w` and `n`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn nt(
+        rows: &[&[u8]],
+        prep: &NtPrep,
+        pre: Affine<'_>,
+        w: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
         let mut i = 0;
         while i < rows.len() {
-            let mr = (rows.len() - i).min(2);
+            let mr = (rows.len() - i).min(NT_ROWS);
+            let next = &rows[(i + mr).min(rows.len())..(i + 2 * mr).min(rows.len())];
             let mut j = 0;
             while j < n {
                 let nr = (n - j).min(10);
-                if mr == 2 {
-                    // the next pair's rows are prefetched while this pair is computed
-                    let next =
-                        [rows[(i + 2).min(rows.len() - 1)], rows[(i + 3).min(rows.len() - 1)]];
-                    dispatch_nr!(nr, block2([rows[i], rows[i + 1]], next, pre, w, n, j, i, out));
-                } else {
-                    dispatch_nr!(nr, block1(rows[i], pre, w, n, j, i, out));
-                }
+                dispatch_nr!(nr, superblock(&rows[i..i + mr], next, prep, pre, w, n, j, i, out));
                 j += nr;
             }
             i += mr;
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_u8(r: &[u8], kk: usize) -> __m512 {
+        // SAFETY: the caller guarantees `kk + 16 <= r.len()`.
+        let b = unsafe { _mm_loadu_si128(r.as_ptr().add(kk).cast()) };
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b))
+    }
+
+    /// One super-block of at most `NT_ROWS` rows (starting at output row `i0`) against
+    /// classes `j0..j0 + NR`; `next` are the rows of the following super-block, prefetched.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    fn superblock<const NR: usize>(
+        rows: &[&[u8]],
+        next: &[&[u8]],
+        prep: &NtPrep,
+        pre: Affine<'_>,
+        w: &[f32],
+        n: usize,
+        j0: usize,
+        i0: usize,
+        out: &mut [f32],
+    ) {
+        let k = pre.scale.len();
+        let kv = k / 16 * 16;
+        let pairs = rows.len() / 2;
+        let mut acc = [[_mm512_setzero_ps(); NR]; NT_ROWS];
+        let mut kb = 0;
+        while kb < kv {
+            let ke = (kb + NT_KB).min(kv);
+            // this feature block of W', classes j0.. (contiguous, NT_KB floats per class)
+            let wb =
+                &prep.wk[((kb / NT_KB) * n + j0) * NT_KB..((kb / NT_KB) * n + j0 + NR) * NT_KB];
+            for p in 0..pairs {
+                let (r0, r1) = (rows[2 * p], rows[2 * p + 1]);
+                let (mut a0, mut a1) = (acc[2 * p], acc[2 * p + 1]);
+                // the next super-block's rows are random rows of a large dataset: fetch
+                // their cache lines in this feature block while it is computed
+                for r in next.iter().skip(2 * p).take(2) {
+                    let mut kk = kb;
+                    while kk < ke {
+                        // SAFETY: kk < kv <= k = the row's length (prefetch never faults).
+                        unsafe { _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().add(kk).cast()) };
+                        kk += 64;
+                    }
+                }
+                let mut kk = kb;
+                while kk < ke {
+                    // SAFETY: kk + 16 <= kv <= k = the rows' length; (kk - kb) + 16 <= NT_KB
+                    // and c < NR, so every W' load lies in `wb`.
+                    unsafe {
+                        let x0 = load_u8(r0, kk);
+                        let x1 = load_u8(r1, kk);
+                        for c in 0..NR {
+                            let wv = _mm512_loadu_ps(wb.as_ptr().add(c * NT_KB + kk - kb));
+                            a0[c] = _mm512_fmadd_ps(x0, wv, a0[c]);
+                            a1[c] = _mm512_fmadd_ps(x1, wv, a1[c]);
+                        }
+                    }
+                    kk += 16;
+                }
+                acc[2 * p] = a0;
+                acc[2 * p + 1] = a1;
+            }
+            if rows.len() % 2 == 1 {
+                let r0 = rows[rows.len() - 1];
+                let mut a0 = acc[rows.len() - 1];
+                let mut kk = kb;
+                while kk < ke {
+                    // SAFETY: as above.
+                    unsafe {
+                        let x0 = load_u8(r0, kk);
+                        for c in 0..NR {
+                            let wv = _mm512_loadu_ps(wb.as_ptr().add(c * NT_KB + kk - kb));
+                            a0[c] = _mm512_fmadd_ps(x0, wv, a0[c]);
+                        }
+                    }
+                    kk += 16;
+                }
+                acc[rows.len() - 1] = a0;
+            }
+            kb = ke;
+        }
+        for (p, r) in rows.iter().enumerate() {
+            for c in 0..NR {
+                let wj = &w[(j0 + c) * k..(j0 + c + 1) * k];
+                out[(i0 + p) * n + j0 + c] =
+                    _mm512_reduce_add_ps(acc[p][c]) + prep.beta[j0 + c] + tail_dot(r, pre, wj, kv);
+            }
         }
     }
 
@@ -452,85 +746,6 @@ mod avx512 {
         // SAFETY: the caller guarantees `kk + 16 <= r.len()`.
         let b = unsafe { _mm_loadu_si128(r.as_ptr().add(kk).cast()) };
         _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), sc, of)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    fn block2<const NR: usize>(
-        [r0, r1]: [&[u8]; 2],
-        next: [&[u8]; 2],
-        pre: Affine<'_>,
-        w: &[f32],
-        n: usize,
-        j0: usize,
-        i: usize,
-        out: &mut [f32],
-    ) {
-        let k = pre.scale.len();
-        let kv = k / 16 * 16;
-        let mut a0 = [_mm512_setzero_ps(); NR];
-        let mut a1 = [_mm512_setzero_ps(); NR];
-        let mut kk = 0;
-        while kk < kv {
-            // SAFETY: kk + 16 <= k = len of scale, offset, rows and each W row.
-            unsafe {
-                let sc = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
-                let of = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
-                let x0 = load_x(r0, kk, sc, of);
-                let x1 = load_x(r1, kk, sc, of);
-                if kk % 64 == 0 {
-                    // the rows are random rows of a large dataset: fetch the next pair's
-                    // cache lines ahead (kk < k = their length too)
-                    _mm_prefetch::<_MM_HINT_T0>(next[0].as_ptr().add(kk).cast());
-                    _mm_prefetch::<_MM_HINT_T0>(next[1].as_ptr().add(kk).cast());
-                }
-                for c in 0..NR {
-                    let wv = _mm512_loadu_ps(w.as_ptr().add((j0 + c) * k + kk));
-                    a0[c] = _mm512_fmadd_ps(x0, wv, a0[c]);
-                    a1[c] = _mm512_fmadd_ps(x1, wv, a1[c]);
-                }
-            }
-            kk += 16;
-        }
-        for c in 0..NR {
-            let wj = &w[(j0 + c) * k..(j0 + c + 1) * k];
-            out[i * n + j0 + c] = _mm512_reduce_add_ps(a0[c]) + tail_dot(r0, pre, wj, kv);
-            out[(i + 1) * n + j0 + c] = _mm512_reduce_add_ps(a1[c]) + tail_dot(r1, pre, wj, kv);
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    fn block1<const NR: usize>(
-        r0: &[u8],
-        pre: Affine<'_>,
-        w: &[f32],
-        n: usize,
-        j0: usize,
-        i: usize,
-        out: &mut [f32],
-    ) {
-        let k = pre.scale.len();
-        let kv = k / 16 * 16;
-        let mut a0 = [_mm512_setzero_ps(); NR];
-        let mut kk = 0;
-        while kk < kv {
-            // SAFETY: kk + 16 <= k = len of scale, offset, the row and each W row.
-            unsafe {
-                let sc = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
-                let of = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
-                let x0 = load_x(r0, kk, sc, of);
-                for c in 0..NR {
-                    let wv = _mm512_loadu_ps(w.as_ptr().add((j0 + c) * k + kk));
-                    a0[c] = _mm512_fmadd_ps(x0, wv, a0[c]);
-                }
-            }
-            kk += 16;
-        }
-        for c in 0..NR {
-            let wj = &w[(j0 + c) * k..(j0 + c + 1) * k];
-            out[i * n + j0 + c] = _mm512_reduce_add_ps(a0[c]) + tail_dot(r0, pre, wj, kv);
-        }
     }
 
     /// Backward pass for columns `k0..k1` of the `n x k` output at `out`.
@@ -546,14 +761,13 @@ mod avx512 {
         pre: Affine<'_>,
         k0: usize,
         k1: usize,
-        out: *mut f32,
-        k: usize,
+        out: OutPtr,
     ) {
         let mut j = 0;
         while j < n {
             let nr = (n - j).min(10);
             // SAFETY: forwarded from the caller.
-            unsafe { dispatch_nr!(nr, tn_block(g, n, rows, pre, k0, k1, out, k, j)) };
+            unsafe { dispatch_nr!(nr, tn_block(g, n, rows, pre, k0, k1, out, j)) };
             j += nr;
         }
     }
@@ -567,10 +781,10 @@ mod avx512 {
         pre: Affine<'_>,
         k0: usize,
         k1: usize,
-        out: *mut f32,
-        k: usize,
+        out: OutPtr,
         j0: usize,
     ) {
+        let m = rows.len();
         let mut kk = k0;
         // 32 features x NR classes per block
         while kk + 32 <= k1 {
@@ -584,6 +798,12 @@ mod avx512 {
                 let sc1 = _mm512_loadu_ps(pre.scale.as_ptr().add(kk + 16));
                 let of1 = _mm512_loadu_ps(pre.offset.as_ptr().add(kk + 16));
                 for (i, r) in rows.iter().enumerate() {
+                    if kk.is_multiple_of(64) {
+                        // random rows: fetch a later row's line (this block and the next)
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            rows[(i + 6).min(m - 1)].as_ptr().add(kk).cast(),
+                        );
+                    }
                     let x0 = load_x(r, kk, sc0, of0);
                     let x1 = load_x(r, kk + 16, sc1, of1);
                     let gi = g.as_ptr().add(i * n + j0);
@@ -594,7 +814,7 @@ mod avx512 {
                     }
                 }
                 for c in 0..NR {
-                    let o = out.add((j0 + c) * k + kk);
+                    let o = out.at(j0 + c, kk);
                     _mm512_storeu_ps(o, a0[c]);
                     _mm512_storeu_ps(o.add(16), a1[c]);
                 }
@@ -616,13 +836,13 @@ mod avx512 {
                     }
                 }
                 for c in 0..NR {
-                    _mm512_storeu_ps(out.add((j0 + c) * k + kk), a0[c]);
+                    _mm512_storeu_ps(out.at(j0 + c, kk), a0[c]);
                 }
             }
             kk += 16;
         }
         // SAFETY: forwarded; columns kk..k1 belong to this task.
-        unsafe { super::tn_tail::<NR>(g, n, rows, pre, kk, k1, out, k, j0) };
+        unsafe { super::tn_tail::<NR>(g, n, rows, pre, kk, k1, out, j0) };
     }
 }
 
@@ -641,8 +861,7 @@ unsafe fn tn_tail<const NR: usize>(
     pre: Affine<'_>,
     from: usize,
     to: usize,
-    out: *mut f32,
-    k: usize,
+    out: OutPtr,
     j0: usize,
 ) {
     for kk in from..to {
@@ -655,7 +874,7 @@ unsafe fn tn_tail<const NR: usize>(
         }
         for (c, a) in acc.iter().enumerate() {
             // SAFETY: (j0 + c) < n, kk < k, column kk owned by the caller.
-            unsafe { *out.add((j0 + c) * k + kk) = *a };
+            unsafe { *out.at(j0 + c, kk) = *a };
         }
     }
 }
@@ -666,7 +885,7 @@ unsafe fn tn_tail<const NR: usize>(
 // register blocks are indexed by class: index loops over compile-time bounds unroll cleanly
 #[allow(clippy::needless_range_loop)]
 mod avx2 {
-    use super::{Affine, tail_dot};
+    use super::{Affine, OutPtr, tail_dot};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -751,14 +970,13 @@ mod avx2 {
         pre: Affine<'_>,
         k0: usize,
         k1: usize,
-        out: *mut f32,
-        k: usize,
+        out: OutPtr,
     ) {
         let mut j = 0;
         while j < n {
             let nr = (n - j).min(10);
             // SAFETY: forwarded from the caller.
-            unsafe { dispatch_nr!(nr, tn_block(g, n, rows, pre, k0, k1, out, k, j)) };
+            unsafe { dispatch_nr!(nr, tn_block(g, n, rows, pre, k0, k1, out, j)) };
             j += nr;
         }
     }
@@ -772,8 +990,7 @@ mod avx2 {
         pre: Affine<'_>,
         k0: usize,
         k1: usize,
-        out: *mut f32,
-        k: usize,
+        out: OutPtr,
         j0: usize,
     ) {
         let mut kk = k0;
@@ -793,13 +1010,13 @@ mod avx2 {
                     }
                 }
                 for c in 0..NR {
-                    _mm256_storeu_ps(out.add((j0 + c) * k + kk), a0[c]);
+                    _mm256_storeu_ps(out.at(j0 + c, kk), a0[c]);
                 }
             }
             kk += 8;
         }
         // SAFETY: forwarded; columns kk..k1 belong to this task.
-        unsafe { super::tn_tail::<NR>(g, n, rows, pre, kk, k1, out, k, j0) };
+        unsafe { super::tn_tail::<NR>(g, n, rows, pre, kk, k1, out, j0) };
     }
 }
 
@@ -921,6 +1138,41 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn forward_error_is_f32_rounding_of_the_uncentred_sum() {
+        // The AVX-512 forward sums x·(w·s) over the raw pixels and adds β = Σ_k o_k w_k once,
+        // so its error scales with Σ_k (|x_k s_k w_k| + |o_k w_k|), not with the centred
+        // Σ_k |x̃_k w_k|. Worst case for that cancellation: rows at the mean (x̃ ≈ 0) and W
+        // with a large constant part. Oracle: the product in f64.
+        let (m, n, k) = (6usize, 10usize, 3072usize);
+        let mut r = Gen(4242);
+        let mean: Vec<f32> = (0..k).map(|_| 100.0 + (r.next() % 50) as f32).collect();
+        let rows: Vec<Vec<u8>> = (0..m)
+            .map(|_| mean.iter().map(|&mu| (mu + (r.next() % 5) as f32 - 2.0) as u8).collect())
+            .collect();
+        let scale = vec![1.0f32; k];
+        let offset: Vec<f32> = mean.iter().map(|v| -v).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| 1e-3 + 1e-4 * r.f32()).collect();
+        let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let pre = Affine { scale: &scale, offset: &offset };
+        for kernel in GemmKernel::available() {
+            let mut s = vec![0.0f32; m * n];
+            gemm_nt_u8_with(kernel, &refs, pre, &w, n, &mut s).expect("shapes");
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut exact, mut mag) = (0.0f64, 0.0f64);
+                    for kk in 0..k {
+                        let (x, wk) = (f64::from(rows[i][kk]), f64::from(w[j * k + kk]));
+                        exact += (x + f64::from(offset[kk])) * wk;
+                        mag += (x * wk).abs() + (f64::from(offset[kk]) * wk).abs();
+                    }
+                    let err = (f64::from(s[i * n + j]) - exact).abs();
+                    assert!(err <= 1e-5 * mag, "{kernel:?} [{i},{j}]: {} vs {exact}", s[i * n + j]);
                 }
             }
         }

@@ -12,7 +12,11 @@
 //!
 //! The forward and backward passes are the fused u8 → f32 products of
 //! [`imgclass_linalg::gemm`]: a minibatch is a list of row slices into the shared dataset,
-//! never copied or materialised as f32.
+//! never materialised as f32 (the SVM's exact integer backward pass copies it as bytes,
+//! interleaved 4 rows by 4). One SGD iteration is two parallel passes on the rayon pool:
+//! the forward product over row chunks, then, per block of 256 features, the backward
+//! product fused with the regulariser's gradient and the update of that block of `W`, while
+//! the next minibatch's rows are prefetched.
 //!
 //! ```
 //! use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict};

@@ -3,7 +3,10 @@
 
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{Fit, Subset};
-use imgclass_linalg::gemm::{Affine, GemmKernel, gemm_nt_u8_with, gemm_tn_u8_with};
+use imgclass_linalg::gemm::{
+    Affine, GemmKernel, I8U8_MAX_ROWS, gemm_nt_u8_with, gemm_tn_i8u8_cols_with,
+    gemm_tn_u8_cols_with, i8u8_is_simd, prefetch_rows,
+};
 use imgclass_loss::{Loss, LossError, Regularizer};
 
 use crate::LinearError;
@@ -209,6 +212,56 @@ fn mean_image(train: &Subset) -> Vec<f32> {
     sums.iter().map(|&s| (s as f64 / n) as f32).collect()
 }
 
+/// Features per task of the fused backward pass and update (a multiple of 32, so every
+/// column of `dW` is computed as in one pass over all features: see
+/// [`imgclass_linalg::gemm::gemm_tn_u8_cols_with`]). 256 features of 10 classes are a 10 KiB
+/// slice of `W`, a 12-way split of CIFAR-10's 3,072 features.
+const UPDATE_BLOCK: usize = 256;
+
+/// The seeded minibatch order: draws without replacement from a shuffle of the training rows,
+/// reshuffling (and decaying the learning rate) at each epoch.
+struct Batches {
+    rng: SplitMix64,
+    order: Vec<usize>,
+    pos: usize,
+    epochs_done: usize,
+    lr: f64,
+    decay: f64,
+}
+
+impl Batches {
+    fn new(mut rng: SplitMix64, n: usize, lr: f64, decay: f64) -> Self {
+        let mut order: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut order);
+        Self { rng, order, pos: 0, epochs_done: 0, lr, decay }
+    }
+
+    /// Fills `rows`/`labels` with the next `bs` rows; returns the learning rate for them.
+    fn draw<'a>(
+        &mut self,
+        train: &'a Subset,
+        bs: usize,
+        rows: &mut Vec<&'a [u8]>,
+        labels: &mut Vec<u32>,
+    ) -> f64 {
+        rows.clear();
+        labels.clear();
+        while rows.len() < bs {
+            if self.pos == self.order.len() {
+                self.rng.shuffle(&mut self.order);
+                self.pos = 0;
+                self.epochs_done += 1;
+                self.lr *= self.decay;
+            }
+            let p = self.order[self.pos];
+            self.pos += 1;
+            rows.push(train.row(p));
+            labels.push(train.label(p));
+        }
+        self.lr
+    }
+}
+
 /// What one gradient evaluation needs besides the batch and the parameters.
 pub(crate) struct Problem<'a> {
     pub(crate) loss: Loss,
@@ -218,7 +271,201 @@ pub(crate) struct Problem<'a> {
     pub(crate) n_classes: usize,
 }
 
+/// An SGD step: `v ← μ_m v − η g, W ← W + v` (or `W ← W − η g` without momentum).
+#[derive(Clone, Copy)]
+struct Step {
+    lr: f32,
+    momentum: f32,
+}
+
+/// The forward half of the minibatch objective: `scores = X̃ Wᵀ + b`, then the mean data loss,
+/// and `dscores = dL/dscores`.
+fn batch_scores_grad(
+    p: &Problem<'_>,
+    rows: &[&[u8]],
+    labels: &[u32],
+    w: &[f32],
+    b: &[f32],
+    scores: &mut [f32],
+    dscores: &mut [f32],
+) -> Result<f32, LinearError> {
+    let c = p.n_classes;
+    gemm_nt_u8_with(p.kernel, rows, p.pre, w, c, scores)?;
+    for srow in scores.chunks_exact_mut(c) {
+        srow.iter_mut().zip(b).for_each(|(s, bj)| *s += bj);
+    }
+    Ok(p.loss.loss_grad_into(scores, c, labels, dscores)?)
+}
+
+/// The SVM's `dL/dscores` as exact integers: `N·dS` has entries in `[−(C−1), 1]`, so
+/// `dSᵀ X̃ = ((N·dS)ᵀ X · diag(scale) + (Σ_i N·dS_i) offsetᵀ) / N` with the first product
+/// exact in `i32` (AVX-512 VNNI, 4 rows per instruction).
+struct IntGrad {
+    /// `N·dS`, row-major `m x c`.
+    g: Vec<i8>,
+    /// `Σ_i N·dS_ij` per class.
+    colsum: Vec<f64>,
+    /// `1/N`.
+    inv_n: f64,
+}
+
+/// [`IntGrad`] for this batch when it applies (the multiclass hinge loss, a VNNI kernel,
+/// every `N·dS` within `1/4` of an integer in `[−127, 127]`), else `None` (the f32 product).
+fn int_grad(p: &Problem<'_>, dscores: &[f32], m: usize) -> Option<IntGrad> {
+    if !matches!(p.loss, Loss::Svm { .. }) || !i8u8_is_simd(p.kernel) || m > I8U8_MAX_ROWS {
+        return None;
+    }
+    let c = p.n_classes;
+    let nf = m as f32;
+    let mut g = Vec::with_capacity(dscores.len());
+    let mut colsum = vec![0.0f64; c];
+    for row in dscores.chunks_exact(c) {
+        for (j, &v) in row.iter().enumerate() {
+            let t = v * nf;
+            // rounds t to the nearest integer (a saturating cast; NaN gives 0 and fails the
+            // check below)
+            let r = (t + 0.5f32.copysign(t)) as i32;
+            if !((t - r as f32).abs() <= 0.25 && r.abs() <= 127) {
+                return None;
+            }
+            g.push(r as i8);
+            colsum[j] += f64::from(r);
+        }
+    }
+    Some(IntGrad { g, colsum, inv_n: 1.0 / m as f64 })
+}
+
+/// The backward half, fused with the update: for each block of [`UPDATE_BLOCK`] features
+/// (one rayon task each) `dW = dscoresᵀ X̃ + ∂R/∂W` on the block, then, with a `step`, the
+/// update of that block of `W` (and of the velocity `vw`, empty without momentum), while the
+/// block's bytes of the `next` minibatch are prefetched. `dw` receives the gradient by
+/// block (block `i`: `c x len_i` row-major). Returns `R(W)` before the update, summed over
+/// the blocks in order, so the value does not depend on the thread count.
+#[allow(clippy::too_many_arguments)]
+fn backward_update(
+    p: &Problem<'_>,
+    rows: &[&[u8]],
+    next: &[&[u8]],
+    dscores: &[f32],
+    int: Option<&IntGrad>,
+    step: Option<Step>,
+    w: &mut [f32],
+    vw: &mut [f32],
+    dw: &mut [f32],
+) -> Result<f64, LinearError> {
+    use rayon::prelude::*;
+    let c = p.n_classes;
+    let d = p.pre.scale.len();
+    let (wb, vb) = (column_blocks(w, c, d), column_blocks(vw, c, d));
+    let parts: Vec<Result<f64, LinearError>> = wb
+        .into_par_iter()
+        .zip(vb)
+        .zip(dw.par_chunks_mut(c * UPDATE_BLOCK))
+        .enumerate()
+        .map(|(i, ((mut wsegs, mut vsegs), dwb))| {
+            let k0 = i * UPDATE_BLOCK;
+            let k1 = (k0 + UPDATE_BLOCK).min(d);
+            let len = k1 - k0;
+            prefetch_rows(next, k0, k1);
+            match int {
+                Some(ig) => {
+                    let mut exact = vec![0i32; c * len];
+                    gemm_tn_i8u8_cols_with(p.kernel, &ig.g, c, rows, k0, k1, &mut exact)?;
+                    let (sc, of) = (&p.pre.scale[k0..k1], &p.pre.offset[k0..k1]);
+                    for (j, (drow, erow)) in
+                        dwb.chunks_exact_mut(len).zip(exact.chunks_exact(len)).enumerate()
+                    {
+                        let cs = ig.colsum[j];
+                        for (((o, &e), &s), &f) in drow.iter_mut().zip(erow).zip(sc).zip(of) {
+                            *o = ((f64::from(e) * f64::from(s) + cs * f64::from(f)) * ig.inv_n)
+                                as f32;
+                        }
+                    }
+                }
+                None => gemm_tn_u8_cols_with(p.kernel, dscores, c, rows, p.pre, k0, k1, dwb)?,
+            }
+            let mut reg = 0.0f64;
+            for (j, wj) in wsegs.iter_mut().enumerate() {
+                let gj = &mut dwb[j * len..(j + 1) * len];
+                if let (Regularizer::L2(l2), Some(st), None) = (p.reg, step, vsegs.get_mut(j)) {
+                    // the common case in one pass: g = dW + 2λw, w ← w − ηg
+                    reg += l2_step(l2, st.lr, wj, gj)?;
+                    continue;
+                }
+                reg += p.reg.add_grad(wj, gj)?;
+                match (step, vsegs.get_mut(j)) {
+                    (Some(st), Some(vj)) => {
+                        for ((wi, vi), gi) in wj.iter_mut().zip(vj.iter_mut()).zip(gj.iter()) {
+                            *vi = st.momentum * *vi - st.lr * gi;
+                            *wi += *vi;
+                        }
+                    }
+                    (Some(st), None) => {
+                        for (wi, gi) in wj.iter_mut().zip(gj.iter()) {
+                            *wi -= st.lr * gi;
+                        }
+                    }
+                    (None, _) => {}
+                }
+            }
+            Ok(reg)
+        })
+        .collect();
+    let mut reg = 0.0f64;
+    for r in parts {
+        reg += r?;
+    }
+    Ok(reg)
+}
+
+/// One pass of the L2-regularised plain SGD step over a segment: `g ← g + 2λw` (the
+/// gradient [`Regularizer::add_grad`] adds, same `f32` arithmetic), `w ← w − η g`; returns
+/// `λ Σ w²` of the weights before the step (squares summed in `f32` over 16 lanes, then in
+/// `f64`), or [`LossError::NonFinite`] for a non-finite weight.
+fn l2_step(l2: f64, lr: f32, w: &mut [f32], g: &mut [f32]) -> Result<f64, LinearError> {
+    const LANES: usize = 16;
+    let two_l2 = (2.0 * l2) as f32;
+    let mut sq = [0.0f32; LANES];
+    let mut wc = w.chunks_exact_mut(LANES);
+    let mut gc = g.chunks_exact_mut(LANES);
+    for (wv, gv) in (&mut wc).zip(&mut gc) {
+        for l in 0..LANES {
+            let v = wv[l];
+            sq[l] += v * v;
+            gv[l] += two_l2 * v;
+            wv[l] = v - lr * gv[l];
+        }
+    }
+    let mut total: f64 = sq.iter().map(|&v| f64::from(v)).sum();
+    for (v, gi) in wc.into_remainder().iter_mut().zip(gc.into_remainder()) {
+        total += f64::from(*v) * f64::from(*v);
+        *gi += two_l2 * *v;
+        *v -= lr * *gi;
+    }
+    if !total.is_finite() {
+        let index = w.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(LossError::NonFinite { what: "weights", index }.into());
+    }
+    Ok(l2 * total)
+}
+
+/// Splits the row-major `c x d` matrix `m` (or an empty one) into its blocks of
+/// [`UPDATE_BLOCK`] columns: block `i` holds the `c` row segments of those columns.
+fn column_blocks(m: &mut [f32], c: usize, d: usize) -> Vec<Vec<&mut [f32]>> {
+    let mut out: Vec<Vec<&mut [f32]>> =
+        (0..d.div_ceil(UPDATE_BLOCK)).map(|_| Vec::with_capacity(c)).collect();
+    if !m.is_empty() && d > 0 {
+        for row in m.chunks_exact_mut(d) {
+            for (i, seg) in row.chunks_mut(UPDATE_BLOCK).enumerate() {
+                out[i].push(seg);
+            }
+        }
+    }
+    out
+}
+
 /// Scratch and output buffers of one gradient evaluation.
+#[cfg(test)]
 pub(crate) struct Buffers<'a> {
     pub(crate) scores: &'a mut [f32],
     pub(crate) dscores: &'a mut [f32],
@@ -227,7 +474,9 @@ pub(crate) struct Buffers<'a> {
 }
 
 /// The minibatch objective `L(W, b) = mean_i L_i(X̃_i Wᵀ + b, y_i) + R(W)`: returns
-/// `(data loss, R(W))` and writes `dL/dW` into `out.dw` and `dL/db` into `out.db`.
+/// `(data loss, R(W))` and writes `dL/dW` (row-major `c x d`) into `out.dw` and `dL/db` into
+/// `out.db`, through the same two passes as training.
+#[cfg(test)]
 pub(crate) fn batch_loss_grad(
     p: &Problem<'_>,
     rows: &[&[u8]],
@@ -237,17 +486,33 @@ pub(crate) fn batch_loss_grad(
     out: &mut Buffers<'_>,
 ) -> Result<(f32, f64), LinearError> {
     let c = p.n_classes;
-    gemm_nt_u8_with(p.kernel, rows, p.pre, w, c, out.scores)?;
-    for srow in out.scores.chunks_exact_mut(c) {
-        srow.iter_mut().zip(b).for_each(|(s, bj)| *s += bj);
+    let d = p.pre.scale.len();
+    let data = batch_scores_grad(p, rows, labels, w, b, out.scores, out.dscores)?;
+    let mut wc = w.to_vec();
+    let mut blocked = vec![0.0f32; c * d];
+    let int = int_grad(p, out.dscores, rows.len());
+    let reg = backward_update(
+        p,
+        rows,
+        &[],
+        out.dscores,
+        int.as_ref(),
+        None,
+        &mut wc,
+        &mut [],
+        &mut blocked,
+    )?;
+    for (i, blk) in blocked.chunks(c * UPDATE_BLOCK).enumerate() {
+        let len = blk.len() / c;
+        for j in 0..c {
+            out.dw[j * d + i * UPDATE_BLOCK..j * d + i * UPDATE_BLOCK + len]
+                .copy_from_slice(&blk[j * len..(j + 1) * len]);
+        }
     }
-    let data = p.loss.loss_grad_into(out.scores, c, labels, out.dscores)?;
-    gemm_tn_u8_with(p.kernel, out.dscores, c, rows, p.pre, out.dw)?;
     out.db.fill(0.0);
     for grow in out.dscores.chunks_exact(c) {
         out.db.iter_mut().zip(grow).for_each(|(a, g)| *a += g);
     }
-    let reg = p.reg.add_grad(w, out.dw)?;
     Ok((data, reg))
 }
 
@@ -284,90 +549,102 @@ impl Fit for Linear {
         let mut b = vec![0.0f32; c];
         let mut vw = vec![0.0f32; if s.momentum > 0.0 { c * d } else { 0 }];
         let mut vb = vec![0.0f32; c];
-
-        let mut order_rng = root.fork(2);
-        let mut order: Vec<usize> = (0..n).collect();
-        order_rng.shuffle(&mut order);
-        let mut pos = 0usize;
-        let mut epochs_done = 0usize;
-        let mut lr = s.learning_rate;
+        let mut batches = Batches::new(root.fork(2), n, s.learning_rate, s.decay);
 
         let mut rows: Vec<&[u8]> = Vec::with_capacity(bs);
         let mut labels: Vec<u32> = Vec::with_capacity(bs);
+        let mut next_rows: Vec<&[u8]> = Vec::with_capacity(bs);
+        let mut next_labels: Vec<u32> = Vec::with_capacity(bs);
         let mut scores = vec![0.0f32; bs * c];
         let mut dscores = vec![0.0f32; bs * c];
+        // dL/dW by feature block: block `i` holds the `c x len_i` gradient of features
+        // `i·UPDATE_BLOCK..`, so each task of the fused backward pass owns one contiguous piece
         let mut dw = vec![0.0f32; c * d];
         let mut db = vec![0.0f32; c];
         let mut report = TrainingReport::with_capacity(iterations);
         let mut first_loss = None;
         let started = std::time::Instant::now();
+        let problem = Problem { loss: self.loss, reg: self.reg, kernel, pre, n_classes: c };
+        let mut lr = if iterations > 0 {
+            batches.draw(train, bs, &mut rows, &mut labels)
+        } else {
+            s.learning_rate
+        };
 
-        for it in 0..iterations {
-            rows.clear();
-            labels.clear();
-            while rows.len() < bs {
-                if pos == n {
-                    order_rng.shuffle(&mut order);
-                    pos = 0;
-                    epochs_done += 1;
-                    lr *= s.decay;
+        // the whole loop runs on a pool thread: each parallel pass below is then a fork/join
+        // inside the pool, not a job injected from outside it (which parks and wakes the
+        // calling thread twice per iteration)
+        rayon::scope(|_| -> Result<(), LinearError> {
+            for it in 0..iterations {
+                let forward =
+                    batch_scores_grad(&problem, &rows, &labels, &w, &b, &mut scores, &mut dscores);
+                let data_loss = match forward {
+                    Ok(v) => v,
+                    Err(LinearError::Loss(LossError::NonFinite { what, .. })) => {
+                        let loss = if what == "scores" { f64::NAN } else { f64::INFINITY };
+                        return Err(LinearError::Diverged { iteration: it, loss });
+                    }
+                    Err(e) => return Err(e),
+                };
+                // the next minibatch is drawn now so that its rows can be prefetched while
+                // this one's backward pass runs
+                let next_lr = if it + 1 < iterations {
+                    Some(batches.draw(train, bs, &mut next_rows, &mut next_labels))
+                } else {
+                    next_rows.clear();
+                    None
+                };
+                let int = int_grad(&problem, &dscores, rows.len());
+                let step = Step { lr: lr as f32, momentum: s.momentum as f32 };
+                let reg_loss = match backward_update(
+                    &problem,
+                    &rows,
+                    &next_rows,
+                    &dscores,
+                    int.as_ref(),
+                    Some(step),
+                    &mut w,
+                    &mut vw,
+                    &mut dw,
+                ) {
+                    Ok(v) => v,
+                    Err(LinearError::Loss(LossError::NonFinite { .. })) => {
+                        return Err(LinearError::Diverged { iteration: it, loss: f64::INFINITY });
+                    }
+                    Err(e) => return Err(e),
+                };
+                let total = f64::from(data_loss) + reg_loss;
+                let limit = self.divergence_factor * first_loss.unwrap_or(total).max(1.0);
+                if !total.is_finite() || total > limit {
+                    return Err(LinearError::Diverged { iteration: it, loss: total });
                 }
-                let p = order[pos];
-                pos += 1;
-                rows.push(train.row(p));
-                labels.push(train.label(p));
-            }
-            let (data_loss, reg_loss) = match batch_loss_grad(
-                &Problem { loss: self.loss, reg: self.reg, kernel, pre, n_classes: c },
-                &rows,
-                &labels,
-                &w,
-                &b,
-                &mut Buffers {
-                    scores: &mut scores,
-                    dscores: &mut dscores,
-                    dw: &mut dw,
-                    db: &mut db,
-                },
-            ) {
-                Ok(v) => v,
-                Err(LinearError::Loss(LossError::NonFinite { what, .. })) => {
-                    let loss = if what == "scores" { f64::NAN } else { f64::INFINITY };
-                    return Err(LinearError::Diverged { iteration: it, loss });
-                }
-                Err(e) => return Err(e),
-            };
-            let total = f64::from(data_loss) + reg_loss;
-            let limit = self.divergence_factor * first_loss.unwrap_or(total).max(1.0);
-            if !total.is_finite() || total > limit {
-                return Err(LinearError::Diverged { iteration: it, loss: total });
-            }
-            first_loss.get_or_insert(total);
-            report.push(data_loss, reg_loss as f32);
+                first_loss.get_or_insert(total);
+                report.push(data_loss, reg_loss as f32);
 
-            let lr32 = lr as f32;
-            if s.momentum > 0.0 {
-                let mu = s.momentum as f32;
-                for ((wi, vi), gi) in w.iter_mut().zip(vw.iter_mut()).zip(&dw) {
-                    *vi = mu * *vi - lr32 * gi;
-                    *wi += *vi;
+                db.fill(0.0);
+                for grow in dscores.chunks_exact(c) {
+                    db.iter_mut().zip(grow).for_each(|(a, g)| *a += g);
                 }
-            } else {
-                for (wi, gi) in w.iter_mut().zip(&dw) {
-                    *wi -= lr32 * gi;
-                }
-            }
-            if self.fit_bias {
-                for ((j, bj), &g) in b.iter_mut().enumerate().zip(&db) {
-                    if s.momentum > 0.0 {
-                        vb[j] = s.momentum as f32 * vb[j] - lr32 * g;
-                        *bj += vb[j];
-                    } else {
-                        *bj -= lr32 * g;
+                if self.fit_bias {
+                    let lr32 = lr as f32;
+                    for ((j, bj), &g) in b.iter_mut().enumerate().zip(&db) {
+                        if s.momentum > 0.0 {
+                            vb[j] = s.momentum as f32 * vb[j] - lr32 * g;
+                            *bj += vb[j];
+                        } else {
+                            *bj -= lr32 * g;
+                        }
                     }
                 }
+                if let Some(next_lr) = next_lr {
+                    std::mem::swap(&mut rows, &mut next_rows);
+                    std::mem::swap(&mut labels, &mut next_labels);
+                    lr = next_lr;
+                }
             }
-        }
+            Ok(())
+        })?;
+        let (epochs_done, pos) = (batches.epochs_done, batches.pos);
         if let Some(index) = w.iter().chain(&b).position(|v| !v.is_finite()) {
             tracing::warn!(index, "non-finite weight after training");
             return Err(LinearError::Diverged { iteration: iterations, loss: f64::NAN });
@@ -515,6 +792,87 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_l2_step_matches_add_grad_then_the_update() {
+        let mut g = SplitMix64::new(5);
+        for len in [0usize, 1, 15, 16, 17, 256, 300] {
+            let w: Vec<f32> = (0..len).map(|_| (g.next_normal() * 0.01) as f32).collect();
+            let dw: Vec<f32> = (0..len).map(|_| (g.next_normal() * 0.1) as f32).collect();
+            let (lam, lr) = (2.5e4, 1e-7f32);
+            // oracle: the regulariser's own gradient and penalty, then the plain SGD step
+            let (mut w_ref, mut g_ref) = (w.clone(), dw.clone());
+            let pen_ref = Regularizer::L2(lam).add_grad(&w_ref, &mut g_ref).expect("finite");
+            w_ref.iter_mut().zip(&g_ref).for_each(|(wi, gi)| *wi -= lr * gi);
+            let (mut w2, mut g2) = (w.clone(), dw.clone());
+            let pen = l2_step(lam, lr, &mut w2, &mut g2).expect("finite");
+            assert_eq!(g2, g_ref, "len {len}");
+            assert_eq!(w2, w_ref, "len {len}");
+            // squares summed in f32 lanes: relative error a few f32 ulps
+            assert!((pen - pen_ref).abs() <= 1e-6 * pen_ref.abs() + 1e-300, "{pen} vs {pen_ref}");
+        }
+        let mut bad = vec![1.0f32, f32::NAN, 2.0];
+        let mut gb = vec![0.0f32; 3];
+        assert!(matches!(
+            l2_step(1.0, 0.1, &mut bad, &mut gb),
+            Err(LinearError::Loss(LossError::NonFinite { what: "weights", .. }))
+        ));
+    }
+
+    #[test]
+    fn svm_integer_backward_agrees_with_the_f32_product() {
+        // the exact integer path (AVX-512 VNNI) against the f32 path on the same batch
+        let (n, d, c) = (203, 300, 10);
+        let mut g = SplitMix64::new(11);
+        let rows: Vec<Vec<u8>> =
+            (0..n).map(|_| (0..d).map(|_| g.below(256) as u8).collect()).collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7) % c as u32).collect();
+        let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let scale = vec![1.0f32; d];
+        let offset: Vec<f32> = (0..d).map(|k| -120.0 - (k % 7) as f32).collect();
+        let w: Vec<f32> = (0..c * d).map(|_| (g.next_normal() * 1e-3) as f32).collect();
+        for kernel in GemmKernel::available() {
+            let p = Problem {
+                loss: Loss::Svm { margin: 1.0 },
+                reg: Regularizer::None,
+                kernel,
+                pre: Affine { scale: &scale, offset: &offset },
+                n_classes: c,
+            };
+            let (mut sc, mut ds) = (vec![0.0; n * c], vec![0.0; n * c]);
+            batch_scores_grad(&p, &row_refs, &labels, &w, &vec![0.0; c], &mut sc, &mut ds)
+                .expect("valid");
+            let int = int_grad(&p, &ds, n);
+            assert_eq!(int.is_some(), i8u8_is_simd(kernel), "{kernel:?}");
+            let Some(int) = int else { continue };
+            let run = |ig: Option<&IntGrad>| {
+                let mut out = vec![0.0f32; c * d];
+                let mut wc = w.clone();
+                backward_update(&p, &row_refs, &[], &ds, ig, None, &mut wc, &mut [], &mut out)
+                    .expect("valid");
+                out
+            };
+            let (exact, float) = (run(Some(&int)), run(None));
+            // the f32 product's own error bound: 1e-5 of Σ_i |dS_ij x̃_ik| per entry
+            let len = |i: usize| UPDATE_BLOCK.min(d - i * UPDATE_BLOCK);
+            for (idx, (a, b)) in exact.iter().zip(&float).enumerate() {
+                let blk = idx / (c * UPDATE_BLOCK);
+                let (j, f) =
+                    ((idx % (c * UPDATE_BLOCK)) / len(blk), (idx % (c * UPDATE_BLOCK)) % len(blk));
+                let k = blk * UPDATE_BLOCK + f;
+                let mag: f64 = (0..n)
+                    .map(|i| {
+                        (f64::from(ds[i * c + j]) * (f64::from(rows[i][k]) + f64::from(offset[k])))
+                            .abs()
+                    })
+                    .sum();
+                assert!(
+                    (f64::from(*a) - f64::from(*b)).abs() <= 1e-5 * mag + 1e-30,
+                    "[{idx}] {a} vs {b}"
+                );
             }
         }
     }
