@@ -23,10 +23,11 @@ const MAX_LEVEL: usize = 16;
 
 /// The graph: `links[i][l]` are node `i`'s neighbours on layer `l` (`0..=level(i)`).
 ///
-/// Searches read layer 0 from `flat0`, a copy of `links[i][0]` for every node in one flat
-/// array of fixed stride `1 + 2m` (a count, then the links): one cache line or two per node
-/// instead of two dependent pointer hops. It is derived from `links` (by [`Hnsw::new`]), so
-/// the saved format does not change.
+/// Searches read layer 0 from `flat0`, a copy of every node's `links[i][0]` back to back in
+/// one array, node `i`'s list at `flat0[start0[i]..start0[i + 1]]`: one offset and one or
+/// two cache lines per node instead of two dependent pointer hops. Its size is the number of
+/// links (a corrupt file cannot make it larger than its own link section). It is derived
+/// from `links` (by [`Hnsw::new`]), so the saved format does not change.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Hnsw {
     pub(crate) m: usize,
@@ -34,6 +35,7 @@ pub(crate) struct Hnsw {
     pub(crate) entry: u32,
     pub(crate) max_level: usize,
     flat0: Vec<u32>,
+    start0: Vec<usize>,
 }
 
 /// Neighbour lists of one layer.
@@ -59,20 +61,22 @@ impl Adjacency for Nested<'_> {
 /// Layer 0 flattened (searches).
 struct Flat<'a> {
     data: &'a [u32],
-    stride: usize,
+    start: &'a [usize],
 }
 
 impl Adjacency for Flat<'_> {
     #[inline]
     fn of(&self, i: u32) -> &[u32] {
-        let row = &self.data[i as usize * self.stride..(i as usize + 1) * self.stride];
-        &row[1..1 + row[0] as usize]
+        let i = i as usize;
+        &self.data[self.start[i]..self.start[i + 1]]
     }
     #[inline]
     fn prefetch(&self, i: u32) {
-        let at = i as usize * self.stride;
-        if let Some(row) = self.data.get(at..at + self.stride) {
-            prefetch_bytes(row);
+        let i = i as usize;
+        if let (Some(&a), Some(&b)) = (self.start.get(i), self.start.get(i + 1))
+            && let Some(list) = self.data.get(a..b)
+        {
+            prefetch_bytes(list);
         }
     }
 }
@@ -98,6 +102,7 @@ impl Hnsw {
             entry: 0,
             max_level: levels.first().copied().unwrap_or(0),
             flat0: Vec::new(),
+            start0: Vec::new(),
         };
         let mut inserted = 1.min(n);
         while inserted < n {
@@ -156,24 +161,23 @@ impl Hnsw {
         Self::new(h.m, h.links, h.entry, h.max_level)
     }
 
-    /// A graph from its parts, with the flat layer-0 copy derived from `links`. Lists longer
-    /// than `2m` (possible only in a hand-made or corrupt file) make the stride larger.
+    /// A graph from its parts, with the flat layer-0 copy derived from `links`.
     pub(crate) fn new(m: usize, links: Vec<Vec<Vec<u32>>>, entry: u32, max_level: usize) -> Self {
-        let widest = links.iter().filter_map(|n| n.first()).map(Vec::len).max().unwrap_or(0);
-        let stride = 1 + widest.max(2 * m);
-        let mut flat0 = vec![0u32; links.len() * stride];
-        for (node, row) in links.iter().zip(flat0.chunks_exact_mut(stride)) {
+        let total: usize = links.iter().filter_map(|n| n.first()).map(Vec::len).sum();
+        let mut flat0 = Vec::with_capacity(total);
+        let mut start0 = Vec::with_capacity(links.len() + 1);
+        start0.push(0);
+        for node in &links {
             if let Some(l0) = node.first() {
-                row[0] = l0.len() as u32;
-                row[1..1 + l0.len()].copy_from_slice(l0);
+                flat0.extend_from_slice(l0);
             }
+            start0.push(flat0.len());
         }
-        Self { m, links, entry, max_level, flat0 }
+        Self { m, links, entry, max_level, flat0, start0 }
     }
 
     fn layer0(&self) -> Flat<'_> {
-        let stride = self.flat0.len().checked_div(self.links.len()).unwrap_or(1);
-        Flat { data: &self.flat0, stride }
+        Flat { data: &self.flat0, start: &self.start0 }
     }
 
     /// Links of a new node `q` on layers `0..=level` against the current graph.
@@ -242,7 +246,7 @@ impl Hnsw {
             .iter()
             .map(|ls| 24 + ls.iter().map(|l| 24 + 4 * l.capacity()).sum::<usize>())
             .sum();
-        nested + 4 * self.flat0.len()
+        nested + 4 * self.flat0.len() + 8 * self.start0.len()
     }
 
     pub(crate) fn validate(&self, n: usize) -> Result<(), AnnError> {
@@ -344,7 +348,7 @@ mod tests {
 
     #[test]
     fn the_flat_layer_zero_lists_the_nested_links() {
-        // a hand-made graph: node 2 has the widest layer-0 list (5 > 2m = 4)
+        // a hand-made graph: node 2's layer-0 list (5) is longer than 2m = 4, node 3's empty
         let links = vec![
             vec![vec![1, 2], vec![2]],
             vec![vec![0]],
@@ -356,7 +360,8 @@ mod tests {
         let h = Hnsw::new(2, links.clone(), 0, 1);
         assert!(h.validate(6).is_ok());
         let flat = h.layer0();
-        assert_eq!(flat.stride, 6);
+        let total: usize = links.iter().map(|n| n[0].len()).sum();
+        assert_eq!((total, flat.data.len()), (11, 11));
         for (i, node) in links.iter().enumerate() {
             assert_eq!(flat.of(i as u32), node[0].as_slice(), "node {i}");
             let upper = Nested { links: &h.links, l: 0 };
