@@ -221,8 +221,11 @@ pub fn gemm_nt_u8_with(
     let work = rows.len() * n * k;
     if work >= PARALLEL_THRESHOLD && rows.len() >= 4 {
         let tasks = rayon::current_num_threads().max(1) * 2;
-        // an even number of rows per task so the 2-row blocks line up the same way
-        let per = rows.len().div_ceil(tasks).next_multiple_of(2);
+        // whole 16-row super-blocks of the AVX-512 kernel per task where there are enough
+        // rows (a short last super-block reloads every block of W' for a few rows), else an
+        // even number; each score is the same whatever the split
+        let per = rows.len().div_ceil(tasks);
+        let per = if per >= 16 { per / 16 * 16 } else { per.next_multiple_of(2) };
         out.par_chunks_mut(per * n)
             .zip(rows.par_chunks(per))
             .for_each(|(o, r)| nt_serial(kernel, r, &prep, pre, w, n, o));
