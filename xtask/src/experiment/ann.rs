@@ -23,7 +23,7 @@ use super::progress::Progress;
 /// One index setting's measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct AnnPoint {
-    /// The setting (`hnsw:m=16,efc=100,ef=40`).
+    /// The setting (`hnsw:m=16,efc=200,ef=64`).
     pub spec: String,
     /// The index kind (`hnsw`, ...).
     pub kind: String,

@@ -170,7 +170,7 @@ pub struct AnnConfig {
     pub metric: String,
     /// PCA components ahead of the tree and graph indices (0 = none).
     pub pca: usize,
-    /// Index settings as specs (`kdforest:trees=4,checks=256`, `hnsw:m=16,efc=100,ef=40`, ...).
+    /// Index settings as specs (`kdforest:trees=4,checks=256`, `hnsw:m=16,efc=200,ef=64`, ...).
     pub indices: Vec<String>,
 }
 
@@ -188,8 +188,8 @@ impl Default for AnnConfig {
                 "kdforest:trees=4,checks=512",
                 "kmeans:branching=16,iterations=5,checks=128",
                 "kmeans:branching=16,iterations=5,checks=512",
-                "hnsw:m=16,efc=100,ef=20",
-                "hnsw:m=16,efc=100,ef=80",
+                "hnsw:m=16,efc=200,ef=20",
+                "hnsw:m=16,efc=200,ef=64",
             ]
             .map(String::from)
             .into(),
@@ -360,7 +360,7 @@ impl Config {
                     return Err(bad(
                         "ann.indices",
                         spec,
-                        "not an index spec such as \"hnsw:m=16,efc=100,ef=40\"",
+                        "not an index spec such as \"hnsw:m=16,efc=200,ef=64\"",
                     ));
                 }
             }
