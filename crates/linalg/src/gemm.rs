@@ -218,6 +218,21 @@ pub fn gemm_nt_u8_with(
         return Ok(());
     }
     let prep = nt_prepare(kernel, pre, w, n);
+    nt_run(kernel, rows, &prep, pre, w, n, out);
+    Ok(())
+}
+
+/// The forward product on an already prepared `W` (shapes checked, `n > 0`, rows present).
+fn nt_run(
+    kernel: GemmKernel,
+    rows: &[&[u8]],
+    prep: &NtPrep,
+    pre: Affine<'_>,
+    w: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
+    let k = pre.scale.len();
     let work = rows.len() * n * k;
     if work >= PARALLEL_THRESHOLD && rows.len() >= 4 {
         let tasks = rayon::current_num_threads().max(1) * 2;
@@ -228,10 +243,166 @@ pub fn gemm_nt_u8_with(
         let per = if per >= 16 { per / 16 * 16 } else { per.next_multiple_of(2) };
         out.par_chunks_mut(per * n)
             .zip(rows.par_chunks(per))
-            .for_each(|(o, r)| nt_serial(kernel, r, &prep, pre, w, n, o));
+            .for_each(|(o, r)| nt_serial(kernel, r, prep, pre, w, n, o));
     } else {
-        nt_serial(kernel, rows, &prep, pre, w, n, out);
+        nt_serial(kernel, rows, prep, pre, w, n, out);
     }
+}
+
+/// `W` packed for the forward pass of one kernel: with the AVX-512 kernel, the scaled
+/// weights `W' = W · diag(scale)` by blocks of [`NtPacked::BLOCK`] features and
+/// `β = W · offset` (see [`gemm_nt_u8_with`]); empty for the other kernels, which read `W`
+/// directly.
+///
+/// A training loop that updates `W` one feature block at a time can repack each block with
+/// [`NtPackBlock::pack`] while it is in cache, then [`NtPacked::finish`] and call
+/// [`gemm_nt_u8_packed`], instead of a separate packing pass inside every forward call. The
+/// scores have the same bits either way.
+#[derive(Default)]
+pub struct NtPacked {
+    kernel: Option<GemmKernel>,
+    n: usize,
+    k: usize,
+    prep: NtPrep,
+    /// `β` partial sums by block (`n` per block, f64), added in block order by `finish`.
+    parts: Vec<f64>,
+}
+
+/// One feature block of an [`NtPacked`], to be repacked by one task.
+pub struct NtPackBlock<'a> {
+    kernel: GemmKernel,
+    index: usize,
+    n: usize,
+    wk: &'a mut [f32],
+    beta: &'a mut [f64],
+}
+
+impl NtPacked {
+    /// Features per packed block (block `i` covers features `i·BLOCK..(i + 1)·BLOCK`).
+    pub const BLOCK: usize = 256;
+
+    /// Packs all of `w` (`n x k`, `k = pre.scale.len()`) for `kernel`.
+    pub fn new(
+        kernel: GemmKernel,
+        pre: Affine<'_>,
+        w: &[f32],
+        n: usize,
+    ) -> Result<Self, GemmError> {
+        let k = pre.scale.len();
+        check("offset", k, pre.offset.len())?;
+        check("w", n * k, w.len())?;
+        if !kernel.is_available() {
+            return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+        }
+        let mut packed = Self { kernel: Some(kernel), n, k, ..Self::default() };
+        if kernel == GemmKernel::Avx512 && n > 0 {
+            let nkb = (k / 16 * 16).div_ceil(Self::BLOCK);
+            packed.prep.wk = vec![0.0; nkb * n * Self::BLOCK];
+            packed.prep.beta = vec![0.0; n];
+            packed.parts = vec![0.0; nkb * n];
+            let rows: Vec<&[f32]> = if k == 0 { Vec::new() } else { w.chunks_exact(k).collect() };
+            let k0s: Vec<usize> = (0..nkb).map(|b| b * Self::BLOCK).collect();
+            packed.blocks_mut().into_par_iter().zip(k0s).try_for_each(|(mut blk, k0)| {
+                let k1 = (k0 + Self::BLOCK).min(k);
+                let segs: Vec<&[f32]> = rows.iter().map(|r| &r[k0..k1]).collect();
+                blk.pack(pre, &segs)
+            })?;
+            packed.finish();
+        }
+        Ok(packed)
+    }
+
+    /// The blocks to repack, in order (none for kernels that do not pack).
+    pub fn blocks_mut(&mut self) -> Vec<NtPackBlock<'_>> {
+        let (n, Some(kernel)) = (self.n, self.kernel) else { return Vec::new() };
+        if self.prep.wk.is_empty() {
+            return Vec::new();
+        }
+        self.prep
+            .wk
+            .chunks_exact_mut(n * Self::BLOCK)
+            .zip(self.parts.chunks_exact_mut(n))
+            .enumerate()
+            .map(|(index, (wk, beta))| NtPackBlock { kernel, index, n, wk, beta })
+            .collect()
+    }
+
+    /// Sums the blocks' `β` partials in block order (so `β` does not depend on how the blocks
+    /// were spread over threads); call after repacking, before the next product.
+    pub fn finish(&mut self) {
+        let n = self.n;
+        for (c, b) in self.prep.beta.iter_mut().enumerate() {
+            *b = self.parts.chunks_exact(n).map(|p| p[c]).sum::<f64>() as f32;
+        }
+    }
+}
+
+impl NtPackBlock<'_> {
+    /// The block's index `i` (features `i·BLOCK..`).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Repacks this block from `segs`: one slice per class holding that class's weights of
+    /// features `i·BLOCK..min((i + 1)·BLOCK, k)` (at least the vectorised ones).
+    pub fn pack<S: AsRef<[f32]>>(&mut self, pre: Affine<'_>, segs: &[S]) -> Result<(), GemmError> {
+        check("segments", self.n, segs.len())?;
+        let k = pre.scale.len();
+        check("offset", k, pre.offset.len())?;
+        let kv = k / 16 * 16;
+        let f0 = self.index * NtPacked::BLOCK;
+        let need = (f0 + NtPacked::BLOCK).min(kv).saturating_sub(f0);
+        for s in segs {
+            if s.as_ref().len() < need {
+                return Err(GemmError::ShapeMismatch {
+                    what: "segment",
+                    expected: need,
+                    found: s.as_ref().len(),
+                });
+            }
+        }
+        if self.wk.len() != self.n * NtPacked::BLOCK {
+            return Err(GemmError::ShapeMismatch {
+                what: "packed block",
+                expected: self.n * NtPacked::BLOCK,
+                found: self.wk.len(),
+            });
+        }
+        match self.kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: only AVX-512 packings have blocks (`NtPacked::new` checked the kernel is
+            // available); segment and block lengths checked above.
+            GemmKernel::Avx512 => unsafe {
+                avx512::prepare_block(pre, segs, self.index, self.wk, self.beta)
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// [`gemm_nt_u8_with`] on a `W` packed beforehand ([`NtPacked`], made from this `w` for
+/// this kernel, `pre` and `n`): the same scores, bit for bit.
+pub fn gemm_nt_u8_packed(
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    w: &[f32],
+    n: usize,
+    packed: &NtPacked,
+    out: &mut [f32],
+) -> Result<(), GemmError> {
+    let k = check_rows(rows, pre)?;
+    check("w", n * k, w.len())?;
+    check("out", rows.len() * n, out.len())?;
+    let Some(kernel) = packed.kernel else {
+        return Err(GemmError::ShapeMismatch { what: "packed", expected: n, found: 0 });
+    };
+    check("packed classes", n, packed.n)?;
+    check("packed features", k, packed.k)?;
+    if n == 0 || rows.is_empty() {
+        return Ok(());
+    }
+    nt_run(kernel, rows, &packed.prep, pre, w, n, out);
     Ok(())
 }
 
@@ -552,50 +723,56 @@ mod avx512 {
         let k = pre.scale.len();
         let kv = k / 16 * 16;
         let nkb = kv.div_ceil(NT_KB);
-        let mut wk: Vec<f32> = Vec::with_capacity(nkb * n * NT_KB);
-        // one task per feature block (each writes its n x NT_KB piece and returns its
-        // partial β per class, in f64); the partials are added in block order, so β does not
-        // depend on the thread count
-        let partials: Vec<Vec<f64>> = wk.spare_capacity_mut()[..nkb * n * NT_KB]
-            .par_chunks_mut(n * NT_KB)
-            .enumerate()
-            // SAFETY: forwarded (AVX-512F); `piece` is block `blk`'s n x NT_KB floats.
-            .map(|(blk, piece)| unsafe { prepare_block(pre, w, n, blk, piece) })
-            .collect();
-        // SAFETY: every one of the nkb · n · NT_KB floats was written by `prepare_block`.
-        unsafe { wk.set_len(nkb * n * NT_KB) };
-        let beta = (0..n).map(|c| partials.iter().map(|p| p[c]).sum::<f64>() as f32).collect();
+        let mut wk = vec![0.0f32; nkb * n * NT_KB];
+        // one task per feature block (each writes its n x NT_KB piece and its partial β per
+        // class, in f64); the partials are added in block order, so β does not depend on the
+        // thread count
+        let mut parts = vec![0.0f64; nkb * n];
+        wk.par_chunks_mut(n * NT_KB).zip(parts.par_chunks_mut(n)).enumerate().for_each(
+            |(blk, (piece, beta))| {
+                let f0 = blk * NT_KB;
+                let f1 = (f0 + NT_KB).min(k);
+                let segs: Vec<&[f32]> = (0..n).map(|c| &w[c * k + f0..c * k + f1]).collect();
+                // SAFETY: forwarded (AVX-512F); segments cover the block's features, `piece`
+                // holds n · NT_KB floats and `beta` n.
+                unsafe { prepare_block(pre, &segs, blk, piece, beta) }
+            },
+        );
+        let beta =
+            (0..n).map(|c| parts.chunks_exact(n).map(|p| p[c]).sum::<f64>() as f32).collect();
         NtPrep { wk, beta }
     }
 
     /// Block `blk` of [`prepare`]: writes `W'` for its features (zero past `kv`) into
-    /// `piece` and returns `Σ offset_k W_ck` over them per class (f64, 16 lanes then a tree).
+    /// `piece` and `Σ offset_k W_ck` over them per class into `beta` (f64, 16 lanes then a
+    /// tree). `segs[c]` holds class `c`'s weights from feature `blk · NT_KB` on.
     ///
     /// # Safety
-    /// AVX-512F; `w` holds `n x k` floats, `piece` `n · NT_KB`.
+    /// AVX-512F; `segs` has `n` slices of at least `min(NT_KB, kv − blk·NT_KB)` floats,
+    /// `piece` holds `n · NT_KB` floats and `beta` `n`.
     #[target_feature(enable = "avx512f")]
-    unsafe fn prepare_block(
+    pub(super) unsafe fn prepare_block<S: AsRef<[f32]>>(
         pre: Affine<'_>,
-        w: &[f32],
-        n: usize,
+        segs: &[S],
         blk: usize,
-        piece: &mut [std::mem::MaybeUninit<f32>],
-    ) -> Vec<f64> {
+        piece: &mut [f32],
+        beta: &mut [f64],
+    ) {
         let k = pre.scale.len();
         let kv = k / 16 * 16;
         let (f0, f1) = (blk * NT_KB, ((blk + 1) * NT_KB).min(kv));
-        let mut beta = vec![0.0f64; n];
-        for (c, (bc, dst)) in beta.iter_mut().zip(piece.chunks_exact_mut(NT_KB)).enumerate() {
+        for ((bc, dst), seg) in beta.iter_mut().zip(piece.chunks_exact_mut(NT_KB)).zip(segs) {
+            let seg = seg.as_ref();
             let mut b = [_mm512_setzero_pd(); 2];
             let mut kk = f0;
             while kk < f1 {
-                // SAFETY: kk + 16 <= kv <= k: inside scale, offset and W's row c (c < n);
-                // `dst` has NT_KB slots and kk − f0 + 16 <= NT_KB.
+                // SAFETY: kk + 16 <= kv <= k: inside scale and offset; kk − f0 + 16 <=
+                // f1 − f0 <= seg.len() and <= NT_KB = dst.len().
                 unsafe {
-                    let wp = w.as_ptr().add(c * k + kk);
+                    let wp = seg.as_ptr().add(kk - f0);
                     let sv = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
                     let v = _mm512_mul_ps(_mm512_loadu_ps(wp), sv);
-                    _mm512_storeu_ps(dst.as_mut_ptr().add(kk - f0).cast(), v);
+                    _mm512_storeu_ps(dst.as_mut_ptr().add(kk - f0), v);
                     let op = pre.offset.as_ptr().add(kk);
                     for h in 0..2 {
                         let wd = _mm512_cvtps_pd(_mm256_loadu_ps(wp.add(8 * h)));
@@ -605,12 +782,9 @@ mod avx512 {
                 }
                 kk += 16;
             }
-            for slot in &mut dst[f1 - f0..] {
-                slot.write(0.0);
-            }
+            dst[f1.saturating_sub(f0)..].fill(0.0);
             *bc = _mm512_reduce_add_pd(b[0]) + _mm512_reduce_add_pd(b[1]);
         }
-        beta
     }
 
     /// Forward pass over all `rows` (see the module docs), 2 rows x up to 10 classes a
@@ -1176,6 +1350,43 @@ mod tests {
                     }
                     let err = (f64::from(s[i * n + j]) - exact).abs();
                     assert!(err <= 1e-5 * mag, "{kernel:?} [{i},{j}]: {} vs {exact}", s[i * n + j]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_forward_matches_the_unpacked_one_bit_for_bit_after_block_repacks() {
+        for &(m, n, k) in &[(37usize, 10usize, 3072usize), (9, 3, 300), (5, 4, 40), (3, 2, 7)] {
+            for adversarial in [false, true] {
+                let c = case(m, n, k, (m * k) as u64 + 3, adversarial);
+                let refs: Vec<&[u8]> = c.rows.iter().map(Vec::as_slice).collect();
+                let pre = Affine { scale: &c.scale, offset: &c.offset };
+                for kernel in GemmKernel::available() {
+                    let mut w = c.w.clone();
+                    let mut packed = NtPacked::new(kernel, pre, &w, n).expect("shapes");
+                    for round in 0..2 {
+                        let mut want = vec![0.0f32; m * n];
+                        gemm_nt_u8_with(kernel, &refs, pre, &w, n, &mut want).expect("shapes");
+                        let mut got = vec![f32::NAN; m * n];
+                        gemm_nt_u8_packed(&refs, pre, &w, n, &packed, &mut got).expect("shapes");
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&got), bits(&want), "{kernel:?} {m}x{n}x{k} round {round}");
+                        // change W, then repack it block by block (as a training update does)
+                        w.iter_mut().enumerate().for_each(|(i, v)| *v = *v * 0.75 + (i % 7) as f32);
+                        for mut blk in packed.blocks_mut() {
+                            let k0 = blk.index() * NtPacked::BLOCK;
+                            let k1 = (k0 + NtPacked::BLOCK).min(k);
+                            let segs: Vec<&[f32]> = w.chunks_exact(k).map(|r| &r[k0..k1]).collect();
+                            blk.pack(pre, &segs).expect("shapes");
+                        }
+                        packed.finish();
+                    }
+                    // a packing for other shapes is refused
+                    let mut out = vec![0.0f32; m * n];
+                    let other =
+                        NtPacked::new(kernel, pre, &w[..(n - 1) * k], n - 1).expect("shapes");
+                    assert!(gemm_nt_u8_packed(&refs, pre, &w, n, &other, &mut out).is_err());
                 }
             }
         }

@@ -4,8 +4,8 @@
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{Fit, Subset};
 use imgclass_linalg::gemm::{
-    Affine, GemmKernel, I8U8_MAX_ROWS, gemm_nt_u8_with, gemm_tn_i8u8_cols_with,
-    gemm_tn_u8_cols_with, i8u8_is_simd, prefetch_rows,
+    Affine, GemmKernel, I8U8_MAX_ROWS, NtPackBlock, NtPacked, gemm_nt_u8_packed, gemm_nt_u8_with,
+    gemm_tn_i8u8_cols_with, gemm_tn_u8_cols_with, i8u8_is_simd, prefetch_rows,
 };
 use imgclass_loss::{Loss, LossError, Regularizer};
 
@@ -217,6 +217,8 @@ fn mean_image(train: &Subset) -> Vec<f32> {
 /// [`imgclass_linalg::gemm::gemm_tn_u8_cols_with`]). 256 features of 10 classes are a 10 KiB
 /// slice of `W`, a 12-way split of CIFAR-10's 3,072 features.
 const UPDATE_BLOCK: usize = 256;
+// each update task repacks the forward's block of `W'` with the same features
+const _: () = assert!(UPDATE_BLOCK == NtPacked::BLOCK);
 
 /// The seeded minibatch order: draws without replacement from a shuffle of the training rows,
 /// reshuffling (and decaying the learning rate) at each epoch.
@@ -279,18 +281,24 @@ struct Step {
 }
 
 /// The forward half of the minibatch objective: `scores = X̃ Wᵀ + b`, then the mean data loss,
-/// and `dscores = dL/dscores`.
+/// and `dscores = dL/dscores`. With `packed` (made from this `w`), the product skips its own
+/// packing of `W`.
+#[allow(clippy::too_many_arguments)]
 fn batch_scores_grad(
     p: &Problem<'_>,
     rows: &[&[u8]],
     labels: &[u32],
     w: &[f32],
     b: &[f32],
+    packed: Option<&NtPacked>,
     scores: &mut [f32],
     dscores: &mut [f32],
 ) -> Result<f32, LinearError> {
     let c = p.n_classes;
-    gemm_nt_u8_with(p.kernel, rows, p.pre, w, c, scores)?;
+    match packed {
+        Some(pk) => gemm_nt_u8_packed(rows, p.pre, w, c, pk, scores)?,
+        None => gemm_nt_u8_with(p.kernel, rows, p.pre, w, c, scores)?,
+    }
     for srow in scores.chunks_exact_mut(c) {
         srow.iter_mut().zip(b).for_each(|(s, bj)| *s += bj);
     }
@@ -339,8 +347,10 @@ fn int_grad(p: &Problem<'_>, dscores: &[f32], m: usize) -> Option<IntGrad> {
 /// (one rayon task each) `dW = dscoresᵀ X̃ + ∂R/∂W` on the block, then, with a `step`, the
 /// update of that block of `W` (and of the velocity `vw`, empty without momentum), while the
 /// block's bytes of the `next` minibatch are prefetched. `dw` receives the gradient by
-/// block (block `i`: `c x len_i` row-major). Returns `R(W)` before the update, summed over
-/// the blocks in order, so the value does not depend on the thread count.
+/// block (block `i`: `c x len_i` row-major). With `packed`, each task then repacks its block
+/// of the updated `W` for the next forward pass while it is in cache. Returns `R(W)` before
+/// the update, summed over the blocks in order, so the value does not depend on the thread
+/// count.
 #[allow(clippy::too_many_arguments)]
 fn backward_update(
     p: &Problem<'_>,
@@ -352,17 +362,24 @@ fn backward_update(
     w: &mut [f32],
     vw: &mut [f32],
     dw: &mut [f32],
+    mut packed: Option<&mut NtPacked>,
 ) -> Result<f64, LinearError> {
     use rayon::prelude::*;
     let c = p.n_classes;
     let d = p.pre.scale.len();
     let (wb, vb) = (column_blocks(w, c, d), column_blocks(vw, c, d));
+    let mut pblocks: Vec<Option<NtPackBlock<'_>>> = match packed.as_deref_mut() {
+        Some(pk) => pk.blocks_mut().into_iter().map(Some).collect(),
+        None => Vec::new(),
+    };
+    pblocks.resize_with(wb.len(), || None);
     let parts: Vec<Result<f64, LinearError>> = wb
         .into_par_iter()
         .zip(vb)
         .zip(dw.par_chunks_mut(c * UPDATE_BLOCK))
+        .zip(pblocks)
         .enumerate()
-        .map(|(i, ((mut wsegs, mut vsegs), dwb))| {
+        .map(|(i, (((mut wsegs, mut vsegs), dwb), pblock))| {
             let k0 = i * UPDATE_BLOCK;
             let k1 = (k0 + UPDATE_BLOCK).min(d);
             let len = k1 - k0;
@@ -408,12 +425,19 @@ fn backward_update(
                     (None, _) => {}
                 }
             }
+            if let Some(mut pb) = pblock {
+                debug_assert_eq!(pb.index(), i);
+                pb.pack(p.pre, &wsegs)?;
+            }
             Ok(reg)
         })
         .collect();
     let mut reg = 0.0f64;
     for r in parts {
         reg += r?;
+    }
+    if let Some(pk) = packed {
+        pk.finish();
     }
     Ok(reg)
 }
@@ -487,7 +511,7 @@ pub(crate) fn batch_loss_grad(
 ) -> Result<(f32, f64), LinearError> {
     let c = p.n_classes;
     let d = p.pre.scale.len();
-    let data = batch_scores_grad(p, rows, labels, w, b, out.scores, out.dscores)?;
+    let data = batch_scores_grad(p, rows, labels, w, b, None, out.scores, out.dscores)?;
     let mut wc = w.to_vec();
     let mut blocked = vec![0.0f32; c * d];
     let int = int_grad(p, out.dscores, rows.len());
@@ -501,6 +525,7 @@ pub(crate) fn batch_loss_grad(
         &mut wc,
         &mut [],
         &mut blocked,
+        None,
     )?;
     for (i, blk) in blocked.chunks(c * UPDATE_BLOCK).enumerate() {
         let len = blk.len() / c;
@@ -565,6 +590,8 @@ impl Fit for Linear {
         let mut first_loss = None;
         let started = std::time::Instant::now();
         let problem = Problem { loss: self.loss, reg: self.reg, kernel, pre, n_classes: c };
+        // `W` packed for the forward pass, repacked block by block by each update
+        let mut packed = NtPacked::new(kernel, pre, &w, c)?;
         let mut lr = if iterations > 0 {
             batches.draw(train, bs, &mut rows, &mut labels)
         } else {
@@ -576,8 +603,16 @@ impl Fit for Linear {
         // calling thread twice per iteration)
         rayon::scope(|_| -> Result<(), LinearError> {
             for it in 0..iterations {
-                let forward =
-                    batch_scores_grad(&problem, &rows, &labels, &w, &b, &mut scores, &mut dscores);
+                let forward = batch_scores_grad(
+                    &problem,
+                    &rows,
+                    &labels,
+                    &w,
+                    &b,
+                    Some(&packed),
+                    &mut scores,
+                    &mut dscores,
+                );
                 let data_loss = match forward {
                     Ok(v) => v,
                     Err(LinearError::Loss(LossError::NonFinite { what, .. })) => {
@@ -606,6 +641,7 @@ impl Fit for Linear {
                     &mut w,
                     &mut vw,
                     &mut dw,
+                    Some(&mut packed),
                 ) {
                     Ok(v) => v,
                     Err(LinearError::Loss(LossError::NonFinite { .. })) => {
@@ -843,7 +879,7 @@ mod tests {
                 n_classes: c,
             };
             let (mut sc, mut ds) = (vec![0.0; n * c], vec![0.0; n * c]);
-            batch_scores_grad(&p, &row_refs, &labels, &w, &vec![0.0; c], &mut sc, &mut ds)
+            batch_scores_grad(&p, &row_refs, &labels, &w, &vec![0.0; c], None, &mut sc, &mut ds)
                 .expect("valid");
             let int = int_grad(&p, &ds, n);
             assert_eq!(int.is_some(), i8u8_is_simd(kernel), "{kernel:?}");
@@ -851,8 +887,19 @@ mod tests {
             let run = |ig: Option<&IntGrad>| {
                 let mut out = vec![0.0f32; c * d];
                 let mut wc = w.clone();
-                backward_update(&p, &row_refs, &[], &ds, ig, None, &mut wc, &mut [], &mut out)
-                    .expect("valid");
+                backward_update(
+                    &p,
+                    &row_refs,
+                    &[],
+                    &ds,
+                    ig,
+                    None,
+                    &mut wc,
+                    &mut [],
+                    &mut out,
+                    None,
+                )
+                .expect("valid");
                 out
             };
             let (exact, float) = (run(Some(&int)), run(None));
