@@ -686,7 +686,10 @@ macro_rules! dispatch_nr {
 }
 
 mod int;
-pub use int::{I8U8_MAX_ROWS, gemm_tn_i8u8_cols_with, i8u8_is_simd};
+pub use int::{
+    I8Grad, I8U8_MAX_ROWS, gemm_tn_i8u8_cols_prepared, gemm_tn_i8u8_cols_with, i8u8_is_simd,
+    i32_affine_to_f32,
+};
 
 /// AVX-512F kernels: 16 lanes, 32 registers.
 ///

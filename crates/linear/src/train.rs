@@ -4,8 +4,9 @@
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{Fit, Subset};
 use imgclass_linalg::gemm::{
-    Affine, GemmKernel, I8U8_MAX_ROWS, NtPackBlock, NtPacked, gemm_nt_u8_packed, gemm_nt_u8_with,
-    gemm_tn_i8u8_cols_with, gemm_tn_u8_cols_with, i8u8_is_simd, prefetch_rows,
+    Affine, GemmKernel, I8Grad, I8U8_MAX_ROWS, NtPackBlock, NtPacked, gemm_nt_u8_packed,
+    gemm_nt_u8_with, gemm_tn_i8u8_cols_prepared, gemm_tn_u8_cols_with, i8u8_is_simd,
+    i32_affine_to_f32, prefetch_rows,
 };
 use imgclass_loss::{Loss, LossError, Regularizer};
 
@@ -373,6 +374,11 @@ fn backward_update(
         None => Vec::new(),
     };
     pblocks.resize_with(wb.len(), || None);
+    // the integer gradient packed once for every block's task
+    let prepared = match int {
+        Some(ig) => Some(I8Grad::new(p.kernel, &ig.g, c)?),
+        None => None,
+    };
     let parts: Vec<Result<f64, LinearError>> = wb
         .into_par_iter()
         .zip(vb)
@@ -384,20 +390,12 @@ fn backward_update(
             let k1 = (k0 + UPDATE_BLOCK).min(d);
             let len = k1 - k0;
             prefetch_rows(next, k0, k1);
-            match int {
-                Some(ig) => {
+            match int.zip(prepared.as_ref()) {
+                Some((ig, grad)) => {
                     let mut exact = vec![0i32; c * len];
-                    gemm_tn_i8u8_cols_with(p.kernel, &ig.g, c, rows, k0, k1, &mut exact)?;
+                    gemm_tn_i8u8_cols_prepared(p.kernel, grad, rows, k0, k1, &mut exact)?;
                     let (sc, of) = (&p.pre.scale[k0..k1], &p.pre.offset[k0..k1]);
-                    for (j, (drow, erow)) in
-                        dwb.chunks_exact_mut(len).zip(exact.chunks_exact(len)).enumerate()
-                    {
-                        let cs = ig.colsum[j];
-                        for (((o, &e), &s), &f) in drow.iter_mut().zip(erow).zip(sc).zip(of) {
-                            *o = ((f64::from(e) * f64::from(s) + cs * f64::from(f)) * ig.inv_n)
-                                as f32;
-                        }
-                    }
+                    i32_affine_to_f32(p.kernel, &exact, sc, of, &ig.colsum, ig.inv_n, dwb)?;
                 }
                 None => gemm_tn_u8_cols_with(p.kernel, dscores, c, rows, p.pre, k0, k1, dwb)?,
             }

@@ -35,6 +35,40 @@ pub fn i8u8_is_simd(kernel: GemmKernel) -> bool {
     }
 }
 
+/// An `i8` gradient `g` (row-major `m x n`) prepared once for any number of
+/// [`gemm_tn_i8u8_cols_prepared`] calls (one per feature block): for the VNNI kernel, each
+/// `i32` holds 4 consecutive rows' values of one class.
+pub struct I8Grad<'a> {
+    g: &'a [i8],
+    n: usize,
+    quads: Vec<i32>,
+}
+
+impl<'a> I8Grad<'a> {
+    /// Prepares `g` (`m x n`, `m = g.len() / n`) for `kernel`.
+    pub fn new(kernel: GemmKernel, g: &'a [i8], n: usize) -> Result<Self, GemmError> {
+        if n == 0 || g.len() % n != 0 {
+            return Err(GemmError::ShapeMismatch {
+                what: "g",
+                expected: g.len().next_multiple_of(n.max(1)),
+                found: g.len(),
+            });
+        }
+        let mut quads = Vec::new();
+        if i8u8_is_simd(kernel) {
+            let m = g.len() / n;
+            quads = vec![0i32; m.div_ceil(4) * n];
+            for (i, grow) in g.chunks_exact(n).enumerate() {
+                let shift = 8 * (i % 4);
+                for (p, &v) in quads[(i / 4) * n..(i / 4 + 1) * n].iter_mut().zip(grow) {
+                    *p |= i32::from(v as u8) << shift;
+                }
+            }
+        }
+        Ok(Self { g, n, quads })
+    }
+}
+
 /// Columns `k0..k1` of `Gᵀ X` in exact integer arithmetic: `g` is row-major
 /// `rows.len() x n`, `out` row-major `n x (k1 − k0)`. At most [`I8U8_MAX_ROWS`] rows.
 #[allow(clippy::too_many_arguments)]
@@ -47,6 +81,23 @@ pub fn gemm_tn_i8u8_cols_with(
     k1: usize,
     out: &mut [i32],
 ) -> Result<(), GemmError> {
+    check("g", rows.len() * n, g.len())?;
+    if n == 0 {
+        return Ok(());
+    }
+    gemm_tn_i8u8_cols_prepared(kernel, &I8Grad::new(kernel, g, n)?, rows, k0, k1, out)
+}
+
+/// [`gemm_tn_i8u8_cols_with`] on a gradient prepared by [`I8Grad::new`] (for this kernel).
+pub fn gemm_tn_i8u8_cols_prepared(
+    kernel: GemmKernel,
+    grad: &I8Grad<'_>,
+    rows: &[&[u8]],
+    k0: usize,
+    k1: usize,
+    out: &mut [i32],
+) -> Result<(), GemmError> {
+    let (g, n) = (grad.g, grad.n);
     let k = rows.first().map_or(k1, |r| r.len());
     for r in rows {
         check("row", k, r.len())?;
@@ -71,12 +122,67 @@ pub fn gemm_tn_i8u8_cols_with(
     }
     #[cfg(target_arch = "x86_64")]
     if i8u8_is_simd(kernel) {
+        check("prepared g", rows.len().div_ceil(4) * n, grad.quads.len())?;
         // SAFETY: avx512f, bw and vnni detected (`i8u8_is_simd`); shapes checked above.
-        unsafe { vnni::tn(g, n, rows, k0, k1, out) };
+        unsafe { vnni::tn(g, &grad.quads, n, rows, k0, k1, out) };
         return Ok(());
     }
     scalar_tn(g, n, rows, k0, k1, k0, k1, out);
     Ok(())
+}
+
+/// The caller's side of the integer product: `out[j, f] = ((exact[j, f] · scale[f] +
+/// colsum[j] · offset[f]) · inv_n) as f32`, computed in `f64` (a product, a product, a sum and
+/// a product, each rounded as in IEEE `f64` arithmetic without fused multiply-adds) and
+/// rounded once to `f32`; `exact` and `out` are row-major `n x len`, `len = scale.len()`.
+/// The AVX-512 kernel (8 lanes of `f64`) and the scalar twin give the same bits.
+#[allow(clippy::too_many_arguments)]
+pub fn i32_affine_to_f32(
+    kernel: GemmKernel,
+    exact: &[i32],
+    scale: &[f32],
+    offset: &[f32],
+    colsum: &[f64],
+    inv_n: f64,
+    out: &mut [f32],
+) -> Result<(), GemmError> {
+    let (n, len) = (colsum.len(), scale.len());
+    check("offset", len, offset.len())?;
+    check("exact", n * len, exact.len())?;
+    check("out", n * len, out.len())?;
+    if !kernel.is_available() {
+        return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kernel == GemmKernel::Avx512 {
+        // SAFETY: avx512f detected (`is_available`); lengths checked above.
+        unsafe { vnni::affine(exact, scale, offset, colsum, inv_n, out) };
+        return Ok(());
+    }
+    affine_scalar(exact, scale, offset, colsum, inv_n, 0, out);
+    Ok(())
+}
+
+/// The scalar twin of [`i32_affine_to_f32`] from feature `from` of every row on.
+fn affine_scalar(
+    exact: &[i32],
+    scale: &[f32],
+    offset: &[f32],
+    colsum: &[f64],
+    inv_n: f64,
+    from: usize,
+    out: &mut [f32],
+) {
+    let len = scale.len();
+    if len == 0 {
+        return;
+    }
+    for ((drow, erow), &cs) in out.chunks_exact_mut(len).zip(exact.chunks_exact(len)).zip(colsum) {
+        for f in from..len {
+            let (e, s, o) = (f64::from(erow[f]), f64::from(scale[f]), f64::from(offset[f]));
+            drow[f] = ((e * s + cs * o) * inv_n) as f32;
+        }
+    }
 }
 
 /// The scalar twin on columns `from..to` (inside `k0..k1`, the range `out` covers).
@@ -120,11 +226,15 @@ mod vnni {
 
     /// Columns `k0..k1` of `Gᵀ X` (see [`super::gemm_tn_i8u8_cols_with`]).
     ///
+    /// `gp` is `g` packed 4 rows to an `i32` ([`super::I8Grad`]).
+    ///
     /// # Safety
-    /// The CPU must support AVX-512F, BW and VNNI; shapes checked by the caller.
+    /// The CPU must support AVX-512F, BW and VNNI; shapes checked by the caller (`gp` holds
+    /// `ceil(m / 4) · n` values).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn tn(
         g: &[i8],
+        gp: &[i32],
         n: usize,
         rows: &[&[u8]],
         k0: usize,
@@ -140,26 +250,58 @@ mod vnni {
             }
             // SAFETY: forwarded (same CPU features); `packed` holds `len` bytes.
             unsafe { pack(rows, k0, quads, groups, &mut packed[..len]) };
-            // the gradient packed the same way: one i32 = 4 rows' i8 of one class
-            let mut gp = vec![0i32; quads * n];
-            for (i, grow) in g.chunks_exact(n).enumerate() {
-                let shift = 8 * (i % 4);
-                for (p, &v) in gp[(i / 4) * n..(i / 4 + 1) * n].iter_mut().zip(grow) {
-                    *p |= i32::from(v as u8) << shift;
-                }
-            }
             let mut j = 0;
             while j < n {
                 let nr = (n - j).min(5);
                 // SAFETY: forwarded.
                 unsafe {
-                    dispatch_nr!(nr, block(&packed[..len], &gp, quads, groups, n, j, k0, k1, out))
+                    dispatch_nr!(nr, block(&packed[..len], gp, quads, groups, n, j, k0, k1, out))
                 };
                 j += nr;
             }
         });
         let tail = k0 + groups * GROUP;
         super::scalar_tn(g, n, rows, k0, k1, tail, k1, out);
+    }
+
+    /// [`super::i32_affine_to_f32`], 8 features at a time (the tail by the scalar twin).
+    ///
+    /// # Safety
+    /// AVX-512F; `exact` and `out` hold `colsum.len() · scale.len()` values, `offset`
+    /// `scale.len()`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn affine(
+        exact: &[i32],
+        scale: &[f32],
+        offset: &[f32],
+        colsum: &[f64],
+        inv_n: f64,
+        out: &mut [f32],
+    ) {
+        let len = scale.len();
+        let lv = len / 8 * 8;
+        let inv = _mm512_set1_pd(inv_n);
+        for (j, &cs) in colsum.iter().enumerate() {
+            let csv = _mm512_set1_pd(cs);
+            let mut f = 0;
+            while f < lv {
+                // SAFETY: f + 8 <= len: inside scale, offset and row j of exact and out.
+                unsafe {
+                    let e = _mm512_cvtepi32_pd(_mm256_loadu_si256(
+                        exact.as_ptr().add(j * len + f).cast(),
+                    ));
+                    let s = _mm512_cvtps_pd(_mm256_loadu_ps(scale.as_ptr().add(f)));
+                    let o = _mm512_cvtps_pd(_mm256_loadu_ps(offset.as_ptr().add(f)));
+                    let v = _mm512_mul_pd(
+                        _mm512_add_pd(_mm512_mul_pd(e, s), _mm512_mul_pd(csv, o)),
+                        inv,
+                    );
+                    _mm256_storeu_ps(out.as_mut_ptr().add(j * len + f), _mm512_cvtpd_ps(v));
+                }
+                f += 8;
+            }
+        }
+        super::affine_scalar(exact, scale, offset, colsum, inv_n, lv, out);
     }
 
     /// Interleaves the batch 4 rows by 4: block `(group, quad)` (256 bytes) holds, for 64
@@ -329,6 +471,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn affine_conversion_kernels_agree_with_the_f64_formula_bit_for_bit() {
+        let mut r = Gen(91);
+        for &(n, len) in &[(1usize, 1usize), (10, 256), (3, 37), (2, 8), (4, 0)] {
+            for extreme in [false, true] {
+                let exact: Vec<i32> = (0..n * len)
+                    .map(|_| {
+                        if extreme {
+                            [i32::MIN, i32::MAX, 0, -1][(r.next() & 3) as usize]
+                        } else {
+                            (r.next() as i32) >> 8
+                        }
+                    })
+                    .collect();
+                let unit = |r: &mut Gen| (r.next() >> 40) as f32 / (1u64 << 24) as f32;
+                let scale: Vec<f32> = (0..len).map(|_| 0.01 + unit(&mut r)).collect();
+                let offset: Vec<f32> = (0..len).map(|_| -255.0 * unit(&mut r)).collect();
+                let colsum: Vec<f64> = (0..n)
+                    .map(|_| if extreme { -2.5e4 } else { f64::from(unit(&mut r)) * 99.0 })
+                    .collect();
+                let inv_n = 1.0 / 203.0;
+                // independent expectation: the formula, element by element
+                let want: Vec<u32> = (0..n * len)
+                    .map(|i| {
+                        let (j, f) = (i / len, i % len);
+                        let v = f64::from(exact[i]) * f64::from(scale[f])
+                            + colsum[j] * f64::from(offset[f]);
+                        ((v * inv_n) as f32).to_bits()
+                    })
+                    .collect();
+                for kernel in GemmKernel::available() {
+                    let mut out = vec![f32::NAN; n * len];
+                    i32_affine_to_f32(kernel, &exact, &scale, &offset, &colsum, inv_n, &mut out)
+                        .expect("shapes");
+                    let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(got, want, "{kernel:?} {n}x{len} extreme={extreme}");
+                }
+            }
+        }
+        let k = GemmKernel::Scalar;
+        assert!(i32_affine_to_f32(k, &[1, 2], &[1.0], &[0.0], &[1.0], 1.0, &mut [0.0]).is_err());
     }
 
     #[test]
