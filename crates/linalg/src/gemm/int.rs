@@ -47,7 +47,7 @@ pub struct I8Grad<'a> {
 impl<'a> I8Grad<'a> {
     /// Prepares `g` (`m x n`, `m = g.len() / n`) for `kernel`.
     pub fn new(kernel: GemmKernel, g: &'a [i8], n: usize) -> Result<Self, GemmError> {
-        if n == 0 || g.len() % n != 0 {
+        if n == 0 || !g.len().is_multiple_of(n) {
             return Err(GemmError::ShapeMismatch {
                 what: "g",
                 expected: g.len().next_multiple_of(n.max(1)),
