@@ -601,15 +601,30 @@ impl Fit for Linear {
         // calling thread twice per iteration)
         rayon::scope(|_| -> Result<(), LinearError> {
             for it in 0..iterations {
-                let forward = batch_scores_grad(
-                    &problem,
-                    &rows,
-                    &labels,
-                    &w,
-                    &b,
-                    Some(&packed),
-                    &mut scores,
-                    &mut dscores,
+                // the next minibatch is drawn (serial: one random stream) by whichever pool
+                // thread is free while the forward pass runs, so that its rows can be
+                // prefetched during this one's backward pass
+                let (forward, next_lr) = rayon::join(
+                    || {
+                        batch_scores_grad(
+                            &problem,
+                            &rows,
+                            &labels,
+                            &w,
+                            &b,
+                            Some(&packed),
+                            &mut scores,
+                            &mut dscores,
+                        )
+                    },
+                    || {
+                        if it + 1 < iterations {
+                            Some(batches.draw(train, bs, &mut next_rows, &mut next_labels))
+                        } else {
+                            next_rows.clear();
+                            None
+                        }
+                    },
                 );
                 let data_loss = match forward {
                     Ok(v) => v,
@@ -618,14 +633,6 @@ impl Fit for Linear {
                         return Err(LinearError::Diverged { iteration: it, loss });
                     }
                     Err(e) => return Err(e),
-                };
-                // the next minibatch is drawn now so that its rows can be prefetched while
-                // this one's backward pass runs
-                let next_lr = if it + 1 < iterations {
-                    Some(batches.draw(train, bs, &mut next_rows, &mut next_labels))
-                } else {
-                    next_rows.clear();
-                    None
                 };
                 let int = int_grad(&problem, &dscores, rows.len());
                 let step = Step { lr: lr as f32, momentum: s.momentum as f32 };
