@@ -254,8 +254,10 @@ fn timed<T>(phase: &mut Phase, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow:
     let cpu0 = cpu_time();
     let start = Instant::now();
     let out = f()?;
-    phase.times.push(start.elapsed());
-    phase.cpu.push(cpu_time().saturating_sub(cpu0));
+    let (wall, cpu) = (start.elapsed(), cpu_time().saturating_sub(cpu0));
+    tracing::debug!(phase = %phase.name, wall_ms = wall.as_secs_f64() * 1e3, cpu_ms = cpu.as_secs_f64() * 1e3, "run");
+    phase.times.push(wall);
+    phase.cpu.push(cpu);
     let peak = status_kib("VmHWM:").map(|k| k * 1024);
     phase.peak = phase.peak.max(peak);
     phase.base = phase.base.max(base);
