@@ -406,6 +406,32 @@ pub fn gemm_nt_u8_packed(
     Ok(())
 }
 
+/// [`gemm_nt_u8_packed`] on the calling thread only (no rayon tasks, whatever the size):
+/// for a caller that already splits its rows over threads. Each score has the same bits as
+/// with [`gemm_nt_u8_packed`] and [`gemm_nt_u8_with`], whatever rows it is computed with.
+pub fn gemm_nt_u8_packed_serial(
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    w: &[f32],
+    n: usize,
+    packed: &NtPacked,
+    out: &mut [f32],
+) -> Result<(), GemmError> {
+    let k = check_rows(rows, pre)?;
+    check("w", n * k, w.len())?;
+    check("out", rows.len() * n, out.len())?;
+    let Some(kernel) = packed.kernel else {
+        return Err(GemmError::ShapeMismatch { what: "packed", expected: n, found: 0 });
+    };
+    check("packed classes", n, packed.n)?;
+    check("packed features", k, packed.k)?;
+    if n == 0 || rows.is_empty() {
+        return Ok(());
+    }
+    nt_serial(kernel, rows, &packed.prep, pre, w, n, out);
+    Ok(())
+}
+
 /// Backward product `out = Gᵀ X̃` (`g`: `rows.len() x n`, `out`: `n x k`), with the kernel
 /// from [`GemmKernel::detect`].
 pub fn gemm_tn_u8(
@@ -1375,6 +1401,15 @@ mod tests {
                         gemm_nt_u8_packed(&refs, pre, &w, n, &packed, &mut got).expect("shapes");
                         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&got), bits(&want), "{kernel:?} {m}x{n}x{k} round {round}");
+                        // the serial variant on any split of the rows: the same bits per row
+                        for split in [1, 4, 16, 17] {
+                            let mut part = vec![f32::NAN; m * n];
+                            for (r, o) in refs.chunks(split).zip(part.chunks_mut(split * n)) {
+                                gemm_nt_u8_packed_serial(r, pre, &w, n, &packed, o)
+                                    .expect("shapes");
+                            }
+                            assert_eq!(bits(&part), bits(&want), "{kernel:?} split {split}");
+                        }
                         // change W, then repack it block by block (as a training update does)
                         w.iter_mut().enumerate().for_each(|(i, v)| *v = *v * 0.75 + (i % 7) as f32);
                         for mut blk in packed.blocks_mut() {

@@ -5,8 +5,8 @@ use imgclass_core::rng::SplitMix64;
 use imgclass_core::{Fit, Subset};
 use imgclass_linalg::gemm::{
     Affine, GemmKernel, I8Grad, I8U8_MAX_ROWS, NtPackBlock, NtPacked, gemm_nt_u8_packed,
-    gemm_nt_u8_with, gemm_tn_i8u8_cols_prepared, gemm_tn_u8_cols_with, i8u8_is_simd,
-    i32_affine_to_f32, prefetch_rows,
+    gemm_nt_u8_packed_serial, gemm_nt_u8_with, gemm_tn_i8u8_cols_prepared, gemm_tn_u8_cols_with,
+    i8u8_is_simd, i32_affine_to_f32, prefetch_rows,
 };
 use imgclass_loss::{Loss, LossError, Regularizer};
 
@@ -344,6 +344,178 @@ fn int_grad(p: &Problem<'_>, dscores: &[f32], m: usize) -> Option<IntGrad> {
     Some(IntGrad { g, colsum, inv_n: 1.0 / m as f64 })
 }
 
+/// Where the backward pass takes `dW`'s data term from.
+#[derive(Clone, Copy)]
+enum Grad<'a> {
+    /// The f32 product `dscoresᵀ X̃`, per feature block.
+    F32,
+    /// The exact integer product of [`IntGrad`], per feature block.
+    Int(&'a IntGrad),
+    /// The exact integer partial products of a row-split SVM iteration ([`RowParts`]),
+    /// summed per feature block (exact, so the split does not change a bit).
+    Parts(&'a RowParts),
+}
+
+/// One thread's share of a row-split SVM iteration: its rows' `N·dS` and the exact partial
+/// product `(N·dS)ᵢᵀ Xᵢ` over them.
+struct RowPart {
+    /// `N·dS` of the part's rows, row-major.
+    g: Vec<i8>,
+    /// `(N·dS)ᵢᵀ Xᵢ` by feature block, in the layout of `dw` (block `i`: `c x len_i`).
+    exact: Vec<i32>,
+    /// `Σ_i N·dS_ij` over the part's rows, per class.
+    colsum: Vec<i64>,
+    /// Every `N·dS` of the part fits an `i8` (otherwise `exact` is not computed).
+    ok: bool,
+}
+
+/// The SVM iteration split by rows, end to end: part `t` owns rows `t·per..(t + 1)·per` of the
+/// batch and computes their scores, hinge losses, `N·dS` and exact partial product on one
+/// thread while the rows are in its cache; the update tasks add the partial products
+/// ([`Grad::Parts`]).
+struct RowParts {
+    /// Rows per part (a multiple of 4, the VNNI kernel's row quad).
+    per: usize,
+    /// The parts in row order (only the first `used` hold this batch).
+    parts: Vec<RowPart>,
+    /// Parts holding this batch.
+    used: usize,
+    /// `Σ_i N·dS_ij` over the batch, per class.
+    colsum: Vec<f64>,
+    /// `1/N`.
+    inv_n: f64,
+}
+
+impl RowParts {
+    /// Parts of `per` rows (rounded up to a multiple of 4).
+    fn new(per: usize) -> Self {
+        Self {
+            per: per.max(1).next_multiple_of(4),
+            parts: Vec::new(),
+            used: 0,
+            colsum: Vec::new(),
+            inv_n: 1.0,
+        }
+    }
+
+    /// Makes room for a batch of `m` rows.
+    fn reserve(&mut self, m: usize, c: usize, d: usize) {
+        self.used = m.div_ceil(self.per);
+        while self.parts.len() < self.used {
+            self.parts.push(RowPart {
+                g: Vec::with_capacity(self.per * c),
+                exact: vec![0; c * d],
+                colsum: vec![0; c],
+                ok: false,
+            });
+        }
+        self.colsum.resize(c, 0.0);
+    }
+}
+
+/// One part of [`svm_forward_parts`]: scores, per-row hinge losses (`losses[i]`, the row's
+/// sum over classes), `dscores = dS` with the bits of the whole-batch loss (`N·dS · (1/N)`)
+/// and, when every `N·dS` fits an `i8`, the exact partial product into `part`.
+#[allow(clippy::too_many_arguments)]
+fn svm_part(
+    p: &Problem<'_>,
+    rows: &[&[u8]],
+    labels: &[u32],
+    w: &[f32],
+    b: &[f32],
+    packed: &NtPacked,
+    inv_n: f32,
+    part: &mut RowPart,
+    scores: &mut [f32],
+    dscores: &mut [f32],
+    losses: &mut [f32],
+) -> Result<(), LinearError> {
+    let c = p.n_classes;
+    let d = p.pre.scale.len();
+    gemm_nt_u8_packed_serial(rows, p.pre, w, c, packed, scores)?;
+    part.g.clear();
+    part.colsum.iter_mut().for_each(|v| *v = 0);
+    part.ok = true;
+    for (i, (srow, grow)) in scores.chunks_exact_mut(c).zip(dscores.chunks_exact_mut(c)).enumerate()
+    {
+        srow.iter_mut().zip(b).for_each(|(s, bj)| *s += bj);
+        // one row at a time: the loss is the row's own sum (1/1 = 1) and the gradient is
+        // `N·dS` of the row, small integers, exactly
+        losses[i] = p.loss.loss_grad_into(srow, c, &labels[i..i + 1], grow)?;
+        for (gv, cs) in grow.iter_mut().zip(part.colsum.iter_mut()) {
+            let r = *gv as i32;
+            if !(r as f32 == *gv && r.abs() <= 127) {
+                part.ok = false;
+            }
+            part.g.push(r.clamp(-127, 127) as i8);
+            *cs += i64::from(r);
+            // the bits `Loss::loss_grad_into` gives on the whole batch: `N·dS_ij · (1/N)`
+            *gv *= inv_n;
+        }
+    }
+    if part.ok {
+        let grad = I8Grad::new(p.kernel, &part.g, c)?;
+        for k0 in (0..d).step_by(UPDATE_BLOCK) {
+            let k1 = (k0 + UPDATE_BLOCK).min(d);
+            let out = &mut part.exact[c * k0..c * k1];
+            gemm_tn_i8u8_cols_prepared(p.kernel, &grad, rows, k0, k1, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The forward half of a row-split SVM iteration (see [`RowParts`]), one rayon task per part:
+/// scores, `dscores` and the exact partial products. Returns the mean data loss (the rows'
+/// losses summed in row order, so it does not depend on the split) and whether the integer
+/// path applies (every `N·dS` fits an `i8`; otherwise the caller uses the f32 product on
+/// `dscores`).
+#[allow(clippy::too_many_arguments)]
+fn svm_forward_parts(
+    p: &Problem<'_>,
+    rows: &[&[u8]],
+    labels: &[u32],
+    w: &[f32],
+    b: &[f32],
+    packed: &NtPacked,
+    split: &mut RowParts,
+    scores: &mut [f32],
+    dscores: &mut [f32],
+    losses: &mut [f32],
+) -> Result<(f32, bool), LinearError> {
+    use rayon::prelude::*;
+    let (c, m) = (p.n_classes, rows.len());
+    let d = p.pre.scale.len();
+    split.reserve(m, c, d);
+    let per = split.per;
+    let inv_n = 1.0f32 / m as f32;
+    let (scores, dscores, losses) = (&mut scores[..m * c], &mut dscores[..m * c], &mut losses[..m]);
+    let results: Vec<Result<(), LinearError>> = split.parts[..split.used]
+        .par_iter_mut()
+        .zip(rows.par_chunks(per))
+        .zip(labels.par_chunks(per))
+        .zip(scores.par_chunks_mut(per * c))
+        .zip(dscores.par_chunks_mut(per * c))
+        .zip(losses.par_chunks_mut(per))
+        .map(|(((((part, r), l), sc), ds), lo)| {
+            svm_part(p, r, l, w, b, packed, inv_n, part, sc, ds, lo)
+        })
+        .collect();
+    for r in results {
+        r?;
+    }
+    let mut total = 0.0f32;
+    for &l in losses.iter() {
+        total += l;
+    }
+    let used = &split.parts[..split.used];
+    for (j, cs) in split.colsum.iter_mut().enumerate() {
+        *cs = used.iter().map(|pt| pt.colsum[j]).sum::<i64>() as f64;
+    }
+    split.inv_n = 1.0 / m as f64;
+    let ok = m <= I8U8_MAX_ROWS && used.iter().all(|pt| pt.ok);
+    Ok((total * inv_n, ok))
+}
+
 /// The backward half, fused with the update: for each block of [`UPDATE_BLOCK`] features
 /// (one rayon task each) `dW = dscoresᵀ X̃ + ∂R/∂W` on the block, then, with a `step`, the
 /// update of that block of `W` (and of the velocity `vw`, empty without momentum), while the
@@ -358,7 +530,7 @@ fn backward_update(
     rows: &[&[u8]],
     next: &[&[u8]],
     dscores: &[f32],
-    int: Option<&IntGrad>,
+    grad: Grad<'_>,
     step: Option<Step>,
     w: &mut [f32],
     vw: &mut [f32],
@@ -375,9 +547,9 @@ fn backward_update(
     };
     pblocks.resize_with(wb.len(), || None);
     // the integer gradient packed once for every block's task
-    let prepared = match int {
-        Some(ig) => Some(I8Grad::new(p.kernel, &ig.g, c)?),
-        None => None,
+    let prepared = match grad {
+        Grad::Int(ig) => Some(I8Grad::new(p.kernel, &ig.g, c)?),
+        _ => None,
     };
     let parts: Vec<Result<f64, LinearError>> = wb
         .into_par_iter()
@@ -390,14 +562,26 @@ fn backward_update(
             let k1 = (k0 + UPDATE_BLOCK).min(d);
             let len = k1 - k0;
             prefetch_rows(next, k0, k1);
-            match int.zip(prepared.as_ref()) {
-                Some((ig, grad)) => {
+            let (sc, of) = (&p.pre.scale[k0..k1], &p.pre.offset[k0..k1]);
+            match (grad, prepared.as_ref()) {
+                (Grad::Int(ig), Some(prep)) => {
                     let mut exact = vec![0i32; c * len];
-                    gemm_tn_i8u8_cols_prepared(p.kernel, grad, rows, k0, k1, &mut exact)?;
-                    let (sc, of) = (&p.pre.scale[k0..k1], &p.pre.offset[k0..k1]);
+                    gemm_tn_i8u8_cols_prepared(p.kernel, prep, rows, k0, k1, &mut exact)?;
                     i32_affine_to_f32(p.kernel, &exact, sc, of, &ig.colsum, ig.inv_n, dwb)?;
                 }
-                None => gemm_tn_u8_cols_with(p.kernel, dscores, c, rows, p.pre, k0, k1, dwb)?,
+                (Grad::Parts(rp), _) => {
+                    // the parts' exact partial products of this block, added (exact)
+                    let used = &rp.parts[..rp.used];
+                    let mut exact = match used.first() {
+                        Some(pt) => pt.exact[c * k0..c * k1].to_vec(),
+                        None => vec![0i32; c * len],
+                    };
+                    for pt in used.iter().skip(1) {
+                        exact.iter_mut().zip(&pt.exact[c * k0..c * k1]).for_each(|(a, v)| *a += v);
+                    }
+                    i32_affine_to_f32(p.kernel, &exact, sc, of, &rp.colsum, rp.inv_n, dwb)?;
+                }
+                _ => gemm_tn_u8_cols_with(p.kernel, dscores, c, rows, p.pre, k0, k1, dwb)?,
             }
             let mut reg = 0.0f64;
             for (j, wj) in wsegs.iter_mut().enumerate() {
@@ -518,7 +702,7 @@ pub(crate) fn batch_loss_grad(
         rows,
         &[],
         out.dscores,
-        int.as_ref(),
+        int.as_ref().map_or(Grad::F32, Grad::Int),
         None,
         &mut wc,
         &mut [],
@@ -600,13 +784,32 @@ impl Fit for Linear {
         // inside the pool, not a job injected from outside it (which parks and wakes the
         // calling thread twice per iteration)
         rayon::scope(|_| -> Result<(), LinearError> {
+            // the SVM with the VNNI kernel splits each iteration by rows, one part per pool
+            // thread, from the scores to the exact partial products of `dW` (`RowParts`)
+            let mut split = (matches!(self.loss, Loss::Svm { .. })
+                && i8u8_is_simd(kernel)
+                && bs <= I8U8_MAX_ROWS)
+                .then(|| RowParts::new(bs.div_ceil(rayon::current_num_threads().max(1))));
+            let mut losses = vec![0.0f32; bs];
             for it in 0..iterations {
                 // the next minibatch is drawn (serial: one random stream) by whichever pool
                 // thread is free while the forward pass runs, so that its rows can be
                 // prefetched during this one's backward pass
                 let (forward, next_lr) = rayon::join(
-                    || {
-                        batch_scores_grad(
+                    || match split.as_mut() {
+                        Some(sp) => svm_forward_parts(
+                            &problem,
+                            &rows,
+                            &labels,
+                            &w,
+                            &b,
+                            &packed,
+                            sp,
+                            &mut scores,
+                            &mut dscores,
+                            &mut losses,
+                        ),
+                        None => batch_scores_grad(
                             &problem,
                             &rows,
                             &labels,
@@ -616,6 +819,7 @@ impl Fit for Linear {
                             &mut scores,
                             &mut dscores,
                         )
+                        .map(|l| (l, false)),
                     },
                     || {
                         if it + 1 < iterations {
@@ -626,7 +830,7 @@ impl Fit for Linear {
                         }
                     },
                 );
-                let data_loss = match forward {
+                let (data_loss, parts_ok) = match forward {
                     Ok(v) => v,
                     Err(LinearError::Loss(LossError::NonFinite { what, .. })) => {
                         let loss = if what == "scores" { f64::NAN } else { f64::INFINITY };
@@ -634,14 +838,19 @@ impl Fit for Linear {
                     }
                     Err(e) => return Err(e),
                 };
-                let int = int_grad(&problem, &dscores, rows.len());
+                let int = if parts_ok { None } else { int_grad(&problem, &dscores, rows.len()) };
+                let grad = match (&split, &int) {
+                    (Some(sp), _) if parts_ok => Grad::Parts(sp),
+                    (_, Some(ig)) => Grad::Int(ig),
+                    _ => Grad::F32,
+                };
                 let step = Step { lr: lr as f32, momentum: s.momentum as f32 };
                 let reg_loss = match backward_update(
                     &problem,
                     &rows,
                     &next_rows,
                     &dscores,
-                    int.as_ref(),
+                    grad,
                     Some(step),
                     &mut w,
                     &mut vw,
@@ -897,7 +1106,7 @@ mod tests {
                     &row_refs,
                     &[],
                     &ds,
-                    ig,
+                    ig.map_or(Grad::F32, Grad::Int),
                     None,
                     &mut wc,
                     &mut [],
@@ -927,5 +1136,162 @@ mod tests {
                 );
             }
         }
+    }
+    #[test]
+    fn row_split_svm_iteration_is_exact_for_any_split_and_matches_f64() {
+        // the row-split SVM iteration (forward, loss, N·dS and the exact partial products per
+        // part, added in the update) against the whole-batch path bit for bit, for any part
+        // size, and its gradient against the f64 naive dW = dSᵀ X̃
+        let kernel = GemmKernel::Avx512;
+        if !i8u8_is_simd(kernel) {
+            return;
+        }
+        let (n, d, c) = (130, 300, 10);
+        let mut g = SplitMix64::new(31);
+        let rows: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                (0..d)
+                    .map(|k| match i % 5 {
+                        0 => 255,
+                        1 if k % 3 == 0 => 0,
+                        _ => g.below(256) as u8,
+                    })
+                    .collect()
+            })
+            .collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % c as u32).collect();
+        let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let scale = vec![1.0f32; d];
+        let offset: Vec<f32> = (0..d).map(|k| -120.5 - (k % 7) as f32 * 0.37).collect();
+        let pre = Affine { scale: &scale, offset: &offset };
+        let w: Vec<f32> = (0..c * d).map(|_| (g.next_normal() * 1e-3) as f32).collect();
+        let b: Vec<f32> = (0..c).map(|_| (g.next_normal() * 0.1) as f32).collect();
+        let p = Problem {
+            loss: Loss::Svm { margin: 1.0 },
+            reg: Regularizer::L2(0.3),
+            kernel,
+            pre,
+            n_classes: c,
+        };
+        let packed = NtPacked::new(kernel, pre, &w, c).expect("packs");
+        // the whole-batch path
+        let (mut sc, mut ds) = (vec![0.0; n * c], vec![0.0; n * c]);
+        let loss_ref = batch_scores_grad(&p, &row_refs, &labels, &w, &b, None, &mut sc, &mut ds)
+            .expect("valid");
+        let int = int_grad(&p, &ds, n).expect("integer N·dS");
+        let backward = |grad: Grad<'_>, ds: &[f32]| {
+            let mut out = vec![0.0f32; c * d];
+            let mut wc = w.clone();
+            let reg = backward_update(
+                &p,
+                &row_refs,
+                &[],
+                ds,
+                grad,
+                None,
+                &mut wc,
+                &mut [],
+                &mut out,
+                None,
+            )
+            .expect("valid");
+            (out, reg)
+        };
+        let (dw_ref, reg_ref) = backward(Grad::Int(&int), &ds);
+        for per in [1, 4, 8, 36, 64, 129, 130, 200] {
+            let mut split = RowParts::new(per);
+            let (mut sc2, mut ds2, mut losses) = (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; n]);
+            let (loss, ok) = svm_forward_parts(
+                &p,
+                &row_refs,
+                &labels,
+                &w,
+                &b,
+                &packed,
+                &mut split,
+                &mut sc2,
+                &mut ds2,
+                &mut losses,
+            )
+            .expect("valid");
+            assert!(ok, "per {per}");
+            assert_eq!(loss.to_bits(), loss_ref.to_bits(), "per {per}");
+            assert_eq!(sc2, sc, "per {per}");
+            assert_eq!(ds2, ds, "per {per}");
+            let (dw, reg) = backward(Grad::Parts(&split), &ds2);
+            assert_eq!(dw, dw_ref, "per {per}");
+            assert_eq!(reg.to_bits(), reg_ref.to_bits(), "per {per}");
+        }
+        // the f64 oracle: dW_jk = Σ_i dS_ij x̃_ik with dS = (N·dS)/N exactly, plus 2λW
+        let len = |blk: usize| UPDATE_BLOCK.min(d - blk * UPDATE_BLOCK);
+        for (idx, &got) in dw_ref.iter().enumerate() {
+            let blk = idx / (c * UPDATE_BLOCK);
+            let (j, f) =
+                ((idx % (c * UPDATE_BLOCK)) / len(blk), (idx % (c * UPDATE_BLOCK)) % len(blk));
+            let k = blk * UPDATE_BLOCK + f;
+            let (mut want, mut mag) = (0.0f64, 0.0f64);
+            for i in 0..n {
+                let dsij = (f64::from(ds[i * c + j]) * n as f64).round() / n as f64;
+                let t = dsij * (f64::from(rows[i][k]) + f64::from(offset[k]));
+                want += t;
+                mag += t.abs();
+            }
+            let wjk = f64::from(w[j * d + k]);
+            let reg_grad = f64::from((2.0 * 0.3f64) as f32 * w[j * d + k]);
+            let want = want + reg_grad;
+            // one f32 rounding of the data term, one of the sum with 2λw
+            let bound = 2.0 * f64::from(f32::EPSILON) * (want.abs() + reg_grad.abs())
+                + 1e-12 * mag
+                + 1e-12 * wjk.abs();
+            assert!((f64::from(got) - want).abs() <= bound, "[{idx}] {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn row_split_svm_falls_back_when_n_ds_leaves_i8() {
+        // 130 classes, all margins violated (W = 0): N·dS of the label is −129, outside i8;
+        // the split reports it and its dscores are the whole-batch loss's, bit for bit
+        let kernel = GemmKernel::Avx512;
+        if !i8u8_is_simd(kernel) {
+            return;
+        }
+        let (n, d, c) = (12, 64, 130);
+        let rows: Vec<Vec<u8>> = (0..n).map(|i| vec![(i * 20) as u8; d]).collect();
+        let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| i * 11 % c as u32).collect();
+        let (scale, offset) = (vec![1.0f32; d], vec![-100.0f32; d]);
+        let pre = Affine { scale: &scale, offset: &offset };
+        let (w, b) = (vec![0.0f32; c * d], vec![0.0f32; c]);
+        let p = Problem {
+            loss: Loss::Svm { margin: 1.0 },
+            reg: Regularizer::None,
+            kernel,
+            pre,
+            n_classes: c,
+        };
+        let packed = NtPacked::new(kernel, pre, &w, c).expect("packs");
+        let (mut sc, mut ds) = (vec![0.0; n * c], vec![0.0; n * c]);
+        let loss_ref = batch_scores_grad(&p, &row_refs, &labels, &w, &b, None, &mut sc, &mut ds)
+            .expect("valid");
+        assert!(int_grad(&p, &ds, n).is_none());
+        let mut split = RowParts::new(4);
+        let (mut sc2, mut ds2, mut losses) = (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; n]);
+        let (loss, ok) = svm_forward_parts(
+            &p,
+            &row_refs,
+            &labels,
+            &w,
+            &b,
+            &packed,
+            &mut split,
+            &mut sc2,
+            &mut ds2,
+            &mut losses,
+        )
+        .expect("valid");
+        assert!(!ok);
+        assert_eq!(loss.to_bits(), loss_ref.to_bits());
+        assert_eq!(loss, 129.0);
+        assert_eq!(ds2, ds);
     }
 }
