@@ -351,8 +351,9 @@ enum Grad<'a> {
     F32,
     /// The exact integer product of [`IntGrad`], per feature block.
     Int(&'a IntGrad),
-    /// The exact integer partial products of a row-split SVM iteration ([`RowParts`]),
-    /// summed per feature block (exact, so the split does not change a bit).
+    /// The partial products of a row-split iteration ([`RowParts`]), summed per feature
+    /// block in part order: exact integers for the SVM (so the split does not change a bit),
+    /// `f32` for softmax (a fixed partition, so the bits do not depend on the thread count).
     Parts(&'a RowParts),
 }
 
@@ -367,12 +368,21 @@ struct RowPart {
     colsum: Vec<i64>,
     /// Every `N·dS` of the part fits an `i8` (otherwise `exact` is not computed).
     ok: bool,
+    /// The `f32` partial product `dSᵢᵀ X̃ᵢ` of a softmax part, in the layout of `dw` (empty
+    /// for the SVM).
+    partial: Vec<f32>,
 }
 
-/// The SVM iteration split by rows, end to end: part `t` owns rows `t·per..(t + 1)·per` of the
-/// batch and computes their scores, hinge losses, `N·dS` and exact partial product on one
-/// thread while the rows are in its cache; the update tasks add the partial products
-/// ([`Grad::Parts`]).
+/// Row parts of a softmax iteration: a fixed number, whatever the thread count, so that the
+/// `f32` partial products of `dW` are added the same way on 1, 2 or 3 threads.
+const FLOAT_PARTS: usize = 2;
+
+/// An iteration split by rows, end to end: part `t` owns rows `t·per..(t + 1)·per` of the
+/// batch and computes their scores, losses, `dS` and partial product on one thread while the
+/// rows are in its cache; the update tasks add the partial products ([`Grad::Parts`]). The
+/// SVM's are exact integers (`N·dS` times the u8 pixels), so `per` may follow the thread
+/// count; softmax's are `f32` ([`RowParts::float`]: [`FLOAT_PARTS`] parts, a partition that
+/// depends only on the batch size).
 struct RowParts {
     /// Rows per part (a multiple of 4, the VNNI kernel's row quad).
     per: usize,
@@ -384,10 +394,12 @@ struct RowParts {
     colsum: Vec<f64>,
     /// `1/N`.
     inv_n: f64,
+    /// The parts hold `f32` partial products of a real-valued `dS` (softmax), not exact ones.
+    float: bool,
 }
 
 impl RowParts {
-    /// Parts of `per` rows (rounded up to a multiple of 4).
+    /// Parts of `per` rows (rounded up to a multiple of 4) with exact integer partial products.
     fn new(per: usize) -> Self {
         Self {
             per: per.max(1).next_multiple_of(4),
@@ -395,29 +407,43 @@ impl RowParts {
             used: 0,
             colsum: Vec::new(),
             inv_n: 1.0,
+            float: false,
         }
+    }
+
+    /// [`FLOAT_PARTS`] parts of a batch of `m` rows with `f32` partial products: the same
+    /// partition for any thread count.
+    fn float(m: usize) -> Self {
+        Self { float: true, ..Self::new(m.div_ceil(FLOAT_PARTS)) }
     }
 
     /// Makes room for a batch of `m` rows.
     fn reserve(&mut self, m: usize, c: usize, d: usize) {
         self.used = m.div_ceil(self.per);
         while self.parts.len() < self.used {
+            let (exact, partial) = if self.float {
+                (Vec::new(), vec![0.0; c * d])
+            } else {
+                (vec![0; c * d], Vec::new())
+            };
             self.parts.push(RowPart {
                 g: Vec::with_capacity(self.per * c),
-                exact: vec![0; c * d],
+                exact,
                 colsum: vec![0; c],
                 ok: false,
+                partial,
             });
         }
         self.colsum.resize(c, 0.0);
     }
 }
 
-/// One part of [`svm_forward_parts`]: scores, per-row hinge losses (`losses[i]`, the row's
-/// sum over classes), `dscores = dS` with the bits of the whole-batch loss (`N·dS · (1/N)`)
-/// and, when every `N·dS` fits an `i8`, the exact partial product into `part`.
+/// One part of [`forward_parts`]: scores, per-row losses (`losses[i]`, the row's own loss),
+/// `dscores = dS` (the row's gradient times `1/N`; for the SVM the bits of the whole-batch
+/// loss, `N·dS · (1/N)`) and the partial product into `part`: with `float` the `f32`
+/// `dSᵀ X̃` of the part's rows, else, when every `N·dS` fits an `i8`, the exact integer one.
 #[allow(clippy::too_many_arguments)]
-fn svm_part(
+fn row_part(
     p: &Problem<'_>,
     rows: &[&[u8]],
     labels: &[u32],
@@ -425,6 +451,7 @@ fn svm_part(
     b: &[f32],
     packed: &NtPacked,
     inv_n: f32,
+    float: bool,
     part: &mut RowPart,
     scores: &mut [f32],
     dscores: &mut [f32],
@@ -433,6 +460,22 @@ fn svm_part(
     let c = p.n_classes;
     let d = p.pre.scale.len();
     gemm_nt_u8_packed_serial(rows, p.pre, w, c, packed, scores)?;
+    if float {
+        for (i, (srow, grow)) in
+            scores.chunks_exact_mut(c).zip(dscores.chunks_exact_mut(c)).enumerate()
+        {
+            srow.iter_mut().zip(b).for_each(|(s, bj)| *s += bj);
+            losses[i] = p.loss.loss_grad_into(srow, c, &labels[i..i + 1], grow)?;
+            grow.iter_mut().for_each(|g| *g *= inv_n);
+        }
+        for k0 in (0..d).step_by(UPDATE_BLOCK) {
+            let k1 = (k0 + UPDATE_BLOCK).min(d);
+            let out = &mut part.partial[c * k0..c * k1];
+            gemm_tn_u8_cols_with(p.kernel, dscores, c, rows, p.pre, k0, k1, out)?;
+        }
+        part.ok = true;
+        return Ok(());
+    }
     part.g.clear();
     part.colsum.iter_mut().for_each(|v| *v = 0);
     part.ok = true;
@@ -464,13 +507,13 @@ fn svm_part(
     Ok(())
 }
 
-/// The forward half of a row-split SVM iteration (see [`RowParts`]), one rayon task per part:
-/// scores, `dscores` and the exact partial products. Returns the mean data loss (the rows'
-/// losses summed in row order, so it does not depend on the split) and whether the integer
-/// path applies (every `N·dS` fits an `i8`; otherwise the caller uses the f32 product on
-/// `dscores`).
+/// The forward half of a row-split iteration (see [`RowParts`]), one rayon task per part:
+/// scores, `dscores` and the partial products. Returns the mean data loss (the rows' losses
+/// summed in row order, so it does not depend on the split) and whether the partial
+/// products apply (for the SVM, every `N·dS` fits an `i8`; otherwise the caller uses the f32
+/// product on `dscores`).
 #[allow(clippy::too_many_arguments)]
-fn svm_forward_parts(
+fn forward_parts(
     p: &Problem<'_>,
     rows: &[&[u8]],
     labels: &[u32],
@@ -486,7 +529,7 @@ fn svm_forward_parts(
     let (c, m) = (p.n_classes, rows.len());
     let d = p.pre.scale.len();
     split.reserve(m, c, d);
-    let per = split.per;
+    let (per, float) = (split.per, split.float);
     let inv_n = 1.0f32 / m as f32;
     let (scores, dscores, losses) = (&mut scores[..m * c], &mut dscores[..m * c], &mut losses[..m]);
     let results: Vec<Result<(), LinearError>> = split.parts[..split.used]
@@ -497,7 +540,7 @@ fn svm_forward_parts(
         .zip(dscores.par_chunks_mut(per * c))
         .zip(losses.par_chunks_mut(per))
         .map(|(((((part, r), l), sc), ds), lo)| {
-            svm_part(p, r, l, w, b, packed, inv_n, part, sc, ds, lo)
+            row_part(p, r, l, w, b, packed, inv_n, float, part, sc, ds, lo)
         })
         .collect();
     for r in results {
@@ -512,7 +555,7 @@ fn svm_forward_parts(
         *cs = used.iter().map(|pt| pt.colsum[j]).sum::<i64>() as f64;
     }
     split.inv_n = 1.0 / m as f64;
-    let ok = m <= I8U8_MAX_ROWS && used.iter().all(|pt| pt.ok);
+    let ok = (float || m <= I8U8_MAX_ROWS) && used.iter().all(|pt| pt.ok);
     Ok((total * inv_n, ok))
 }
 
@@ -568,6 +611,20 @@ fn backward_update(
                     let mut exact = vec![0i32; c * len];
                     gemm_tn_i8u8_cols_prepared(p.kernel, prep, rows, k0, k1, &mut exact)?;
                     i32_affine_to_f32(p.kernel, &exact, sc, of, &ig.colsum, ig.inv_n, dwb)?;
+                }
+                (Grad::Parts(rp), _) if rp.float => {
+                    // the parts' f32 partial products of this block, added in part order
+                    let used = &rp.parts[..rp.used];
+                    match used.split_first() {
+                        Some((first, rest)) => {
+                            dwb.copy_from_slice(&first.partial[c * k0..c * k1]);
+                            for pt in rest {
+                                let add = &pt.partial[c * k0..c * k1];
+                                dwb.iter_mut().zip(add).for_each(|(a, v)| *a += v);
+                            }
+                        }
+                        None => dwb.fill(0.0),
+                    }
                 }
                 (Grad::Parts(rp), _) => {
                     // the parts' exact partial products of this block, added (exact)
@@ -693,16 +750,32 @@ pub(crate) fn batch_loss_grad(
 ) -> Result<(f32, f64), LinearError> {
     let c = p.n_classes;
     let d = p.pre.scale.len();
-    let data = batch_scores_grad(p, rows, labels, w, b, None, out.scores, out.dscores)?;
+    // softmax trains on the fixed row split (`RowParts::float`), the other losses here on the
+    // whole batch
+    let mut split = matches!(p.loss, Loss::Softmax).then(|| RowParts::float(rows.len()));
+    let data = match split.as_mut() {
+        Some(sp) => {
+            let packed = NtPacked::new(p.kernel, p.pre, w, c)?;
+            let mut losses = vec![0.0f32; rows.len()];
+            let (sc, ds) = (&mut *out.scores, &mut *out.dscores);
+            forward_parts(p, rows, labels, w, b, &packed, sp, sc, ds, &mut losses)?.0
+        }
+        None => batch_scores_grad(p, rows, labels, w, b, None, out.scores, out.dscores)?,
+    };
     let mut wc = w.to_vec();
     let mut blocked = vec![0.0f32; c * d];
     let int = int_grad(p, out.dscores, rows.len());
+    let grad = match (&split, &int) {
+        (Some(sp), _) => Grad::Parts(sp),
+        (None, Some(ig)) => Grad::Int(ig),
+        (None, None) => Grad::F32,
+    };
     let reg = backward_update(
         p,
         rows,
         &[],
         out.dscores,
-        int.as_ref().map_or(Grad::F32, Grad::Int),
+        grad,
         None,
         &mut wc,
         &mut [],
@@ -785,11 +858,16 @@ impl Fit for Linear {
         // calling thread twice per iteration)
         rayon::scope(|_| -> Result<(), LinearError> {
             // the SVM with the VNNI kernel splits each iteration by rows, one part per pool
-            // thread, from the scores to the exact partial products of `dW` (`RowParts`)
-            let mut split = (matches!(self.loss, Loss::Svm { .. })
-                && i8u8_is_simd(kernel)
-                && bs <= I8U8_MAX_ROWS)
-                .then(|| RowParts::new(bs.div_ceil(rayon::current_num_threads().max(1))));
+            // thread, from the scores to the exact partial products of `dW`; softmax into a
+            // fixed number of parts with f32 partial products (`RowParts`)
+            let mut split = if matches!(self.loss, Loss::Softmax) {
+                Some(RowParts::float(bs))
+            } else {
+                (matches!(self.loss, Loss::Svm { .. })
+                    && i8u8_is_simd(kernel)
+                    && bs <= I8U8_MAX_ROWS)
+                    .then(|| RowParts::new(bs.div_ceil(rayon::current_num_threads().max(1))))
+            };
             let mut losses = vec![0.0f32; bs];
             for it in 0..iterations {
                 // the next minibatch is drawn (serial: one random stream) by whichever pool
@@ -797,7 +875,7 @@ impl Fit for Linear {
                 // prefetched during this one's backward pass
                 let (forward, next_lr) = rayon::join(
                     || match split.as_mut() {
-                        Some(sp) => svm_forward_parts(
+                        Some(sp) => forward_parts(
                             &problem,
                             &rows,
                             &labels,
@@ -1201,7 +1279,7 @@ mod tests {
         for per in [1, 4, 8, 36, 64, 129, 130, 200] {
             let mut split = RowParts::new(per);
             let (mut sc2, mut ds2, mut losses) = (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; n]);
-            let (loss, ok) = svm_forward_parts(
+            let (loss, ok) = forward_parts(
                 &p,
                 &row_refs,
                 &labels,
@@ -1248,6 +1326,134 @@ mod tests {
     }
 
     #[test]
+    fn row_split_softmax_is_the_same_on_any_thread_count_and_matches_f64() {
+        // the fixed softmax split (forward, cross-entropy, dS and the f32 partial products
+        // per part, added in part order in the update) on pools of 1, 2 and 3 threads, bit for
+        // bit; its loss and scores against the whole-batch path, its dS within 2 ulps of it,
+        // and dW against the f64 naive dSᵀ X̃ within the f32 product's bound
+        let (n, d, c) = (203, 300, 10);
+        let mut g = SplitMix64::new(47);
+        let rows: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                (0..d)
+                    .map(|k| match i % 5 {
+                        0 => 255,
+                        1 if k % 3 == 0 => 0,
+                        _ => g.below(256) as u8,
+                    })
+                    .collect()
+            })
+            .collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % c as u32).collect();
+        let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let scale = vec![1.0f32; d];
+        let offset: Vec<f32> = (0..d).map(|k| -120.5 - (k % 7) as f32 * 0.37).collect();
+        let pre = Affine { scale: &scale, offset: &offset };
+        let w: Vec<f32> = (0..c * d).map(|_| (g.next_normal() * 2e-3) as f32).collect();
+        let b: Vec<f32> = (0..c).map(|_| (g.next_normal() * 0.1) as f32).collect();
+        for kernel in GemmKernel::available() {
+            let p = Problem {
+                loss: Loss::Softmax,
+                reg: Regularizer::L2(0.3),
+                kernel,
+                pre,
+                n_classes: c,
+            };
+            let packed = NtPacked::new(kernel, pre, &w, c).expect("packs");
+            let (mut sc, mut ds) = (vec![0.0; n * c], vec![0.0; n * c]);
+            let loss_ref =
+                batch_scores_grad(&p, &row_refs, &labels, &w, &b, None, &mut sc, &mut ds)
+                    .expect("valid");
+            let run = |threads: usize| {
+                let pool =
+                    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+                pool.install(|| {
+                    let mut split = RowParts::float(n);
+                    let (mut sc2, mut ds2, mut losses) =
+                        (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; n]);
+                    let (loss, ok) = forward_parts(
+                        &p,
+                        &row_refs,
+                        &labels,
+                        &w,
+                        &b,
+                        &packed,
+                        &mut split,
+                        &mut sc2,
+                        &mut ds2,
+                        &mut losses,
+                    )
+                    .expect("valid");
+                    assert!(ok);
+                    assert_eq!(split.used, FLOAT_PARTS);
+                    let (mut dw, mut wc) = (vec![0.0f32; c * d], w.clone());
+                    let step = Step { lr: 1e-3, momentum: 0.0 };
+                    let reg = backward_update(
+                        &p,
+                        &row_refs,
+                        &[],
+                        &ds2,
+                        Grad::Parts(&split),
+                        Some(step),
+                        &mut wc,
+                        &mut [],
+                        &mut dw,
+                        None,
+                    )
+                    .expect("valid");
+                    (loss, sc2, ds2, dw, wc, reg)
+                })
+            };
+            let one = run(1);
+            for threads in [2, 3] {
+                let other = run(threads);
+                assert_eq!(other.0.to_bits(), one.0.to_bits(), "{kernel:?} {threads} threads");
+                assert_eq!(other.1, one.1, "{kernel:?} {threads} threads");
+                assert_eq!(other.2, one.2, "{kernel:?} {threads} threads");
+                assert_eq!(other.3, one.3, "{kernel:?} {threads} threads");
+                assert_eq!(other.4, one.4, "{kernel:?} {threads} threads");
+                assert_eq!(other.5.to_bits(), one.5.to_bits(), "{kernel:?} {threads} threads");
+            }
+            let (loss, sc2, ds2, dw, _, _) = one;
+            // per-row losses summed in row order: the whole batch's bits
+            assert_eq!(loss.to_bits(), loss_ref.to_bits(), "{kernel:?}");
+            assert_eq!(sc2, sc, "{kernel:?}");
+            // `(e·(1/Σ) − [j = y])·(1/N)` against the whole batch's `e·((1/N)/Σ) − [j = y]/N`:
+            // a few roundings of terms up to `1/N` apart
+            let inv_n = 1.0 / n as f32;
+            for (a, r) in ds2.iter().zip(&ds) {
+                let bound = 3.0 * f32::EPSILON * (r.abs() + inv_n);
+                assert!((a - r).abs() <= bound, "{kernel:?} {a} vs {r}");
+            }
+            // the f64 oracle: dW_jk = Σ_i dS_ij x̃_ik + 2λ w_jk, on the split's own dS
+            let len = |blk: usize| UPDATE_BLOCK.min(d - blk * UPDATE_BLOCK);
+            for (idx, &got) in dw.iter().enumerate() {
+                let blk = idx / (c * UPDATE_BLOCK);
+                let (j, f) =
+                    ((idx % (c * UPDATE_BLOCK)) / len(blk), (idx % (c * UPDATE_BLOCK)) % len(blk));
+                let k = blk * UPDATE_BLOCK + f;
+                let (mut want, mut mag) = (0.0f64, 0.0f64);
+                for i in 0..n {
+                    let t =
+                        f64::from(ds2[i * c + j]) * (f64::from(rows[i][k]) + f64::from(offset[k]));
+                    want += t;
+                    mag += t.abs();
+                }
+                let reg_grad = f64::from((2.0 * 0.3f64) as f32 * w[j * d + k]);
+                let want = want + reg_grad;
+                // the f32 product's bound (1e-5 of Σ_i |dS_ij x̃_ik|), one f32 rounding of
+                // the sum of the parts and of the sum with 2λw
+                let bound =
+                    1e-5 * mag + 2.0 * f64::from(f32::EPSILON) * (want.abs() + reg_grad.abs());
+                assert!(
+                    (f64::from(got) - want).abs() <= bound,
+                    "{kernel:?} [{idx}] {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn row_split_svm_falls_back_when_n_ds_leaves_i8() {
         // 130 classes, all margins violated (W = 0): N·dS of the label is −129, outside i8;
         // the split reports it and its dscores are the whole-batch loss's, bit for bit
@@ -1276,7 +1482,7 @@ mod tests {
         assert!(int_grad(&p, &ds, n).is_none());
         let mut split = RowParts::new(4);
         let (mut sc2, mut ds2, mut losses) = (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; n]);
-        let (loss, ok) = svm_forward_parts(
+        let (loss, ok) = forward_parts(
             &p,
             &row_refs,
             &labels,

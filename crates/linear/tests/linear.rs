@@ -203,24 +203,27 @@ fn same_seed_same_model_whatever_the_thread_count() {
     let names: Vec<String> = (0..c).map(|i| format!("c{i}")).collect();
     let ds =
         Dataset::new(px, labels, ImageShape::new(3, 32, 32), ClassNames::new(names)).expect("ok");
-    let params = Linear::new(Loss::Svm { margin: 1.0 }).regularization(Reg::L2(1e3)).sgd(Sgd {
-        stop: Stop::Iterations(20),
-        seed: 9,
-        ..Sgd::default()
-    });
-    let fit_with = |threads| {
+    let fit_with = |loss, threads| {
+        let params = Linear::new(loss).regularization(Reg::L2(1e3)).sgd(Sgd {
+            stop: Stop::Iterations(20),
+            seed: 9,
+            ..Sgd::default()
+        });
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
         pool.install(|| params.fit(&ds.all()).expect("fits"))
     };
     // with AVX-512 VNNI the SVM iteration is split by rows, one part per thread (3 threads:
-    // parts of 68, 68 and 64 rows)
-    let a = fit_with(1);
-    for threads in [2, 3] {
-        let b = fit_with(threads);
-        assert_eq!(a.weights(), b.weights(), "{threads} threads");
-        assert_eq!(a.bias(), b.bias(), "{threads} threads");
-        assert_eq!(a.report().loss, b.report().loss, "{threads} threads");
+    // parts of 68, 68 and 64 rows); softmax's into two parts of 100 rows whatever the count
+    for loss in [Loss::Softmax, Loss::Svm { margin: 1.0 }] {
+        let a = fit_with(loss, 1);
+        for threads in [2, 3] {
+            let b = fit_with(loss, threads);
+            assert_eq!(a.weights(), b.weights(), "{loss:?} {threads} threads");
+            assert_eq!(a.bias(), b.bias(), "{loss:?} {threads} threads");
+            assert_eq!(a.report().loss, b.report().loss, "{loss:?} {threads} threads");
+        }
     }
+    let a = fit_with(Loss::Svm { margin: 1.0 }, 1);
     let other = Linear::new(Loss::Svm { margin: 1.0 })
         .regularization(Reg::L2(1e3))
         .sgd(Sgd { stop: Stop::Iterations(20), seed: 10, ..Sgd::default() })
