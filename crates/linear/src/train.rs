@@ -438,12 +438,11 @@ impl RowParts {
     }
 }
 
-/// One part of [`forward_parts`]: scores, per-row losses (`losses[i]`, the row's own loss),
-/// `dscores = dS` (the row's gradient times `1/N`; for the SVM the bits of the whole-batch
-/// loss, `N·dS · (1/N)`) and the partial product into `part`: with `float` the `f32`
-/// `dSᵀ X̃` of the part's rows, else, when every `N·dS` fits an `i8`, the exact integer one.
+/// One softmax part of [`forward_parts`]: scores, per-row losses (`losses[i]`, the row's own
+/// loss), `dscores = dS` (the row's gradient times `1/N`) and the `f32` partial product
+/// `dSᵀ X̃` of the part's rows into `part.partial`, by feature block.
 #[allow(clippy::too_many_arguments)]
-fn row_part(
+fn float_part(
     p: &Problem<'_>,
     rows: &[&[u8]],
     labels: &[u32],
@@ -451,7 +450,6 @@ fn row_part(
     b: &[f32],
     packed: &NtPacked,
     inv_n: f32,
-    float: bool,
     part: &mut RowPart,
     scores: &mut [f32],
     dscores: &mut [f32],
@@ -460,22 +458,41 @@ fn row_part(
     let c = p.n_classes;
     let d = p.pre.scale.len();
     gemm_nt_u8_packed_serial(rows, p.pre, w, c, packed, scores)?;
-    if float {
-        for (i, (srow, grow)) in
-            scores.chunks_exact_mut(c).zip(dscores.chunks_exact_mut(c)).enumerate()
-        {
-            srow.iter_mut().zip(b).for_each(|(s, bj)| *s += bj);
-            losses[i] = p.loss.loss_grad_into(srow, c, &labels[i..i + 1], grow)?;
-            grow.iter_mut().for_each(|g| *g *= inv_n);
-        }
-        for k0 in (0..d).step_by(UPDATE_BLOCK) {
-            let k1 = (k0 + UPDATE_BLOCK).min(d);
-            let out = &mut part.partial[c * k0..c * k1];
-            gemm_tn_u8_cols_with(p.kernel, dscores, c, rows, p.pre, k0, k1, out)?;
-        }
-        part.ok = true;
-        return Ok(());
+    for (i, (srow, grow)) in scores.chunks_exact_mut(c).zip(dscores.chunks_exact_mut(c)).enumerate()
+    {
+        srow.iter_mut().zip(b).for_each(|(s, bj)| *s += bj);
+        losses[i] = p.loss.loss_grad_into(srow, c, &labels[i..i + 1], grow)?;
+        grow.iter_mut().for_each(|g| *g *= inv_n);
     }
+    for k0 in (0..d).step_by(UPDATE_BLOCK) {
+        let k1 = (k0 + UPDATE_BLOCK).min(d);
+        let out = &mut part.partial[c * k0..c * k1];
+        gemm_tn_u8_cols_with(p.kernel, dscores, c, rows, p.pre, k0, k1, out)?;
+    }
+    part.ok = true;
+    Ok(())
+}
+
+/// One SVM part of [`forward_parts`]: scores, per-row hinge losses (`losses[i]`, the row's
+/// sum over classes), `dscores = dS` with the bits of the whole-batch loss (`N·dS · (1/N)`)
+/// and, when every `N·dS` fits an `i8`, the exact partial product into `part`.
+#[allow(clippy::too_many_arguments)]
+fn svm_part(
+    p: &Problem<'_>,
+    rows: &[&[u8]],
+    labels: &[u32],
+    w: &[f32],
+    b: &[f32],
+    packed: &NtPacked,
+    inv_n: f32,
+    part: &mut RowPart,
+    scores: &mut [f32],
+    dscores: &mut [f32],
+    losses: &mut [f32],
+) -> Result<(), LinearError> {
+    let c = p.n_classes;
+    let d = p.pre.scale.len();
+    gemm_nt_u8_packed_serial(rows, p.pre, w, c, packed, scores)?;
     part.g.clear();
     part.colsum.iter_mut().for_each(|v| *v = 0);
     part.ok = true;
@@ -540,7 +557,11 @@ fn forward_parts(
         .zip(dscores.par_chunks_mut(per * c))
         .zip(losses.par_chunks_mut(per))
         .map(|(((((part, r), l), sc), ds), lo)| {
-            row_part(p, r, l, w, b, packed, inv_n, float, part, sc, ds, lo)
+            if float {
+                float_part(p, r, l, w, b, packed, inv_n, part, sc, ds, lo)
+            } else {
+                svm_part(p, r, l, w, b, packed, inv_n, part, sc, ds, lo)
+            }
         })
         .collect();
     for r in results {
