@@ -381,6 +381,27 @@ impl NtPackBlock<'_> {
     }
 }
 
+/// The shape checks of the packed forward products; `None` when there is nothing to compute,
+/// else the kernel `packed` was made for.
+fn check_packed(
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    w: &[f32],
+    n: usize,
+    packed: &NtPacked,
+    out_len: usize,
+) -> Result<Option<GemmKernel>, GemmError> {
+    let k = check_rows(rows, pre)?;
+    check("w", n * k, w.len())?;
+    check("out", rows.len() * n, out_len)?;
+    let Some(kernel) = packed.kernel else {
+        return Err(GemmError::ShapeMismatch { what: "packed", expected: n, found: 0 });
+    };
+    check("packed classes", n, packed.n)?;
+    check("packed features", k, packed.k)?;
+    Ok((n != 0 && !rows.is_empty()).then_some(kernel))
+}
+
 /// [`gemm_nt_u8_with`] on a `W` packed beforehand ([`NtPacked`], made from this `w` for
 /// this kernel, `pre` and `n`): the same scores, bit for bit.
 pub fn gemm_nt_u8_packed(
@@ -391,17 +412,9 @@ pub fn gemm_nt_u8_packed(
     packed: &NtPacked,
     out: &mut [f32],
 ) -> Result<(), GemmError> {
-    let k = check_rows(rows, pre)?;
-    check("w", n * k, w.len())?;
-    check("out", rows.len() * n, out.len())?;
-    let Some(kernel) = packed.kernel else {
-        return Err(GemmError::ShapeMismatch { what: "packed", expected: n, found: 0 });
-    };
-    check("packed classes", n, packed.n)?;
-    check("packed features", k, packed.k)?;
-    if n == 0 || rows.is_empty() {
+    let Some(kernel) = check_packed(rows, pre, w, n, packed, out.len())? else {
         return Ok(());
-    }
+    };
     nt_run(kernel, rows, &packed.prep, pre, w, n, out);
     Ok(())
 }
@@ -417,17 +430,9 @@ pub fn gemm_nt_u8_packed_serial(
     packed: &NtPacked,
     out: &mut [f32],
 ) -> Result<(), GemmError> {
-    let k = check_rows(rows, pre)?;
-    check("w", n * k, w.len())?;
-    check("out", rows.len() * n, out.len())?;
-    let Some(kernel) = packed.kernel else {
-        return Err(GemmError::ShapeMismatch { what: "packed", expected: n, found: 0 });
-    };
-    check("packed classes", n, packed.n)?;
-    check("packed features", k, packed.k)?;
-    if n == 0 || rows.is_empty() {
+    let Some(kernel) = check_packed(rows, pre, w, n, packed, out.len())? else {
         return Ok(());
-    }
+    };
     nt_serial(kernel, rows, &packed.prep, pre, w, n, out);
     Ok(())
 }

@@ -1236,17 +1236,20 @@ mod tests {
             }
         }
     }
-    #[test]
-    fn row_split_svm_iteration_is_exact_for_any_split_and_matches_f64() {
-        // the row-split SVM iteration (forward, loss, N·dS and the exact partial products per
-        // part, added in the update) against the whole-batch path bit for bit, for any part
-        // size, and its gradient against the f64 naive dW = dSᵀ X̃
-        let kernel = GemmKernel::Avx512;
-        if !i8u8_is_simd(kernel) {
-            return;
-        }
-        let (n, d, c) = (130, 300, 10);
-        let mut g = SplitMix64::new(31);
+    /// A batch for the row-split tests: every fifth row all 255, every fifth with zeros on
+    /// every third feature, the rest uniform; cyclic labels; a mean-like offset; W ~ N(0, w_std²),
+    /// b ~ N(0, 0.01).
+    struct Batch {
+        rows: Vec<Vec<u8>>,
+        labels: Vec<u32>,
+        scale: Vec<f32>,
+        offset: Vec<f32>,
+        w: Vec<f32>,
+        b: Vec<f32>,
+    }
+
+    fn adversarial_batch(n: usize, d: usize, c: usize, seed: u64, w_std: f64) -> Batch {
+        let mut g = SplitMix64::new(seed);
         let rows: Vec<Vec<u8>> = (0..n)
             .map(|i| {
                 (0..d)
@@ -1259,12 +1262,26 @@ mod tests {
             })
             .collect();
         let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % c as u32).collect();
-        let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
         let scale = vec![1.0f32; d];
         let offset: Vec<f32> = (0..d).map(|k| -120.5 - (k % 7) as f32 * 0.37).collect();
-        let pre = Affine { scale: &scale, offset: &offset };
-        let w: Vec<f32> = (0..c * d).map(|_| (g.next_normal() * 1e-3) as f32).collect();
+        let w: Vec<f32> = (0..c * d).map(|_| (g.next_normal() * w_std) as f32).collect();
         let b: Vec<f32> = (0..c).map(|_| (g.next_normal() * 0.1) as f32).collect();
+        Batch { rows, labels, scale, offset, w, b }
+    }
+
+    #[test]
+    fn row_split_svm_iteration_is_exact_for_any_split_and_matches_f64() {
+        // the row-split SVM iteration (forward, loss, N·dS and the exact partial products per
+        // part, added in the update) against the whole-batch path bit for bit, for any part
+        // size, and its gradient against the f64 naive dW = dSᵀ X̃
+        let kernel = GemmKernel::Avx512;
+        if !i8u8_is_simd(kernel) {
+            return;
+        }
+        let (n, d, c) = (130, 300, 10);
+        let Batch { rows, labels, scale, offset, w, b } = adversarial_batch(n, d, c, 31, 1e-3);
+        let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+        let pre = Affine { scale: &scale, offset: &offset };
         let p = Problem {
             loss: Loss::Svm { margin: 1.0 },
             reg: Regularizer::L2(0.3),
@@ -1353,25 +1370,9 @@ mod tests {
         // bit; its loss and scores against the whole-batch path, its dS within 2 ulps of it,
         // and dW against the f64 naive dSᵀ X̃ within the f32 product's bound
         let (n, d, c) = (203, 300, 10);
-        let mut g = SplitMix64::new(47);
-        let rows: Vec<Vec<u8>> = (0..n)
-            .map(|i| {
-                (0..d)
-                    .map(|k| match i % 5 {
-                        0 => 255,
-                        1 if k % 3 == 0 => 0,
-                        _ => g.below(256) as u8,
-                    })
-                    .collect()
-            })
-            .collect();
-        let labels: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % c as u32).collect();
+        let Batch { rows, labels, scale, offset, w, b } = adversarial_batch(n, d, c, 47, 2e-3);
         let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
-        let scale = vec![1.0f32; d];
-        let offset: Vec<f32> = (0..d).map(|k| -120.5 - (k % 7) as f32 * 0.37).collect();
         let pre = Affine { scale: &scale, offset: &offset };
-        let w: Vec<f32> = (0..c * d).map(|_| (g.next_normal() * 2e-3) as f32).collect();
-        let b: Vec<f32> = (0..c).map(|_| (g.next_normal() * 0.1) as f32).collect();
         for kernel in GemmKernel::available() {
             let p = Problem {
                 loss: Loss::Softmax,
