@@ -1235,10 +1235,11 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    /// Deterministic bytes and floats without a dependency (xorshift64*).
-    struct Gen(u64);
+    /// Deterministic bytes and floats without a dependency (xorshift64*); also used by the
+    /// tests of `gemm::int`.
+    pub(super) struct Gen(pub(super) u64);
     impl Gen {
-        fn next(&mut self) -> u64 {
+        pub(super) fn next(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;

@@ -416,16 +416,7 @@ mod vnni {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Gen(u64);
-    impl Gen {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-    }
+    use crate::gemm::tests::Gen;
 
     #[test]
     fn every_kernel_is_exact_on_random_and_extreme_input() {
