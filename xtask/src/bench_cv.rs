@@ -22,6 +22,7 @@ use imgclass_report::{
 use serde::Serialize;
 
 use crate::knn_cv::{fast_knn_cv, metric_label};
+use crate::procstat::cpu_seconds;
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -58,18 +59,6 @@ pub struct Args {
     /// Training neighbours shown per gallery row.
     #[arg(long, default_value_t = 10)]
     pub gallery_neighbours: usize,
-}
-
-/// CPU seconds (user + system, all threads) this process has used so far: fields 14 and 15
-/// of `/proc/self/stat`, in clock ticks of 1/100 s (Linux's fixed `USER_HZ`). `None` off
-/// Linux. On a shared machine the CPU time of a phase is steadier than its wall time.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // the command name (field 2) may hold spaces; the fields after its ')' are plain
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
 }
 
 /// Wall and CPU seconds since `t0` / `c0`.

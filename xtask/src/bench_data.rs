@@ -14,8 +14,8 @@ use anyhow::Context;
 use imgclass_data::cifar;
 use imgclass_data::folder::{FolderOptions, read_image_folder};
 
-/// Seed of the training order written by the import (as `fetch-data --from` does).
-const IMPORT_SEED: u64 = 0x1c1f_a710;
+use crate::fetch::IMPORT_SEED;
+use crate::procstat::{cpu_seconds, status_bytes};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -258,7 +258,7 @@ fn timed<T>(phase: &mut Phase, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow:
     tracing::debug!(phase = %phase.name, wall_ms = wall.as_secs_f64() * 1e3, cpu_ms = cpu.as_secs_f64() * 1e3, "run");
     phase.times.push(wall);
     phase.cpu.push(cpu);
-    let peak = status_kib("VmHWM:").map(|k| k * 1024);
+    let peak = status_bytes("VmHWM:");
     phase.peak = phase.peak.max(peak);
     phase.base = phase.base.max(base);
     Ok(out)
@@ -267,25 +267,13 @@ fn timed<T>(phase: &mut Phase, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow:
 /// Resets the peak resident set (`VmHWM`) to the current one; returns the current one, bytes.
 fn reset_peak() -> Option<u64> {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    status_kib("VmRSS:").map(|k| k * 1024)
+    status_bytes("VmRSS:")
 }
 
-/// CPU time (user + system) of this process so far, from `/proc/self/stat` (clock ticks,
-/// 100 per second on Linux); zero when unavailable. A `cat` subprocess is not counted.
+/// CPU time (user + system) of this process so far; zero when unavailable. A `cat`
+/// subprocess is not counted.
 fn cpu_time() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| {
-        let rest = &s[s.rfind(')')? + 1..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-    });
-    Duration::from_millis(ticks.unwrap_or(0) * 10)
-}
-
-/// A `kB` field of `/proc/self/status`.
-fn status_kib(field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    Duration::from_secs_f64(cpu_seconds().unwrap_or(0.0))
 }
 
 fn mib(bytes: Option<u64>) -> String {

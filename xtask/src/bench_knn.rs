@@ -46,30 +46,13 @@ fn parse_metric(s: &str) -> Result<Metric, String> {
 }
 
 use crate::paths::data_dir;
+use crate::procstat::{cpu_seconds, status_bytes};
 
 fn first_n(ds: &Dataset, n: Option<usize>) -> anyhow::Result<Subset> {
     match n {
         Some(n) if n < ds.len() => Ok(ds.subset((0..n).collect::<Vec<_>>())?),
         _ => Ok(ds.all()),
     }
-}
-
-/// Peak resident set size of this process in bytes (`VmHWM` of `/proc/self/status`).
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// User + system CPU seconds of this process (Linux `/proc/self/stat`, 100 ticks a second):
-/// on a loaded machine, CPU time shows the kernels' own cost where wall time shows the queue.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
 }
 
 /// Runs the command.
@@ -90,16 +73,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         train.dim()
     );
     let t = Instant::now();
-    let cpu0 = cpu_seconds();
+    let cpu0 = cpu_seconds().unwrap_or(0.0);
     let predicted = pool.install(|| -> anyhow::Result<Vec<u32>> {
         let model = Knn::new(args.k).metric(args.metric).fit(&train)?;
         Ok(model.predict(&test)?)
     })?;
     let wall_s = t.elapsed().as_secs_f64();
-    let cpu_s = cpu_seconds() - cpu0;
+    let cpu_s = cpu_seconds().unwrap_or(0.0) - cpu0;
     let correct = predicted.iter().zip(test.labels()).filter(|(p, y)| *p == y).count();
     let accuracy = correct as f64 / test.len().max(1) as f64;
-    let peak = peak_rss_bytes().unwrap_or(0);
+    let peak = status_bytes("VmHWM:").unwrap_or(0);
     let pairs = (train.len() * test.len() * train.dim()) as f64;
     println!(
         "knn {} k={} kernel={kernel} threads={}: {} test x {} train: wall {wall_s:.3} s \

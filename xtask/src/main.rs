@@ -11,6 +11,7 @@ mod fetch;
 mod knn_cv;
 mod paths;
 mod predict;
+mod procstat;
 
 use clap::{Parser, Subcommand};
 
