@@ -26,4 +26,4 @@ pub mod rng;
 mod traits;
 
 pub use dataset::{ClassNames, Dataset, DatasetError, ImageShape, Label, Subset};
-pub use traits::{Fit, Predict};
+pub use traits::{Fit, Predict, argmax_label};

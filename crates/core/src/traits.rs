@@ -1,6 +1,7 @@
 //! The two traits every classifier implements: hyperparameters [`Fit`] into a model, and a
 //! model can [`Predict`]. `imgclass-eval` is generic over them and knows no concrete
-//! classifier.
+//! classifier. Also [`argmax_label`], the one tie rule (first maximum) every classifier's
+//! `predict` uses.
 
 use crate::{Label, Subset};
 
@@ -28,4 +29,22 @@ pub trait Predict {
 
     /// One predicted label for each row of `x`, in order.
     fn predict(&self, x: &Subset) -> Result<Vec<Label>, Self::Error>;
+}
+
+/// The label of the largest of a row of class scores; equal scores go to the smaller label
+/// (the first maximum), and NaN never wins over a number it follows. An empty row gives 0.
+///
+/// ```
+/// use imgclass_core::argmax_label;
+/// assert_eq!(argmax_label(&[0.1f32, 0.7, 0.7, 0.2]), 1);
+/// assert_eq!(argmax_label(&[3u32, 1, 3]), 0);
+/// ```
+pub fn argmax_label<T: PartialOrd>(row: &[T]) -> Label {
+    let mut best = 0;
+    for (j, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = j;
+        }
+    }
+    best as Label
 }

@@ -33,7 +33,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use imgclass_core::{Fit, Label, Predict, Subset};
+use imgclass_core::{Fit, Label, Predict, Subset, argmax_label};
 use imgclass_linalg::{Metric, Rows, RowsU8, knn_u8};
 
 use crate::KnnError;
@@ -235,7 +235,7 @@ impl KnnModel {
         Ok((0..neighbors.n_queries())
             .map(|q| {
                 self.scores(neighbors, q, k, &mut scores);
-                argmax_smallest(&scores)
+                argmax_label(&scores)
             })
             .collect())
     }
@@ -281,17 +281,6 @@ impl KnnModel {
             };
         }
     }
-}
-
-/// The index of the largest score; equal scores go to the smaller label.
-fn argmax_smallest(scores: &[f64]) -> Label {
-    let mut best = 0;
-    for (c, &s) in scores.iter().enumerate() {
-        if s > scores[best] {
-            best = c;
-        }
-    }
-    best as Label
 }
 
 impl Predict for KnnModel {

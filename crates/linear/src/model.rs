@@ -1,7 +1,7 @@
 //! [`LinearModel`]: learned `W` (C x D) and `b` (C) with the training preprocessing, and the
 //! [`TrainingReport`] of the SGD run that produced it.
 
-use imgclass_core::{ImageShape, Label, Predict, Subset};
+use imgclass_core::{ImageShape, Label, Predict, Subset, argmax_label};
 use imgclass_linalg::gemm::{Affine, gemm_nt_u8};
 use imgclass_loss::{Loss, softmax_rows};
 
@@ -188,16 +188,6 @@ impl Predict for LinearModel {
     fn predict(&self, x: &Subset) -> Result<Vec<Label>, LinearError> {
         let s = self.scores(x)?;
         let c = self.n_classes;
-        Ok(s.chunks_exact(c)
-            .map(|row| {
-                let mut best = 0;
-                for (j, &v) in row.iter().enumerate() {
-                    if v > row[best] {
-                        best = j;
-                    }
-                }
-                best as Label
-            })
-            .collect())
+        Ok(s.chunks_exact(c).map(argmax_label).collect())
     }
 }

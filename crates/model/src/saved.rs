@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, Subset};
+use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, Subset, argmax_label};
 use imgclass_knn::ann::{BuiltIndex, data_checksum};
 use imgclass_knn::{Knn, KnnModel, Neighbors};
 use imgclass_linear::LinearModel;
@@ -120,17 +120,7 @@ impl SavedModel {
     pub fn predict(&self, x: &Subset) -> Result<Vec<Label>, ModelError> {
         let c = self.n_classes();
         let p = self.predict_proba(x)?;
-        Ok(p.chunks_exact(c.max(1))
-            .map(|row| {
-                let mut best = 0;
-                for (j, &v) in row.iter().enumerate() {
-                    if v > row[best] {
-                        best = j;
-                    }
-                }
-                best as Label
-            })
-            .collect())
+        Ok(p.chunks_exact(c.max(1)).map(argmax_label).collect())
     }
 }
 
