@@ -25,6 +25,13 @@
 //! the uncentred magnitude `Σ_k (|x_ik W'_jk| + |offset_k W_jk|)` (at most about twice the
 //! centred one on mean-subtracted pixels; tested against f64).
 //!
+//! The AVX-512 backward pass folds the affine map out of its inner loop the same way:
+//! `D_jk = s_k · Σ_i G_ij x_ik + o_k · Σ_i G_ij`, the first sum an f32 FMA chain over the
+//! rows on raw pixels (exact u8 → f32 widening), `Σ_i G_ij` summed in f64 once per call, and
+//! one `fma` per output. Its error is at most `(m + 2)·u·Σ_i |G_ij| (|x_ik s_k| + |o_k|)`
+//! (`u = 2⁻²⁴`), the uncentred magnitude again; the AVX2 kernel (affine map per element)
+//! stays within the same bound (see [`gemm_tn_u8_with`]).
+//!
 //! For integer gradients (the multiclass SVM's `N·dS`), [`gemm_tn_i8u8_cols_with`] computes
 //! `(N·dS)ᵀ X` exactly in i32 with AVX-512 VNNI on a copy of the batch interleaved 4 rows by
 //! 4; the caller applies the affine map and `1/N` in f64 with one rounding.
@@ -439,6 +446,18 @@ pub fn gemm_nt_u8_packed_serial(
 
 /// Backward product `out = Gᵀ X̃` (`g`: `rows.len() x n`, `out`: `n x k`), with the kernel
 /// from [`GemmKernel::detect`].
+///
+/// Error bound of every kernel, per element (`m` rows, `u = 2⁻²⁴`):
+///
+/// ```text
+/// |out_jk − Σ_i g_ij (x_ik s_k + o_k)|  <=  (m + 2) · u · Σ_i |g_ij| (|x_ik s_k| + |o_k|)
+/// ```
+///
+/// The AVX-512 kernel computes `fma(Σ_i g_ij x_ik, s_k, o_k · fl(Σ_i g_ij))` (the sum over
+/// the raw pixels an f32 FMA chain in row order, `Σ_i g_ij` in f64 rounded once), so its error
+/// grows with the uncentred `|x s| + |o|` rather than with `|x s + o|`: on pixels near the mean
+/// the result can cancel to far below the bound's scale. The scalar twin accumulates in f64
+/// (one rounding); AVX2 applies the affine map per element with an f32 FMA chain.
 pub fn gemm_tn_u8(
     g: &[f32],
     n: usize,
@@ -489,9 +508,13 @@ pub fn gemm_tn_u8_with(
 
 /// Columns `k0..k1` of the backward product, serially: `out = (Gᵀ X̃)[:, k0..k1]` with `out`
 /// row-major `n x (k1 - k0)`. For callers that split the features over their own tasks (and
-/// fuse work on each block); with `k0` a multiple of 32 and `k1` a multiple of 32 or `k`,
-/// every column is computed by the same instruction sequence as in [`gemm_tn_u8_with`],
-/// so the bits do not depend on how the features are split.
+/// fuse work on each block). Every kernel computes each column with the same arithmetic
+/// whether it falls in a vector block or in the tail, so any split of the features (not only
+/// multiples of 32) gives the bits of [`gemm_tn_u8_with`]; error bound as there.
+///
+/// With AVX-512, one call for a thread's whole feature range is a few % faster than one call
+/// per 256-feature block (each call sums `Σ_i g_ij` again and starts its prefetch afresh);
+/// `crates/linalg/examples/tn_speed.rs` measures both.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_tn_u8_cols_with(
     kernel: GemmKernel,
@@ -951,15 +974,15 @@ mod avx512 {
         }
     }
 
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn load_x(r: &[u8], kk: usize, sc: __m512, of: __m512) -> __m512 {
-        // SAFETY: the caller guarantees `kk + 16 <= r.len()`.
-        let b = unsafe { _mm_loadu_si128(r.as_ptr().add(kk).cast()) };
-        _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), sc, of)
-    }
-
-    /// Backward pass for columns `k0..k1` of the `n x k` output at `out`.
+    /// Backward pass for columns `k0..k1` of the `n x k` output at `out`, with the affine map
+    /// folded out of the inner loop: `D_jk = s_k · Σ_i g_ij x_ik + o_k · Σ_i g_ij`. The inner
+    /// loop only widens bytes to f32 (exact) and multiply-adds, 10 classes x 32 features per
+    /// register block (20 accumulators kept in registers over all rows, `g_ij` broadcast from
+    /// memory); `Σ_i g_ij` is summed in f64 once per call and rounded once.
+    ///
+    /// Every column, whichever block or tail computes it, gets the same lane arithmetic (an
+    /// f32 FMA chain over the rows in order, then `fma(acc, s_k, o_k · G_j)`), so the result
+    /// does not depend on `k0`, `k1` or how the features are split.
     ///
     /// # Safety
     /// AVX-512F; `out` points at `n * k` floats of which this call owns columns `k0..k1`.
@@ -983,6 +1006,9 @@ mod avx512 {
         }
     }
 
+    /// Rows between a row and the one whose bytes it prefetches (about 130 cycles ahead).
+    const TN_PREFETCH_ROWS: usize = 6;
+
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     unsafe fn tn_block<const NR: usize>(
@@ -996,6 +1022,7 @@ mod avx512 {
         j0: usize,
     ) {
         let m = rows.len();
+        let gs = super::tn_class_sums::<NR>(g, n, m, j0);
         let mut kk = k0;
         // 32 features x NR classes per block
         while kk + 32 <= k1 {
@@ -1004,19 +1031,17 @@ mod avx512 {
             // SAFETY: kk + 32 <= k1 <= k; rows have length k; g has rows.len() * n floats;
             // out has n * k floats and this task owns columns k0..k1.
             unsafe {
-                let sc0 = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
-                let of0 = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
-                let sc1 = _mm512_loadu_ps(pre.scale.as_ptr().add(kk + 16));
-                let of1 = _mm512_loadu_ps(pre.offset.as_ptr().add(kk + 16));
                 for (i, r) in rows.iter().enumerate() {
-                    if kk.is_multiple_of(64) {
-                        // random rows: fetch a later row's line (this block and the next)
-                        _mm_prefetch::<_MM_HINT_T0>(
-                            rows[(i + 6).min(m - 1)].as_ptr().add(kk).cast(),
-                        );
-                    }
-                    let x0 = load_x(r, kk, sc0, of0);
-                    let x1 = load_x(r, kk + 16, sc1, of1);
+                    // random rows: fetch a later row's bytes of this block (in case the
+                    // forward pass left them in L2 or another core), and this row's next line,
+                    // needed two blocks later (in case they are still in DRAM)
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        rows[(i + TN_PREFETCH_ROWS).min(m - 1)].as_ptr().add(kk).cast(),
+                    );
+                    // (wrapping: past the row's end the address is only a hint, never read)
+                    _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().wrapping_add(kk + 64).cast());
+                    let x0 = load_u8(r, kk);
+                    let x1 = load_u8(r, kk + 16);
                     let gi = g.as_ptr().add(i * n + j0);
                     for c in 0..NR {
                         let gv = _mm512_set1_ps(*gi.add(c));
@@ -1024,36 +1049,106 @@ mod avx512 {
                         a1[c] = _mm512_fmadd_ps(gv, x1, a1[c]);
                     }
                 }
-                for c in 0..NR {
-                    let o = out.at(j0 + c, kk);
-                    _mm512_storeu_ps(o, a0[c]);
-                    _mm512_storeu_ps(o.add(16), a1[c]);
-                }
+                tn_store(&a0, pre, &gs, kk, out, j0);
+                tn_store(&a1, pre, &gs, kk + 16, out, j0);
             }
             kk += 32;
         }
-        while kk + 16 <= k1 {
+        if kk + 16 <= k1 {
             let mut a0 = [_mm512_setzero_ps(); NR];
             // SAFETY: as above with 16 features.
             unsafe {
-                let sc0 = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
-                let of0 = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
                 for (i, r) in rows.iter().enumerate() {
-                    let x0 = load_x(r, kk, sc0, of0);
+                    let x0 = load_u8(r, kk);
                     let gi = g.as_ptr().add(i * n + j0);
                     for c in 0..NR {
                         let gv = _mm512_set1_ps(*gi.add(c));
                         a0[c] = _mm512_fmadd_ps(gv, x0, a0[c]);
                     }
                 }
-                for c in 0..NR {
-                    _mm512_storeu_ps(out.at(j0 + c, kk), a0[c]);
-                }
+                tn_store(&a0, pre, &gs, kk, out, j0);
             }
             kk += 16;
         }
         // SAFETY: forwarded; columns kk..k1 belong to this task.
-        unsafe { super::tn_tail::<NR>(g, n, rows, pre, kk, k1, out, j0) };
+        unsafe { super::tn_tail_folded::<NR>(g, n, rows, pre, &gs, kk, k1, out, j0) };
+    }
+
+    /// Stores 16 columns `kk..kk + 16` of classes `j0..j0 + NR`: `fma(acc, s, o · G_j)`.
+    ///
+    /// # Safety
+    /// AVX-512F; `kk + 16 <= k`; the caller owns these columns of `out`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tn_store<const NR: usize>(
+        acc: &[__m512; NR],
+        pre: Affine<'_>,
+        gs: &[f32; NR],
+        kk: usize,
+        out: OutPtr,
+        j0: usize,
+    ) {
+        // SAFETY: kk + 16 <= k = the length of scale and offset; (j0 + c, kk..kk + 16) lies
+        // in the caller's columns of `out`.
+        unsafe {
+            let sc = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
+            let of = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
+            for c in 0..NR {
+                let base = _mm512_mul_ps(of, _mm512_set1_ps(gs[c]));
+                _mm512_storeu_ps(out.at(j0 + c, kk), _mm512_fmadd_ps(acc[c], sc, base));
+            }
+        }
+    }
+}
+
+/// `G_j = Σ_i g_ij` for classes `j0..j0 + NR`, summed in f64 (four partial sums over the
+/// rows `i mod 4`, added as `(s0 + s1) + (s2 + s3)`: the same order in every call) and
+/// rounded once to f32.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn tn_class_sums<const NR: usize>(g: &[f32], n: usize, m: usize, j0: usize) -> [f32; NR] {
+    let mut s = [[0.0f64; NR]; 4];
+    for (i, row) in g.chunks_exact(n).take(m).enumerate() {
+        for (a, v) in s[i % 4].iter_mut().zip(&row[j0..j0 + NR]) {
+            *a += f64::from(*v);
+        }
+    }
+    std::array::from_fn(|c| ((s[0][c] + s[1][c]) + (s[2][c] + s[3][c])) as f32)
+}
+
+/// The folded AVX-512 backward pass's last `< 16` columns, one at a time with the lane
+/// arithmetic of the vector blocks: an f32 FMA chain `acc = g_ij · x_ik + acc` over the rows
+/// in order, then `fma(acc, s_k, o_k · G_j)` (scalar `mul_add` rounds exactly as `vfmadd`).
+///
+/// # Safety
+/// `out` points at `n * k` floats and the caller owns columns `from..to`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tn_tail_folded<const NR: usize>(
+    g: &[f32],
+    n: usize,
+    rows: &[&[u8]],
+    pre: Affine<'_>,
+    gs: &[f32; NR],
+    from: usize,
+    to: usize,
+    out: OutPtr,
+    j0: usize,
+) {
+    for kk in from..to {
+        let mut acc = [0.0f32; NR];
+        for (i, r) in rows.iter().enumerate() {
+            let x = f32::from(r[kk]);
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a = g[i * n + j0 + c].mul_add(x, *a);
+            }
+        }
+        for (c, a) in acc.iter().enumerate() {
+            let v = a.mul_add(pre.scale[kk], pre.offset[kk] * gs[c]);
+            // SAFETY: (j0 + c) < n, kk < k, column kk owned by the caller.
+            unsafe { *out.at(j0 + c, kk) = v };
+        }
     }
 }
 
@@ -1332,20 +1427,145 @@ mod tests {
                         gemm_tn_u8_with(kernel, &c.g, n, &rows, pre, &mut got_t).expect("shapes");
                         for j in 0..n {
                             for kk in 0..k {
-                                let x = |r: &Vec<u8>| {
-                                    f64::from(r[kk]) * f64::from(c.scale[kk])
-                                        + f64::from(c.offset[kk])
-                                };
-                                let s: f64 = c
-                                    .rows
-                                    .iter()
-                                    .enumerate()
-                                    .map(|(i, r)| (f64::from(c.g[i * n + j]) * x(r)).abs())
-                                    .sum();
+                                // the documented bound of the kernel plus the scalar twin's
+                                // one rounding
+                                let (_, bound) = tn_exact_and_bound(&c.g, n, &rows, pre, j, kk);
                                 let (a, b) = (got_t[j * k + kk], want_t[j * k + kk]);
+                                let bound = bound + U * f64::from(b).abs();
                                 assert!(
-                                    (f64::from(a) - f64::from(b)).abs() <= tol * s + 1e-30,
+                                    (f64::from(a) - f64::from(b)).abs() <= bound,
                                     "{kernel:?} tn k={k} m={m} n={n} j={j} kk={kk}: {a} vs {b}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// f32 unit roundoff.
+    const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+    /// The exact backward element `D_jk = Σ_i g_ij (x_ik s_k + o_k)` (in f64: every term is
+    /// exact to 2^-53 relative) and the error bound documented on [`gemm_tn_u8_with`]:
+    /// `(m + 2) · u · Σ_i |g_ij| (|x_ik s_k| + |o_k|)`, u = 2^-24.
+    fn tn_exact_and_bound(
+        g: &[f32],
+        n: usize,
+        rows: &[&[u8]],
+        pre: Affine<'_>,
+        j: usize,
+        kk: usize,
+    ) -> (f64, f64) {
+        let (s, o) = (f64::from(pre.scale[kk]), f64::from(pre.offset[kk]));
+        let (mut exact, mut mag) = (0.0f64, 0.0f64);
+        for (i, r) in rows.iter().enumerate() {
+            let (gi, x) = (f64::from(g[i * n + j]), f64::from(r[kk]));
+            exact += gi * (x * s + o);
+            mag += gi.abs() * ((x * s).abs() + o.abs());
+        }
+        // + a few f64 roundings of the oracle itself
+        (exact, (rows.len() as f64 + 2.0) * U * mag + 1e-12 * mag)
+    }
+
+    /// Rows, affine map and gradient for the backward tests: `kind` 0 random, 1 rows of 0 and
+    /// 255 only (all-0 rows, all-255 rows, mixed), 2 every row equal to the mean (the exact
+    /// product is 0: the fold's cancellation at its worst); `g` has mixed signs and magnitudes
+    /// from 1e-6 to 1e2.
+    fn tn_case(
+        m: usize,
+        n: usize,
+        k: usize,
+        seed: u64,
+        kind: u32,
+    ) -> (Vec<Vec<u8>>, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut r = Gen(seed | 1);
+        let mean: Vec<u8> = (0..k).map(|_| r.next() as u8).collect();
+        let rows: Vec<Vec<u8>> = (0..m)
+            .map(|i| match kind {
+                0 => (0..k).map(|_| r.next() as u8).collect(),
+                1 => match i % 3 {
+                    0 => vec![255; k],
+                    1 => vec![0; k],
+                    _ => (0..k).map(|_| [0u8, 255][(r.next() & 1) as usize]).collect(),
+                },
+                _ => mean.clone(),
+            })
+            .collect();
+        let scale: Vec<f32> = (0..k).map(|_| 1.0 / 255.0 + r.f32().abs()).collect();
+        let offset: Vec<f32> = match kind {
+            2 => mean.iter().zip(&scale).map(|(&x, &s)| -(f32::from(x) * s)).collect(),
+            _ => (0..k).map(|_| -127.5 + 20.0 * r.f32()).collect(),
+        };
+        let g = (0..m * n).map(|_| r.f32() * 10f32.powi((r.next() % 9) as i32 - 6)).collect();
+        (rows, scale, offset, g)
+    }
+
+    #[test]
+    fn backward_columns_match_an_f64_reference_within_the_documented_bound() {
+        // every kernel, gemm_tn_u8_cols_with on column ranges of every tail length, starting
+        // on and off a multiple of 16; oracle: the product in f64
+        let k = 1600usize;
+        for &(m, n) in &[(200usize, 10usize), (100, 10), (7, 13), (1, 3), (0, 2)] {
+            for kind in 0..3 {
+                let (rows, scale, offset, g) = tn_case(m, n, k, (m * 131 + n) as u64, kind);
+                let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+                let pre = Affine { scale: &scale, offset: &offset };
+                for &len in &[1usize, 15, 16, 17, 31, 33, 255, 256, 1536] {
+                    for &k0 in &[0usize, 5, 16, 48] {
+                        let k1 = k0 + len;
+                        for kernel in GemmKernel::available() {
+                            let mut out = vec![f32::NAN; n * len];
+                            gemm_tn_u8_cols_with(kernel, &g, n, &refs, pre, k0, k1, &mut out)
+                                .expect("shapes");
+                            for j in 0..n {
+                                for kk in k0..k1 {
+                                    let (exact, bound) =
+                                        tn_exact_and_bound(&g, n, &refs, pre, j, kk);
+                                    let got = f64::from(out[j * len + kk - k0]);
+                                    assert!(
+                                        (got - exact).abs() <= bound,
+                                        "{kernel:?} m={m} n={n} kind={kind} k0={k0} len={len} \
+                                         j={j} kk={kk}: {got} vs {exact} (bound {bound:e})"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backward_column_bits_do_not_depend_on_the_split() {
+        // each kernel computes every column with the same lane arithmetic whether it lies in
+        // a 32- or 16-column block or in the tail, so any split of 0..k (not only multiples
+        // of 32) gives the bits of the whole call
+        let (m, n, k) = (37usize, 12usize, 700usize);
+        for kind in 0..3 {
+            let (rows, scale, offset, g) = tn_case(m, n, k, 77 + u64::from(kind), kind);
+            let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+            let pre = Affine { scale: &scale, offset: &offset };
+            for kernel in GemmKernel::available() {
+                let mut whole = vec![0.0f32; n * k];
+                gemm_tn_u8_with(kernel, &g, n, &refs, pre, &mut whole).expect("shapes");
+                for cuts in [&[1usize, 17, 33, 300, 511][..], &[5, 16, 256, 512], &[255, 699]] {
+                    let mut bounds = vec![0];
+                    bounds.extend_from_slice(cuts);
+                    bounds.push(k);
+                    for w in bounds.windows(2) {
+                        let (k0, k1) = (w[0], w[1]);
+                        let mut part = vec![f32::NAN; n * (k1 - k0)];
+                        gemm_tn_u8_cols_with(kernel, &g, n, &refs, pre, k0, k1, &mut part)
+                            .expect("shapes");
+                        for j in 0..n {
+                            for kk in k0..k1 {
+                                assert_eq!(
+                                    part[j * (k1 - k0) + kk - k0].to_bits(),
+                                    whole[j * k + kk].to_bits(),
+                                    "{kernel:?} kind={kind} {k0}..{k1} j={j} kk={kk}"
                                 );
                             }
                         }
