@@ -3,7 +3,7 @@
 //! the 3,072 features, either in one call (`0..1,536`, `1,536..3,072`) or in six calls of 256
 //! features. Rows are random rows of a 150 MB dataset (49,000 x 3,072 bytes) that are read
 //! in full just before the timed call, as the forward pass of the same SGD iteration does
-//! (env `TOUCH=split`: half of them by another thread, as a forward pass split by rows
+//! (env `ROWS`: rows in the dataset; env `TOUCH=split`: half of them by another thread, as a forward pass split by rows
 //! over two threads leaves them; `TOUCH=cold`: not read; `CACHED=1` reuses one batch). Beside the library's kernel it times a copy of
 //! the AVX-512 backward kernel as it was before the affine map was folded out of its inner
 //! loop (commit 3e74975), alternating the variants on the same batches so both see the same
@@ -181,7 +181,8 @@ fn main() {
         Ok("cold") => Touch::Cold,
         _ => Touch::Own,
     };
-    let (n, k, n_rows, half) = (10usize, 3072usize, 49_000usize, 1536usize);
+    let n_rows: usize = std::env::var("ROWS").ok().and_then(|s| s.parse().ok()).unwrap_or(49_000);
+    let (n, k, half) = (10usize, 3072usize, 1536usize);
     let mut r = Gen(0x9E37_79B9_7F4A_7C15);
     let mut data = vec![0u8; n_rows * k];
     for c in data.chunks_mut(8) {
@@ -200,6 +201,8 @@ fn main() {
         eprintln!("this example needs AVX-512F");
         return;
     }
+    // env `HALF=0|1`: time only the first or the second half (default: alternate)
+    let only_half: Option<usize> = std::env::var("HALF").ok().and_then(|s| s.parse().ok());
     let variants = [Variant::OldWhole, Variant::NewWhole, Variant::OldBlocks, Variant::NewBlocks];
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(reps); variants.len()];
     let mut out = vec![0.0f32; n * half];
@@ -226,7 +229,11 @@ fn main() {
                 }),
                 Touch::Cold => 0,
             };
-            let (k0, k1) = if rep % 2 == 0 { (0, half) } else { (half, k) };
+            let second = match only_half {
+                Some(h) => h == 1,
+                None => rep % 2 == 1,
+            };
+            let (k0, k1) = if second { (half, k) } else { (0, half) };
             let t = Instant::now();
             match v {
                 // SAFETY: AVX-512F checked above; lengths asserted inside.

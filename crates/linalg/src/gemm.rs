@@ -11,7 +11,7 @@
 //! With a linear classifier on CIFAR-10 these are skinny products (`n = 10` classes,
 //! `k = 3,072` features, `m` = a minibatch of 200 or a test set). The SIMD kernels keep
 //! every accumulator of a register block (2 rows x up to 10 classes for the forward pass,
-//! 10 classes x 32 features for the backward pass with AVX-512) in registers, convert each
+//! 10 classes x 16 features for the backward pass with AVX-512) in registers, convert each
 //! byte once per block, and accumulate in f32 with one partial sum per vector lane (16 or 8
 //! independent partial sums over `k`, then a tree reduction), which keeps the summation error
 //! near `√(k/16)·ε` relative instead of `k·ε` for one running sum. The scalar twin
@@ -976,9 +976,10 @@ mod avx512 {
 
     /// Backward pass for columns `k0..k1` of the `n x k` output at `out`, with the affine map
     /// folded out of the inner loop: `D_jk = s_k · Σ_i g_ij x_ik + o_k · Σ_i g_ij`. The inner
-    /// loop only widens bytes to f32 (exact) and multiply-adds, 10 classes x 32 features per
-    /// register block (20 accumulators kept in registers over all rows, `g_ij` broadcast from
-    /// memory); `Σ_i g_ij` is summed in f64 once per call and rounded once.
+    /// loop only widens bytes to f32 (exact) and multiply-adds, 10 classes x 16 features per
+    /// register block (10 accumulators kept in registers over all rows, each `g_ij` broadcast
+    /// by the FMA's memory operand); `Σ_i g_ij` is summed in f64 once per call and rounded
+    /// once.
     ///
     /// Every column, whichever block or tail computes it, gets the same lane arithmetic (an
     /// f32 FMA chain over the rows in order, then `fma(acc, s_k, o_k · G_j)`), so the result
@@ -1006,7 +1007,7 @@ mod avx512 {
         }
     }
 
-    /// Rows between a row and the one whose bytes it prefetches (about 130 cycles ahead).
+    /// Rows between a row and the one whose bytes it prefetches (about 60 cycles ahead).
     const TN_PREFETCH_ROWS: usize = 6;
 
     #[allow(clippy::too_many_arguments)]
@@ -1024,41 +1025,29 @@ mod avx512 {
         let m = rows.len();
         let gs = super::tn_class_sums::<NR>(g, n, m, j0);
         let mut kk = k0;
-        // 32 features x NR classes per block
-        while kk + 32 <= k1 {
+        // 16 features x NR classes per block. Not 32 (two vectors per class broadcast): the
+        // compiler then loads each g_ij with one `vbroadcastss` shared by two FMAs, and that
+        // broadcast, with the byte widening, costs ~10 % of the FMA rate on Zen 4; with one
+        // FMA per broadcast it is folded into the FMA (`vfmadd231ps zmm, zmm, m32{1to16}`)
+        // and the loop runs at the register-only FMA peak (tn_speed example).
+        while kk + 16 <= k1 {
+            // prefetch once per 64-byte line: in the first block that starts in it
+            let pf = kk % 64 < 16;
             let mut a0 = [_mm512_setzero_ps(); NR];
-            let mut a1 = [_mm512_setzero_ps(); NR];
-            // SAFETY: kk + 32 <= k1 <= k; rows have length k; g has rows.len() * n floats;
+            // SAFETY: kk + 16 <= k1 <= k; rows have length k; g has rows.len() * n floats;
             // out has n * k floats and this task owns columns k0..k1.
             unsafe {
                 for (i, r) in rows.iter().enumerate() {
-                    // random rows: fetch a later row's bytes of this block (in case the
-                    // forward pass left them in L2 or another core), and this row's next line,
-                    // needed two blocks later (in case they are still in DRAM)
-                    _mm_prefetch::<_MM_HINT_T0>(
-                        rows[(i + TN_PREFETCH_ROWS).min(m - 1)].as_ptr().add(kk).cast(),
-                    );
-                    // (wrapping: past the row's end the address is only a hint, never read)
-                    _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().wrapping_add(kk + 64).cast());
-                    let x0 = load_u8(r, kk);
-                    let x1 = load_u8(r, kk + 16);
-                    let gi = g.as_ptr().add(i * n + j0);
-                    for c in 0..NR {
-                        let gv = _mm512_set1_ps(*gi.add(c));
-                        a0[c] = _mm512_fmadd_ps(gv, x0, a0[c]);
-                        a1[c] = _mm512_fmadd_ps(gv, x1, a1[c]);
+                    if pf {
+                        // random rows: fetch a later row's bytes of this block (in case the
+                        // forward pass left them in L2 or another core), and this row's next
+                        // line (in case they are still in DRAM)
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            rows[(i + TN_PREFETCH_ROWS).min(m - 1)].as_ptr().add(kk).cast(),
+                        );
+                        // (wrapping: past the row's end the address is only a hint, never read)
+                        _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().wrapping_add(kk + 64).cast());
                     }
-                }
-                tn_store(&a0, pre, &gs, kk, out, j0);
-                tn_store(&a1, pre, &gs, kk + 16, out, j0);
-            }
-            kk += 32;
-        }
-        if kk + 16 <= k1 {
-            let mut a0 = [_mm512_setzero_ps(); NR];
-            // SAFETY: as above with 16 features.
-            unsafe {
-                for (i, r) in rows.iter().enumerate() {
                     let x0 = load_u8(r, kk);
                     let gi = g.as_ptr().add(i * n + j0);
                     for c in 0..NR {
