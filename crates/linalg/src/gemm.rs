@@ -1023,7 +1023,8 @@ mod avx512 {
         j0: usize,
     ) {
         let m = rows.len();
-        let gs = super::tn_class_sums::<NR>(g, n, m, j0);
+        // SAFETY: AVX-512F (this function's contract); g holds m x n floats, j0 + NR <= n.
+        let gs = unsafe { tn_class_sums::<NR>(g, n, m, j0) };
         let mut kk = k0;
         // 16 features x NR classes per block. Not 32 (two vectors per class broadcast): the
         // compiler then loads each g_ij with one `vbroadcastss` shared by two FMAs, and that
@@ -1063,6 +1064,43 @@ mod avx512 {
         unsafe { super::tn_tail_folded::<NR>(g, n, rows, pre, &gs, kk, k1, out, j0) };
     }
 
+    /// `G_j = Σ_i g_ij` for classes `j0..j0 + NR` (`NR <= 10`), summed in f64, one lane per
+    /// class: four partial sums over the rows `i mod 4`, added as `(s0 + s1) + (s2 + s3)` (the
+    /// same order in every call), rounded once to f32.
+    ///
+    /// # Safety
+    /// AVX-512F; `g` holds `m x n` floats and `j0 + NR <= n`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tn_class_sums<const NR: usize>(
+        g: &[f32],
+        n: usize,
+        m: usize,
+        j0: usize,
+    ) -> [f32; NR] {
+        let mask: __mmask16 = (1u16 << NR) - 1;
+        let mut lo = [_mm512_setzero_pd(); 4];
+        let mut hi = [_mm512_setzero_pd(); 4];
+        for i in 0..m {
+            // SAFETY: row i's classes j0..j0 + NR lie in g (i < m, j0 + NR <= n); the lanes
+            // past NR are masked off (never read, no fault).
+            let v = unsafe { _mm512_maskz_loadu_ps(mask, g.as_ptr().add(i * n + j0)) };
+            let q = i % 4;
+            lo[q] = _mm512_add_pd(lo[q], _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+            let h = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+            hi[q] = _mm512_add_pd(hi[q], _mm512_cvtps_pd(h));
+        }
+        let lo = _mm512_add_pd(_mm512_add_pd(lo[0], lo[1]), _mm512_add_pd(lo[2], lo[3]));
+        let hi = _mm512_add_pd(_mm512_add_pd(hi[0], hi[1]), _mm512_add_pd(hi[2], hi[3]));
+        let mut sums = [0.0f64; 16];
+        // SAFETY: `sums` holds 16 f64.
+        unsafe {
+            _mm512_storeu_pd(sums.as_mut_ptr(), lo);
+            _mm512_storeu_pd(sums.as_mut_ptr().add(8), hi);
+        }
+        std::array::from_fn(|c| sums[c] as f32)
+    }
+
     /// Stores 16 columns `kk..kk + 16` of classes `j0..j0 + NR`: `fma(acc, s, o · G_j)`.
     ///
     /// # Safety
@@ -1088,21 +1126,6 @@ mod avx512 {
             }
         }
     }
-}
-
-/// `G_j = Σ_i g_ij` for classes `j0..j0 + NR`, summed in f64 (four partial sums over the
-/// rows `i mod 4`, added as `(s0 + s1) + (s2 + s3)`: the same order in every call) and
-/// rounded once to f32.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn tn_class_sums<const NR: usize>(g: &[f32], n: usize, m: usize, j0: usize) -> [f32; NR] {
-    let mut s = [[0.0f64; NR]; 4];
-    for (i, row) in g.chunks_exact(n).take(m).enumerate() {
-        for (a, v) in s[i % 4].iter_mut().zip(&row[j0..j0 + NR]) {
-            *a += f64::from(*v);
-        }
-    }
-    std::array::from_fn(|c| ((s[0][c] + s[1][c]) + (s[2][c] + s[3][c])) as f32)
 }
 
 /// The folded AVX-512 backward pass's last `< 16` columns, one at a time with the lane
