@@ -25,12 +25,12 @@
 //! the uncentred magnitude `Σ_k (|x_ik W'_jk| + |offset_k W_jk|)` (at most about twice the
 //! centred one on mean-subtracted pixels; tested against f64).
 //!
-//! The AVX-512 backward pass folds the affine map out of its inner loop the same way:
-//! `D_jk = s_k · Σ_i G_ij x_ik + o_k · Σ_i G_ij`, the first sum an f32 FMA chain over the
-//! rows on raw pixels (exact u8 → f32 widening), `Σ_i G_ij` summed in f64 once per call, and
-//! one `fma` per output. Its error is at most `(m + 2)·u·Σ_i |G_ij| (|x_ik s_k| + |o_k|)`
-//! (`u = 2⁻²⁴`), the uncentred magnitude again; the AVX2 kernel (affine map per element)
-//! stays within the same bound (see [`gemm_tn_u8_with`]).
+//! The AVX-512 backward pass folds the affine map out of its inner loop too, but keeps the
+//! pixels centred: with `c_k` the integer nearest `−o_k/s_k` (the mean pixel for mean
+//! subtraction) and `o'_k = o_k + c_k s_k` (`|o'_k| <= s_k/2`),
+//! `D_jk = s_k · Σ_i G_ij (x_ik − c_k) + o'_k · Σ_i G_ij`; `x − c` is an exact small integer,
+//! the first sum an f32 FMA chain over the rows, `Σ_i G_ij` is summed in f64 once per call,
+//! and each output is one `fma`. Error bound and comparison in [`gemm_tn_u8_with`].
 //!
 //! For integer gradients (the multiclass SVM's `N·dS`), [`gemm_tn_i8u8_cols_with`] computes
 //! `(N·dS)ᵀ X` exactly in i32 with AVX-512 VNNI on a copy of the batch interleaved 4 rows by
@@ -447,17 +447,21 @@ pub fn gemm_nt_u8_packed_serial(
 /// Backward product `out = Gᵀ X̃` (`g`: `rows.len() x n`, `out`: `n x k`), with the kernel
 /// from [`GemmKernel::detect`].
 ///
-/// Error bound of every kernel, per element (`m` rows, `u = 2⁻²⁴`):
+/// Error bound of every kernel, per element (`m` rows, `u = 2⁻²⁴`; `c_k = clamp(round(−o_k /
+/// s_k), 0, 255)` and `o'_k = fl(o_k + c_k s_k)`, so `x s + o = (x − c) s + o'` up to that one
+/// rounding):
 ///
 /// ```text
-/// |out_jk − Σ_i g_ij (x_ik s_k + o_k)|  <=  (m + 2) · u · Σ_i |g_ij| (|x_ik s_k| + |o_k|)
+/// |out_jk − Σ_i g_ij (x_ik s_k + o_k)|
+///     <=  (m + 2) · u · Σ_i |g_ij| (|(x_ik − c_k) s_k| + |o'_k|)
 /// ```
 ///
-/// The AVX-512 kernel computes `fma(Σ_i g_ij x_ik, s_k, o_k · fl(Σ_i g_ij))` (the sum over
-/// the raw pixels an f32 FMA chain in row order, `Σ_i g_ij` in f64 rounded once), so its error
-/// grows with the uncentred `|x s| + |o|` rather than with `|x s + o|`: on pixels near the mean
-/// the result can cancel to far below the bound's scale. The scalar twin accumulates in f64
-/// (one rounding); AVX2 applies the affine map per element with an f32 FMA chain.
+/// `|(x − c) s| + |o'|` exceeds the centred `|x s + o|` by at most `2 |o'| <= s` (plus a
+/// rounding), so the bound scales with the centred magnitude, as the f32 sum of the centred
+/// terms would. The AVX-512 kernel computes `fma(Σ_i g_ij (x_ik − c_k), s_k, o'_k · G_j)` (the
+/// sum an f32 FMA chain in row order on exact small integers, `G_j = Σ_i g_ij` in f64 rounded
+/// once); AVX2 applies the affine map per element with an f32 FMA chain; the scalar twin
+/// accumulates in f64 (one rounding).
 pub fn gemm_tn_u8(
     g: &[f32],
     n: usize,
@@ -975,14 +979,15 @@ mod avx512 {
     }
 
     /// Backward pass for columns `k0..k1` of the `n x k` output at `out`, with the affine map
-    /// folded out of the inner loop: `D_jk = s_k · Σ_i g_ij x_ik + o_k · Σ_i g_ij`. The inner
-    /// loop only widens bytes to f32 (exact) and multiply-adds, 10 classes x 16 features per
+    /// folded out of the inner loop: `D_jk = s_k · Σ_i g_ij (x_ik − c_k) + o'_k · Σ_i g_ij`
+    /// (see [`super::gemm_tn_u8_with`]). The inner loop widens bytes to f32 and subtracts the
+    /// integer centre `c_k` (both exact) and multiply-adds, 10 classes x 16 features per
     /// register block (10 accumulators kept in registers over all rows, each `g_ij` broadcast
     /// by the FMA's memory operand); `Σ_i g_ij` is summed in f64 once per call and rounded
     /// once.
     ///
     /// Every column, whichever block or tail computes it, gets the same lane arithmetic (an
-    /// f32 FMA chain over the rows in order, then `fma(acc, s_k, o_k · G_j)`), so the result
+    /// f32 FMA chain over the rows in order, then `fma(acc, s_k, o'_k · G_j)`), so the result
     /// does not depend on `k0`, `k1` or how the features are split.
     ///
     /// # Safety
@@ -1038,6 +1043,7 @@ mod avx512 {
             // SAFETY: kk + 16 <= k1 <= k; rows have length k; g has rows.len() * n floats;
             // out has n * k floats and this task owns columns k0..k1.
             unsafe {
+                let (cf, ofc) = tn_centre(pre, kk);
                 for (i, r) in rows.iter().enumerate() {
                     if pf {
                         // random rows: fetch a later row's bytes of this block (in case the
@@ -1049,14 +1055,15 @@ mod avx512 {
                         // (wrapping: past the row's end the address is only a hint, never read)
                         _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().wrapping_add(kk + 64).cast());
                     }
-                    let x0 = load_u8(r, kk);
+                    // x − c_k: small integers, exact
+                    let x0 = _mm512_sub_ps(load_u8(r, kk), cf);
                     let gi = g.as_ptr().add(i * n + j0);
                     for c in 0..NR {
                         let gv = _mm512_set1_ps(*gi.add(c));
                         a0[c] = _mm512_fmadd_ps(gv, x0, a0[c]);
                     }
                 }
-                tn_store(&a0, pre, &gs, kk, out, j0);
+                tn_store(&a0, pre, ofc, &gs, kk, out, j0);
             }
             kk += 16;
         }
@@ -1101,7 +1108,29 @@ mod avx512 {
         std::array::from_fn(|c| sums[c] as f32)
     }
 
-    /// Stores 16 columns `kk..kk + 16` of classes `j0..j0 + NR`: `fma(acc, s, o · G_j)`.
+    /// The integer centre `c_k` of columns `kk..kk + 16` and the offset left over,
+    /// `o'_k = fl(o_k + c_k s_k)` (see [`super::tn_centre_scalar`], which computes the same bits).
+    ///
+    /// # Safety
+    /// AVX-512F; `kk + 16 <= k`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tn_centre(pre: Affine<'_>, kk: usize) -> (__m512, __m512) {
+        // SAFETY: kk + 16 <= k = the length of scale and offset.
+        let (sc, of) = unsafe {
+            (
+                _mm512_loadu_ps(pre.scale.as_ptr().add(kk)),
+                _mm512_loadu_ps(pre.offset.as_ptr().add(kk)),
+            )
+        };
+        let q = _mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), of), sc);
+        let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(q);
+        // max/min return their second operand when the first is NaN (s = o = 0): c = 0
+        let c = _mm512_min_ps(_mm512_max_ps(q, _mm512_setzero_ps()), _mm512_set1_ps(255.0));
+        (c, _mm512_fmadd_ps(c, sc, of))
+    }
+
+    /// Stores 16 columns `kk..kk + 16` of classes `j0..j0 + NR`: `fma(acc, s, o' · G_j)`.
     ///
     /// # Safety
     /// AVX-512F; `kk + 16 <= k`; the caller owns these columns of `out`.
@@ -1110,16 +1139,16 @@ mod avx512 {
     unsafe fn tn_store<const NR: usize>(
         acc: &[__m512; NR],
         pre: Affine<'_>,
+        of: __m512,
         gs: &[f32; NR],
         kk: usize,
         out: OutPtr,
         j0: usize,
     ) {
-        // SAFETY: kk + 16 <= k = the length of scale and offset; (j0 + c, kk..kk + 16) lies
-        // in the caller's columns of `out`.
+        // SAFETY: kk + 16 <= k = the length of scale; (j0 + c, kk..kk + 16) lies in the
+        // caller's columns of `out`.
         unsafe {
             let sc = _mm512_loadu_ps(pre.scale.as_ptr().add(kk));
-            let of = _mm512_loadu_ps(pre.offset.as_ptr().add(kk));
             for c in 0..NR {
                 let base = _mm512_mul_ps(of, _mm512_set1_ps(gs[c]));
                 _mm512_storeu_ps(out.at(j0 + c, kk), _mm512_fmadd_ps(acc[c], sc, base));
@@ -1128,9 +1157,24 @@ mod avx512 {
     }
 }
 
+/// The integer centre of a feature, `c = clamp(round(−o / s), 0, 255)` (ties to even; 0 when
+/// `−o / s` is NaN), and the offset left over, `o' = fl(c·s + o)` (`|o'| <= s/2` up to one
+/// rounding unless clamped): `x s + o = (x − c) s + o'` with `x − c` an exact small integer.
+/// The AVX-512 `tn_centre` computes the same bits lane by lane.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn tn_centre_scalar(s: f32, o: f32) -> (f32, f32) {
+    let q = ((0.0 - o) / s).round_ties_even();
+    // as `vmaxps` / `vminps`: the second operand unless the first compares greater / less
+    let c = if q > 0.0 { q } else { 0.0 };
+    let c = if c < 255.0 { c } else { 255.0 };
+    (c, c.mul_add(s, o))
+}
+
 /// The folded AVX-512 backward pass's last `< 16` columns, one at a time with the lane
-/// arithmetic of the vector blocks: an f32 FMA chain `acc = g_ij · x_ik + acc` over the rows
-/// in order, then `fma(acc, s_k, o_k · G_j)` (scalar `mul_add` rounds exactly as `vfmadd`).
+/// arithmetic of the vector blocks: an f32 FMA chain `acc = g_ij · (x_ik − c_k) + acc` over
+/// the rows in order, then `fma(acc, s_k, o'_k · G_j)` (scalar `mul_add` rounds exactly as
+/// `vfmadd`).
 ///
 /// # Safety
 /// `out` points at `n * k` floats and the caller owns columns `from..to`.
@@ -1149,15 +1193,16 @@ unsafe fn tn_tail_folded<const NR: usize>(
     j0: usize,
 ) {
     for kk in from..to {
+        let (cf, ofc) = tn_centre_scalar(pre.scale[kk], pre.offset[kk]);
         let mut acc = [0.0f32; NR];
         for (i, r) in rows.iter().enumerate() {
-            let x = f32::from(r[kk]);
+            let x = f32::from(r[kk]) - cf;
             for (c, a) in acc.iter_mut().enumerate() {
                 *a = g[i * n + j0 + c].mul_add(x, *a);
             }
         }
         for (c, a) in acc.iter().enumerate() {
-            let v = a.mul_add(pre.scale[kk], pre.offset[kk] * gs[c]);
+            let v = a.mul_add(pre.scale[kk], ofc * gs[c]);
             // SAFETY: (j0 + c) < n, kk < k, column kk owned by the caller.
             unsafe { *out.at(j0 + c, kk) = v };
         }
@@ -1461,7 +1506,8 @@ mod tests {
 
     /// The exact backward element `D_jk = Σ_i g_ij (x_ik s_k + o_k)` (in f64: every term is
     /// exact to 2^-53 relative) and the error bound documented on [`gemm_tn_u8_with`]:
-    /// `(m + 2) · u · Σ_i |g_ij| (|x_ik s_k| + |o_k|)`, u = 2^-24.
+    /// `(m + 2) · u · Σ_i |g_ij| (|(x_ik − c_k) s_k| + |o'_k|)`, u = 2^-24, with the integer
+    /// centre `c_k` and `o'_k = o_k + c_k s_k` computed here in f64 from the definition.
     fn tn_exact_and_bound(
         g: &[f32],
         n: usize,
@@ -1471,11 +1517,14 @@ mod tests {
         kk: usize,
     ) -> (f64, f64) {
         let (s, o) = (f64::from(pre.scale[kk]), f64::from(pre.offset[kk]));
+        // c_k as documented (f32 division, ties to even), then exact in f64
+        let c = f64::from((-pre.offset[kk] / pre.scale[kk]).round_ties_even().clamp(0.0, 255.0));
+        let oc = o + c * s;
         let (mut exact, mut mag) = (0.0f64, 0.0f64);
         for (i, r) in rows.iter().enumerate() {
             let (gi, x) = (f64::from(g[i * n + j]), f64::from(r[kk]));
             exact += gi * (x * s + o);
-            mag += gi.abs() * ((x * s).abs() + o.abs());
+            mag += gi.abs() * (((x - c) * s).abs() + oc.abs());
         }
         // + a few f64 roundings of the oracle itself
         (exact, (rows.len() as f64 + 2.0) * U * mag + 1e-12 * mag)
