@@ -1043,7 +1043,7 @@ mod avx512 {
             // SAFETY: kk + 16 <= k1 <= k; rows have length k; g has rows.len() * n floats;
             // out has n * k floats and this task owns columns k0..k1.
             unsafe {
-                let (cf, ofc) = tn_centre(pre, kk);
+                let (ci, ofc) = tn_centre(pre, kk);
                 for (i, r) in rows.iter().enumerate() {
                     if pf {
                         // random rows: fetch a later row's bytes of this block (in case the
@@ -1056,7 +1056,7 @@ mod avx512 {
                         _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().wrapping_add(kk + 64).cast());
                     }
                     // x − c_k: small integers, exact
-                    let x0 = _mm512_sub_ps(load_u8(r, kk), cf);
+                    let x0 = load_u8_centred(r, kk, ci);
                     let gi = g.as_ptr().add(i * n + j0);
                     for c in 0..NR {
                         let gv = _mm512_set1_ps(*gi.add(c));
@@ -1108,14 +1108,28 @@ mod avx512 {
         std::array::from_fn(|c| sums[c] as f32)
     }
 
-    /// The integer centre `c_k` of columns `kk..kk + 16` and the offset left over,
+    /// `x_k − c_k` for the 16 bytes of `r` from `kk`, as f32 (exact): widened, subtracted in
+    /// i32 (an integer subtraction measured ~2 % faster here than `vsubps` after the
+    /// conversion), converted.
+    ///
+    /// # Safety
+    /// AVX-512F; `kk + 16 <= r.len()`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_u8_centred(r: &[u8], kk: usize, ci: __m512i) -> __m512 {
+        // SAFETY: the caller guarantees `kk + 16 <= r.len()`.
+        let b = unsafe { _mm_loadu_si128(r.as_ptr().add(kk).cast()) };
+        _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(b), ci))
+    }
+
+    /// The integer centre `c_k` of columns `kk..kk + 16` (as i32) and the offset left over,
     /// `o'_k = fl(o_k + c_k s_k)` (see [`super::tn_centre_scalar`], which computes the same bits).
     ///
     /// # Safety
     /// AVX-512F; `kk + 16 <= k`.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn tn_centre(pre: Affine<'_>, kk: usize) -> (__m512, __m512) {
+    unsafe fn tn_centre(pre: Affine<'_>, kk: usize) -> (__m512i, __m512) {
         // SAFETY: kk + 16 <= k = the length of scale and offset.
         let (sc, of) = unsafe {
             (
@@ -1127,7 +1141,8 @@ mod avx512 {
         let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(q);
         // max/min return their second operand when the first is NaN (s = o = 0): c = 0
         let c = _mm512_min_ps(_mm512_max_ps(q, _mm512_setzero_ps()), _mm512_set1_ps(255.0));
-        (c, _mm512_fmadd_ps(c, sc, of))
+        // c is an integer in [0, 255]: converted exactly
+        (_mm512_cvtps_epi32(c), _mm512_fmadd_ps(c, sc, of))
     }
 
     /// Stores 16 columns `kk..kk + 16` of classes `j0..j0 + NR`: `fma(acc, s, o' · G_j)`.
