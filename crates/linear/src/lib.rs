@@ -42,6 +42,7 @@
 
 mod model;
 mod parts;
+mod sgd;
 mod train;
 
 pub use imgclass_loss::{Loss, Regularizer as Reg};
