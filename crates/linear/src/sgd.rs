@@ -479,9 +479,9 @@ impl Exchange {
             if self.abort.load(Ordering::Relaxed) {
                 return Err(Stop::Partner);
             }
-            // the partner is normally a few microseconds away; past that, it may have lost
-            // its core, so give ours up
-            if spins < 20_000 {
+            // the partner is normally a few microseconds away; past ~40 µs (a `pause` is
+            // ~35 ns here) it has probably lost its core, so offer ours
+            if spins < 1_000 {
                 spins += 1;
                 std::hint::spin_loop();
             } else {
