@@ -361,29 +361,32 @@ fn column_blocks(m: &mut [f32], c: usize, d: usize) -> Vec<Vec<&mut [f32]>> {
 }
 
 /// The seeded minibatch order: draws without replacement from a shuffle of the training rows,
-/// reshuffling (and decaying the learning rate) at each epoch. Cloned, it draws the same
-/// sequence: each thread of a split run keeps its own copy.
+/// reshuffling (and decaying the learning rate) at each epoch. The shuffle permutes the rows'
+/// slices and labels themselves, so a draw reads them in order instead of looking each one up
+/// through the subset's index (the same permutation as shuffling positions: the swaps depend
+/// only on the generator). Cloned, it draws the same sequence: each thread of a split run
+/// keeps its own copy.
 #[derive(Clone)]
-pub(crate) struct Batches {
+pub(crate) struct Batches<'a> {
     rng: SplitMix64,
-    order: Vec<usize>,
+    order: Vec<(&'a [u8], u32)>,
     pub(crate) pos: usize,
     pub(crate) epochs_done: usize,
     lr: f64,
     decay: f64,
 }
 
-impl Batches {
-    pub(crate) fn new(mut rng: SplitMix64, n: usize, lr: f64, decay: f64) -> Self {
-        let mut order: Vec<usize> = (0..n).collect();
+impl<'a> Batches<'a> {
+    pub(crate) fn new(mut rng: SplitMix64, train: &'a Subset, lr: f64, decay: f64) -> Self {
+        let mut order: Vec<(&'a [u8], u32)> =
+            (0..train.len()).map(|p| (train.row(p), train.label(p))).collect();
         rng.shuffle(&mut order);
         Self { rng, order, pos: 0, epochs_done: 0, lr, decay }
     }
 
     /// Fills `rows`/`labels` with the next `bs` rows; returns the learning rate for them.
-    pub(crate) fn draw<'a>(
+    pub(crate) fn draw(
         &mut self,
-        train: &'a Subset,
         bs: usize,
         rows: &mut Vec<&'a [u8]>,
         labels: &mut Vec<u32>,
@@ -397,10 +400,12 @@ impl Batches {
                 self.epochs_done += 1;
                 self.lr *= self.decay;
             }
-            let p = self.order[self.pos];
-            self.pos += 1;
-            rows.push(train.row(p));
-            labels.push(train.label(p));
+            let take = (bs - rows.len()).min(self.order.len() - self.pos);
+            for &(r, l) in &self.order[self.pos..self.pos + take] {
+                rows.push(r);
+                labels.push(l);
+            }
+            self.pos += take;
         }
         self.lr
     }
@@ -409,7 +414,6 @@ impl Batches {
 /// The settings of one SGD run that every thread reads.
 pub(crate) struct Run<'a> {
     pub(crate) p: Problem<'a>,
-    pub(crate) train: &'a Subset,
     pub(crate) iterations: usize,
     pub(crate) batch_size: usize,
     pub(crate) momentum: f64,
@@ -418,9 +422,9 @@ pub(crate) struct Run<'a> {
 }
 
 /// What a thread of a split run hands back.
-pub(crate) struct Finished {
+pub(crate) struct Finished<'a> {
     pub(crate) b: Vec<f32>,
-    pub(crate) batches: Batches,
+    pub(crate) batches: Batches<'a>,
     pub(crate) lr: f64,
 }
 
@@ -512,14 +516,14 @@ impl Drop for AbortOnDrop<'_> {
 /// one part, else with each part on its own thread (the calling thread and one scoped
 /// thread). The results have the same bits either way. `report` receives one
 /// `(data loss, R(W))` per iteration.
-pub(crate) fn train(
-    run: &Run<'_>,
+pub(crate) fn train<'a>(
+    run: &Run<'a>,
     parts: &mut [Part],
     b: Vec<f32>,
-    batches: Batches,
+    batches: Batches<'a>,
     threads: usize,
     report: &mut TrainingReport,
-) -> Result<Finished, LinearError> {
+) -> Result<Finished<'a>, LinearError> {
     if threads < 2 || parts.len() < 2 {
         return worker(run, parts, None, b, batches, Some(report)).map_err(|s| match s {
             Stop::Err(e) => e,
@@ -555,9 +559,9 @@ fn worker<'a>(
     mine: &mut [Part],
     link: Option<(&Exchange, usize)>,
     mut b: Vec<f32>,
-    mut batches: Batches,
+    mut batches: Batches<'a>,
     mut report: Option<&mut TrainingReport>,
-) -> Result<Finished, Stop> {
+) -> Result<Finished<'a>, Stop> {
     let _guard = AbortOnDrop(link.map(|(ex, _)| ex));
     let p = &run.p;
     let (c, bs, iters) = (p.n_classes, run.batch_size, run.iterations);
@@ -571,7 +575,7 @@ fn worker<'a>(
     let mut vb = vec![0.0f32; c];
     let mut lr = batches.lr;
     if iters > 0 {
-        lr = batches.draw(run.train, bs, &mut rows, &mut labels);
+        lr = batches.draw(bs, &mut rows, &mut labels);
     }
     // the data loss of the previous iteration, whose R(W) is known one exchange later
     let mut pending: Option<(usize, f32)> = None;
@@ -590,7 +594,7 @@ fn worker<'a>(
     };
     for it in 0..iters {
         let next_lr = if it + 1 < iters {
-            Some(batches.draw(run.train, bs, &mut next_rows, &mut next_labels))
+            Some(batches.draw(bs, &mut next_rows, &mut next_labels))
         } else {
             next_rows.clear();
             None

@@ -298,12 +298,11 @@ impl Fit for Linear {
         let mut init = root.fork(1);
         let mut w: Vec<f32> =
             (0..c * d).map(|_| (init.next_normal() * self.init_std) as f32).collect();
-        let batches = Batches::new(root.fork(2), n, s.learning_rate, s.decay);
+        let batches = Batches::new(root.fork(2), train, s.learning_rate, s.decay);
         let mut report = TrainingReport::with_capacity(iterations);
         let started = std::time::Instant::now();
         let run = Run {
             p: Problem { loss: self.loss, reg: self.reg, kernel, pre, n_classes: c },
-            train,
             iterations,
             batch_size: bs,
             momentum: s.momentum,
