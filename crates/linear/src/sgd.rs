@@ -88,21 +88,28 @@ pub(crate) fn int_grad(p: &Problem<'_>, dscores: &[f32], m: usize) -> Option<Int
     }
     let c = p.n_classes;
     let nf = m as f32;
-    let mut g = Vec::with_capacity(dscores.len());
-    let mut colsum = vec![0.0f64; c];
-    for row in dscores.chunks_exact(c) {
-        for (j, &v) in row.iter().enumerate() {
+    // branch-free over the batch (it vectorises); whether every value qualified is checked once
+    let mut ok = true;
+    let g: Vec<i8> = dscores
+        .iter()
+        .map(|&v| {
             let t = v * nf;
             // rounds t to the nearest integer (a saturating cast; NaN gives 0 and fails the
-            // check below)
+            // check)
             let r = (t + 0.5f32.copysign(t)) as i32;
-            if !((t - r as f32).abs() <= 0.25 && r.abs() <= 127) {
-                return None;
-            }
-            g.push(r as i8);
-            colsum[j] += f64::from(r);
-        }
+            ok &= (t - r as f32).abs() <= 0.25 && r.abs() <= 127;
+            r.clamp(-127, 127) as i8
+        })
+        .collect();
+    if !ok {
+        return None;
     }
+    let mut colsum = vec![0.0f64; c];
+    let mut sums = vec![0i32; c];
+    for row in g.chunks_exact(c) {
+        sums.iter_mut().zip(row).for_each(|(a, &v)| *a += i32::from(v));
+    }
+    colsum.iter_mut().zip(&sums).for_each(|(a, &v)| *a = f64::from(v));
     Some(IntGrad { g, colsum, inv_n: 1.0 / m as f64 })
 }
 
