@@ -35,13 +35,18 @@
 //! largest one in `f32`. The error bound is tested against an `f64` product on the
 //! unquantised `W'`.
 //!
-//! The AVX-512 kernel (`avx512f` + `avx512bw` + `avx512vnni`, detected at run time behind
-//! [`GemmKernel::Avx512`]) takes 4 rows x 2 classes x 3 limbs (24 `i32` accumulators) per
-//! register block, each class pair's limbs staying in L1 while the rows pass; the last
-//! `K mod 64` bytes of each row are read with a masked load (never past the row), the packed
-//! limbs being zero-padded to a multiple of 64. The scalar twin (every other kernel, and
-//! AVX-512 without VNNI) computes the same integers and the same final `f64` operations, so the
-//! two give the same bits. Packing runs once per `W` update (the caller repacks every SGD
+//! The limbs are packed so that each `i32` lane of a vector is one output: per 4 features
+//! (a quad), a 64-byte vector holds in lane `t = 3c + l` the limb-`l` digits of class `5v + c`
+//! for those 4 features (15 of 16 lanes used; `ceil(n / 5)` vectors per quad, zero-padded
+//! to 16 features). The AVX-512 kernel (`avx512f` + `avx512bw` + `avx512vnni`, detected at
+//! run time behind [`GemmKernel::Avx512`]) broadcasts each row's 4 bytes of a quad and
+//! multiplies them with the quad's vectors (`vpdpbusd`), 8 rows x 2 vectors (10 classes) per
+//! register block: every lane accumulates one (row, class, limb) sum, so no horizontal
+//! reduction is needed (a first version with one accumulator per (row, class, limb) over 64
+//! features spent a fifth of its time reducing them). The last `K mod 4` bytes of a row are
+//! read one by one, never past its end. The scalar twin (every other kernel, and AVX-512
+//! without VNNI) computes the same integers and the same final `f64` operations, so the two
+//! give the same bits. Packing runs once per `W` update (the caller repacks every SGD
 //! iteration), vectorised with AVX-512 when the product is.
 //!
 //! ```
@@ -74,6 +79,9 @@ pub const FWD_I8_Q_MAX: i32 = 127 * 65536 + 127 * 256 + 127;
 /// each limb's sum is exact.
 pub const FWD_I8_MAX_K: usize = (i32::MAX as usize) / (255 * 128);
 
+/// Classes per packed vector: 5 classes x 3 limbs fill 15 of its 16 `i32` lanes.
+const CPV: usize = 5;
+
 /// Lanes of the `f64` partial sums of `β` (feature `k` goes to lane `k mod 32`).
 const BETA_LANES: usize = 32;
 
@@ -92,16 +100,21 @@ pub struct NtPackedI8 {
     packed: bool,
     n: usize,
     k: usize,
-    /// 64-feature chunks per class (`ceil(k / 64)`).
-    chunks: usize,
-    /// Class `j`, chunk `c`, limb `l` (`d0`, `d1`, `d2`) at `(j·chunks + c)·3 + l`.
+    /// Vectors per 4-feature quad: `ceil(n / 5)`.
+    nv: usize,
+    /// Quads packed (`ceil(k / 16) · 4`, zero past `k`).
+    nq: usize,
+    /// Quad `q`, vector `v` at `q·nv + v`: its `i32` lane `t = 3c + l` (`t < 15`) holds the
+    /// limb-`l` digits of class `5v + c` for features `4q .. 4q + 4` (one byte each); lane 15
+    /// and absent classes are zero.
     lines: Vec<Line>,
     exps: Vec<i32>,
     /// `2^−e_j`.
     unit: Vec<f64>,
     beta: Vec<f64>,
-    /// Scratch of the AVX-512 packing (the offsets in `f64`).
+    /// Scratch of the AVX-512 packing: the offsets in `f64`, the digits class by class.
     off: Vec<f64>,
+    zs: Vec<Line>,
 }
 
 impl Default for NtPackedI8 {
@@ -118,12 +131,14 @@ impl NtPackedI8 {
             packed: false,
             n: 0,
             k: 0,
-            chunks: 0,
+            nv: 0,
+            nq: 0,
             lines: Vec::new(),
             exps: Vec::new(),
             unit: Vec::new(),
             beta: Vec::new(),
             off: Vec::new(),
+            zs: Vec::new(),
         }
     }
 
@@ -170,12 +185,13 @@ impl NtPackedI8 {
             return Err(GemmError::KernelUnavailable { kernel: self.kernel.name() });
         }
         let n = segs.len();
-        let chunks = k.div_ceil(64);
+        let (nv, nq) = (n.div_ceil(CPV), k.div_ceil(16) * 4);
         self.n = n;
         self.k = k;
-        self.chunks = chunks;
+        self.nv = nv;
+        self.nq = nq;
         // every byte is written below: no clearing
-        self.lines.resize(n * chunks * 3, Line([0; 64]));
+        self.lines.resize(nq * nv, Line([0; 64]));
         self.exps.resize(n, 0);
         self.unit.resize(n, 1.0);
         self.beta.resize(n, 0.0);
@@ -186,16 +202,17 @@ impl NtPackedI8 {
             #[cfg(target_arch = "x86_64")]
             if self.is_simd() {
                 // SAFETY: avx512f and avx512bw detected (`is_simd`); segments have k floats
-                // (checked), `lines` holds n · chunks · 3 lines and the other buffers n values.
+                // (checked), `lines` holds nq · nv lines and the other buffers n values.
                 let finite = unsafe {
                     vnni::pack(
                         pre,
                         segs,
-                        chunks,
+                        nq,
                         &mut self.lines,
                         &mut self.exps,
                         &mut self.beta,
                         &mut self.off,
+                        &mut self.zs,
                     )
                 };
                 if !finite {
@@ -207,7 +224,7 @@ impl NtPackedI8 {
                 self.packed = true;
                 return Ok(());
             }
-            pack_scalar(pre, segs, chunks, &mut self.lines, &mut self.exps, &mut self.beta)?;
+            pack_scalar(pre, segs, &mut self.lines, &mut self.exps, &mut self.beta)?;
             for (u, &e) in self.unit.iter_mut().zip(&self.exps) {
                 *u = pow2(-e);
             }
@@ -244,7 +261,7 @@ pub fn gemm_nt_u8_i8_serial(
     #[cfg(target_arch = "x86_64")]
     if packed.is_simd() {
         // SAFETY: avx512f, bw and vnni detected (`is_simd`); rows have k bytes, `out` holds
-        // rows.len() · n floats, and `packed` holds n · chunks · 3 lines for this k.
+        // rows.len() · n floats, and `packed` holds nq · nv lines for this k and n.
         unsafe { vnni::nt(rows, packed, out) };
         return Ok(());
     }
@@ -328,12 +345,13 @@ fn first_non_finite<S: AsRef<[f32]>>(pre: Affine<'_>, segs: &[S]) -> GemmError {
 fn pack_scalar<S: AsRef<[f32]>>(
     pre: Affine<'_>,
     segs: &[S],
-    chunks: usize,
     lines: &mut [Line],
     exps: &mut [i32],
     beta: &mut [f64],
 ) -> Result<(), GemmError> {
     let k = pre.scale.len();
+    let nv = segs.len().div_ceil(CPV);
+    lines.fill(Line([0; 64]));
     for (j, seg) in segs.iter().enumerate() {
         let w = seg.as_ref();
         let mut m = 0.0f64;
@@ -351,17 +369,11 @@ fn pack_scalar<S: AsRef<[f32]>>(
         let e = exponent_for(m);
         exps[j] = e;
         let f = pow2(e);
-        for c in 0..chunks {
-            for byte in 0..64 {
-                let kk = c * 64 + byte;
-                let q = if kk < k {
-                    ((f64::from(w[kk]) * f64::from(pre.scale[kk])) * f).round_ties_even() as i32
-                } else {
-                    0
-                };
-                for (l, d) in digits(q).into_iter().enumerate() {
-                    lines[(j * chunks + c) * 3 + l].0[byte] = d;
-                }
+        let (v, c) = (j / CPV, j % CPV);
+        for kk in 0..k {
+            let q = ((f64::from(w[kk]) * f64::from(pre.scale[kk])) * f).round_ties_even() as i32;
+            for (l, d) in digits(q).into_iter().enumerate() {
+                lines[(kk / 4) * nv + v].0[4 * (3 * c + l) + kk % 4] = d;
             }
         }
     }
@@ -370,18 +382,15 @@ fn pack_scalar<S: AsRef<[f32]>>(
 
 /// The scalar twin of the product: exact `i32` limb sums, then [`finish`].
 fn nt_scalar(rows: &[&[u8]], p: &NtPackedI8, out: &mut [f32]) {
-    let (n, chunks) = (p.n, p.chunks);
+    let (n, nv) = (p.n, p.nv);
     for (r, o) in rows.iter().zip(out.chunks_exact_mut(n)) {
         for (j, oj) in o.iter_mut().enumerate() {
+            let (v, c) = (j / CPV, j % CPV);
             let mut s = [0i32; 3];
-            for (c, xs) in r.chunks(64).enumerate() {
+            for (kk, &x) in r.iter().enumerate() {
+                let line = &p.lines[(kk / 4) * nv + v].0;
                 for (l, sl) in s.iter_mut().enumerate() {
-                    let line = &p.lines[(j * chunks + c) * 3 + l].0;
-                    *sl += xs
-                        .iter()
-                        .zip(line)
-                        .map(|(&x, &d)| i32::from(x) * i32::from(d))
-                        .sum::<i32>();
+                    *sl += i32::from(x) * i32::from(line[4 * (3 * c + l) + kk % 4]);
                 }
             }
             *oj = finish(s, p.unit[j], p.beta[j]);
@@ -398,14 +407,14 @@ fn nt_scalar(rows: &[&[u8]], p: &NtPackedI8, out: &mut [f32]) {
 #[allow(clippy::incompatible_msrv)]
 #[allow(clippy::needless_range_loop)]
 mod vnni {
-    use super::{BETA_LANES, Line, NtPackedI8, exponent_for, pow2, reduce_lanes};
+    use super::{BETA_LANES, CPV, Line, NtPackedI8, exponent_for, finish, pow2, reduce_lanes};
     use crate::gemm::Affine;
     use std::arch::x86_64::*;
 
     /// Rows per register block.
-    const MR: usize = 4;
-    /// Classes per register block.
-    const NC: usize = 2;
+    const MR: usize = 8;
+    /// Packed vectors (of 5 classes) per register block.
+    const NV: usize = 2;
 
     /// The mask of the first `min(rem, 16)` lanes.
     #[inline(always)]
@@ -434,61 +443,66 @@ mod vnni {
         [_mm512_cvtps_pd(_mm512_castps512_ps256(v)), _mm512_cvtps_pd(hi)]
     }
 
-    /// Stores the balanced digits of 16 quantised weights `q` (`|q| <= Q_MAX`) as bytes
-    /// `dst[0..16]` (d0), `dst[64..80]` (d1) and `dst[128..144]` (d2): `d0` is the low byte
-    /// of `q` read as `i8`, `r1 = (q + 128) >> 8 = (q − d0) / 256`, `d1` its low byte,
-    /// `d2 = (r1 + 128) >> 8` (the same digits as [`super::digits`]).
+    /// The balanced digits of 16 quantised weights `q` (`|q| <= Q_MAX`, features `4L ..
+    /// 4L + 4` in 128-bit lane `L`) as bytes: lane `L` holds `[d0 x 4, d1 x 4, d2 x 4, 0 x 4]`
+    /// of its 4 features, i.e. `u32` element `4L + l` is limb `l` of quad `L` (the same
+    /// digits as [`super::digits`]).
     ///
-    /// # Safety
-    /// AVX-512F; the three 16-byte ranges writable.
+    /// With `u = q + 0x8080`: `d2 = u >> 16` (which fits an `i8`, so it is byte 2 of `u`);
+    /// `d1`, the low byte of `(q + 128) >> 8`, is byte 1 of `u` minus `0x80` (the added
+    /// `0x8000`), and `d0`, the low byte of `q`, is byte 0 of `u` minus `0x80`. So the bytes
+    /// of `(q + 0x8080) ^ 0x8080` are `[d0, d1, d2, ·]`, and one byte shuffle transposes each
+    /// 4 x 4 block.
     #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn store_digits(dst: *mut i8, q: __m512i) {
-        let c128 = _mm512_set1_epi32(128);
-        let r1 = _mm512_srai_epi32::<8>(_mm512_add_epi32(q, c128));
-        let r2 = _mm512_srai_epi32::<8>(_mm512_add_epi32(r1, c128));
-        // SAFETY: forwarded.
-        unsafe {
-            _mm_storeu_si128(dst.cast(), _mm512_cvtepi32_epi8(q));
-            _mm_storeu_si128(dst.add(64).cast(), _mm512_cvtepi32_epi8(r1));
-            _mm_storeu_si128(dst.add(128).cast(), _mm512_cvtepi32_epi8(r2));
-        }
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn digit_lanes(q: __m512i) -> __m512i {
+        let c = _mm512_set1_epi32(0x8080);
+        let v = _mm512_xor_si512(_mm512_add_epi32(q, c), c);
+        let ctrl = _mm512_broadcast_i32x4(_mm_setr_epi8(
+            0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, -128, -128, -128, -128,
+        ));
+        _mm512_shuffle_epi8(v, ctrl)
     }
 
     /// The packing of [`super::pack_scalar`] (same exponents, limbs and `β`, bit for bit);
     /// returns false, leaving the buffers partly written, when some `β_j` is not finite (a
-    /// non-finite weight or offset; the scale was checked by the caller). `off` is scratch
-    /// (the offsets in `f64`).
+    /// non-finite weight or offset; the scale was checked by the caller). `off` and `zs` are
+    /// scratch.
     ///
     /// With `scale = 1` everywhere (mean subtraction) and an exponent inside the `f32` range,
     /// `W' = W` and `W · 2^e` are exact in `f32`, so the maximum and the quantisation run on
-    /// 16 `f32` lanes instead of 8 `f64` ones, with the same results.
+    /// 16 `f32` lanes instead of 8 `f64` ones, with the same results. The digits of 5 classes
+    /// x 16 features are turned into 4 packed vectors (one per quad) by 3 lane permutations
+    /// each.
     ///
     /// # Safety
     /// AVX-512F and BW; every segment holds `k = pre.scale.len()` floats, `offset` too;
-    /// `lines` holds `segs.len() · chunks · 3` lines with `chunks = ceil(k / 64)`; `exps` and
-    /// `beta` `segs.len()` values.
+    /// `nq = ceil(k / 16) · 4`; `lines` holds `nq · ceil(n / 5)` lines; `exps` and `beta`
+    /// `segs.len()` values.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn pack<S: AsRef<[f32]>>(
         pre: Affine<'_>,
         segs: &[S],
-        chunks: usize,
+        nq: usize,
         lines: &mut [Line],
         exps: &mut [i32],
         beta: &mut [f64],
         off: &mut Vec<f64>,
+        zs: &mut Vec<Line>,
     ) -> bool {
         const RNE: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
         let k = pre.scale.len();
+        let n = segs.len();
+        let nv = n.div_ceil(CPV);
         off.clear();
         off.extend(pre.offset.iter().map(|&o| f64::from(o)));
         off.resize(k.next_multiple_of(32), 0.0);
         let unit = pre.scale.iter().fold(true, |a, &s| a & (s == 1.0));
         let (sp, opd) = (pre.scale.as_ptr(), off.as_ptr());
-        let base = lines.as_mut_ptr().cast::<i8>();
+        // pass 1, class by class: max |W'| and β in 4 x 8 lanes (feature kk in lane kk mod 32)
         for (j, seg) in segs.iter().enumerate() {
             let wp = seg.as_ref().as_ptr();
-            // pass 1: max |W'| and β in 4 x 8 lanes (feature kk in lane kk mod 32)
             let mut mx32 = _mm512_setzero_ps();
             let mut mx = [_mm512_setzero_pd(); 2];
             let mut b = [_mm512_setzero_pd(); 4];
@@ -512,9 +526,10 @@ mod vnni {
                     // SAFETY: at + 16 <= kk + 32 <= off.len() (k rounded up to 32).
                     let (o0, o1) =
                         unsafe { (_mm512_loadu_pd(opd.add(at)), _mm512_loadu_pd(opd.add(at + 8))) };
-                    // o·w is exact in f64, so mul + add rounds once, like the scalar `+=`
-                    b[2 * h] = _mm512_add_pd(b[2 * h], _mm512_mul_pd(o0, w0));
-                    b[2 * h + 1] = _mm512_add_pd(b[2 * h + 1], _mm512_mul_pd(o1, w1));
+                    // o·w is exact in f64, so the fused multiply-add rounds like the scalar
+                    // `+=` of a product
+                    b[2 * h] = _mm512_fmadd_pd(o0, w0, b[2 * h]);
+                    b[2 * h + 1] = _mm512_fmadd_pd(o1, w1, b[2 * h + 1]);
                 }
                 kk += 32;
             }
@@ -533,15 +548,47 @@ mod vnni {
             } else {
                 _mm512_reduce_max_pd(_mm512_max_pd(mx[0], mx[1]))
             };
-            let e = exponent_for(m);
-            exps[j] = e;
-            let fast = unit && (-126..=127).contains(&e);
-            let f32e = _mm512_set1_ps(f32::from_bits(((e.clamp(-126, 127) + 127) as u32) << 23));
-            let f = _mm512_set1_pd(pow2(e));
-            // pass 2: q, its digits, 16 features at a time (zeros past k)
-            for c in 0..chunks {
-                for g in 0..4 {
-                    let at = c * 64 + 16 * g;
+            exps[j] = exponent_for(m);
+        }
+        // pass 2: q and its digits class by class into `zs` (one vector per 16 features),
+        // then per 16 features the 5 classes' digits transposed so that lane t = 3c + l of
+        // quad qq's vector is u32 element 4qq + l of class c's
+        let ng = nq / 4;
+        if zs.len() < CPV * ng {
+            zs.resize(CPV * ng, Line([0; 64]));
+        }
+        let mut idx = [_mm512_setzero_si512(); 4];
+        for (qq, v) in idx.iter_mut().enumerate() {
+            let mut t = [0i32; 16];
+            for (lane, x) in t.iter_mut().enumerate().take(15) {
+                let (c, l) = (lane / 3, lane % 3);
+                *x = ((c % 2) * 16 + 4 * qq + l) as i32;
+            }
+            // SAFETY: 16 i32 from a 16-element array.
+            *v = unsafe { _mm512_loadu_si512(t.as_ptr().cast()) };
+        }
+        let base = lines.as_mut_ptr();
+        let zp = zs.as_mut_ptr();
+        for v in 0..nv {
+            for c in 0..CPV {
+                let j = v * CPV + c;
+                if j >= n {
+                    for g in 0..ng {
+                        // SAFETY: line c·ng + g of `zs` (CPV · ng lines).
+                        unsafe {
+                            _mm512_store_si512(zp.add(c * ng + g).cast(), _mm512_setzero_si512())
+                        };
+                    }
+                    continue;
+                }
+                let e = exps[j];
+                let wp = segs[j].as_ref().as_ptr();
+                let fast = unit && (-126..=127).contains(&e);
+                let f32e =
+                    _mm512_set1_ps(f32::from_bits(((e.clamp(-126, 127) + 127) as u32) << 23));
+                let f = _mm512_set1_pd(pow2(e));
+                for g in 0..ng {
+                    let at = 16 * g;
                     let rem = k.saturating_sub(at);
                     // SAFETY: as above.
                     let wv = unsafe { load16(wp.add(at.min(k)), rem) };
@@ -561,256 +608,143 @@ mod vnni {
                         ));
                         _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1)
                     };
-                    // SAFETY: lines (j·chunks + c)·3 .. + 3 exist; bytes 16g .. 16g + 16 of each.
-                    unsafe { store_digits(base.add((j * chunks + c) * 3 * 64 + 16 * g), q) };
+                    // SAFETY: line c·ng + g of `zs`.
+                    unsafe { _mm512_store_si512(zp.add(c * ng + g).cast(), digit_lanes(q)) };
+                }
+            }
+            for g in 0..ng {
+                // SAFETY: lines c·ng + g of `zs` (64-byte aligned).
+                let z: [__m512i; CPV] = unsafe {
+                    [0, 1, 2, 3, 4].map(|c| _mm512_load_si512(zp.add(c * ng + g).cast()))
+                };
+                for (qq, ix) in idx.iter().enumerate() {
+                    let lo = _mm512_maskz_permutex2var_epi32(0x003f, z[0], *ix, z[1]);
+                    let mid = _mm512_maskz_permutex2var_epi32(0x0fc0, z[2], *ix, z[3]);
+                    let hi = _mm512_maskz_permutexvar_epi32(0x7000, *ix, z[4]);
+                    let o = _mm512_or_si512(_mm512_or_si512(lo, mid), hi);
+                    // SAFETY: quad 4g + qq < nq and v < nv: a line of `lines` (64-byte aligned).
+                    unsafe { _mm512_store_si512(base.add((4 * g + qq) * nv + v).cast(), o) };
                 }
             }
         }
         true
     }
 
-    /// Horizontal sums of 16 vectors at once by a transposing tree (15 vector additions
-    /// instead of 16 separate reductions): element `4L + p` of the result is the sum of
-    /// `v[4p + L]`'s lanes, so an input placed at `4·(e mod 4) + e/4` lands in element `e`.
-    /// Exact: every partial sum is bounded by the sum of absolute products, which fits an
-    /// `i32`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn hsum16(v: &[__m512i; 16]) -> __m512i {
-        let mut t = [_mm512_setzero_si512(); 8];
-        for p in 0..8 {
-            let (a, b) = (v[2 * p], v[2 * p + 1]);
-            // 128-bit lanes [a0 + a2, a1 + a3, b0 + b2, b1 + b3]
-            t[p] = _mm512_add_epi32(
-                _mm512_shuffle_i32x4::<0b01_00_01_00>(a, b),
-                _mm512_shuffle_i32x4::<0b11_10_11_10>(a, b),
-            );
-        }
-        let mut u = [_mm512_setzero_si512(); 4];
-        for q in 0..4 {
-            let (a, b) = (t[2 * q], t[2 * q + 1]);
-            // 128-bit lane L: four partial sums of v[4q + L]
-            u[q] = _mm512_add_epi32(
-                _mm512_shuffle_i32x4::<0b10_00_10_00>(a, b),
-                _mm512_shuffle_i32x4::<0b11_01_11_01>(a, b),
-            );
-        }
-        let mut w = [_mm512_setzero_si512(); 2];
-        for h in 0..2 {
-            let (a, b) = (u[2 * h], u[2 * h + 1]);
-            // lane L: [v[8h + L], v[8h + 4 + L], v[8h + L], v[8h + 4 + L]] partial sums
-            w[h] = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
-        }
-        _mm512_add_epi32(_mm512_unpacklo_epi64(w[0], w[1]), _mm512_unpackhi_epi64(w[0], w[1]))
-    }
-
-    /// Horizontal sums of 8 vectors: element `e < 8` of the result is the sum of `v[e]`'s
-    /// lanes (the upper 8 elements are unspecified). Exact as [`hsum16`].
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn hsum8(v: &[__m512i; 8]) -> __m512i {
-        let mut t = [_mm512_setzero_si512(); 4];
-        for p in 0..4 {
-            let (a, b) = (v[2 * p], v[2 * p + 1]);
-            t[p] = _mm512_add_epi32(
-                _mm512_shuffle_i32x4::<0b01_00_01_00>(a, b),
-                _mm512_shuffle_i32x4::<0b11_10_11_10>(a, b),
-            );
-        }
-        let mut u = [_mm512_setzero_si512(); 2];
-        for q in 0..2 {
-            let (a, b) = (t[2 * q], t[2 * q + 1]);
-            u[q] = _mm512_add_epi32(
-                _mm512_shuffle_i32x4::<0b10_00_10_00>(a, b),
-                _mm512_shuffle_i32x4::<0b11_01_11_01>(a, b),
-            );
-        }
-        // lane L: [v[L], v[4 + L], v[L], v[4 + L]] partial sums
-        let w =
-            _mm512_add_epi32(_mm512_unpacklo_epi32(u[0], u[1]), _mm512_unpackhi_epi32(u[0], u[1]));
-        // lane L: [v[L], v[4 + L], ..] full sums (elements 4L and 4L + 1)
-        let r = _mm512_add_epi32(w, _mm512_shuffle_epi32::<0b01_00_11_10>(w));
-        _mm512_permutexvar_epi32(
-            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0),
-            r,
-        )
-    }
-
-    /// The product (see [`super::gemm_nt_u8_i8_serial`]): class pairs outside, blocks of 4
-    /// rows inside, so a pair's limbs (`2 · 3 · k` bytes) stay in L1 while every row passes;
-    /// during the first pair, the next block's rows are prefetched (they are random rows of a
-    /// large dataset).
+    /// The product (see [`super::gemm_nt_u8_i8_serial`]): blocks of up to 8 rows x 2 packed
+    /// vectors (10 classes), one `i32` accumulator lane per (row, class, limb), so no
+    /// horizontal sums: per 4 features, each row's 4 bytes are broadcast and multiplied
+    /// (`vpdpbusd`) with the packed vectors. During the first vector pair the next block's
+    /// rows are prefetched (they are random rows of a large dataset).
     ///
     /// # Safety
     /// AVX-512F, BW and VNNI; every row holds `p.k` bytes; `out` holds `rows.len() · p.n`
     /// floats; `p` is packed.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn nt(rows: &[&[u8]], p: &NtPackedI8, out: &mut [f32]) {
-        let (m, n) = (rows.len(), p.n);
-        let mut j = 0;
-        while j < n {
-            let nc = (n - j).min(NC);
-            // lane e = r·C + cl of a block's results: class j + e mod C
-            let (mut ul, mut bl) = ([0.0f64; 8], [0.0f64; 8]);
-            for e in 0..8 {
-                ul[e] = p.unit[j + e % nc];
-                bl[e] = p.beta[j + e % nc];
-            }
+        let (m, nv) = (rows.len(), p.nv);
+        let mut v0 = 0;
+        while v0 < nv {
+            let nvb = (nv - v0).min(NV);
             let mut i = 0;
             while i < m {
                 let nr = (m - i).min(MR);
-                let next = if j == 0 { &rows[i + nr..(i + nr + MR).min(m)] } else { &[][..] };
+                let next = if v0 == 0 { &rows[i + nr..(i + nr + MR).min(m)] } else { &[][..] };
                 let blk = &rows[i..i + nr];
-                // SAFETY: forwarded; i + nr <= m rows, j + nc <= n classes.
-                unsafe {
-                    match (nr, nc) {
-                        (4, 2) => block::<4, 2>(blk, next, p, i, j, &ul, &bl, out),
-                        (3, 2) => block::<3, 2>(blk, next, p, i, j, &ul, &bl, out),
-                        (2, 2) => block::<2, 2>(blk, next, p, i, j, &ul, &bl, out),
-                        (1, 2) => block::<1, 2>(blk, next, p, i, j, &ul, &bl, out),
-                        (4, _) => block::<4, 1>(blk, next, p, i, j, &ul, &bl, out),
-                        (3, _) => block::<3, 1>(blk, next, p, i, j, &ul, &bl, out),
-                        (2, _) => block::<2, 1>(blk, next, p, i, j, &ul, &bl, out),
-                        _ => block::<1, 1>(blk, next, p, i, j, &ul, &bl, out),
-                    }
+                macro_rules! go {
+                    ($($r:literal),*) => {
+                        match (nr, nvb) {
+                            $(($r, 2) => block::<$r, 2>(blk, next, p, i, v0, out),)*
+                            $(($r, _) => block::<$r, 1>(blk, next, p, i, v0, out),)*
+                            _ => unreachable!(),
+                        }
+                    };
                 }
+                // SAFETY: forwarded; i + nr <= m rows, v0 + nvb <= nv vectors.
+                unsafe { go!(8, 7, 6, 5, 4, 3, 2, 1) };
                 i += nr;
             }
-            j += nc;
+            v0 += nvb;
         }
     }
 
-    /// The accumulation loop of [`block`]: element `[r][cl][l]` holds the lane partial sums
-    /// of `Σ_k x_rk · d_l` for class `j0 + cl`.
+    /// Rows `i0 .. i0 + R` (`rows`) against packed vectors `v0 .. v0 + V`.
     ///
     /// # Safety
-    /// As [`block`].
-    // a function of its own: with the reduction beside it, LLVM spilled accumulators
+    /// As [`nt`]; `rows.len() == R`, `v0 + V <= p.nv`, `i0 + R <= out.len() / p.n`.
     #[inline(never)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn accumulate<const R: usize, const C: usize>(
-        rows: &[&[u8]],
-        next: &[&[u8]],
-        p: &NtPackedI8,
-        j0: usize,
-    ) -> [[[__m512i; 3]; C]; R] {
-        let (k, chunks) = (p.k, p.chunks);
-        let full = k / 64;
-        let w = p.lines[j0 * chunks * 3..(j0 + C) * chunks * 3].as_ptr().cast::<i8>();
-        let mut x = [_mm512_setzero_si512(); R];
-        let mut a = [[[_mm512_setzero_si512(); 3]; C]; R];
-        let mut ptr = [std::ptr::null::<u8>(); R];
-        for r in 0..R {
-            ptr[r] = rows[r].as_ptr();
-        }
-        for c in 0..full {
-            for r in next {
-                // SAFETY: c · 64 < full · 64 <= k = the row's length; a prefetch never faults.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().add(c * 64).cast()) };
-            }
-            // SAFETY: bytes c·64 .. c·64 + 64 <= k of each row; the limb lines
-            // ((cl · chunks + c) · 3 + l) lie in the C classes' lines.
-            unsafe {
-                for r in 0..R {
-                    x[r] = _mm512_loadu_si512(ptr[r].add(c * 64).cast());
-                }
-                for cl in 0..C {
-                    for l in 0..3 {
-                        let wv = _mm512_load_si512(w.add(((cl * chunks + c) * 3 + l) * 64).cast());
-                        for r in 0..R {
-                            a[r][cl][l] = _mm512_dpbusd_epi32(a[r][cl][l], x[r], wv);
-                        }
-                    }
-                }
-            }
-        }
-        if full < chunks {
-            let mask = (1u64 << (k - full * 64)) - 1;
-            // SAFETY: the masked load reads bytes full·64 .. k of each row only; the
-            // zero-padded limb lines of chunk `full` exist.
-            unsafe {
-                for r in 0..R {
-                    x[r] = _mm512_maskz_loadu_epi8(mask, ptr[r].add(full * 64).cast());
-                }
-                for cl in 0..C {
-                    for l in 0..3 {
-                        let wv =
-                            _mm512_load_si512(w.add(((cl * chunks + full) * 3 + l) * 64).cast());
-                        for r in 0..R {
-                            a[r][cl][l] = _mm512_dpbusd_epi32(a[r][cl][l], x[r], wv);
-                        }
-                    }
-                }
-            }
-        }
-        if k > 0 {
-            for r in next {
-                // the last line of a row that does not start on a cache line
-                // SAFETY: k − 1 < k = the row's length; a prefetch never faults.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().add(k - 1).cast()) };
-            }
-        }
-        a
-    }
-
-    /// Rows `i0 .. i0 + R` (`rows`) against classes `j0 .. j0 + C`: `R · C · 3` accumulators.
-    ///
-    /// # Safety
-    /// As [`nt`]; `rows.len() == R`, `j0 + C <= p.n`, `i0 + R <= out.len() / p.n`.
-    #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn block<const R: usize, const C: usize>(
+    unsafe fn block<const R: usize, const V: usize>(
         rows: &[&[u8]],
         next: &[&[u8]],
         p: &NtPackedI8,
         i0: usize,
-        j0: usize,
-        unit: &[f64; 8],
-        beta: &[f64; 8],
+        v0: usize,
         out: &mut [f32],
     ) {
-        let n = p.n;
-        // SAFETY: forwarded.
-        let acc = unsafe { accumulate::<R, C>(rows, next, p, j0) };
-        // reduce: pair e = r·C + cl (at most 8); limbs d0 and d1 of every pair in one
-        // 16-way tree (d0 of pair e lands in element e, d1 in element 8 + e), d2 in an 8-way one
-        let mut v16 = [_mm512_setzero_si512(); 16];
-        let mut v8 = [_mm512_setzero_si512(); 8];
+        let (k, nv, n) = (p.k, p.nv, p.n);
+        let full = k / 4;
+        let w = p.lines.as_ptr();
+        let mut acc = [[_mm512_setzero_si512(); V]; R];
+        let mut ptr = [std::ptr::null::<u8>(); R];
         for r in 0..R {
-            for cl in 0..C {
-                let e = r * C + cl;
-                let (x0, x1) = (e, 8 + e);
-                v16[4 * (x0 % 4) + x0 / 4] = acc[r][cl][0];
-                v16[4 * (x1 % 4) + x1 / 4] = acc[r][cl][1];
-                v8[e] = acc[r][cl][2];
+            ptr[r] = rows[r].as_ptr();
+        }
+        let mut q0 = 0;
+        while q0 < full {
+            let q1 = (q0 + 16).min(full);
+            for r in next {
+                // SAFETY: 4·q0 < 4·full <= k = the row's length; a prefetch never faults.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(r.as_ptr().add(4 * q0).cast()) };
+            }
+            for q in q0..q1 {
+                // SAFETY: line q·nv + v0 + v < nq·nv (q < full <= nq); bytes 4q .. 4q + 4 <= k
+                // of each row.
+                unsafe {
+                    let mut wv = [_mm512_setzero_si512(); V];
+                    for v in 0..V {
+                        wv[v] = _mm512_load_si512(w.add(q * nv + v0 + v).cast());
+                    }
+                    for r in 0..R {
+                        let x = _mm512_set1_epi32(ptr[r].add(4 * q).cast::<i32>().read_unaligned());
+                        for v in 0..V {
+                            acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], x, wv[v]);
+                        }
+                    }
+                }
+            }
+            q0 = q1;
+        }
+        if full * 4 < k {
+            // the last 1 to 3 features: the row's bytes read one by one (never past its end)
+            // SAFETY: line full·nv + v0 + v < nq·nv (4·full < k <= 4·nq/… quads padded to 16).
+            unsafe {
+                let mut wv = [_mm512_setzero_si512(); V];
+                for v in 0..V {
+                    wv[v] = _mm512_load_si512(w.add(full * nv + v0 + v).cast());
+                }
+                for r in 0..R {
+                    let mut b = [0u8; 4];
+                    b[..k - 4 * full].copy_from_slice(&rows[r][4 * full..k]);
+                    let x = _mm512_set1_epi32(i32::from_le_bytes(b));
+                    for v in 0..V {
+                        acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], x, wv[v]);
+                    }
+                }
             }
         }
-        let s01 = hsum16(&v16);
-        let s2 = hsum8(&v8);
-        // T = 65536·S2 + 256·S1 + S0, exact in f64 (|T| < 2^53), then as `finish`
-        let f0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(s01));
-        let f1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(s01));
-        let f2 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(s2));
-        let t = _mm512_add_pd(
-            _mm512_add_pd(
-                _mm512_mul_pd(f2, _mm512_set1_pd(65536.0)),
-                _mm512_mul_pd(f1, _mm512_set1_pd(256.0)),
-            ),
-            f0,
-        );
-        // (loaded only now: 24 accumulators, 4 rows and the limbs fill the 32 registers)
-        // SAFETY: 8 f64 from 8-element arrays.
-        let (unit, beta) =
-            unsafe { (_mm512_loadu_pd(unit.as_ptr()), _mm512_loadu_pd(beta.as_ptr())) };
-        let v = _mm512_add_pd(_mm512_mul_pd(t, unit), beta);
-        let sc = _mm512_cvt_roundpd_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
-        let mut res = [0.0f32; 8];
-        // SAFETY: 8 floats into an 8-element array.
-        unsafe { _mm256_storeu_ps(res.as_mut_ptr(), sc) };
         for r in 0..R {
-            let o = (i0 + r) * n + j0;
-            out[o..o + C].copy_from_slice(&res[r * C..r * C + C]);
+            for v in 0..V {
+                let mut s = [0i32; 16];
+                // SAFETY: 16 i32 into a 16-element array.
+                unsafe { _mm512_storeu_si512(s.as_mut_ptr().cast(), acc[r][v]) };
+                for c in 0..CPV {
+                    let j = (v0 + v) * CPV + c;
+                    if j < n {
+                        out[(i0 + r) * n + j] =
+                            finish([s[3 * c], s[3 * c + 1], s[3 * c + 2]], p.unit[j], p.beta[j]);
+                    }
+                }
+            }
         }
     }
 }
@@ -1084,7 +1018,7 @@ mod tests {
     fn every_row_count_and_odd_class_count_match_the_scalar_twin() {
         let mut r = Gen(99);
         for m in 1..=9usize {
-            for n in [1usize, 2, 3, 10] {
+            for n in [1usize, 2, 3, 6, 10, 11] {
                 let k = 130;
                 let bufs = rand_rows(&mut r, m, k, 0);
                 let rows: Vec<&[u8]> = bufs.iter().map(Vec::as_slice).collect();
