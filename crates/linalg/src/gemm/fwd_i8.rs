@@ -85,7 +85,7 @@ const CPV: usize = 5;
 /// Lanes of the `f64` partial sums of `β` (feature `k` goes to lane `k mod 32`).
 const BETA_LANES: usize = 32;
 
-/// 64 bytes of one limb of one class, aligned to a cache line.
+/// One packed vector (64 bytes: 16 `i32` lanes of 4 digits), aligned to a cache line.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Line([i8; 64]);
@@ -716,7 +716,8 @@ mod vnni {
         }
         if full * 4 < k {
             // the last 1 to 3 features: the row's bytes read one by one (never past its end)
-            // SAFETY: line full·nv + v0 + v < nq·nv (4·full < k <= 4·nq/… quads padded to 16).
+            // SAFETY: line full·nv + v0 + v < nq·nv (full < ceil(k / 4) <= nq); the row bytes
+            // are read through a bounds-checked slice.
             unsafe {
                 let mut wv = [_mm512_setzero_si512(); V];
                 for v in 0..V {
