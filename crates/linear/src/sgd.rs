@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use imgclass_core::Subset;
 use imgclass_core::rng::SplitMix64;
 use imgclass_linalg::gemm::{
-    Affine, GemmKernel, I8Grad, I8U8_MAX_ROWS, NtPacked, gemm_nt_u8_packed_serial,
-    gemm_tn_i8u8_cols_prepared, gemm_tn_u8_cols_with, i8u8_is_simd, i32_affine_to_f32,
-    prefetch_rows,
+    Affine, GemmError, GemmKernel, I8Grad, I8U8_MAX_ROWS, NtPacked, NtPackedI8,
+    gemm_nt_u8_i8_serial, gemm_nt_u8_packed_serial, gemm_tn_i8u8_cols_prepared,
+    gemm_tn_u8_cols_with, i8u8_is_simd, i32_affine_to_f32, prefetch_rows,
 };
 use imgclass_loss::{Loss, LossError, Regularizer};
 
@@ -127,6 +127,15 @@ pub(crate) fn grad_of(int: Option<&IntGrad>) -> Grad<'_> {
     int.map_or(Grad::F32, Grad::Int)
 }
 
+/// The forward product of a part: the exact-integer one where the CPU has AVX-512 VNNI
+/// (`W'_h` quantised per class to 24-bit fixed point, repacked whole after each update: see
+/// [`imgclass_linalg::gemm::NtPackedI8`]), else the f32 one (repacked block by block while
+/// each block of the update is in cache).
+enum Forward {
+    I8(NtPackedI8),
+    F32(NtPacked),
+}
+
 /// One fixed feature part `k0..k1` of the parameters and everything computed over it.
 pub(crate) struct Part {
     /// First feature of the part.
@@ -141,8 +150,8 @@ pub(crate) struct Part {
     pub(crate) dw: Vec<f32>,
     /// Scratch for a block's exact integer product.
     exact: Vec<i32>,
-    /// `W'_h` packed for the forward pass, repacked block by block by each update.
-    packed: NtPacked,
+    /// `W'_h` packed for the forward pass (see [`Forward`]).
+    fwd: Forward,
     /// `P_h`, the minibatch's partial scores over the part (`B x c`, with `β_h`).
     pub(crate) partial: Vec<f32>,
     /// `R(W_h)` before the last update.
@@ -165,7 +174,19 @@ impl Part {
         } else {
             w.chunks_exact(d).flat_map(|row| row[k0..k1].iter().copied()).collect()
         };
-        let packed = NtPacked::new(p.kernel, sub_affine(p.pre, k0, k1), &wh, c)?;
+        let pre = sub_affine(p.pre, k0, k1);
+        let i8 = NtPackedI8::new(p.kernel);
+        let fwd = if i8.is_simd() {
+            let mut i8 = i8;
+            if len > 0 {
+                i8.pack(pre, &wh.chunks_exact(len).collect::<Vec<_>>())?;
+            } else {
+                i8.pack(pre, &vec![&[] as &[f32]; c])?;
+            }
+            Forward::I8(i8)
+        } else {
+            Forward::F32(NtPacked::new(p.kernel, pre, &wh, c)?)
+        };
         Ok(Self {
             k0,
             k1,
@@ -173,7 +194,7 @@ impl Part {
             w: wh,
             dw: vec![0.0; c * len],
             exact: vec![0; c * UPDATE_BLOCK],
-            packed,
+            fwd,
             partial: vec![0.0; bs * c],
             reg: 0.0,
         })
@@ -186,7 +207,10 @@ impl Part {
         let sub: Vec<&[u8]> = rows.iter().map(|r| &r[self.k0..self.k1]).collect();
         let pre = sub_affine(p.pre, self.k0, self.k1);
         let out = &mut self.partial[..rows.len() * c];
-        gemm_nt_u8_packed_serial(&sub, pre, &self.w, c, &self.packed, out)?;
+        match &self.fwd {
+            Forward::I8(pk) => gemm_nt_u8_i8_serial(&sub, pre, pk, out)?,
+            Forward::F32(pk) => gemm_nt_u8_packed_serial(&sub, pre, &self.w, c, pk, out)?,
+        }
         Ok(())
     }
 
@@ -215,7 +239,10 @@ impl Part {
         let wb = column_blocks(&mut self.w, c, len);
         let mut vb = column_blocks(&mut self.vw, c, len);
         vb.resize_with(wb.len(), Vec::new);
-        let mut pblocks = self.packed.blocks_mut().into_iter();
+        let mut pblocks = match &mut self.fwd {
+            Forward::F32(pk) if step.is_some() => pk.blocks_mut().into_iter(),
+            _ => Vec::new().into_iter(),
+        };
         let mut reg = 0.0f64;
         for (i, ((mut wsegs, mut vsegs), dwb)) in
             wb.into_iter().zip(vb).zip(self.dw.chunks_mut(c * UPDATE_BLOCK)).enumerate()
@@ -257,15 +284,20 @@ impl Part {
                     (None, _) => {}
                 }
             }
-            if step.is_some()
-                && let Some(mut pb) = pblocks.next()
-            {
+            if let Some(mut pb) = pblocks.next() {
                 debug_assert_eq!(pb.index(), i);
                 pb.pack(part_pre, &wsegs)?;
             }
         }
-        if step.is_some() {
-            self.packed.finish();
+        drop(pblocks);
+        match &mut self.fwd {
+            Forward::F32(pk) if step.is_some() => pk.finish(),
+            Forward::I8(pk) if step.is_some() => {
+                let rows: Vec<&[f32]> =
+                    if len == 0 { vec![&[]; c] } else { self.w.chunks_exact(len).collect() };
+                pk.pack(part_pre, &rows)?;
+            }
+            _ => {}
         }
         Ok(reg)
     }
@@ -655,7 +687,10 @@ fn worker<'a>(
                 Some(step),
             ) {
                 Ok(v) => v,
-                Err(LinearError::Loss(LossError::NonFinite { .. })) => {
+                Err(
+                    LinearError::Loss(LossError::NonFinite { .. })
+                    | LinearError::Gemm(GemmError::NonFinite { .. }),
+                ) => {
                     return Err(Stop::Err(LinearError::Diverged {
                         iteration: it,
                         loss: f64::INFINITY,
