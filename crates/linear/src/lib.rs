@@ -10,10 +10,12 @@
 //! W ← W − η dW  (or with momentum μ_m: v ← μ_m v − η dW, W ← W + v), η ← η·decay per epoch
 //! ```
 //!
-//! The forward and backward passes are the fused u8 → f32 products of
-//! [`imgclass_linalg::gemm`]: a minibatch is a list of row slices into the shared dataset,
-//! never materialised as f32 (the SVM's exact integer backward pass copies it as bytes,
-//! interleaved 4 rows by 4). One SGD iteration is split by features into two fixed halves
+//! The forward and backward passes are the fused u8 products of [`imgclass_linalg::gemm`]: a
+//! minibatch is a list of row slices into the shared dataset, never materialised as f32 (the
+//! SVM's exact integer backward pass copies it as bytes, interleaved 4 rows by 4). With
+//! AVX-512 VNNI the forward product is exact in integers on `W'` quantised per class to
+//! 24-bit fixed point (`NtPackedI8`; error at most half a quantum, `2^-23` of the class's
+//! largest weight, per unit of pixel sum), elsewhere f32. One SGD iteration is split by features into two fixed halves
 //! (`W = [W₀ W₁]`), each owned by one thread for the whole fit: its partial scores
 //! `X̃_h W_hᵀ`, then (after the two threads swap those `B x C` partial scores and both
 //! compute the loss and `dS`) its backward product, regulariser and update, block by block
