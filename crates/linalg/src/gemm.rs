@@ -90,6 +90,14 @@ pub enum GemmError {
         /// The kernel's name.
         kernel: &'static str,
     },
+    /// An input that must be finite holds a NaN or an infinity.
+    #[error("{what}[{index}] is not finite")]
+    NonFinite {
+        /// Which input (`w`, `scale`, `offset`).
+        what: &'static str,
+        /// The flat index of the first such value.
+        index: usize,
+    },
     /// `IMGCLASS_KERNEL` names no kernel.
     #[error("unknown kernel {name:?} (expected scalar, avx2 or avx512)")]
     UnknownKernel {
@@ -743,6 +751,8 @@ macro_rules! dispatch_nr {
     };
 }
 
+mod fwd_i8;
+pub use fwd_i8::{FWD_I8_MAX_K, FWD_I8_Q_MAX, NtPackedI8, gemm_nt_u8_i8_serial};
 mod int;
 pub use int::{
     I8Grad, I8U8_MAX_ROWS, gemm_tn_i8u8_cols_prepared, gemm_tn_i8u8_cols_with, i8u8_is_simd,

@@ -10,13 +10,17 @@
 //! W ← W − η dW  (or with momentum μ_m: v ← μ_m v − η dW, W ← W + v), η ← η·decay per epoch
 //! ```
 //!
-//! The forward and backward passes are the fused u8 → f32 products of
-//! [`imgclass_linalg::gemm`]: a minibatch is a list of row slices into the shared dataset,
-//! never materialised as f32 (the SVM's exact integer backward pass copies it as bytes,
-//! interleaved 4 rows by 4). One SGD iteration is two parallel passes on the rayon pool:
-//! the forward product over row chunks, then, per block of 256 features, the backward
-//! product fused with the regulariser's gradient and the update of that block of `W`, while
-//! the next minibatch's rows are prefetched.
+//! The forward and backward passes are the fused u8 products of [`imgclass_linalg::gemm`]: a
+//! minibatch is a list of row slices into the shared dataset, never materialised as f32 (the
+//! SVM's exact integer backward pass copies it as bytes, interleaved 4 rows by 4). With
+//! AVX-512 VNNI the forward product is exact in integers on `W'` quantised per class to
+//! 24-bit fixed point (`NtPackedI8`; error at most half a quantum, `2^-23` of the class's
+//! largest weight, per unit of pixel sum), elsewhere f32. One SGD iteration is split by features into two fixed halves
+//! (`W = [W₀ W₁]`), each owned by one thread for the whole fit: its partial scores
+//! `X̃_h W_hᵀ`, then (after the two threads swap those `B x C` partial scores and both
+//! compute the loss and `dS`) its backward product, regulariser and update, block by block
+//! of 256 features, while its columns of the next minibatch are prefetched. The split is
+//! fixed by `D`, so a fit has the same bits on one thread or two ([`Linear::threads`]).
 //!
 //! ```
 //! use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict};
@@ -42,6 +46,7 @@
 
 mod model;
 mod parts;
+mod sgd;
 mod train;
 
 pub use imgclass_loss::{Loss, Regularizer as Reg};

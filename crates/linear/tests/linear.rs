@@ -203,27 +203,46 @@ fn same_seed_same_model_whatever_the_thread_count() {
     let names: Vec<String> = (0..c).map(|i| format!("c{i}")).collect();
     let ds =
         Dataset::new(px, labels, ImageShape::new(3, 32, 32), ClassNames::new(names)).expect("ok");
-    let fit_with = |loss, threads| {
-        let params = Linear::new(loss).regularization(Reg::L2(1e3)).sgd(Sgd {
+    let fit_with = |loss, reg, momentum, threads| {
+        let params = Linear::new(loss).regularization(reg).sgd(Sgd {
             stop: Stop::Iterations(20),
             seed: 9,
+            momentum,
             ..Sgd::default()
         });
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
         pool.install(|| params.fit(&ds.all()).expect("fits"))
     };
-    // with AVX-512 VNNI the SVM iteration is split by rows, one part per thread (3 threads:
-    // parts of 68, 68 and 64 rows); softmax's into two parts of 100 rows whatever the count
-    for loss in [Loss::Softmax, Loss::Svm { margin: 1.0 }] {
-        let a = fit_with(loss, 1);
+    // each iteration is split into two fixed halves of the 3,072 features: one thread runs
+    // both in turn, two or more run one each (the SVM's backward in exact integers with
+    // AVX-512 VNNI, the others in f32)
+    for (loss, reg, momentum) in [
+        (Loss::Softmax, Reg::L2(1e3), 0.0),
+        (Loss::Svm { margin: 1.0 }, Reg::L2(1e3), 0.0),
+        (Loss::SquaredHinge { margin: 1.0 }, Reg::ElasticNet { lambda: 10.0, beta: 0.5 }, 0.9),
+        (Loss::Softmax, Reg::L1(5.0), 0.5),
+    ] {
+        let a = fit_with(loss, reg, momentum, 1);
         for threads in [2, 3] {
-            let b = fit_with(loss, threads);
-            assert_eq!(a.weights(), b.weights(), "{loss:?} {threads} threads");
-            assert_eq!(a.bias(), b.bias(), "{loss:?} {threads} threads");
-            assert_eq!(a.report().loss, b.report().loss, "{loss:?} {threads} threads");
+            let b = fit_with(loss, reg, momentum, threads);
+            assert_eq!(a.weights(), b.weights(), "{loss:?} {reg:?} {threads} threads");
+            assert_eq!(a.bias(), b.bias(), "{loss:?} {reg:?} {threads} threads");
+            assert_eq!(a.report().loss, b.report().loss, "{loss:?} {reg:?} {threads} threads");
         }
     }
-    let a = fit_with(Loss::Svm { margin: 1.0 }, 1);
+    // the explicit setting: two threads from a one-thread pool, one from a three-thread pool
+    let explicit = |threads, pool_threads| {
+        let params = Linear::new(Loss::Softmax)
+            .regularization(Reg::L2(1e3))
+            .sgd(Sgd { stop: Stop::Iterations(20), seed: 9, ..Sgd::default() })
+            .threads(threads);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(pool_threads).build().expect("pool");
+        pool.install(|| params.fit(&ds.all()).expect("fits"))
+    };
+    let a = fit_with(Loss::Softmax, Reg::L2(1e3), 0.0, 1);
+    assert_eq!(explicit(2, 1).weights(), a.weights());
+    assert_eq!(explicit(1, 3).weights(), a.weights());
+    let a = fit_with(Loss::Svm { margin: 1.0 }, Reg::L2(1e3), 0.0, 1);
     let other = Linear::new(Loss::Svm { margin: 1.0 })
         .regularization(Reg::L2(1e3))
         .sgd(Sgd { stop: Stop::Iterations(20), seed: 10, ..Sgd::default() })
