@@ -265,7 +265,7 @@ impl Part {
                 let gj = &mut dwb[j * blen..(j + 1) * blen];
                 if let (Regularizer::L2(l2), Some(st), None) = (p.reg, step, vsegs.get_mut(j)) {
                     // the common case in one pass: g = dW + 2λw, w ← w − ηg
-                    reg += l2_step(l2, st.lr, wj, gj)?;
+                    reg += l2_step(p.kernel, l2, st.lr, wj, gj)?;
                     continue;
                 }
                 reg += p.reg.add_grad(wj, gj)?;
@@ -356,10 +356,36 @@ pub(crate) fn combine(partials: &[&[f32]], b: &[f32], scores: &mut [f32]) {
 /// One pass of the L2-regularised plain SGD step over a segment: `g ← g + 2λw` (the
 /// gradient [`Regularizer::add_grad`] adds, same `f32` arithmetic), `w ← w − η g`; returns
 /// `λ Σ w²` of the weights before the step (squares summed in `f32` over 16 lanes, then in
-/// `f64`), or [`LossError::NonFinite`] for a non-finite weight.
-pub(crate) fn l2_step(l2: f64, lr: f32, w: &mut [f32], g: &mut [f32]) -> Result<f64, LinearError> {
-    const LANES: usize = 16;
+/// `f64`), or [`LossError::NonFinite`] for a non-finite weight. With the AVX-512 kernel the
+/// same code is compiled for AVX-512 (no reassociation, no FMA contraction: the same bits,
+/// tested against the portable build).
+pub(crate) fn l2_step(
+    kernel: GemmKernel,
+    l2: f64,
+    lr: f32,
+    w: &mut [f32],
+    g: &mut [f32],
+) -> Result<f64, LinearError> {
     let two_l2 = (2.0 * l2) as f32;
+    let total = match kernel {
+        #[cfg(target_arch = "x86_64")]
+        GemmKernel::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
+            // SAFETY: avx512f detected just above.
+            unsafe { l2_step_avx512(two_l2, lr, w, g) }
+        }
+        _ => l2_step_lanes(two_l2, lr, w, g),
+    };
+    if !total.is_finite() {
+        let index = w.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(LossError::NonFinite { what: "weights", index }.into());
+    }
+    Ok(l2 * total)
+}
+
+/// The body of [`l2_step`]: returns `Σ w²` (16 `f32` lanes, then `f64`).
+#[inline(always)]
+fn l2_step_lanes(two_l2: f32, lr: f32, w: &mut [f32], g: &mut [f32]) -> f64 {
+    const LANES: usize = 16;
     let mut sq = [0.0f32; LANES];
     let mut wc = w.chunks_exact_mut(LANES);
     let mut gc = g.chunks_exact_mut(LANES);
@@ -377,11 +403,17 @@ pub(crate) fn l2_step(l2: f64, lr: f32, w: &mut [f32], g: &mut [f32]) -> Result<
         *gi += two_l2 * *v;
         *v -= lr * *gi;
     }
-    if !total.is_finite() {
-        let index = w.iter().position(|v| !v.is_finite()).unwrap_or(0);
-        return Err(LossError::NonFinite { what: "weights", index }.into());
-    }
-    Ok(l2 * total)
+    total
+}
+
+/// [`l2_step_lanes`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn l2_step_avx512(two_l2: f32, lr: f32, w: &mut [f32], g: &mut [f32]) -> f64 {
+    l2_step_lanes(two_l2, lr, w, g)
 }
 
 /// Splits the row-major `c x d` matrix `m` (or an empty one) into its blocks of

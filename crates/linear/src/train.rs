@@ -481,29 +481,44 @@ mod tests {
     }
 
     #[test]
-    fn fused_l2_step_matches_add_grad_then_the_update() {
+    fn fused_l2_step_matches_add_grad_then_the_update_on_every_kernel() {
         let mut g = SplitMix64::new(5);
         for len in [0usize, 1, 15, 16, 17, 256, 300] {
-            let w: Vec<f32> = (0..len).map(|_| (g.next_normal() * 0.01) as f32).collect();
+            let mut w: Vec<f32> = (0..len).map(|_| (g.next_normal() * 0.01) as f32).collect();
+            if len > 2 {
+                // extremes: a huge weight, a subnormal, a negative zero
+                (w[0], w[1], w[2]) = (1.5e19, 1e-40, -0.0);
+            }
             let dw: Vec<f32> = (0..len).map(|_| (g.next_normal() * 0.1) as f32).collect();
             let (lam, lr) = (2.5e4, 1e-7f32);
             // oracle: the regulariser's own gradient and penalty, then the plain SGD step
             let (mut w_ref, mut g_ref) = (w.clone(), dw.clone());
             let pen_ref = Regularizer::L2(lam).add_grad(&w_ref, &mut g_ref).expect("finite");
             w_ref.iter_mut().zip(&g_ref).for_each(|(wi, gi)| *wi -= lr * gi);
-            let (mut w2, mut g2) = (w.clone(), dw.clone());
-            let pen = l2_step(lam, lr, &mut w2, &mut g2).expect("finite");
-            assert_eq!(g2, g_ref, "len {len}");
-            assert_eq!(w2, w_ref, "len {len}");
-            // squares summed in f32 lanes: relative error a few f32 ulps
-            assert!((pen - pen_ref).abs() <= 1e-6 * pen_ref.abs() + 1e-300, "{pen} vs {pen_ref}");
+            let mut pens = Vec::new();
+            for kernel in GemmKernel::available() {
+                let (mut w2, mut g2) = (w.clone(), dw.clone());
+                let pen = l2_step(kernel, lam, lr, &mut w2, &mut g2).expect("finite");
+                assert_eq!(g2, g_ref, "len {len} {kernel:?}");
+                assert_eq!(w2, w_ref, "len {len} {kernel:?}");
+                // squares summed in f32 lanes: relative error a few f32 ulps
+                assert!(
+                    (pen - pen_ref).abs() <= 1e-6 * pen_ref.abs() + 1e-300,
+                    "{pen} vs {pen_ref}"
+                );
+                pens.push(pen.to_bits());
+            }
+            // the portable and the AVX-512 builds: the same bits
+            assert!(pens.windows(2).all(|p| p[0] == p[1]), "len {len}");
         }
-        let mut bad = vec![1.0f32, f32::NAN, 2.0];
-        let mut gb = vec![0.0f32; 3];
-        assert!(matches!(
-            l2_step(1.0, 0.1, &mut bad, &mut gb),
-            Err(LinearError::Loss(LossError::NonFinite { what: "weights", .. }))
-        ));
+        for kernel in GemmKernel::available() {
+            let mut bad = vec![1.0f32, f32::NAN, 2.0];
+            let mut gb = vec![0.0f32; 3];
+            assert!(matches!(
+                l2_step(kernel, 1.0, 0.1, &mut bad, &mut gb),
+                Err(LinearError::Loss(LossError::NonFinite { what: "weights", index: 1 }))
+            ));
+        }
     }
 
     /// A batch for the split-iteration tests: every fifth row all 255, every fifth with zeros on

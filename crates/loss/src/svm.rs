@@ -114,19 +114,16 @@ fn hinge_into<T: Float, const SQUARED: bool>(
         let sy = s[y];
         let mut row = T::ZERO;
         let mut gy = T::ZERO;
-        for j in 0..n_classes {
-            if j == y {
-                continue;
-            }
-            let m = s[j] - sy + margin;
-            if m > T::ZERO {
-                let (l, d) = if SQUARED { (m * m, two * m) } else { (m, T::ONE) };
-                row += l;
-                g[j] = d * inv_n;
-                gy -= d;
-            } else {
-                g[j] = T::ZERO;
-            }
+        // branch-free (whether a margin is violated is data-dependent and unpredictable):
+        // an inactive class adds +0 to the row and to `gy`, which changes no bit
+        for (j, (&sj, gj)) in s.iter().zip(g.iter_mut()).enumerate() {
+            let m = sj - sy + margin;
+            let active = m > T::ZERO && j != y;
+            let (l, d) = if SQUARED { (m * m, two * m) } else { (m, T::ONE) };
+            let (l, d) = if active { (l, d) } else { (T::ZERO, T::ZERO) };
+            row += l;
+            *gj = d * inv_n;
+            gy -= d;
         }
         g[y] = gy * inv_n;
         total += row;
