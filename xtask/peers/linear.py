@@ -103,8 +103,8 @@ def main():
                    help="BLAS threads for numpy/scikit-learn and rayon threads for ours (0 = defaults)")
     p.add_argument("--numpy-threads", type=int, default=0,
                    help="BLAS threads for numpy/scikit-learn only, overriding --threads for them "
-                        "(each side at its fastest setting: numpy's small products run fastest "
-                        "on one OpenBLAS thread here)")
+                        "(each side at its faster setting: numpy's small products have a better "
+                        "median on one OpenBLAS thread here)")
     p.add_argument("--json", default=None, help="write all figures here")
     a = p.parse_args()
     blas_threads = a.numpy_threads or a.threads
