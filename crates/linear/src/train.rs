@@ -650,6 +650,32 @@ mod tests {
         }
     }
 
+    /// What [`batch_loss_grad`] returns and writes, in owned buffers.
+    struct Evaluated {
+        data: f32,
+        reg: f64,
+        sc: Vec<f32>,
+        ds: Vec<f32>,
+        dw: Vec<f32>,
+        db: Vec<f32>,
+    }
+
+    /// [`batch_loss_grad`] on fresh buffers.
+    fn evaluate(
+        p: &Problem<'_>,
+        rows: &[&[u8]],
+        labels: &[u32],
+        w: &[f32],
+        b: &[f32],
+    ) -> Evaluated {
+        let (n, c, d) = (rows.len(), p.n_classes, p.pre.scale.len());
+        let (mut sc, mut ds, mut dw, mut db) =
+            (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; c * d], vec![0.0; c]);
+        let mut out = Buffers { scores: &mut sc, dscores: &mut ds, dw: &mut dw, db: &mut db };
+        let (data, reg) = batch_loss_grad(p, rows, labels, w, b, &mut out).expect("valid");
+        Evaluated { data, reg, sc, ds, dw, db }
+    }
+
     /// The split iteration's scores, loss, `dS` and `dW` (over both feature parts) against the
     /// f64 naive product and the whole-batch path, for `loss` on every kernel.
     fn split_iteration_matches_f64(loss: Loss, n: usize, c: usize, seed: u64, w_std: f64) {
@@ -660,17 +686,7 @@ mod tests {
         let lam = 0.3;
         for kernel in GemmKernel::available() {
             let p = Problem { loss, reg: Regularizer::L2(lam), kernel, pre, n_classes: c };
-            let (mut sc, mut ds, mut dw, mut db) =
-                (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; c * d], vec![0.0; c]);
-            let (data, reg) = batch_loss_grad(
-                &p,
-                &row_refs,
-                &labels,
-                &w,
-                &b,
-                &mut Buffers { scores: &mut sc, dscores: &mut ds, dw: &mut dw, db: &mut db },
-            )
-            .expect("valid");
+            let Evaluated { data, reg, sc, ds, dw, db } = evaluate(&p, &row_refs, &labels, &w, &b);
             // scores: f64 oracle; the bound is f32 rounding of the two parts' uncentred
             // sums (the kernels' own tested bound) and of their sum with b
             for i in 0..n {
@@ -755,17 +771,7 @@ mod tests {
             n_classes: c,
         };
         let (w, b) = (vec![0.0f32; c * d], vec![0.0f32; c]);
-        let (mut sc, mut ds, mut dw, mut db) =
-            (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; c * d], vec![0.0; c]);
-        let (loss, _) = batch_loss_grad(
-            &p,
-            &row_refs,
-            &labels,
-            &w,
-            &b,
-            &mut Buffers { scores: &mut sc, dscores: &mut ds, dw: &mut dw, db: &mut db },
-        )
-        .expect("valid");
+        let Evaluated { data: loss, ds, dw, .. } = evaluate(&p, &row_refs, &labels, &w, &b);
         assert!(int_grad(&p, &ds, n).is_none());
         assert_eq!(loss, 129.0);
         // dW_jk = (1/N) Σ_i N·dS_ij (x_ik − 100), N·dS ∈ {1, −129}
