@@ -551,7 +551,11 @@ impl Exchange {
     fn take(&self, h: usize, it: usize, partial: &mut Vec<f32>) -> Result<f64, Stop> {
         let mut spins = 0u32;
         while self.posted[h].load(Ordering::Acquire) <= it {
-            if self.abort.load(Ordering::Relaxed) {
+            if self.abort.load(Ordering::Acquire) {
+                // the flag is raised after the partner's last post: look once more
+                if self.posted[h].load(Ordering::Acquire) > it {
+                    break;
+                }
                 return Err(Stop::Partner);
             }
             // the partner is normally a few microseconds away; past ~40 µs (a `pause` is
@@ -571,13 +575,20 @@ impl Exchange {
 }
 
 /// Raises the exchange's abort flag when its thread leaves early (an error or a panic), so
-/// that the partner does not wait for a post that never comes.
+/// that the partner does not wait for a post that never comes; a thread that finishes
+/// disarms it.
 struct AbortOnDrop<'a>(Option<&'a Exchange>);
+
+impl AbortOnDrop<'_> {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for AbortOnDrop<'_> {
     fn drop(&mut self) {
         if let Some(ex) = self.0 {
-            ex.abort.store(true, Ordering::Relaxed);
+            ex.abort.store(true, Ordering::Release);
         }
     }
 }
@@ -633,7 +644,7 @@ fn worker<'a>(
     mut batches: Batches<'a>,
     mut report: Option<&mut TrainingReport>,
 ) -> Result<Finished<'a>, Stop> {
-    let _guard = AbortOnDrop(link.map(|(ex, _)| ex));
+    let guard = AbortOnDrop(link.map(|(ex, _)| ex));
     let p = &run.p;
     let (c, bs, iters) = (p.n_classes, run.batch_size, run.iterations);
     let mut rows: Vec<&'a [u8]> = Vec::with_capacity(bs);
@@ -766,5 +777,6 @@ fn worker<'a>(
         };
         check(t, data, reg, &mut report)?;
     }
+    guard.disarm();
     Ok(Finished { b, batches, lr })
 }

@@ -250,3 +250,31 @@ fn same_seed_same_model_whatever_the_thread_count() {
         .expect("fits");
     assert_ne!(a.weights(), other.weights());
 }
+
+#[test]
+fn divergence_on_two_threads_stops_both_with_the_one_thread_error() {
+    // 256 features: two feature halves, so threads(2) runs the pair; a learning rate that
+    // blows up must end both threads (no hang) with the error a single thread reports
+    let (n, d, c) = (60, 256, 3);
+    let mut g = SplitMix64::new(8);
+    let px: Vec<u8> = (0..n * d).map(|_| g.below(256) as u8).collect();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % c as u32).collect();
+    let ds = Dataset::new(px, labels, ImageShape::new(1, 16, 16), ClassNames::new(["a", "b", "c"]))
+        .expect("valid");
+    for (loss, reg) in [
+        (Loss::Svm { margin: 1.0 }, Reg::L2(10.0)),
+        (Loss::Softmax, Reg::L2(10.0)),
+        (Loss::SquaredHinge { margin: 1.0 }, Reg::L1(1.0)),
+    ] {
+        let fit = |threads| {
+            Linear::new(loss)
+                .regularization(reg)
+                .sgd(Sgd { learning_rate: 1e3, batch_size: 20, ..Sgd::default() })
+                .threads(threads)
+                .fit(&ds.all())
+        };
+        let (one, two) = (fit(1), fit(2));
+        assert!(matches!(one, Err(LinearError::Diverged { .. })), "{loss:?}: {one:?}");
+        assert_eq!(format!("{one:?}"), format!("{two:?}"), "{loss:?}");
+    }
+}
