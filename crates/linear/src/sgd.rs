@@ -606,30 +606,47 @@ pub(crate) fn train<'a>(
     threads: usize,
     report: &mut TrainingReport,
 ) -> Result<Finished<'a>, LinearError> {
+    // a stop that names no error of its own: only a thread with a partner can get it, and
+    // only when that partner stopped with an error, which is the one reported
+    let lone = |s: Stop| match s {
+        Stop::Err(e) => e,
+        Stop::Partner => LinearError::Diverged { iteration: 0, loss: f64::NAN },
+    };
     if threads < 2 || parts.len() < 2 {
-        return worker(run, parts, None, b, batches, Some(report)).map_err(|s| match s {
-            Stop::Err(e) => e,
-            // no partner: unreachable, but typed
-            Stop::Partner => LinearError::Diverged { iteration: 0, loss: f64::NAN },
-        });
+        return worker(run, parts, None, b, batches, Some(report)).map_err(lone);
     }
     let ex = Exchange::new();
-    let (mine, theirs) = parts.split_at_mut(1);
-    let (ours, partner) = std::thread::scope(|s| {
+    let mut start = Some((b, batches));
+    let pair = std::thread::scope(|s| {
+        let (mine, theirs) = parts.split_at_mut(1);
+        let (b, batches) = start.as_ref()?;
         let (b1, batches1, ex1) = (b.clone(), batches.clone(), &ex);
-        let handle = s.spawn(move || worker(run, theirs, Some((ex1, 1)), b1, batches1, None));
-        let ours = worker(run, mine, Some((&ex, 0)), b, batches, Some(report));
+        let spawned = std::thread::Builder::new()
+            .name("imgclass-sgd".into())
+            .spawn_scoped(s, move || worker(run, theirs, Some((ex1, 1)), b1, batches1, None));
+        let handle = match spawned {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "no second SGD thread; running both parts on one");
+                return None;
+            }
+        };
+        let (b, batches) = start.take()?;
+        let ours = worker(run, mine, Some((&ex, 0)), b, batches, Some(&mut *report));
         let partner = match handle.join() {
             Ok(r) => r,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        (ours, partner)
+        Some((ours, partner))
     });
-    match (ours, partner) {
-        (Ok(f), Ok(_)) => Ok(f),
-        (Err(Stop::Err(e)), _) | (_, Err(Stop::Err(e))) => Err(e),
-        // both waiting on each other cannot end this way: one of them raised the flag
-        _ => Err(LinearError::Diverged { iteration: 0, loss: f64::NAN }),
+    match (pair, start) {
+        (Some((Ok(f), Ok(_))), _) => Ok(f),
+        (Some((Err(Stop::Err(e)), _) | (_, Err(Stop::Err(e)))), _) => Err(e),
+        (Some((ours, _)), _) => Err(lone(ours.err().unwrap_or(Stop::Partner))),
+        (None, Some((b, batches))) => {
+            worker(run, parts, None, b, batches, Some(report)).map_err(lone)
+        }
+        (None, None) => Err(lone(Stop::Partner)),
     }
 }
 
