@@ -11,7 +11,10 @@
 //! Only the `B x C` partial scores (8 KB for a CIFAR-10 minibatch) cross between threads, once
 //! per iteration: each part keeps its `W_h`, its packed `W'_h`, its `dW_h` and its columns of
 //! the minibatch in one core's cache, and the loss and `dS` (a few thousand values) are
-//! computed by both threads rather than sent. The split depends only on `D` (two parts when
+//! computed by both threads rather than sent. `P_h` is the exact-integer product on `W'_h`
+//! quantised per class to 24-bit fixed point where the CPU has AVX-512 VNNI
+//! ([`imgclass_linalg::gemm::NtPackedI8`]), else the f32 packed product; `dW_h` is the SVM's
+//! exact integer product when `N·dS` is integral, else f32. The split depends only on `D` (two parts when
 //! `D >= 128`), so the bits of a fit do not depend on whether the parts run on one thread one
 //! after the other or on two threads side by side.
 
