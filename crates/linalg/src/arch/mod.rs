@@ -100,8 +100,9 @@ pub(crate) fn lanes_l2_f32<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
     reduce(acc) + tail
 }
 
+/// `Σ acc` in a fixed tree (halves added pairwise), so the order never depends on the caller.
 #[inline(always)]
-fn reduce<const L: usize>(mut acc: [f32; L]) -> f32 {
+pub(crate) fn reduce<T: Copy + std::ops::AddAssign, const L: usize>(mut acc: [T; L]) -> T {
     let mut w = L;
     while w > 1 {
         w /= 2;

@@ -300,15 +300,7 @@ fn digits(q: i32) -> [i8; 3] {
 
 /// `Σ` of the 32 lanes of `β` in a fixed tree (both kernels call this).
 fn reduce_lanes(l: &[f64; BETA_LANES]) -> f64 {
-    let mut v = *l;
-    let mut w = BETA_LANES;
-    while w > 1 {
-        w /= 2;
-        for i in 0..w {
-            v[i] += v[i + w];
-        }
-    }
-    v[0]
+    crate::arch::reduce(*l)
 }
 
 /// One score from its three exact limb sums (both kernels call this).
