@@ -181,11 +181,7 @@ impl Part {
         let i8 = NtPackedI8::new(p.kernel);
         let fwd = if i8.is_simd() {
             let mut i8 = i8;
-            if len > 0 {
-                i8.pack(pre, &wh.chunks_exact(len).collect::<Vec<_>>())?;
-            } else {
-                i8.pack(pre, &vec![&[] as &[f32]; c])?;
-            }
+            i8.pack(pre, &class_rows(&wh, c, len))?;
             Forward::I8(i8)
         } else {
             Forward::F32(NtPacked::new(p.kernel, pre, &wh, c)?)
@@ -295,11 +291,7 @@ impl Part {
         drop(pblocks);
         match &mut self.fwd {
             Forward::F32(pk) if step.is_some() => pk.finish(),
-            Forward::I8(pk) if step.is_some() => {
-                let rows: Vec<&[f32]> =
-                    if len == 0 { vec![&[]; c] } else { self.w.chunks_exact(len).collect() };
-                pk.pack(part_pre, &rows)?;
-            }
+            Forward::I8(pk) if step.is_some() => pk.pack(part_pre, &class_rows(&self.w, c, len))?,
             _ => {}
         }
         Ok(reg)
@@ -330,6 +322,11 @@ impl Part {
         }
         debug_assert!(self.dw.len() == c * len);
     }
+}
+
+/// The `c` rows of the row-major `c x len` matrix `w` (empty rows when `len` is 0).
+fn class_rows(w: &[f32], c: usize, len: usize) -> Vec<&[f32]> {
+    if len == 0 { vec![&[]; c] } else { w.chunks_exact(len).collect() }
 }
 
 /// `pre` restricted to the features `k0..k1`.
