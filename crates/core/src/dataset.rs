@@ -44,6 +44,38 @@ pub enum DatasetError {
     /// The image shape has a zero dimension.
     #[error("image shape {0} has a zero dimension")]
     EmptyShape(ImageShape),
+    /// The image shape's byte count (or the whole pixel buffer's) does not fit in `usize`.
+    #[error("image shape {shape} is too large: {n_images} images of it overflow the address space")]
+    ShapeTooLarge {
+        /// The shape.
+        shape: ImageShape,
+        /// Number of images.
+        n_images: usize,
+    },
+    /// Two datasets to be joined have different image shapes.
+    #[error(transparent)]
+    Shape(#[from] ShapeMismatch),
+    /// Two datasets to be joined have different class names (their labels would be
+    /// reinterpreted).
+    #[error("class names differ: {expected:?} against {found:?}")]
+    ClassMismatch {
+        /// The first dataset's class names.
+        expected: Vec<String>,
+        /// The second's.
+        found: Vec<String>,
+    },
+}
+
+/// Images of one shape given where another was expected (compared by value: a 3x64x16 image
+/// is not a 3x32x32 one although both have 3,072 bytes). The one shape error of every
+/// classifier and dataset operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("image shape mismatch: expected {expected} images, got {found}")]
+pub struct ShapeMismatch {
+    /// The shape expected (the model's, the first dataset's).
+    pub expected: ImageShape,
+    /// The shape given.
+    pub found: ImageShape,
 }
 
 /// The shape of one image: channels, height, width. Pixels are stored channel-major
@@ -67,14 +99,44 @@ impl ImageShape {
     /// CIFAR's 3 x 32 x 32.
     pub const CIFAR: Self = Self::new(3, 32, 32);
 
-    /// Bytes per image: `channels * height * width`.
+    /// Bytes per image: `channels * height * width`, saturating at `usize::MAX` (never
+    /// wrapping: a shape that large is refused by [`Dataset::new`] with
+    /// [`DatasetError::ShapeTooLarge`]; see [`ImageShape::checked_len`]).
     pub const fn len(&self) -> usize {
-        self.channels * self.height * self.width
+        match self.checked_len() {
+            Some(n) => n,
+            None => usize::MAX,
+        }
+    }
+
+    /// Bytes per image, or `None` when the product overflows `usize`.
+    ///
+    /// ```
+    /// use imgclass_core::ImageShape;
+    /// assert_eq!(ImageShape::CIFAR.checked_len(), Some(3072));
+    /// assert_eq!(ImageShape::new(usize::MAX, 2, 1).checked_len(), None);
+    /// ```
+    pub const fn checked_len(&self) -> Option<usize> {
+        match self.channels.checked_mul(self.height) {
+            Some(ch) => ch.checked_mul(self.width),
+            None => None,
+        }
     }
 
     /// True when any dimension is zero.
     pub const fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.channels == 0 || self.height == 0 || self.width == 0
+    }
+
+    /// `Ok` when `found` is this shape, else the [`ShapeMismatch`] naming both.
+    ///
+    /// ```
+    /// use imgclass_core::ImageShape;
+    /// let e = ImageShape::CIFAR.expect(ImageShape::new(3, 64, 16)).unwrap_err();
+    /// assert_eq!(e.to_string(), "image shape mismatch: expected 3x32x32 images, got 3x64x16");
+    /// ```
+    pub fn expect(self, found: ImageShape) -> Result<(), ShapeMismatch> {
+        if self == found { Ok(()) } else { Err(ShapeMismatch { expected: self, found }) }
     }
 }
 
@@ -183,8 +245,9 @@ impl Dataset {
         if shape.is_empty() {
             return Err(DatasetError::EmptyShape(shape));
         }
-        let dim = shape.len();
-        let expected = labels.len() * dim;
+        let too_large = || DatasetError::ShapeTooLarge { shape, n_images: labels.len() };
+        let dim = shape.checked_len().ok_or_else(too_large)?;
+        let expected = labels.len().checked_mul(dim).ok_or_else(too_large)?;
         if pixels.len() != expected {
             return Err(DatasetError::PixelCount {
                 expected,
@@ -266,14 +329,16 @@ impl Dataset {
         Ok(Subset { data: self.clone(), indices })
     }
 
-    /// Appends the rows of `other` (same shape and classes) into a new dataset.
+    /// Appends the rows of `other` into a new dataset. Both must have the same image shape
+    /// ([`DatasetError::Shape`]) and the same class names in the same order
+    /// ([`DatasetError::ClassMismatch`]): a label means a class name, so joining datasets
+    /// whose names differ would silently relabel rows.
     pub fn concat(&self, other: &Dataset) -> Result<Dataset, DatasetError> {
-        if other.shape != self.shape {
-            return Err(DatasetError::PixelCount {
-                expected: other.len() * self.dim(),
-                found: other.pixels.len(),
-                n_images: other.len(),
-                dim: self.dim(),
+        self.shape.expect(other.shape)?;
+        if self.classes != other.classes {
+            return Err(DatasetError::ClassMismatch {
+                expected: self.classes.names().to_vec(),
+                found: other.classes.names().to_vec(),
             });
         }
         let mut pixels = Vec::with_capacity(self.pixels.len() + other.pixels.len());
@@ -282,9 +347,7 @@ impl Dataset {
         let mut labels = Vec::with_capacity(self.len() + other.len());
         labels.extend_from_slice(&self.labels);
         labels.extend_from_slice(&other.labels);
-        let classes =
-            if self.classes.len() >= other.classes.len() { &self.classes } else { &other.classes };
-        Dataset::new(pixels, labels, self.shape, classes.clone())
+        Dataset::new(pixels, labels, self.shape, self.classes.clone())
     }
 }
 
@@ -438,6 +501,71 @@ mod tests {
             ClassNames::new(["a"]),
         );
         assert_eq!(e, Err(DatasetError::EmptyShape(ImageShape::new(0, 1, 3))));
+    }
+
+    /// Issue 17 item 4: joining datasets whose class names differ would relabel rows; it is
+    /// refused, and so is a shape of the same byte count but another layout.
+    #[test]
+    fn concat_refuses_other_class_names_and_other_shapes() {
+        let a = tiny();
+        let renamed = Dataset::new(
+            (0..6).collect(),
+            vec![0, 1],
+            ImageShape::new(3, 1, 1),
+            ClassNames::new(["b", "a"]),
+        )
+        .expect("valid");
+        assert_eq!(
+            a.concat(&renamed),
+            Err(DatasetError::ClassMismatch {
+                expected: vec!["a".into(), "b".into()],
+                found: vec!["b".into(), "a".into()],
+            })
+        );
+        let fewer =
+            Dataset::new(vec![0; 3], vec![0], ImageShape::new(3, 1, 1), ClassNames::new(["a"]))
+                .expect("valid");
+        assert!(matches!(a.concat(&fewer), Err(DatasetError::ClassMismatch { .. })));
+        let other_shape = Dataset::new(
+            vec![0; 3],
+            vec![0],
+            ImageShape::new(1, 3, 1),
+            ClassNames::new(["a", "b"]),
+        )
+        .expect("valid");
+        let e = a.concat(&other_shape).unwrap_err();
+        assert_eq!(
+            e,
+            DatasetError::Shape(ShapeMismatch {
+                expected: ImageShape::new(3, 1, 1),
+                found: ImageShape::new(1, 3, 1)
+            })
+        );
+        assert!(e.to_string().contains("expected 3x1x1 images, got 1x3x1"), "{e}");
+        let joined = a.concat(&a).expect("same names and shape");
+        assert_eq!(joined.len(), 8);
+        assert_eq!(joined.row(7), a.row(3));
+    }
+
+    /// Issue 17 item 4: a huge shape's size saturates instead of wrapping, and a dataset of
+    /// it is a typed error (a wrapped size of 0 or 2 used to pass the pixel-count check).
+    #[test]
+    fn huge_shapes_never_wrap() {
+        // 2^33 * 2^31 = 2^64 wraps to 0; 2^63 * 2 + ... likewise
+        let wraps_to_zero = ImageShape::new(1 << 33, 1 << 31, 1);
+        assert_eq!(wraps_to_zero.checked_len(), None);
+        assert_eq!(wraps_to_zero.len(), usize::MAX);
+        assert!(!wraps_to_zero.is_empty());
+        let e = Dataset::new(vec![], vec![0], wraps_to_zero, ClassNames::new(["a"]));
+        assert_eq!(e, Err(DatasetError::ShapeTooLarge { shape: wraps_to_zero, n_images: 1 }));
+        // (2^63 + 1) * 2 wraps to 2: two bytes for one image used to pass
+        let wraps_to_two = ImageShape::new((1 << 63) + 1, 2, 1);
+        let e = Dataset::new(vec![0, 0], vec![0], wraps_to_two, ClassNames::new(["a"]));
+        assert_eq!(e, Err(DatasetError::ShapeTooLarge { shape: wraps_to_two, n_images: 1 }));
+        // the shape fits but the buffer of n images does not
+        let big = ImageShape::new(1 << 62, 1, 1);
+        let e = Dataset::new(vec![], vec![0; 8], big, ClassNames::new(["a"]));
+        assert_eq!(e, Err(DatasetError::ShapeTooLarge { shape: big, n_images: 8 }));
     }
 
     #[test]

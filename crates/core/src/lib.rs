@@ -25,5 +25,5 @@ mod dataset;
 pub mod rng;
 mod traits;
 
-pub use dataset::{ClassNames, Dataset, DatasetError, ImageShape, Label, Subset};
+pub use dataset::{ClassNames, Dataset, DatasetError, ImageShape, Label, ShapeMismatch, Subset};
 pub use traits::{Fit, Predict, argmax_label};

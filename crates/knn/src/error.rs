@@ -24,14 +24,10 @@ pub enum KnnError {
         /// Neighbours per query in the [`Neighbors`](crate::Neighbors).
         available: usize,
     },
-    /// Query rows and training rows have different dimensions.
-    #[error("dimension mismatch: the model was fitted on {expected} features, got {found}")]
-    ShapeMismatch {
-        /// Training row dimension.
-        expected: usize,
-        /// Query row dimension.
-        found: usize,
-    },
+    /// Query images have another shape than the training images (compared by value, not by
+    /// byte count).
+    #[error(transparent)]
+    Shape(#[from] imgclass_core::ShapeMismatch),
     /// The training set has no rows.
     #[error("the training set is empty")]
     EmptyTrain,

@@ -153,7 +153,8 @@ impl Fit for Knn {
     type Model = KnnModel;
     type Error = KnnError;
 
-    /// Validates `k` against the training rows and stores the view (lazy: no work yet).
+    /// Validates `k` against the training rows and the row length against the metric's exact
+    /// bound ([`imgclass_linalg::max_u8_dim`]), then stores the view (lazy: no work yet).
     fn fit(&self, train: &Subset) -> Result<KnnModel, KnnError> {
         if train.is_empty() {
             return Err(KnnError::EmptyTrain);
@@ -163,6 +164,15 @@ impl Fit for Knn {
         }
         if self.k > train.len() {
             return Err(KnnError::KTooLarge { k: self.k, n_train: train.len() });
+        }
+        // refused here, not at the first search, so a cross-validation fails before any work
+        let max = imgclass_linalg::max_u8_dim(self.metric);
+        if train.dim() > max {
+            return Err(KnnError::Linalg(imgclass_linalg::LinalgError::RowTooLong {
+                dim: train.dim(),
+                max,
+                metric: self.metric.name(),
+            }));
         }
         let Index::Exact = self.index;
         Ok(KnnModel {
@@ -207,9 +217,7 @@ impl KnnModel {
         if x.is_empty() {
             return Err(KnnError::EmptyQueries);
         }
-        if x.dim() != self.train.dim() {
-            return Err(KnnError::ShapeMismatch { expected: self.train.dim(), found: x.dim() });
-        }
+        self.train.dataset().shape().expect(x.dataset().shape())?;
         if k == 0 {
             return Err(KnnError::ZeroK);
         }

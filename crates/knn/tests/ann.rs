@@ -3,7 +3,7 @@
 //! save/load round trips, typed errors on corrupt files, and autotune on held-out queries.
 
 use imgclass_core::rng::SplitMix64;
-use imgclass_core::{ClassNames, Dataset, ImageShape, Subset};
+use imgclass_core::{ClassNames, Dataset, ImageShape, ShapeMismatch, Subset};
 use imgclass_knn::ann::{AnnError, AnnIndex, Autotune, BuiltIndex, Metric, distance_u8, recall_at};
 
 /// `n` rows of `dim` bytes around `clusters` seeded centers (Gaussian, sd 20).
@@ -43,8 +43,11 @@ fn naive(train: &Subset, queries: &Subset, k: usize, metric: Metric) -> (Vec<u32
     let mut idx = Vec::new();
     let mut dist = Vec::new();
     for q in queries.rows() {
-        let mut all: Vec<(u32, u32)> =
-            train.rows().enumerate().map(|(i, r)| (distance_u8(metric, q, r), i as u32)).collect();
+        let mut all: Vec<(u32, u32)> = train
+            .rows()
+            .enumerate()
+            .map(|(i, r)| (u32::try_from(distance_u8(metric, q, r)).unwrap(), i as u32))
+            .collect();
         all.sort_unstable();
         idx.extend(all[..k].iter().map(|p| p.1));
         dist.extend(all[..k].iter().map(|p| p.0));
@@ -95,7 +98,10 @@ fn every_index_reaches_high_recall_on_clustered_data() {
         // reported distances are the exact distances of the reported rows
         for (q, (i, d)) in idx.chunks(k).zip(dist.chunks(k)).enumerate() {
             for (&ii, &dd) in i.iter().zip(d) {
-                assert_eq!(dd, distance_u8(Metric::L2, test.row(q), train.row(ii as usize)));
+                assert_eq!(
+                    u64::from(dd),
+                    distance_u8(Metric::L2, test.row(q), train.row(ii as usize))
+                );
             }
         }
         let found1: Vec<u32> = idx.chunks(k).map(|c| c[0]).collect();
@@ -254,7 +260,17 @@ fn bad_parameters_and_queries_give_typed_errors() {
     assert!(matches!(ix.search(&test, 0), Err(AnnError::ZeroK)));
     assert!(matches!(ix.search(&test, 101), Err(AnnError::KTooLarge { k: 101, n_train: 100 })));
     let wide = uniform(3, 9, 255, 1).all();
-    assert!(matches!(ix.search(&wide, 1), Err(AnnError::ShapeMismatch { expected: 8, found: 9 })));
+    let want = |found| ShapeMismatch { expected: ImageShape::new(1, 1, 8), found };
+    assert!(
+        matches!(ix.search(&wide, 1), Err(AnnError::Shape(e)) if e == want(ImageShape::new(1, 1, 9)))
+    );
+    // issue 17 item 3: eight bytes in another layout are another shape
+    let other =
+        Dataset::new(vec![0; 16], vec![0, 0], ImageShape::new(2, 2, 2), ClassNames::new(["a"]))
+            .expect("valid");
+    assert!(
+        matches!(ix.search(&other.all(), 1), Err(AnnError::Shape(e)) if e == want(ImageShape::new(2, 2, 2)))
+    );
     for bad in [
         AnnIndex::KdTree { leaf_size: 0, eps: 0.0 },
         AnnIndex::KdTree { leaf_size: 1, eps: -1.0 },

@@ -2,8 +2,9 @@
 //! (distance, index), vote with ties toward the smaller label.
 
 use imgclass_core::rng::SplitMix64;
-use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, Subset};
+use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, ShapeMismatch, Subset};
 use imgclass_knn::{DISTANCE_EPS, Knn, KnnError, Metric, Neighbors, Vote};
+use imgclass_linalg::LinalgError;
 use imgclass_testkit::random::{
     NaiveMetric, naive_knn, naive_majority, naive_pairwise_u8, u8_rows,
 };
@@ -162,8 +163,29 @@ fn bad_input_gives_typed_errors() {
     assert_eq!(model.predict(&empty).unwrap_err(), KnnError::EmptyQueries);
     assert_eq!(
         model.predict(&other.all()).unwrap_err(),
-        KnnError::ShapeMismatch { expected: 4, found: 3 }
+        KnnError::Shape(ShapeMismatch {
+            expected: ImageShape::new(1, 2, 2),
+            found: ImageShape::new(1, 3, 1)
+        })
     );
+    // issue 17 item 3: the same byte count in another layout is another shape
+    let transposed = dataset(9, 3, ImageShape::new(1, 4, 1), 255, 2);
+    let e = model.predict(&transposed.all()).unwrap_err();
+    assert_eq!(
+        e,
+        KnnError::Shape(ShapeMismatch {
+            expected: ImageShape::new(1, 2, 2),
+            found: ImageShape::new(1, 4, 1)
+        })
+    );
+    assert!(e.to_string().contains("expected 1x2x2 images, got 1x4x1"), "{e}");
+    // issue 17 item 1: rows too long for exact u32 L2 are refused at fit, before any search
+    let long = dataset(9, 2, ImageShape::new(3, 148, 149), 255, 2);
+    assert_eq!(
+        Knn::new(1).fit(&long.all()).unwrap_err(),
+        KnnError::Linalg(LinalgError::RowTooLong { dim: 3 * 148 * 149, max: 66_051, metric: "l2" })
+    );
+    assert!(Knn::new(1).metric(Metric::L1).fit(&long.all()).is_ok(), "L1's bound is looser");
     assert_eq!(
         model.kneighbors(&train, 12).unwrap_err(),
         KnnError::KTooLarge { k: 12, n_train: 10 }

@@ -6,7 +6,8 @@
 //! ```
 //!
 //! On u8 rows both are exact integers accumulated in u32 (the largest L2² over 3,072
-//! dimensions is 3,072 · 255² = 199,756,800); the SIMD kernels compute L2² through the
+//! dimensions is 3,072 · 255² = 199,756,800); rows longer than [`max_u8_dim`] (66,051 for
+//! L2) could wrap and are refused with [`LinalgError::RowTooLong`]. The SIMD kernels compute L2² through the
 //! right-hand form with exact integer dot products, so every kernel returns the same bits as
 //! the scalar twin. [`Metric::L2`] means the squared distance (it ranks like L2).
 //!
@@ -133,6 +134,33 @@ macro_rules! with_u8_kernel {
 }
 pub(crate) use with_u8_kernel;
 
+/// The longest u8 row whose exact distance under `metric` fits the `u32` every u8 kernel
+/// returns: `u32::MAX / 255²` = 66,051 elements for [`Metric::L2`] (3 x 148 x 148 images),
+/// `u32::MAX / 255` = 16,843,009 for [`Metric::L1`]. Every u8 entry point
+/// ([`pairwise_u8`], [`knn_u8`](crate::knn_u8)) refuses longer rows with
+/// [`LinalgError::RowTooLong`] rather than return a wrapped distance.
+///
+/// ```
+/// use imgclass_linalg::{Metric, max_u8_dim};
+/// assert_eq!(max_u8_dim(Metric::L2), 66_051);
+/// assert_eq!(max_u8_dim(Metric::L1), 16_843_009);
+/// ```
+pub const fn max_u8_dim(metric: Metric) -> usize {
+    match metric {
+        Metric::L1 => (u32::MAX / 255) as usize,
+        Metric::L2 => (u32::MAX / (255 * 255)) as usize,
+    }
+}
+
+/// Checks that u8 rows of `dim` elements have an exact `u32` distance under `metric`.
+pub(crate) fn check_u8_dim(dim: usize, metric: Metric) -> Result<(), LinalgError> {
+    let max = max_u8_dim(metric);
+    if dim > max {
+        return Err(LinalgError::RowTooLong { dim, max, metric: metric.name() });
+    }
+    Ok(())
+}
+
 /// Checks that queries and training rows have the same dimension.
 pub(crate) fn check_dims<T>(
     q: &crate::Rows<'_, T>,
@@ -164,6 +192,7 @@ pub fn pairwise_u8_with(
     out: &mut [u32],
 ) -> Result<(), LinalgError> {
     check_dims(&queries, &train)?;
+    check_u8_dim(train.dim(), metric)?;
     let expected = queries.len() * train.len();
     if out.len() != expected {
         return Err(LinalgError::OutputLen { expected, found: out.len() });

@@ -68,7 +68,7 @@ pub(crate) fn block_u8<K: U8Kernel, F: FnMut(usize, usize, u32)>(
             .iter()
             .map(|r| {
                 let s: u32 = r[..dim_main].iter().map(|&b| u32::from(b)).sum();
-                (scalar::dot_u8(r, r), K::DOT_BIAS * s as i32)
+                (scalar::dot_u8(r, r), K::DOT_BIAS.wrapping_mul(s as i32))
             })
             .unzip()
     } else {
@@ -110,11 +110,21 @@ pub(crate) fn block_u8<K: U8Kernel, F: FnMut(usize, usize, u32)>(
                             let tn = train_norms[t];
                             for (ql, &raw) in outr.iter().enumerate() {
                                 let q = q0 + ql;
-                                let mut dot = (raw + qbias[q]) as u32;
+                                // exact modulo 2^32 (the kernels' i32 lanes wrap); the true
+                                // distance fits u32 for rows of at most `max_u8_dim` elements,
+                                // so the wrapping sum is the distance
+                                let mut dot = raw.wrapping_add(qbias[q]) as u32;
                                 if has_tail {
-                                    dot += scalar::dot_u8(&qrows[q][dim_main..], &trow[dim_main..]);
+                                    dot = dot.wrapping_add(scalar::dot_u8(
+                                        &qrows[q][dim_main..],
+                                        &trow[dim_main..],
+                                    ));
                                 }
-                                visit(q, t, qnorm[q] + tn - 2 * dot);
+                                visit(
+                                    q,
+                                    t,
+                                    qnorm[q].wrapping_add(tn).wrapping_sub(dot.wrapping_mul(2)),
+                                );
                             }
                         }
                     }

@@ -39,6 +39,20 @@ pub enum LinalgError {
         /// Actual element count.
         found: usize,
     },
+    /// u8 rows too long for the exact `u32` distance (the sum of squared byte differences
+    /// could exceed `u32::MAX`, so a far row could be reported near).
+    #[error(
+        "rows of {dim} u8 elements are too long for exact {metric} distances (at most {max}: \
+         the u32 sum could wrap)"
+    )]
+    RowTooLong {
+        /// The row length given.
+        dim: usize,
+        /// The longest row accepted for this metric ([`crate::max_u8_dim`]).
+        max: usize,
+        /// The metric's name (`l1` or `l2`).
+        metric: &'static str,
+    },
     /// `k` is zero.
     #[error("k must be at least 1")]
     ZeroK,

@@ -20,7 +20,8 @@ mod rows;
 mod topk;
 
 pub use distance::{
-    Metric, UnknownMetric, pairwise_f32, pairwise_f32_with, pairwise_u8, pairwise_u8_with,
+    Metric, UnknownMetric, max_u8_dim, pairwise_f32, pairwise_f32_with, pairwise_u8,
+    pairwise_u8_with,
 };
 pub use error::LinalgError;
 pub use kernel::{KERNEL_ENV, KernelKind};

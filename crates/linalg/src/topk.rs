@@ -79,7 +79,8 @@ fn check_k(k: usize, n_train: usize) -> Result<(), LinalgError> {
 }
 
 /// The `k` nearest rows of `train` for every row of `queries` under `metric`, with the kernel
-/// chosen by [`KernelKind::detect`]. Errors: `k == 0`, `k > train.len()`, differing dimensions.
+/// chosen by [`KernelKind::detect`]. Errors: `k == 0`, `k > train.len()`, differing dimensions,
+/// rows longer than [`max_u8_dim`](crate::max_u8_dim).
 pub fn knn_u8(
     queries: RowsU8<'_>,
     train: RowsU8<'_>,
@@ -98,6 +99,7 @@ pub fn knn_u8_with(
     metric: Metric,
 ) -> Result<TopK, LinalgError> {
     check_dims(&queries, &train)?;
+    crate::distance::check_u8_dim(train.dim(), metric)?;
     check_k(k, train.len())?;
     tracing::debug!(
         kernel = kernel.name(),

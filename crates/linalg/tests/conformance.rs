@@ -5,7 +5,7 @@
 
 use imgclass_linalg::{
     KERNEL_ENV, KernelKind, LinalgError, Metric, Rows, knn_f32_with, knn_u8, knn_u8_with,
-    pairwise_f32_with, pairwise_u8_with,
+    max_u8_dim, pairwise_f32_with, pairwise_u8_with,
 };
 use imgclass_testkit::random::{
     NaiveMetric, adversarial_u8_rows, f32_rows, naive_distance_f32, naive_knn, naive_pairwise_u8,
@@ -73,6 +73,67 @@ fn extreme_rows_reach_the_largest_distances_exactly() {
         pairwise_u8_with(kernel, qr, tr, Metric::L1, &mut out).unwrap();
         assert_eq!(out, [783_360, 0, 0, 783_360], "{kernel}");
     }
+}
+
+/// Issue 17 item 1: at the longest accepted L2 row every kernel is exact (even where the
+/// expanded form's partial sums `||q||² + ||t||²` exceed `u32`), and one element more is
+/// refused with a typed error instead of a wrapped, tiny distance to a far row.
+#[test]
+fn u8_rows_at_the_length_limit_are_exact_and_longer_rows_are_refused() {
+    let max = max_u8_dim(Metric::L2);
+    assert_eq!(max as u64, u64::from(u32::MAX) / (255 * 255), "independent bound");
+    let dim = max;
+    // queries: all-255 and all-0; training rows: all-255, all-0, and all-1
+    let q: Vec<u8> = [vec![255u8; dim], vec![0u8; dim]].concat();
+    let t: Vec<u8> = [vec![255u8; dim], vec![0u8; dim], vec![1u8; dim]].concat();
+    let expect: Vec<u32> = naive_pairwise_u8(&q, 2, &t, 3, dim, NaiveMetric::L2)
+        .into_iter()
+        .map(|d| u32::try_from(d).unwrap())
+        .collect();
+    for kernel in KernelKind::available() {
+        let mut got = vec![0u32; 6];
+        pairwise_u8_with(
+            kernel,
+            Rows::new(&q, 2, dim).unwrap(),
+            Rows::new(&t, 3, dim).unwrap(),
+            Metric::L2,
+            &mut got,
+        )
+        .unwrap();
+        assert_eq!(got, expect, "{kernel}, dim {dim}");
+        let top = knn_u8_with(
+            kernel,
+            Rows::new(&q, 2, dim).unwrap(),
+            Rows::new(&t, 3, dim).unwrap(),
+            3,
+            Metric::L2,
+        )
+        .unwrap();
+        // query 1 (all 0): all-0, then all-1, then all-255 (the farthest, not wrapped to near)
+        assert_eq!(top.query(1).0, &[1, 2, 0], "{kernel}");
+    }
+    // one element more: the farthest row's true distance (255² · 66,052) exceeds u32
+    let dim = max + 1;
+    let q = vec![0u8; dim];
+    let t: Vec<u8> = [vec![255u8; dim], vec![1u8; dim]].concat();
+    for kernel in KernelKind::available() {
+        let qr = Rows::new(&q, 1, dim).unwrap();
+        let tr = Rows::new(&t, 2, dim).unwrap();
+        let want = LinalgError::RowTooLong { dim, max, metric: "l2" };
+        assert_eq!(knn_u8_with(kernel, qr, tr, 1, Metric::L2).unwrap_err(), want, "{kernel}");
+        let mut out = vec![0u32; 2];
+        assert_eq!(pairwise_u8_with(kernel, qr, tr, Metric::L2, &mut out).unwrap_err(), want);
+        let msg = want.to_string();
+        assert!(
+            msg.contains("66052") && msg.contains("66051") && msg.contains("too long"),
+            "{msg}"
+        );
+        // L1 has a looser bound: the same rows are exact
+        let top = knn_u8_with(kernel, qr, tr, 2, Metric::L1).unwrap();
+        assert_eq!(top.query(0), (&[1u32, 0][..], &[dim as u32, 255 * dim as u32][..]));
+    }
+    let l1 = max_u8_dim(Metric::L1);
+    assert_eq!(l1 as u64, u64::from(u32::MAX) / 255);
 }
 
 #[test]

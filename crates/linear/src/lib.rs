@@ -94,6 +94,10 @@ pub enum LinearError {
         /// The input's.
         found: usize,
     },
+    /// Input images have another shape than the model's (compared by value, not by byte
+    /// count).
+    #[error(transparent)]
+    ImageShape(#[from] imgclass_core::ShapeMismatch),
     /// A loss or regulariser rejected its input.
     #[error(transparent)]
     Loss(#[from] LossError),

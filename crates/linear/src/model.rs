@@ -132,9 +132,7 @@ impl LinearModel {
     /// Class scores, row-major `x.len() x C`.
     pub fn scores(&self, x: &Subset) -> Result<Vec<f32>, LinearError> {
         let d = self.n_features();
-        if x.dim() != d {
-            return Err(LinearError::ShapeMismatch { expected: d, found: x.dim() });
-        }
+        self.shape.expect(x.dataset().shape())?;
         let c = self.n_classes;
         let rows: Vec<&[u8]> = x.rows().collect();
         let scale = vec![self.scale; d];

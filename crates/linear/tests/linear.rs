@@ -2,7 +2,7 @@
 //! initial losses, rejects bad input with typed errors, and is deterministic per seed.
 
 use imgclass_core::rng::SplitMix64;
-use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict};
+use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict, ShapeMismatch};
 use imgclass_linear::{Linear, LinearError, Loss, Reg, Sgd, Stop};
 
 /// A generated linearly separable problem: class `c` lights up its own block of four
@@ -150,8 +150,28 @@ fn predicting_other_shapes_is_a_shape_error() {
             .expect("ok");
     assert_eq!(
         model.predict(&other.all()),
-        Err(LinearError::ShapeMismatch { expected: 12, found: 4 })
+        Err(LinearError::ImageShape(ShapeMismatch {
+            expected: ImageShape::new(3, 2, 2),
+            found: ImageShape::new(1, 2, 2)
+        }))
     );
+    // issue 17 item 3: the model's byte count in another layout is refused too
+    let transposed = Dataset::new(
+        vec![0; 24],
+        vec![0, 1],
+        ImageShape::new(3, 4, 1),
+        ClassNames::new(["a", "b"]),
+    )
+    .expect("ok");
+    let e = model.predict(&transposed.all()).unwrap_err();
+    assert_eq!(
+        e,
+        LinearError::ImageShape(ShapeMismatch {
+            expected: ImageShape::new(3, 2, 2),
+            found: ImageShape::new(3, 4, 1)
+        })
+    );
+    assert!(e.to_string().contains("expected 3x2x2 images, got 3x4x1"), "{e}");
 }
 
 #[test]

@@ -17,6 +17,23 @@ pub enum ModelError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A model path is not a regular file (a directory, a FIFO, a device such as
+    /// `/dev/zero`, or a symlink to one): refused before it is opened.
+    #[error("{path}: not a regular file", path = path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file is larger than its kind can legitimately be (checked before reading it).
+    #[error("{path}: {size} bytes is more than the {max} a model file of this kind may have", path = path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The largest size accepted.
+        max: u64,
+    },
     /// The metadata file is not valid JSON of the expected structure.
     #[error("{path}: invalid model metadata: {source}", path = path.display())]
     Json {

@@ -67,9 +67,52 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> 
     result
 }
 
-/// Reads a whole file, naming it on error.
-pub(crate) fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
-    std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })
+/// Largest metadata JSON read (a model's metadata is a few kilobytes; the class names of a
+/// 100,000-class model would still fit).
+pub(crate) const MAX_JSON_BYTES: u64 = 64 << 20;
+
+/// The size of `path`, refusing anything but a regular file (after following symlinks): a
+/// FIFO would block the reader, a device such as `/dev/zero` would never end. Checked before
+/// the file is opened.
+pub(crate) fn regular_file_len(path: &Path) -> Result<u64, ModelError> {
+    let md = std::fs::metadata(path)
+        .map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    if !md.is_file() {
+        return Err(ModelError::NotAFile { path: path.to_path_buf() });
+    }
+    Ok(md.len())
+}
+
+/// Reads exactly `len` bytes of a regular file whose size was checked to be `len` (see
+/// [`regular_file_len`]); a file that changed size meanwhile is a size error, never a larger
+/// allocation than `len`.
+pub(crate) fn read_exact_len(path: &Path, len: u64) -> Result<Vec<u8>, ModelError> {
+    use std::io::Read;
+    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
+    let size = |found: u64| ModelError::Checksum {
+        path: path.to_path_buf(),
+        what: "size",
+        expected: len.to_string(),
+        found: found.to_string(),
+    };
+    let n = usize::try_from(len).map_err(|_| size(len))?;
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut buf = Vec::with_capacity(n);
+    // one byte more than expected tells a file that grew since it was measured
+    f.take(len + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() != n {
+        return Err(size(buf.len() as u64));
+    }
+    Ok(buf)
+}
+
+/// Reads a regular file of at most `max` bytes, naming it on error.
+pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, ModelError> {
+    let len = regular_file_len(path)?;
+    if len > max {
+        return Err(ModelError::TooLarge { path: path.to_path_buf(), size: len, max });
+    }
+    read_exact_len(path, len)
 }
 
 /// SHA-256 of `bytes`, lowercase hex.

@@ -1,7 +1,7 @@
 //! [`SavedModel`] and the save/load functions: encoding a model into safetensors + JSON and
 //! decoding (with every check) back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, Subset, argmax_label};
@@ -11,7 +11,10 @@ use imgclass_linear::LinearModel;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::ModelError;
-use crate::files::{file_name, pair, read, sha256_hex, sibling, with_suffix, write_atomic};
+use crate::files::{
+    MAX_JSON_BYTES, file_name, pair, read_bounded, read_exact_len, regular_file_len, sha256_hex,
+    sibling, with_suffix, write_atomic,
+};
 use crate::meta::{AnnFile, FORMAT_VERSION, Metadata, Params, Provenance};
 
 /// A loaded model of either kind, ready to predict.
@@ -39,16 +42,37 @@ impl SavedModel {
     /// common stem.
     pub fn load(path: impl AsRef<Path>) -> Result<(Self, Metadata), ModelError> {
         let (json_path, _) = pair(path.as_ref(), "model");
-        let json = read(&json_path)?;
+        let json = read_bounded(&json_path, MAX_JSON_BYTES)?;
         let md = parse_metadata(&json_path, &json)?;
         let tensors_path = sibling(&json_path, &md.tensors)?;
-        let tensors = read(&tensors_path)?;
+        // size and file type first, from the metadata alone: the bytes read are the bytes
+        // the model needs, never more (a 4 GB file or a link to /dev/zero is refused unread)
+        let max = tensor_file_bound(&json_path, &md)?;
+        if md.tensors_size > max {
+            return Err(invalid(
+                &json_path,
+                format!(
+                    "tensors_size {} is more than the {max} bytes this model's tensors take",
+                    md.tensors_size
+                ),
+            ));
+        }
+        let len = regular_file_len(&tensors_path)?;
+        if len != md.tensors_size {
+            return Err(ModelError::Checksum {
+                path: tensors_path,
+                what: "size",
+                expected: md.tensors_size.to_string(),
+                found: len.to_string(),
+            });
+        }
+        let tensors = read_exact_len(&tensors_path, len)?;
         let mut model = decode(&json_path, md.clone(), &tensors_path, &tensors)?;
         if let (Params::Knn { ann: Some(ann), .. }, Self::Knn { model, index }) =
             (&md.params, &mut model)
         {
             let ann_path = sibling(&json_path, &ann.file)?;
-            let bytes = read(&ann_path)?;
+            let bytes = read_exact_len(&ann_path, regular_file_len(&ann_path)?)?;
             let ix = BuiltIndex::from_bytes(&bytes, model.train()).map_err(|e| {
                 ModelError::Invalid { path: ann_path.clone(), reason: e.to_string() }
             })?;
@@ -215,13 +239,14 @@ fn write_pair(
     index: Option<&BuiltIndex>,
 ) -> Result<(), ModelError> {
     let (json_path, st_path) = pair(path, default_stem);
-    let info = HashMap::from([
+    let info = BTreeMap::from([
         ("format".to_string(), "imgclass".to_string()),
         ("kind".to_string(), params.kind().to_string()),
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
+        (SHAPE_KEY.to_string(), shape.to_string()),
     ]);
-    let bytes = safetensors::serialize(tensors, Some(info))
-        .map_err(|e| ModelError::Tensors { path: st_path.clone(), reason: e.to_string() })?;
+    let bytes = serialize_sorted(tensors, &info)
+        .map_err(|reason| ModelError::Tensors { path: st_path.clone(), reason })?;
     write_atomic(&st_path, &bytes)?;
     if let (Some(ix), Params::Knn { ann, .. }) = (index, &mut params) {
         let ann_path = with_suffix(&json_path.with_extension(""), "ann");
@@ -243,6 +268,30 @@ fn write_pair(
     write_atomic(&json_path, &json)?;
     tracing::info!(path = %json_path.display(), kind = md.params.kind(), "saved model");
     Ok(())
+}
+
+/// `safetensors::serialize` with the header's `__metadata__` keys in sorted order: the crate
+/// takes a `HashMap`, whose order changes from one map to the next, so identical models gave
+/// different bytes (and SHA-256). The sorted object has the same entries, hence the same
+/// length: it overwrites the unordered one in place, and the layout (tensor order, offsets,
+/// padding) stays the crate's.
+fn serialize_sorted(
+    tensors: Vec<(&str, TensorView<'_>)>,
+    info: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, String> {
+    let map: HashMap<String, String> = info.clone().into_iter().collect();
+    let unordered = serde_json::to_string(&map).map_err(|e| e.to_string())?;
+    let sorted = serde_json::to_string(info).map_err(|e| e.to_string())?;
+    let mut bytes = safetensors::serialize(tensors, Some(map)).map_err(|e| e.to_string())?;
+    // the header opens with `{"__metadata__":` then the map as serialised above
+    let at = 8 + r#"{"__metadata__":"#.len();
+    match bytes.get(at..at + unordered.len()) {
+        Some(s) if s == unordered.as_bytes() && sorted.len() == unordered.len() => {
+            bytes[at..at + sorted.len()].copy_from_slice(sorted.as_bytes());
+            Ok(bytes)
+        }
+        _ => Err("unexpected safetensors header layout".to_string()),
+    }
 }
 
 /// Loads a linear model saved by [`save_linear`]; `path` as in [`SavedModel::load`].
@@ -308,6 +357,38 @@ fn parse_metadata(path: &Path, json: &[u8]) -> Result<Metadata, ModelError> {
     serde_json::from_value(value).map_err(|source| ModelError::Json { path: path.into(), source })
 }
 
+/// Room for the safetensors header (8-byte length, JSON with three tensors and the metadata:
+/// a few hundred bytes; the format's own limit is 100 MB).
+const MAX_TENSOR_HEADER: u64 = 1 << 20;
+
+/// The most bytes the tensor file of the model `md` describes can take: its tensors' data
+/// (computed from the image shape, the classes and, for k-NN, `n_train`) plus a header.
+fn tensor_file_bound(json_path: &Path, md: &Metadata) -> Result<u64, ModelError> {
+    let d = image_dim(json_path, md.image_shape)? as u64;
+    let c = md.classes.len() as u64;
+    let data = match md.params {
+        Params::Linear { .. } => {
+            c.checked_mul(d).and_then(|cd| cd.checked_add(c + d)).and_then(|n| n.checked_mul(4))
+        }
+        Params::Knn { n_train, .. } => (n_train as u64).checked_mul(d + 4),
+    };
+    data.and_then(|x| x.checked_add(MAX_TENSOR_HEADER))
+        .ok_or_else(|| invalid(json_path, "the tensors' size overflows"))
+}
+
+/// Bytes per image of `shape`, refusing an empty or overflowing shape.
+fn image_dim(json_path: &Path, shape: ImageShape) -> Result<usize, ModelError> {
+    shape
+        .checked_len()
+        .filter(|_| !shape.is_empty())
+        .ok_or_else(|| invalid(json_path, format!("image shape {shape} is empty or too large")))
+}
+
+/// The key of the tensor file's `__metadata__` that records the image shape (`CxHxW`), so
+/// the JSON's `image_shape` is cross-checked against the tensors (an edited shape with the
+/// same byte count would otherwise change every prediction silently).
+const SHAPE_KEY: &str = "image_shape";
+
 fn invalid(path: &Path, reason: impl Into<String>) -> ModelError {
     ModelError::Invalid { path: path.to_path_buf(), reason: reason.into() }
 }
@@ -321,12 +402,7 @@ fn decode(
     bytes: &[u8],
 ) -> Result<SavedModel, ModelError> {
     let shape = md.image_shape;
-    let d = shape
-        .channels
-        .checked_mul(shape.height)
-        .and_then(|x| x.checked_mul(shape.width))
-        .filter(|&d| d > 0)
-        .ok_or_else(|| invalid(json_path, format!("image shape {shape} is empty or too large")))?;
+    let d = image_dim(json_path, shape)?;
     let c = md.classes.len();
     if c == 0 {
         return Err(invalid(json_path, "no class names"));
@@ -350,6 +426,28 @@ fn decode(
     }
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| ModelError::Tensors { path: st_path.to_path_buf(), reason: e.to_string() })?;
+    // the JSON's image shape against the one the tensor file records
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| ModelError::Tensors { path: st_path.to_path_buf(), reason: e.to_string() })?;
+    let recorded = header.metadata().as_ref().and_then(|m| m.get(SHAPE_KEY));
+    match recorded {
+        Some(s) if *s == shape.to_string() => {}
+        Some(s) => {
+            return Err(invalid(
+                json_path,
+                format!(
+                    "image_shape {shape} differs from the {s} recorded in {} (edited metadata?)",
+                    st_path.display()
+                ),
+            ));
+        }
+        None => {
+            return Err(invalid(
+                st_path,
+                format!("the tensor file does not record the image shape ({SHAPE_KEY:?})"),
+            ));
+        }
+    }
     let t = Tensors { st: &st, path: st_path };
     match md.params {
         Params::Linear { loss, input_scale } => {

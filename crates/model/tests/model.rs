@@ -297,7 +297,8 @@ fn wrong_shapes_dtypes_and_names_are_reported_per_tensor() {
             .into_iter()
             .map(|(n, dt, s, b)| (n, TensorView::new(dt, s, b).expect("view")))
             .collect();
-        safetensors::serialize(views, None).expect("serialize")
+        let info = [("image_shape".to_string(), SHAPE.to_string())].into();
+        safetensors::serialize(views, Some(info)).expect("serialize")
     };
     let wide = st(vec![
         ("W", Dtype::F32, vec![3, d + 1], &w_wide),
@@ -343,6 +344,128 @@ fn wrong_shapes_dtypes_and_names_are_reported_per_tensor() {
         ("mean", Dtype::F32, vec![d], &mean_ok),
     ]);
     assert!(load_with(dir.path(), json, &good).is_ok());
+}
+
+/// Issue 17 item 3: an edited `image_shape` of the same byte count (3x4x4 -> 3x2x8) used to
+/// load and silently change every prediction; the tensor file records the shape and the two
+/// are cross-checked. A tensor file that records no shape is refused too.
+#[test]
+fn an_edited_image_shape_is_refused_against_the_shape_the_tensors_record() {
+    let dir = tmp();
+    let (_, _, json, st) = saved_linear(dir.path());
+    let mut edited = json.clone();
+    edited["image_shape"] = serde_json::json!({"channels": 3, "height": 2, "width": 8});
+    let e = load_with(dir.path(), edited, &st).expect_err("edited shape");
+    assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("image_shape 3x2x8 differs from the 3x4x4 recorded in"), "{msg}");
+    names_file(&e, "lin.json");
+    // the same for k-NN
+    let train = data(1, 12);
+    let m = Knn::new(1).fit(&train.all()).expect("fit");
+    save_knn(&m, &prov(), dir.path().join("knn")).expect("save");
+    let jp = dir.path().join("knn.json");
+    let mut j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&jp).expect("read")).expect("json");
+    j["image_shape"] = serde_json::json!({"channels": 1, "height": 4, "width": 12});
+    std::fs::write(&jp, serde_json::to_vec(&j).expect("json")).expect("write");
+    let e = load_knn(&jp).expect_err("edited knn shape");
+    assert!(e.to_string().contains("differs from the 3x4x4 recorded"), "{e}");
+    // a tensor file without the record: refused, naming it
+    let d = SHAPE.len();
+    let (w, b, mean) = (vec![0u8; 4 * 3 * d], vec![0u8; 12], vec![0u8; 4 * d]);
+    let views = vec![
+        ("W", TensorView::new(Dtype::F32, vec![3, d], &w).expect("view")),
+        ("b", TensorView::new(Dtype::F32, vec![3], &b).expect("view")),
+        ("mean", TensorView::new(Dtype::F32, vec![d], &mean).expect("view")),
+    ];
+    let bare = safetensors::serialize(views, None).expect("serialize");
+    let e = load_with(dir.path(), json, &bare).expect_err("no recorded shape");
+    assert!(e.to_string().contains("does not record the image shape"), "{e}");
+    names_file(&e, "lin.safetensors");
+}
+
+/// Issue 17 item 5: the tensor file's type and size are checked before it is read: a link to
+/// `/dev/zero` and a FIFO are refused unopened (they used to grow without bound or hang), a
+/// 4 GB (sparse) file is refused from its size alone, and metadata claiming more bytes than
+/// the model's tensors can take is refused before the file is looked at.
+#[test]
+fn tensor_files_are_checked_for_type_and_size_before_reading() {
+    let dir = tmp();
+    let (json_path, st_path, json, st) = saved_linear(dir.path());
+    std::fs::remove_file(&st_path).expect("remove");
+    std::os::unix::fs::symlink("/dev/zero", &st_path).expect("symlink");
+    let e = load_linear(&json_path).expect_err("/dev/zero");
+    assert!(matches!(e, ModelError::NotAFile { .. }), "{e}");
+    assert!(e.to_string().contains("lin.safetensors: not a regular file"), "{e}");
+    std::fs::remove_file(&st_path).expect("remove");
+    let status = std::process::Command::new("mkfifo").arg(&st_path).status().expect("mkfifo");
+    assert!(status.success());
+    let e = load_linear(&json_path).expect_err("fifo");
+    assert!(matches!(e, ModelError::NotAFile { .. }), "{e}");
+    std::fs::remove_file(&st_path).expect("remove");
+    // a sparse 4 GB file: rejected by its size, in well under the time reading it takes
+    let f = std::fs::File::create(&st_path).expect("create");
+    f.set_len(4 << 30).expect("sparse file");
+    let t = std::time::Instant::now();
+    let e = load_linear(&json_path).expect_err("4 GB");
+    assert!(
+        matches!(&e, ModelError::Checksum { what: "size", found, .. } if found == "4294967296"),
+        "{e}"
+    );
+    assert!(t.elapsed().as_secs_f64() < 1.0, "took {:?}", t.elapsed());
+    // metadata that claims the 4 GB: refused from the metadata alone
+    let mut claims = json.clone();
+    claims["tensors_size"] = serde_json::json!(4u64 << 30);
+    std::fs::write(&json_path, serde_json::to_vec(&claims).expect("json")).expect("write");
+    let e = load_linear(&json_path).expect_err("implausible size");
+    assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
+    assert!(e.to_string().contains("more than the"), "{e}");
+    // and the JSON itself must be a regular file
+    std::fs::remove_file(&json_path).expect("remove");
+    std::os::unix::fs::symlink("/dev/zero", &json_path).expect("symlink");
+    let e = load_linear(&json_path).expect_err("json /dev/zero");
+    assert!(matches!(e, ModelError::NotAFile { .. }), "{e}");
+    // the real files still load
+    std::fs::remove_file(&json_path).expect("remove");
+    std::fs::remove_file(&st_path).expect("remove");
+    assert!(load_with(dir.path(), json, &st).is_ok());
+}
+
+/// Issue 17 item 20: the same model saved twice gives the same bytes (the header's metadata
+/// keys used to come out in a `HashMap`'s order), in sorted key order.
+#[test]
+fn identical_models_save_to_identical_bytes() {
+    let train = data(1, 30);
+    let m = linear_model(&train);
+    let knn = Knn::new(1).fit(&train.all()).expect("fit");
+    let dir = tmp();
+    let mut first: Option<(Vec<u8>, Vec<u8>)> = None;
+    for i in 0..8 {
+        save_linear(&m, train.classes(), &prov(), dir.path().join(format!("lin{i}")))
+            .expect("save");
+        save_knn(&knn, &prov(), dir.path().join(format!("knn{i}"))).expect("save");
+        let lin = std::fs::read(dir.path().join(format!("lin{i}.safetensors"))).expect("read");
+        let kn = std::fs::read(dir.path().join(format!("knn{i}.safetensors"))).expect("read");
+        match &first {
+            None => first = Some((lin, kn)),
+            Some((l0, k0)) => {
+                assert_eq!(&lin, l0, "linear save {i} differs");
+                assert_eq!(&kn, k0, "knn save {i} differs");
+            }
+        }
+    }
+    let (lin, _) = first.expect("saved");
+    let n = u64::from_le_bytes(lin[..8].try_into().expect("8 bytes")) as usize;
+    let header = std::str::from_utf8(&lin[8..8 + n]).expect("utf-8 header");
+    assert!(
+        header.starts_with(
+            r#"{"__metadata__":{"format":"imgclass","format_version":"1","image_shape":"3x4x4","kind":"linear"}"#
+        ),
+        "{header}"
+    );
+    // still plain safetensors
+    safetensors::SafeTensors::deserialize(&lin).expect("valid safetensors");
 }
 
 #[test]

@@ -37,14 +37,20 @@ pub(crate) fn l1_u8(a: &[u8], b: &[u8]) -> u32 {
     a.iter().zip(b).map(|(&x, &y)| (x as i32 - y as i32).unsigned_abs()).sum()
 }
 
-/// Exact distance between two `u8` rows under `metric` (squared for [`Metric::L2`]).
-///
-/// Rows longer than [`MAX_DIM`](super::MAX_DIM) may overflow; the indices reject them.
-pub fn distance_u8(metric: Metric, a: &[u8], b: &[u8]) -> u32 {
-    match metric {
-        Metric::L2 => l2sq_u8(a, b),
-        Metric::L1 => l1_u8(a, b),
-    }
+/// Exact distance between two `u8` rows under `metric` (squared for [`Metric::L2`]), summed in
+/// `u64`, so exact for rows of any length (the indices' `u32` kernels are bounded by
+/// [`MAX_DIM`](super::MAX_DIM) instead).
+pub fn distance_u8(metric: Metric, a: &[u8], b: &[u8]) -> u64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            let d = u64::from(x.abs_diff(y));
+            match metric {
+                Metric::L2 => d * d,
+                Metric::L1 => d,
+            }
+        })
+        .sum()
 }
 
 const LANES: usize = 16;
@@ -637,7 +643,7 @@ mod tests {
                     for lv in levels() {
                         assert_eq!(U8Kernel::at(lv, m).dist(a, b) as u64, want, "{lv:?} d {d}");
                     }
-                    assert_eq!(distance_u8(m, a, b) as u64, want);
+                    assert_eq!(distance_u8(m, a, b), want);
                 }
             }
         }

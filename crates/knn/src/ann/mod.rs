@@ -51,8 +51,9 @@ pub use dist::distance_u8;
 pub use pca::Pca;
 pub use persist::data_checksum;
 
-/// Largest row length accepted: `u32` sums of squared byte differences cannot overflow.
-pub const MAX_DIM: usize = (u32::MAX / (255 * 255)) as usize;
+/// Largest row length accepted: `u32` sums of squared byte differences cannot overflow (the
+/// same bound as the exact search, [`imgclass_linalg::max_u8_dim`] for L2).
+pub const MAX_DIM: usize = imgclass_linalg::max_u8_dim(imgclass_linalg::Metric::L2);
 
 /// The distance the indices rank by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -409,6 +410,9 @@ pub enum AnnError {
         /// Features per query row.
         found: usize,
     },
+    /// Query images have another shape than the training images (compared by value).
+    #[error(transparent)]
+    Shape(#[from] imgclass_core::ShapeMismatch),
     /// Rows too long for exact `u32` distances.
     #[error("rows of {dim} features exceed the maximum of {max}")]
     DimTooLarge {
@@ -732,6 +736,7 @@ impl BuiltIndex {
         if k > n {
             return Err(AnnError::KTooLarge { k, n_train: n });
         }
+        self.train.dataset().shape().expect(queries.dataset().shape())?;
         if queries.dim() != self.train.dim() {
             return Err(AnnError::ShapeMismatch {
                 expected: self.train.dim(),
