@@ -212,6 +212,11 @@ fn failing_phase_leaves_no_directory() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("diverged"), "{err}");
+    // issue 17 item 16: the real keys of the svm grid, and the regularisation as a cause
+    assert!(err.contains("every svm run diverged"), "{err}");
+    assert!(err.contains("lower linear.svm.learning_rates"), "{err}");
+    assert!(err.contains("linear.svm.regularizations"), "{err}");
+    assert!(!err.contains("lower linear.learning_rates"), "{err}");
     assert!(!out.exists());
     assert_eq!(leftovers(&reports), Vec::<PathBuf>::new());
 }

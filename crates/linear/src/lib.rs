@@ -51,7 +51,7 @@ mod train;
 
 pub use imgclass_loss::{Loss, Regularizer as Reg};
 pub use model::{LinearModel, TrainingReport};
-pub use train::{Linear, Sgd, Stop};
+pub use train::{Linear, MAX_ITERATIONS, Sgd, Stop};
 
 use imgclass_linalg::gemm::GemmError;
 use imgclass_loss::LossError;
@@ -77,6 +77,17 @@ pub enum LinearError {
         value: f64,
         /// What it must be.
         reason: &'static str,
+    },
+    /// The stop rule means more SGD updates than [`MAX_ITERATIONS`] (each keeps a point of the
+    /// loss curve, so the bound is also one on memory).
+    #[error("{stop} on {n_train} training rows means more than the {max} sgd iterations allowed")]
+    TooManyIterations {
+        /// The stop rule asked for.
+        stop: Stop,
+        /// Training rows (an epoch is `ceil(n_train / batch_size)` iterations).
+        n_train: usize,
+        /// [`MAX_ITERATIONS`].
+        max: usize,
     },
     /// Training diverged: the loss became non-finite or grew past the divergence limit.
     #[error("training diverged at iteration {iteration} (loss {loss}); lower the learning rate")]

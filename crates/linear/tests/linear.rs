@@ -298,3 +298,34 @@ fn divergence_on_two_threads_stops_both_with_the_one_thread_error() {
         assert_eq!(format!("{one:?}"), format!("{two:?}"), "{loss:?}");
     }
 }
+
+/// Issue 17 item 6: a stop rule of billions of iterations or epochs used to allocate its
+/// loss curve up front (`capacity overflow` panic, or an abort on a failed 40 GB allocation);
+/// it is a typed error naming the bound, before any allocation.
+#[test]
+fn stop_rules_beyond_the_iteration_bound_are_typed_errors() {
+    use imgclass_linear::MAX_ITERATIONS;
+    let ds = separable(3, 1);
+    let fit = |stop| {
+        Linear::new(Loss::Softmax).sgd(Sgd { batch_size: 2, stop, ..Sgd::default() }).fit(&ds.all())
+    };
+    for stop in [
+        Stop::Iterations(10_000_000_000),
+        Stop::Iterations(usize::MAX),
+        Stop::Iterations(MAX_ITERATIONS + 1),
+        Stop::Epochs(usize::MAX),
+        // 9 rows in batches of 2: 5 iterations per epoch
+        Stop::Epochs(MAX_ITERATIONS / 5 + 1),
+    ] {
+        let e = fit(stop).expect_err("beyond the bound");
+        assert_eq!(
+            e,
+            LinearError::TooManyIterations { stop, n_train: 9, max: MAX_ITERATIONS },
+            "{stop}"
+        );
+        assert!(e.to_string().contains("more than the 10000000 sgd iterations allowed"), "{e}");
+    }
+    // the bound itself in epochs is accepted up to the check (a short run proves the path)
+    assert!(fit(Stop::Epochs(2)).is_ok());
+    assert_eq!(fit(Stop::Epochs(2)).expect("fits").report().iterations, 10);
+}

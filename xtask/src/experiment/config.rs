@@ -71,9 +71,11 @@ pub struct KnnConfig {
     pub ks: Vec<usize>,
     /// Number of CV folds.
     pub folds: usize,
-    /// Test images shown in the nearest-neighbour gallery.
+    /// Test images shown in the nearest-neighbour gallery (at most [`MAX_GALLERY_ROWS`], and
+    /// never more than the test set).
     pub gallery_rows: usize,
-    /// Neighbours shown per gallery row.
+    /// Neighbours shown per gallery row (at most [`MAX_GALLERY_NEIGHBOURS`], and never more
+    /// than the training set).
     pub gallery_neighbours: usize,
 }
 
@@ -284,6 +286,16 @@ impl Config {
             if k.folds < 2 {
                 return Err(bad("knn.folds", k.folds, "must be at least 2"));
             }
+            if k.gallery_rows > MAX_GALLERY_ROWS {
+                return Err(bad("knn.gallery_rows", k.gallery_rows, GALLERY_ROWS_RANGE));
+            }
+            if k.gallery_neighbours > MAX_GALLERY_NEIGHBOURS {
+                return Err(bad(
+                    "knn.gallery_neighbours",
+                    k.gallery_neighbours,
+                    GALLERY_NEIGHBOURS_RANGE,
+                ));
+            }
         }
         let l = &self.linear;
         if l.enabled {
@@ -327,8 +339,8 @@ impl Config {
                     "must be in (0, 1)",
                 ));
             }
-            if l.iterations == 0 {
-                return Err(bad("linear.iterations", 0, "must be at least 1"));
+            if l.iterations == 0 || l.iterations > imgclass_linear::MAX_ITERATIONS {
+                return Err(bad("linear.iterations", l.iterations, ITERATIONS_RANGE));
             }
             if l.batch_size == 0 {
                 return Err(bad("linear.batch_size", 0, "must be at least 1"));
@@ -369,9 +381,22 @@ impl Config {
         if q.n_train == 0 || q.n_test == 0 || q.iterations == 0 || q.ann_n_train == 0 {
             return Err(bad("quick", q, "sizes must be at least 1"));
         }
+        if q.iterations > imgclass_linear::MAX_ITERATIONS {
+            return Err(bad("quick.iterations", q.iterations, ITERATIONS_RANGE));
+        }
         Ok(())
     }
 }
+
+/// The bound on `linear.iterations` ([`imgclass_linear::MAX_ITERATIONS`]), as the config
+/// error states it.
+const ITERATIONS_RANGE: &str = "must be from 1 to 10000000 (the loss curve keeps every iteration)";
+/// Most test images in the nearest-neighbour gallery (one row each).
+pub const MAX_GALLERY_ROWS: usize = 50;
+/// Most neighbours shown per gallery row.
+pub const MAX_GALLERY_NEIGHBOURS: usize = 30;
+const GALLERY_ROWS_RANGE: &str = "must be at most 50 (one gallery row per test image)";
+const GALLERY_NEIGHBOURS_RANGE: &str = "must be at most 30 (neighbours per gallery row)";
 
 /// `"l1"` / `"l2"` (any case) as a distance.
 pub fn parse_metric(name: &str) -> Option<imgclass_linalg::Metric> {
@@ -405,6 +430,35 @@ mod tests {
         assert!(e.to_string().contains("seed"), "{e}");
         let e = Config::from_toml("[ann]\nindices = [\"hnsw:q=1\"]\n").expect_err("bad spec");
         assert!(e.to_string().contains("ann.indices"), "{e}");
+    }
+
+    /// Issue 17 items 6 and 7: user numbers that size an allocation are bounded, and the
+    /// error states the bound (`linear.iterations = 10000000000` used to abort the run on a
+    /// 40 GB allocation; `gallery_rows = 1000` made a 67 MB PNG).
+    #[test]
+    fn sizes_that_allocate_are_bounded_and_the_error_states_the_bound() {
+        assert_eq!(
+            ITERATIONS_RANGE,
+            format!(
+                "must be from 1 to {} (the loss curve keeps every iteration)",
+                imgclass_linear::MAX_ITERATIONS
+            )
+        );
+        for (toml, key, bound) in [
+            ("[linear]\niterations = 10000000000\n", "linear.iterations", "from 1 to 10000000"),
+            ("[linear]\niterations = 10000001\n", "linear.iterations", "from 1 to 10000000"),
+            ("[linear]\niterations = 0\n", "linear.iterations", "from 1 to 10000000"),
+            ("[quick]\niterations = 20000000\n", "quick.iterations", "from 1 to 10000000"),
+            ("[knn]\ngallery_rows = 1000\n", "knn.gallery_rows", "at most 50"),
+            ("[knn]\ngallery_neighbours = 31\n", "knn.gallery_neighbours", "at most 30"),
+        ] {
+            let e = Config::from_toml(toml).expect_err(toml);
+            let msg = e.to_string();
+            assert!(msg.contains(key) && msg.contains(bound), "{toml}: {msg}");
+        }
+        let ok =
+            "[linear]\niterations = 10000000\n[knn]\ngallery_rows = 50\ngallery_neighbours = 30\n";
+        assert!(Config::from_toml(ok).is_ok(), "the bounds themselves are accepted");
     }
 
     #[test]

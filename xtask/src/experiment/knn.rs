@@ -120,7 +120,9 @@ pub fn run(
 
     // the test set, touched once: the chosen configuration's neighbours, also for the gallery
     let t = Instant::now();
-    let k_search = best_k.max(cfg.gallery_neighbours).min(train.len());
+    let k_search = best_k
+        .max(cfg.gallery_neighbours.min(super::config::MAX_GALLERY_NEIGHBOURS))
+        .min(train.len());
     let (model, nb) = exact_neighbors(train, test, k_search, metric)?;
     let pred = model.vote_from(&nb, best_k)?;
     let test_seconds = t.elapsed().as_secs_f64();
@@ -131,9 +133,11 @@ pub fn run(
     let confusion = ConfusionMatrix::new(&truth, &pred, test.n_classes())?;
     let per_class = confusion.class_reports();
 
-    let rows = cfg.gallery_rows.min(test.len());
+    // clamped to the data and to the stated maximum (the config refuses more; a clamp here
+    // keeps the PNG's size bounded whoever builds the config)
+    let rows = cfg.gallery_rows.min(test.len()).min(super::config::MAX_GALLERY_ROWS);
     let gallery_rows: Vec<usize> = (0..rows).map(|i| i * test.len() / rows.max(1)).collect();
-    let n_show = cfg.gallery_neighbours.min(nb.k);
+    let n_show = cfg.gallery_neighbours.min(super::config::MAX_GALLERY_NEIGHBOURS).min(nb.k);
     let gallery = gallery_rows
         .iter()
         .map(|&q| GalleryRow {

@@ -94,6 +94,18 @@ fn params(cfg: &LinearConfig, loss: Loss, lr: f64, reg: f64, seed: u64) -> Linea
 }
 
 /// Runs the phase.
+/// The error when every run of a loss's grid diverged: names the config keys of that loss's
+/// grid, and both causes (an SGD step on `R = λ‖W‖²` multiplies `W` by `1 − 2ηλ`, which
+/// diverges once `ηλ > 1` whatever the data).
+fn all_diverged(name: &str, grid: &LossGrid) -> String {
+    format!(
+        "every {name} run diverged (learning rates {:?} x regularizations {:?}): lower \
+         linear.{name}.learning_rates, or linear.{name}.regularizations when learning rate x \
+         regularization is large",
+        grid.learning_rates, grid.regularizations
+    )
+}
+
 pub fn run(
     train: &Subset,
     test: &Subset,
@@ -141,9 +153,7 @@ pub fn run(
                 best = Some(i);
             }
         }
-        let best = best.with_context(|| {
-            format!("every {name} run diverged: lower linear.learning_rates in the config")
-        })?;
+        let best = best.with_context(|| all_diverged(name, lgrid))?;
         let (lr, reg) = (grid[best].learning_rate, grid[best].regularization);
         let t = Instant::now();
         let model = params(cfg, loss, lr, reg, sgd_seed)
