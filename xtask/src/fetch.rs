@@ -167,10 +167,11 @@ fn already_present(source: &Source, target: &Path) -> anyhow::Result<bool> {
             Ok(true)
         }
         Err(e) => bail!(
-            "{} exists but does not read back as {}: {e:#}\nhint: remove it (rm -r {}) and run \
+            "{} exists but does not read back as {}: {}\nhint: remove it (rm -r {}) and run \
              the command again",
             target.display(),
             source.name,
+            crate::error_chain(&e),
             target.display()
         ),
     }
@@ -327,9 +328,10 @@ fn with_disk_hint(e: anyhow::Error, data_dir: &Path) -> anyhow::Error {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
     });
-    if full && !format!("{e:#}").contains("free some disk space") {
+    let text = crate::error_chain(&e);
+    if full && !text.contains("free some disk space") {
         anyhow::anyhow!(
-            "{e:#}\nhint: no space left on the device of {}: free some disk space or choose \
+            "{text}\nhint: no space left on the device of {}: free some disk space or choose \
              another --data-dir, then run the command again",
             data_dir.display()
         )

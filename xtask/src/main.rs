@@ -69,10 +69,24 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, `outer: cause: root`, each cause once: a library error
+/// that already shows its source in its own message (`{path}: {source}`) and also returns it
+/// as `source()` made `{e:#}` print the root cause twice.
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
+    let mut shown: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !shown.iter().any(|s| s.contains(&text)) {
+            shown.push(text);
+        }
+    }
+    shown.join(": ")
 }
 
 fn init_tracing(verbose: u8) {
@@ -85,4 +99,30 @@ fn init_tracing(verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    /// Issue 17 item 11: a cause already in its parent's message is not repeated; distinct
+    /// causes are all kept, in order.
+    #[test]
+    fn error_chain_prints_each_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        #[derive(Debug, thiserror::Error)]
+        #[error("{path}: {source}")]
+        struct Shows {
+            path: String,
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Shows { path: "/x/m.json".into(), source: io() })
+            .context("cannot load model /x/m.json");
+        let root = io().to_string();
+        let text = error_chain(&e);
+        assert_eq!(text, format!("cannot load model /x/m.json: /x/m.json: {root}"));
+        assert_eq!(text.matches(&root).count(), 1, "{text}");
+        let plain = anyhow::Error::new(io()).context("reading the batch").context("verifying");
+        assert_eq!(error_chain(&plain), format!("verifying: reading the batch: {root}"));
+    }
 }

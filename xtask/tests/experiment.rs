@@ -251,3 +251,77 @@ fn interrupt_leaves_no_directory() {
     assert!(!status.success(), "the run was interrupted");
     assert_eq!(leftovers(tmp.path()), Vec::<PathBuf>::new());
 }
+
+/// `text` without ANSI escape sequences (`ESC [ ... letter`), whatever the log colouring.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Issue 17 item 12: the warning about a too-large k names the dropped values (it listed the
+/// kept ones) and does not fire for a mere duplicate.
+#[test]
+fn the_dropped_k_warning_names_the_dropped_values_only() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = |name: &str, ks: &str| {
+        let cfg = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[knn]\nks = {ks}\nfolds = 2\nmetrics = [\"l2\"]\n[linear]\nenabled = false\n\
+                 [ann]\nenabled = false\n"
+            ),
+        )
+        .expect("write");
+        let out = tmp.path().join(name);
+        let o = xtask(
+            &[
+                "experiment",
+                "--dataset",
+                "demo",
+                "--config",
+                path_str(&cfg),
+                "--out",
+                path_str(&out),
+            ],
+            2,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        strip_ansi(&String::from_utf8_lossy(&o.stderr))
+    };
+    // the demo's 2,000 training images in 2 folds: 1,000 training rows per fold
+    let err = run("dropped", "[1, 1, 3, 5000]");
+    let line = err
+        .lines()
+        .find(|l| l.contains("k larger than a fold's training set dropped"))
+        .unwrap_or_else(|| panic!("no warning in {err}"));
+    assert!(line.contains("dropped=[5000]") && line.contains("kept=[1, 3]"), "{line}");
+    let err = run("duplicate", "[1, 1, 3]");
+    assert!(!err.contains("dropped"), "a duplicate is not a dropped k: {err}");
+}
+
+/// Issue 17 item 11: one cause chain, each cause once (the OS error was printed twice).
+#[test]
+fn a_missing_config_names_the_os_error_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("missing.toml");
+    let out = tmp.path().join("run");
+    let o = xtask(&["experiment", "--config", path_str(&cfg), "--out", path_str(&out)], 2);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let os = std::io::Error::from_raw_os_error(2).to_string();
+    assert!(err.contains("missing.toml") && err.contains(&os), "{err}");
+    assert_eq!(err.matches(&os).count(), 1, "{err}");
+}

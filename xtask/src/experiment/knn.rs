@@ -69,6 +69,15 @@ pub fn steps(cfg: &KnnConfig) -> u64 {
     (cfg.metrics.len() * cfg.folds + 1) as u64
 }
 
+/// The grid's distinct values of k, sorted: `(kept, dropped)`, where `dropped` holds those
+/// larger than a fold's `min_fold_train` rows (a repeated k is merged, not dropped).
+fn usable_ks(grid: &[usize], min_fold_train: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut all = grid.to_vec();
+    all.sort_unstable();
+    all.dedup();
+    all.into_iter().partition(|&k| k <= min_fold_train)
+}
+
 /// Runs the phase on `train` (CV) and `test` (once).
 pub fn run(
     train: &Subset,
@@ -84,16 +93,14 @@ pub fn run(
         .collect::<Result<_, _>>()?;
     let folds = stratified_kfold(&train.labels(), cfg.folds, seed)?;
     let min_fold_train = folds.iter().map(|f| f.train.len()).min().unwrap_or(0);
-    let mut ks: Vec<usize> = cfg.ks.iter().copied().filter(|&k| k <= min_fold_train).collect();
-    ks.sort_unstable();
-    ks.dedup();
+    let (ks, dropped) = usable_ks(&cfg.ks, min_fold_train);
     anyhow::ensure!(
         !ks.is_empty(),
         "every k of the grid {:?} exceeds the {min_fold_train} training rows of a fold",
         cfg.ks
     );
-    if ks.len() < cfg.ks.len() {
-        tracing::warn!(?ks, min_fold_train, "k larger than a fold's training set dropped");
+    if !dropped.is_empty() {
+        tracing::warn!(?dropped, kept = ?ks, min_fold_train, "k larger than a fold's training set dropped");
     }
     let mut series = Vec::new();
     let mut fold_seconds = Vec::new();
@@ -166,4 +173,18 @@ pub fn run(
         test_seconds,
         gallery,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usable_ks;
+
+    /// Issue 17 item 12: the dropped values are the ones too large (the warning listed the
+    /// kept ones), and a mere duplicate is merged, not reported as dropped.
+    #[test]
+    fn usable_ks_reports_the_dropped_values_not_duplicates() {
+        assert_eq!(usable_ks(&[5, 1, 1, 3], 4), (vec![1, 3], vec![5]));
+        assert_eq!(usable_ks(&[1, 1], 10), (vec![1], vec![]));
+        assert_eq!(usable_ks(&[100, 50, 100], 10), (vec![], vec![50, 100]));
+    }
 }
