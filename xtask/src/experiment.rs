@@ -7,8 +7,10 @@
 //! Reproducible: everything random derives from one seed, so the same seed gives the same
 //! results.json (wall-clock fields aside, see [`report`]) whatever the thread count.
 //! Atomic: the report is written into a temporary directory beside the output, created only
-//! once every phase has finished, and renamed into place at the end; an error or Ctrl-C leaves
-//! no report directory behind.
+//! once every phase has finished, and renamed into place at the end; an error, Ctrl-C or
+//! SIGTERM leaves no report directory behind (the temporary one is removed by the interrupt
+//! handler, or, if the process was killed outright, by the next run's sweep of temporaries
+//! whose PID is dead). Whether `--out` can be written is checked before any phase runs.
 
 mod ann;
 mod config;
@@ -95,6 +97,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "the output directory {} already exists; choose another --out",
         out.display()
     );
+    // before any computation: the report can be written there, and temporaries of killed
+    // runs beside it are removed
+    check_writable(&out)?;
+    if let Some(parent) = out.parent().filter(|p| p.is_dir()) {
+        crate::cleanup::sweep_stale_marked(parent, TMP_MARKER);
+    }
     let root = SplitMix64::new(cfg.seed);
     let seed_of = |s: u64| root.fork(s).next_u64();
 
@@ -229,8 +237,51 @@ fn save_models(dir: &Path, results: &Results, train: &imgclass_core::Subset) -> 
 /// The workspace root (the parent of the xtask crate).
 use crate::paths::workspace_root;
 
+/// The marker of a temporary report directory's name: `.<out name>.tmp-<pid>-<random>`.
+const TMP_MARKER: &str = ".tmp-";
+
+/// Fails unless a report can be created at `out`: its nearest existing ancestor is a
+/// directory where this user can create files (probed with a temporary file, removed at
+/// once; no directory is created). Checked before the phases run, so a read-only `--out`
+/// fails in a second instead of after all the computation.
+fn check_writable(out: &Path) -> anyhow::Result<()> {
+    let mut dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+            _ => {
+                dir = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    let hint = "hint: choose an --out in a directory you can write to";
+    anyhow::ensure!(
+        dir.is_dir(),
+        "cannot write the report to {}: {} is not a directory\n{hint}",
+        out.display(),
+        dir.display()
+    );
+    let probe = tempfile::Builder::new()
+        .prefix(&crate::cleanup::owned_prefix(".imgclass-probe.tmp-"))
+        .tempfile_in(&dir);
+    if let Err(e) = probe {
+        anyhow::bail!(
+            "cannot write the report to {}: cannot create files in {} ({e})\n{hint}",
+            out.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Calls `write` on a fresh temporary directory beside `out`, then renames it to `out`. On
-/// any error the temporary directory is removed and `out` is not created.
+/// any error, and on Ctrl-C or SIGTERM, the temporary directory is removed and `out` is not
+/// created; its name carries this process's PID, so a later run removes it if this process
+/// is killed outright.
 fn write_atomically(
     out: &Path,
     write: impl FnOnce(&Path) -> anyhow::Result<()>,
@@ -243,9 +294,10 @@ fn write_atomically(
         .with_context(|| format!("cannot create {}", parent.display()))?;
     let name = out.file_name().map_or("report".into(), |n| n.to_string_lossy().into_owned());
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
+        .prefix(&crate::cleanup::owned_prefix(&format!(".{name}{TMP_MARKER}")))
         .tempdir_in(&parent)
         .with_context(|| format!("cannot create a temporary directory in {}", parent.display()))?;
+    let _on_interrupt = crate::cleanup::remove_tree_on_interrupt(tmp.path());
     write(tmp.path())?;
     anyhow::ensure!(!out.exists(), "{} appeared while the experiment ran", out.display());
     let path = tmp.keep();

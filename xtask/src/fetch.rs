@@ -13,12 +13,18 @@
 //! Files datasets (MNIST, Fashion-MNIST) download each `.gz` into `<file>.part`, verify its
 //! MD5, and rename all of them into place together once all verified and read back.
 //!
+//! One run per data directory at a time (`lock.rs`: a second run waits, naming the holder's
+//! PID). Ctrl-C or SIGTERM removes the staging directory, an empty `.part` and the
+//! directories this run created (`crate::cleanup`); staging directories carry their owner's
+//! PID, and those of dead processes are swept at the next start.
+//!
 //! `--from PATH` imports offline: a `.tar.gz`, an extracted folder, or (CIFAR-10) an image
 //! folder `PATH/{train,test}/<class>/*` written in the official binary layout with the
 //! training images in the seeded order [`IMPORT_SEED`].
 
 mod download;
 mod import;
+mod lock;
 mod sources;
 
 use std::fs;
@@ -82,19 +88,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let dataset_dir = data_dir.join(source.name);
-    // Remember which directories this run creates, to remove them again on failure.
-    let created: Vec<PathBuf> =
-        [data_dir.clone(), dataset_dir.clone()].into_iter().filter(|d| !d.exists()).collect();
-    fs::create_dir_all(&dataset_dir)
+    // Remember which directories this run creates, to remove them again on failure or
+    // interruption (only when empty: a kept `.part` keeps its directory).
+    let mut created: Vec<PathBuf> = Vec::new();
+    if !data_dir.exists() {
+        created.push(data_dir.clone());
+    }
+    let mut on_interrupt: Vec<crate::cleanup::Registered> =
+        created.iter().map(|d| crate::cleanup::remove_empty_dir_on_interrupt(d)).collect();
+    // one fetch-data per data directory at a time: a second run waits, saying for whom
+    let lock = lock::acquire(&data_dir).map_err(|e| with_disk_hint(e, &data_dir))?;
+    if !dataset_dir.exists() {
+        created.push(dataset_dir.clone());
+        on_interrupt.push(crate::cleanup::remove_empty_dir_on_interrupt(&dataset_dir));
+    }
+    let result = fs::create_dir_all(&dataset_dir)
         .with_context(|| format!("cannot create {}", dataset_dir.display()))
-        .map_err(|e| with_disk_hint(e, &data_dir))?;
-    let result = fetch(&args, &source, &dataset_dir, checksum.as_ref());
+        .and_then(|()| fetch(&args, &source, &dataset_dir, checksum.as_ref()));
+    drop(lock);
     if result.is_err() {
         for dir in created.iter().rev() {
-            // only succeeds when empty: a kept `.part` keeps its directory
             fs::remove_dir(dir).ok();
         }
     }
+    drop(on_interrupt);
     result.map_err(|e| with_disk_hint(e, &data_dir))
 }
 
@@ -104,7 +121,7 @@ fn fetch(
     dataset_dir: &Path,
     checksum: Option<&Checksum>,
 ) -> anyhow::Result<()> {
-    remove_stale_staging(dataset_dir);
+    remove_stale_staging(source, dataset_dir);
     match source.kind {
         Kind::Archive { url, md5, folder, .. } => {
             let target = dataset_dir.join(folder);
@@ -211,6 +228,8 @@ fn fetch_archive(
     official: bool,
 ) -> anyhow::Result<()> {
     tracing::info!("downloading {url} into {}", part.display());
+    // interrupted before the first byte: nothing to resume, so no empty `.part` is left
+    let _on_interrupt = crate::cleanup::remove_empty_file_on_interrupt(part);
     let done = match download::download(url, part, expected.algorithm()) {
         Ok(d) => d,
         Err(e) => {
@@ -246,6 +265,7 @@ fn fetch_files(
     for (name, md5) in files {
         let expected = Checksum::md5(md5)?;
         let part = dir.join(format!("{name}.part"));
+        let _on_interrupt = crate::cleanup::remove_empty_file_on_interrupt(&part);
         let mut last_err = None;
         let mut digest = String::new();
         for mirror in mirrors {
@@ -349,15 +369,10 @@ pub(crate) fn hinted(
     anyhow::anyhow!("{what}: {cause}\nhint: {hint}")
 }
 
-/// Removes `.fetch-*` staging directories left by a run that was killed (a finished or
-/// failed run removes its own).
-fn remove_stale_staging(dataset_dir: &Path) {
-    let Ok(entries) = fs::read_dir(dataset_dir) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with(".fetch-") && e.path().is_dir() {
-            tracing::info!("removing a stale staging directory {}", e.path().display());
-            fs::remove_dir_all(e.path()).ok();
-        }
-    }
+/// Removes `.fetch-<dataset>-<pid>-*` staging directories whose process is dead (a killed
+/// run; a finished, failed or interrupted run removes its own). Runs under the data
+/// directory's lock, so no live run of this build is staging there; a staging directory of
+/// a live process (an older build without the lock) is left alone.
+fn remove_stale_staging(source: &Source, dataset_dir: &Path) {
+    crate::cleanup::sweep_stale(dataset_dir, &import::staging_base(source));
 }

@@ -6,6 +6,7 @@ mod bench_cv;
 mod bench_data;
 mod bench_knn;
 mod bench_linear;
+mod cleanup;
 mod experiment;
 mod fetch;
 mod knn_cv;
@@ -56,6 +57,7 @@ enum Bench {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    cleanup::install_handler();
     let result = match cli.command {
         Command::FetchData(args) => fetch::run(args),
         Command::Experiment(args) => experiment::run(args),

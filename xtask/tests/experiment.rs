@@ -249,6 +249,9 @@ fn interrupt_leaves_no_directory() {
     assert!(killed.success());
     let status = child.wait().expect("wait");
     assert!(!status.success(), "the run was interrupted");
+    // issue 17 item 8: the interrupt handler ran (removing whatever was registered) and exited
+    // with the shell's code for an interrupted command
+    assert_eq!(status.code(), Some(130), "{status:?}");
     assert_eq!(leftovers(tmp.path()), Vec::<PathBuf>::new());
 }
 
@@ -324,4 +327,65 @@ fn a_missing_config_names_the_os_error_once() {
     let os = std::io::Error::from_raw_os_error(2).to_string();
     assert!(err.contains("missing.toml") && err.contains(&os), "{err}");
     assert_eq!(err.matches(&os).count(), 1, "{err}");
+}
+
+/// Issue 17 item 10: an `--out` that cannot be written fails before any computation (it used
+/// to fail only after every phase had run). `/proc` refuses new files even to root; a path
+/// under a regular file has no directory to write in.
+#[test]
+fn an_unwritable_out_fails_before_the_phases_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").expect("write");
+    let under_file = file.join("run");
+    for out in [Path::new("/proc/imgclass-report"), under_file.as_path()] {
+        let t = std::time::Instant::now();
+        let o = xtask(&["experiment", "--dataset", "demo", "--out", path_str(out)], 2);
+        assert!(!o.status.success());
+        let err = strip_ansi(&String::from_utf8_lossy(&o.stderr));
+        assert!(err.contains("cannot write the report to") && err.contains("hint:"), "{err}");
+        assert!(!err.contains("experiment: demo"), "no phase may start: {err}");
+        assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
+    }
+}
+
+/// Issue 17 item 8: temporary report directories of killed runs (dead PID in the name) are
+/// removed at the next start, whatever their `--out` name; a live process's are kept.
+#[test]
+fn stale_report_temporaries_of_dead_runs_are_swept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dead = {
+        let mut c = Command::new("true").spawn().expect("spawn");
+        let pid = c.id();
+        c.wait().expect("wait");
+        pid
+    };
+    let stale = tmp.path().join(format!(".2026-12-01_10-00-00.tmp-{dead}-Ab12"));
+    let live = tmp.path().join(format!(".other.tmp-{}-Cd34", std::process::id()));
+    for d in [&stale, &live] {
+        std::fs::create_dir(d).expect("mkdir");
+        std::fs::write(d.join("gallery.png"), vec![0u8; 1 << 16]).expect("write");
+    }
+    let cfg = tmp.path().join("small.toml");
+    std::fs::write(
+        &cfg,
+        "[knn]\nks = [1]\nfolds = 2\nmetrics = [\"l2\"]\n[linear]\nenabled = false\n\
+         [ann]\nenabled = false\n",
+    )
+    .expect("write");
+    let out = tmp.path().join("run");
+    let o = xtask(
+        &["experiment", "--dataset", "demo", "--config", path_str(&cfg), "--out", path_str(&out)],
+        2,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!stale.exists(), "the dead run's temporary report is removed");
+    assert!(live.exists(), "a live process's is kept");
+    let mut names: Vec<String> = leftovers(tmp.path())
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    let live_name = live.file_name().expect("name").to_string_lossy().into_owned();
+    assert_eq!(names, vec![live_name, "run".to_string(), "small.toml".to_string()]);
 }

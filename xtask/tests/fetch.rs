@@ -643,3 +643,152 @@ fn files_dataset_download_checks_each_published_checksum() {
     assert!(stderr(&out).contains("do not apply to mnist"), "{}", stderr(&out));
     assert_eq!(server.requests().len(), 1);
 }
+
+/// A PID that belongs to no process: a child that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// Sends `signal` (e.g. "-INT") to the child.
+fn signal(child: &std::process::Child, signal: &str) {
+    let ok = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+/// Issue 17 item 8: Ctrl-C (or SIGTERM) while the download waits for the server removes what
+/// the run created (the empty `.part`, `cifar-10/`, the data directory, the lock file) and
+/// exits with 130; it used to leave an empty `cifar-10/` behind.
+#[test]
+fn an_interrupted_fetch_leaves_nothing_behind() {
+    for sig in ["-INT", "-TERM"] {
+        // a server that accepts and never answers
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming().flatten() {
+                held.push(s);
+            }
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let url = format!("http://{addr}/cifar-10-binary.tar.gz");
+        let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["fetch-data", "--url", &url, "--md5", &md5(b"x")])
+            .args(["--data-dir", data.to_str().unwrap()])
+            .env_remove("IMGCLASS_DATA_DIR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // wait until the run has created its directories, then interrupt
+        let t = std::time::Instant::now();
+        while !data.join("cifar-10").exists() && t.elapsed().as_secs() < 20 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(data.join("cifar-10").exists(), "the run started");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        signal(&child, sig);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{sig}: {}", stderr(&out));
+        assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+        assert!(listing(tmp.path()).is_empty(), "{sig}: left {:?}", listing(tmp.path()));
+    }
+}
+
+/// Issue 17 item 8: a staging folder of a killed run (dead PID in its name) is removed at the
+/// next start; one of a live process is not touched.
+#[test]
+fn stale_staging_of_dead_runs_is_swept_and_live_ones_are_kept() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let sum = md5(&archive);
+    let server = Config::new(ARCHIVE_PATH, archive).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let ds = data.join("cifar-10");
+    let dead = ds.join(format!(".fetch-cifar-10-{}-abc", dead_pid()));
+    let live = ds.join(format!(".fetch-cifar-10-{}-def", std::process::id()));
+    for d in [&dead, &live] {
+        std::fs::create_dir_all(d.join("x")).unwrap();
+        std::fs::write(d.join("x/data_batch_1.bin"), vec![0u8; 3073]).unwrap();
+    }
+    let out = fetch(&[
+        "--url",
+        &server.url(ARCHIVE_PATH),
+        "--md5",
+        &sum,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(!dead.exists(), "the dead run's staging is removed");
+    assert!(live.exists(), "a live process's staging is kept");
+    std::fs::remove_dir_all(&live).unwrap();
+    assert_installed_fixture(&data);
+}
+
+/// Issue 17 item 9: two runs into one data directory both succeed (one installs, the other
+/// waits, then finds it present); they used to delete each other's staging folder. A run that
+/// finds the lock held says who holds it and waits.
+#[test]
+fn concurrent_runs_take_turns_on_the_data_directory() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let sum = md5(&archive);
+    let server = Config::new(ARCHIVE_PATH, archive).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let url = server.url(ARCHIVE_PATH);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["fetch-data", "--url", &url, "--md5", &sum])
+            .args(["--data-dir", data.to_str().unwrap()])
+            .env_remove("IMGCLASS_DATA_DIR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let said: String = [stdout(&a), stdout(&b)].concat();
+    assert_eq!(said.matches("cifar-10 is ready").count(), 1, "{said}");
+    assert_eq!(said.matches("already present and verified").count(), 1, "{said}");
+    assert_installed_fixture(&data);
+
+    // the lock held by another process (this test, its PID in the file): the run waits
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let lock_path = data.join(".fetch-data.lock");
+    let held = std::fs::File::create(&lock_path).unwrap();
+    std::fs::write(&lock_path, format!("{}\n", std::process::id())).unwrap();
+    held.lock().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["fetch-data", "--url", &url, "--md5", &sum])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .env_remove("IMGCLASS_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "the second run waits for the lock");
+    assert!(!data.join("cifar-10/cifar-10-batches-bin").exists());
+    // release as a run does: remove the file, then unlock
+    std::fs::remove_file(&lock_path).unwrap();
+    held.unlock().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("another fetch-data (pid {}) is using", std::process::id()))
+            && err.contains("waiting for it to finish"),
+        "{err}"
+    );
+    assert_installed_fixture(&data);
+}

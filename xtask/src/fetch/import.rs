@@ -64,13 +64,32 @@ fn summary(data: &TrainTest) -> String {
     )
 }
 
-/// A staging directory `.fetch-<dataset>-*` beside `target`, removed when dropped.
-fn staging(source: &Source, target: &Path) -> anyhow::Result<tempfile::TempDir> {
+/// The name of a staging directory before its owner's PID: `.fetch-<dataset>-`.
+pub fn staging_base(source: &Source) -> String {
+    format!(".fetch-{}-", source.name)
+}
+
+/// A staging directory `.fetch-<dataset>-<pid>-*` beside `target`, removed when dropped, on
+/// Ctrl-C / SIGTERM, or (if this process is killed) by the next run's sweep.
+struct Staging {
+    dir: tempfile::TempDir,
+    _on_interrupt: crate::cleanup::Registered,
+}
+
+impl Staging {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn staging(source: &Source, target: &Path) -> anyhow::Result<Staging> {
     let parent = target.parent().context("the target has no parent directory")?;
-    tempfile::Builder::new()
-        .prefix(&format!(".fetch-{}-", source.name))
+    let dir = tempfile::Builder::new()
+        .prefix(&crate::cleanup::owned_prefix(&staging_base(source)))
         .tempdir_in(parent)
-        .with_context(|| format!("cannot create a staging directory in {}", parent.display()))
+        .with_context(|| format!("cannot create a staging directory in {}", parent.display()))?;
+    let on_interrupt = crate::cleanup::remove_tree_on_interrupt(dir.path());
+    Ok(Staging { dir, _on_interrupt: on_interrupt })
 }
 
 /// Checks the staged folder and renames it to `target`.
@@ -295,6 +314,7 @@ pub fn import_files_dataset(source: &Source, from: &Path, dir: &Path) -> anyhow:
         );
     }
     let mut parts: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut on_interrupt = Vec::new();
     let result = (|| -> anyhow::Result<()> {
         for (name, md5) in files {
             let src = from.join(name);
@@ -302,6 +322,8 @@ pub fn import_files_dataset(source: &Source, from: &Path, dir: &Path) -> anyhow:
                 format!("{} is missing or not the published file", src.display())
             })?;
             let part = dir.join(format!("{name}.part"));
+            // a local copy is not resumed: an interrupted one is removed
+            on_interrupt.push(crate::cleanup::remove_file_on_interrupt(&part));
             parts.push((part.clone(), dir.join(name)));
             fs::copy(&src, &part)
                 .with_context(|| format!("cannot copy {} to {}", src.display(), part.display()))?;
