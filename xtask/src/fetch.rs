@@ -125,7 +125,8 @@ fn fetch(
     match source.kind {
         Kind::Archive { url, md5, folder, .. } => {
             let target = dataset_dir.join(folder);
-            if already_present(source, &target)? {
+            let official = args.url.is_none() && args.from.is_none();
+            if already_present(source, &target, official)? {
                 return Ok(());
             }
             if let Some(from) = &args.from {
@@ -170,11 +171,16 @@ fn given_checksum(args: &Args) -> anyhow::Result<Option<Checksum>> {
 
 /// True (after saying so) when the dataset folder exists and reads back; an error when it
 /// exists but does not read back (never deleted automatically).
-fn already_present(source: &Source, target: &Path) -> anyhow::Result<bool> {
+fn already_present(source: &Source, target: &Path, official: bool) -> anyhow::Result<bool> {
     if !target.exists() {
         return Ok(false);
     }
-    match import::check_layout(source, target) {
+    let checked = if official {
+        import::check_official_layout(source, target)
+    } else {
+        import::check_layout(source, target)
+    };
+    match checked {
         Ok(summary) => {
             println!(
                 "{} is already present and verified at {} ({summary}); nothing to do",

@@ -792,3 +792,61 @@ fn concurrent_runs_take_turns_on_the_data_directory() {
     );
     assert_installed_fixture(&data);
 }
+
+/// Issue 17 item 2: a training batch cut short (or made longer) after installing is an error
+/// naming the file, not "already present and verified" with fewer images.
+#[test]
+fn a_truncated_or_extended_batch_fails_verification_naming_the_file() {
+    let archive = cifar10_tar_gz(TRAIN_PER_BATCH, N_TEST, SEED);
+    let sum = md5(&archive);
+    let server = Config::new(ARCHIVE_PATH, archive).start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let url = server.url(ARCHIVE_PATH);
+    assert!(fetch(&["--url", &url, "--md5", &sum, "--data-dir", d]).status.success());
+    let batch = data.join("cifar-10/cifar-10-batches-bin/data_batch_2.bin");
+    let full = std::fs::read(&batch).unwrap();
+    for (what, bytes) in [
+        ("truncated", full[..5 * 3073].to_vec()),
+        ("trailing data", [full.clone(), full[..5 * 3073].to_vec()].concat()),
+    ] {
+        std::fs::write(&batch, &bytes).unwrap();
+        let out = fetch(&["--url", &url, "--md5", &sum, "--data-dir", d]);
+        assert!(!out.status.success(), "{what}");
+        let err = stderr(&out);
+        assert!(!stdout(&out).contains("already present"), "{what}");
+        assert!(err.contains("data_batch_2.bin") && err.contains(what), "{err}");
+        assert!(err.contains("wrong number of records") && err.contains("hint:"), "{err}");
+    }
+    std::fs::write(&batch, &full).unwrap();
+    assert!(fetch(&["--url", &url, "--md5", &sum, "--data-dir", d]).status.success());
+}
+
+/// Issue 17 item 2: the official layout (fetched or kept without --url / --from) must have
+/// the official 10,000 records in every batch. Sparse files of the exact sizes stand in for
+/// the real batches (zero bytes: label 0, black images).
+#[test]
+fn an_official_layout_with_a_short_batch_is_not_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dir = data.join("cifar-10/cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"];
+    for name in names.iter().map(|n| format!("{n}.bin")).chain(["test_batch.bin".into()]) {
+        let records = if name == "data_batch_4.bin" { 5_000 } else { 10_000 };
+        std::fs::File::create(dir.join(&name)).unwrap().set_len(records * 3073).unwrap();
+    }
+    let classes = "airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n";
+    std::fs::write(dir.join("batches.meta.txt"), classes).unwrap();
+    let out = fetch(&["--data-dir", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("data_batch_4.bin is truncated"), "{err}");
+    assert!(err.contains("10000 in each"), "{err}");
+    // with every batch at the official size it is present and verified
+    std::fs::File::create(dir.join("data_batch_4.bin")).unwrap().set_len(10_000 * 3073).unwrap();
+    let out = fetch(&["--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("50000 training and 10000 test images"), "{}", stdout(&out));
+}

@@ -61,6 +61,65 @@ pub const CIFAR10_TEST_FILE: &str = "test_batch.bin";
 /// The CIFAR-10 class-names file name.
 pub const CIFAR10_META_FILE: &str = "batches.meta.txt";
 
+/// Records in each official CIFAR-10 batch file (the five training batches and the test batch).
+pub const CIFAR10_OFFICIAL_RECORDS: usize = 10_000;
+
+/// Checks the record counts of a `cifar-10-batches-bin` folder from the file sizes, before
+/// anything is read: every batch holds a whole number of records, none is empty, and
+///
+/// - with `official` set, every batch holds [`CIFAR10_OFFICIAL_RECORDS`];
+/// - otherwise the five training batches hold the same count give or take one (the layout
+///   [`write_cifar10`] produces, and the official one): a batch off by more than one from
+///   the most common count is short or long.
+///
+/// A short batch is [`DataError::Truncated`], a long one [`DataError::TrailingData`], both
+/// naming the file with the expected and found sizes. (The reader accepts any count: a batch
+/// cut to half its records used to read as a smaller, valid dataset.)
+pub fn check_cifar10_batches(dir: &Path, official: bool) -> Result<(), DataError> {
+    let record = CIFAR10_RECORD as u64;
+    let mut counts = Vec::with_capacity(6);
+    for f in CIFAR10_TRAIN_FILES.iter().chain([&CIFAR10_TEST_FILE]) {
+        let path = dir.join(f);
+        let size = std::fs::metadata(&path).map_err(|e| DataError::io(&path, e))?.len();
+        if size % record != 0 {
+            return Err(DataError::BadSize { path, size, record: CIFAR10_RECORD });
+        }
+        if size == 0 {
+            return Err(DataError::EmptyFile { path });
+        }
+        counts.push((path, size / record));
+    }
+    let (train, test) = counts.split_at(5);
+    let reference = if official {
+        CIFAR10_OFFICIAL_RECORDS as u64
+    } else {
+        // the most common training count (ties: the larger)
+        let mut best = (0usize, 0u64);
+        for (_, c) in train {
+            let n = train.iter().filter(|(_, d)| d == c).count();
+            if (n, *c) > best {
+                best = (n, *c);
+            }
+        }
+        best.1
+    };
+    let tolerance = if official { 0 } else { 1 };
+    let mut checks: Vec<&(PathBuf, u64)> = train.iter().collect();
+    if official {
+        checks.extend(test);
+    }
+    for (path, c) in checks {
+        let (expected, found) = (reference * record, c * record);
+        if *c + tolerance < reference {
+            return Err(DataError::Truncated { path: path.clone(), expected, found });
+        }
+        if *c > reference + tolerance {
+            return Err(DataError::TrailingData { path: path.clone(), expected, found });
+        }
+    }
+    Ok(())
+}
+
 /// Records handled by one parallel task (about 3 MB of CIFAR-10).
 const BLOCK_RECORDS: usize = 1024;
 /// Records read per `read` call inside a task (about 390 KB, stays in cache).

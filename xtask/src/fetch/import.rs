@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use imgclass_data::archive::{ArchiveError, extract_tar_gz};
 use imgclass_data::checksum::Checksum;
-use imgclass_data::cifar::{Cifar100Labels, read_cifar10, read_cifar100, write_cifar10};
+use imgclass_data::cifar::{
+    CIFAR10_OFFICIAL_RECORDS, Cifar100Labels, check_cifar10_batches, read_cifar10, read_cifar100,
+    write_cifar10,
+};
 use imgclass_data::folder::{FolderOptions, read_image_folder};
 use imgclass_data::idx::{fashion_mnist_classes, mnist_classes, read_idx_pair};
 use imgclass_data::{DataError, TrainTest};
@@ -16,8 +19,19 @@ use imgclass_data::{DataError, TrainTest};
 use super::sources::{Kind, Source};
 use super::{IMPORT_SEED, hinted};
 
-/// Reads the dataset at `dir` back with imgclass-data's reader; returns a one-line summary.
+/// Reads the dataset at `dir` back with imgclass-data's reader after checking its record
+/// counts (each training batch as large as the others); returns a one-line summary.
 pub fn check_layout(source: &Source, dir: &Path) -> anyhow::Result<String> {
+    check_layout_counts(source, dir, false)
+}
+
+/// [`check_layout`] against the official record counts (10,000 per CIFAR-10 batch): for a
+/// dataset said to be the official one (fetched or kept without --url or --from).
+pub fn check_official_layout(source: &Source, dir: &Path) -> anyhow::Result<String> {
+    check_layout_counts(source, dir, true)
+}
+
+fn check_layout_counts(source: &Source, dir: &Path, official: bool) -> anyhow::Result<String> {
     let files = match source.kind {
         Kind::Files { files, .. } => {
             let paths: Vec<(PathBuf, PathBuf)> =
@@ -31,6 +45,21 @@ pub fn check_layout(source: &Source, dir: &Path) -> anyhow::Result<String> {
         if !p.is_file() {
             bail!("{} is missing", p.display());
         }
+    }
+    if source.name == "cifar-10" {
+        check_cifar10_batches(dir, official).map_err(|e| {
+            let rule = if official {
+                format!(
+                    "a batch has the wrong number of records (the official cifar-10 has \
+                     {CIFAR10_OFFICIAL_RECORDS} in each)"
+                )
+            } else {
+                "a batch has the wrong number of records (the five training batches hold the \
+                 same number)"
+                    .to_string()
+            };
+            anyhow::Error::new(e).context(rule)
+        })?;
     }
     let data = match source.name {
         "cifar-100" => read_cifar100(dir, Cifar100Labels::Fine)?,

@@ -273,3 +273,47 @@ fn shuffle_train_is_a_seeded_permutation_of_rows() {
         assert_eq!(a.train.label(i), u32::from(fx.train.labels[p]));
     }
 }
+
+/// Issue 17 item 2: record counts are checked from the file sizes; a short or long training
+/// batch is an error naming the file (the reader alone accepts any count).
+#[test]
+fn batch_record_counts_are_checked_naming_the_short_or_long_file() {
+    let dir = tempdir();
+    // the writer's own uneven layout (13 rows: 3, 3, 3, 2, 2) is consistent
+    fixtures::write_cifar10_dir(dir.path(), [3, 3, 3, 2, 2], 5, 9).unwrap();
+    cifar::check_cifar10_batches(dir.path(), false).expect("within one of each other");
+    let e = cifar::check_cifar10_batches(dir.path(), true).unwrap_err();
+    assert!(matches!(e, DataError::Truncated { .. }), "not the official 10,000: {e}");
+    // one batch short, one batch long
+    let short = tempdir();
+    fixtures::write_cifar10_dir(short.path(), [6, 6, 2, 6, 6], 5, 9).unwrap();
+    let e = cifar::check_cifar10_batches(short.path(), false).unwrap_err();
+    let p = short.path().join("data_batch_3.bin");
+    assert!(
+        matches!(&e, DataError::Truncated { path, expected: 18_438, found: 6_146 } if *path == p),
+        "{e}"
+    );
+    assert!(e.to_string().contains("data_batch_3.bin is truncated"), "{e}");
+    let long = tempdir();
+    fixtures::write_cifar10_dir(long.path(), [6, 6, 6, 6, 9], 5, 9).unwrap();
+    let e = cifar::check_cifar10_batches(long.path(), false).unwrap_err();
+    let p = long.path().join("data_batch_5.bin");
+    assert!(
+        matches!(&e, DataError::TrailingData { path, expected: 18_438, found: 27_657 } if *path == p),
+        "{e}"
+    );
+    // the official counts, as sparse files of the exact sizes
+    let official = tempdir();
+    for f in cifar::CIFAR10_TRAIN_FILES.iter().chain([&cifar::CIFAR10_TEST_FILE]) {
+        std::fs::File::create(official.path().join(f)).unwrap().set_len(10_000 * 3073).unwrap();
+    }
+    cifar::check_cifar10_batches(official.path(), true).expect("official sizes");
+    let test = official.path().join(cifar::CIFAR10_TEST_FILE);
+    std::fs::File::create(&test).unwrap().set_len(9_999 * 3073).unwrap();
+    let e = cifar::check_cifar10_batches(official.path(), true).unwrap_err();
+    assert!(
+        matches!(&e, DataError::Truncated { path, expected: 30_730_000, found: 30_726_927 }
+            if *path == test),
+        "{e}"
+    );
+}
