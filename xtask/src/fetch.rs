@@ -70,7 +70,14 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = data_dir(args.data_dir.as_deref());
     let source = sources::source(args.dataset);
-    let checksum = given_checksum(&args)?;
+    let checksum = check_flags(&args, &source)?;
+    let dataset_dir = data_dir.join(source.name);
+    fetch_checked(&args, &source, &data_dir, &dataset_dir, checksum)
+}
+
+/// Checks the flags against each other and the dataset; returns the given checksum.
+fn check_flags(args: &Args, source: &Source) -> anyhow::Result<Option<Checksum>> {
+    let checksum = given_checksum(args)?;
     if args.url.is_some() && checksum.is_none() && matches!(source.kind, Kind::Archive { .. }) {
         bail!(
             "--url needs the archive's checksum: add --md5 HEX or --sha256 HEX (exactly one), \
@@ -87,7 +94,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             source.name
         );
     }
-    let dataset_dir = data_dir.join(source.name);
+    Ok(checksum)
+}
+
+/// How to name a mirror for `source` on the command line, as every hint suggests it (and as
+/// [`check_flags`] accepts it): an archive needs its checksum, a files dataset a base URL
+/// (each file is checked against its published checksum).
+fn mirror_flags(source: &Source) -> &'static str {
+    match source.kind {
+        Kind::Archive { .. } => "--url URL --md5 HEX",
+        Kind::Files { .. } => "--url BASE_URL (the four file names are appended to it)",
+    }
+}
+
+/// The fetch proper, once the flags are consistent: lock, create, fetch, clean up on failure.
+fn fetch_checked(
+    args: &Args,
+    source: &Source,
+    data_dir: &Path,
+    dataset_dir: &Path,
+    checksum: Option<Checksum>,
+) -> anyhow::Result<()> {
+    let (data_dir, dataset_dir) = (data_dir.to_path_buf(), dataset_dir.to_path_buf());
     // Remember which directories this run creates, to remove them again on failure or
     // interruption (only when empty: a kept `.part` keeps its directory).
     let mut created: Vec<PathBuf> = Vec::new();
@@ -104,7 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let result = fs::create_dir_all(&dataset_dir)
         .with_context(|| format!("cannot create {}", dataset_dir.display()))
-        .and_then(|()| fetch(&args, &source, &dataset_dir, checksum.as_ref()));
+        .and_then(|()| fetch(args, source, &dataset_dir, checksum.as_ref()));
     drop(lock);
     if result.is_err() {
         for dir in created.iter().rev() {
@@ -325,8 +353,9 @@ fn download_failure(e: download::DownloadError, source: &Source, official: bool)
         D::Unreachable { .. } if official => format!(
             "the official host is unreachable (no network here?): download the files on another \
              machine and import them with `cargo xtask fetch-data --dataset {} --from PATH`, or \
-             use a reachable mirror with `--url URL --md5 HEX`",
-            source.name
+             use a reachable mirror with {}",
+            source.name,
+            mirror_flags(source)
         ),
         D::Unreachable { .. } => "check the --url (host, port, scheme) and the network, or import \
                                   a local copy with --from PATH"
@@ -381,4 +410,49 @@ pub(crate) fn hinted(
 /// a live process (an older build without the lock) is left alone.
 fn remove_stale_staging(source: &Source, dataset_dir: &Path) {
     crate::cleanup::sweep_stale(dataset_dir, &import::staging_base(source));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    /// Issue 17 item 13: the unreachable-host hint suggests, for each dataset, a mirror
+    /// command that fetch-data accepts (it suggested `--url URL --md5 HEX` for MNIST, which
+    /// the flag check then refused).
+    #[test]
+    fn the_mirror_hint_names_flags_the_dataset_accepts() {
+        for (name, flags) in [
+            (
+                "cifar-10",
+                vec!["--url", "http://m/c.tar.gz", "--md5", "c32a1d4ab5d03f1284b67883e8d87530"],
+            ),
+            ("mnist", vec!["--url", "http://m/base/"]),
+            ("fashion-mnist", vec!["--url", "http://m/base/"]),
+        ] {
+            let cli = Cli::parse_from(["x", "--dataset", name]);
+            let source = sources::source(cli.args.dataset);
+            let e = download::DownloadError::Unreachable { url: "u".into(), reason: "r".into() };
+            let hint = download_failure(e, &source, true).to_string();
+            assert!(hint.contains(mirror_flags(&source)), "{name}: {hint}");
+            let files = matches!(source.kind, Kind::Files { .. });
+            assert_eq!(hint.contains("--md5"), !files, "{name}: {hint}");
+            // the suggested form passes the flag check
+            let cli = Cli::parse_from([&["x", "--dataset", name][..], &flags[..]].concat());
+            check_flags(&cli.args, &source).unwrap_or_else(|e| panic!("{name}: {e}"));
+            // and the form suggested for archives is refused for files datasets
+            if files {
+                let md5 = ["--md5", "f68b3c2dcbeaaa9fbdd348bbdeb94873"];
+                let cli =
+                    Cli::parse_from([&["x", "--dataset", name][..], &flags[..], &md5[..]].concat());
+                assert!(check_flags(&cli.args, &source).is_err());
+            }
+        }
+    }
 }
