@@ -850,3 +850,29 @@ fn an_official_layout_with_a_short_batch_is_not_verified() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("50000 training and 10000 test images"), "{}", stdout(&out));
 }
+
+/// Issue 17 item 15: an image folder too small for the binary layout is refused naming the
+/// user's folder and the rule (it named an internal `.fetch-*/x/data_batch_4.bin is empty`).
+#[test]
+fn a_too_small_image_folder_names_the_folder_and_the_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tiny");
+    for (split, n) in [("train", 3u8), ("test", 1)] {
+        let dir = root.join(split).join("cat");
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            image_of(0, i).0.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let data = tmp.path().join("data");
+    let out = fetch(&["--from", root.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let first = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{err}"));
+    assert!(first.contains(&format!("image folder {}", root.display())), "{first}");
+    assert!(first.contains("needs at least 5 training images"), "{first}");
+    assert!(first.contains("found 3"), "{first}");
+    assert!(!err.contains(".fetch-"), "no internal path: {err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert!(!data.exists(), "nothing left: {:?}", listing(tmp.path()));
+}

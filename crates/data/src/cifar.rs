@@ -209,6 +209,25 @@ pub fn write_cifar10(dir: &Path, data: &TrainTest) -> Result<(), DataError> {
         }
     }
 
+    // an empty batch file would not read back (`EmptyFile`): refuse before writing
+    let n_batches = CIFAR10_TRAIN_FILES.len();
+    if data.train.len() < n_batches {
+        return Err(DataError::TooFewForLayout {
+            split: "training",
+            found: data.train.len(),
+            min: n_batches,
+            rule: "one per batch file, data_batch_1.bin to data_batch_5.bin",
+        });
+    }
+    if data.test.is_empty() {
+        return Err(DataError::TooFewForLayout {
+            split: "test",
+            found: 0,
+            min: 1,
+            rule: "test_batch.bin cannot be empty",
+        });
+    }
+
     // (file, dataset, first row, row count)
     let n = data.train.len();
     let mut jobs: Vec<(PathBuf, &Dataset, usize, usize)> = Vec::with_capacity(6);

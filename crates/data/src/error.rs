@@ -200,6 +200,19 @@ pub enum DataError {
         /// Number of classes.
         n_classes: usize,
     },
+    /// Too few images for the CIFAR-10 binary layout: five training batches of at least one
+    /// image each, and a test batch of at least one.
+    #[error("the cifar-10 layout needs at least {min} {split} images ({rule}), found {found}")]
+    TooFewForLayout {
+        /// `training` or `test`.
+        split: &'static str,
+        /// Images given.
+        found: usize,
+        /// The least accepted.
+        min: usize,
+        /// Why.
+        rule: &'static str,
+    },
     /// A split asks for more rows than there are.
     #[error("cannot take {requested} rows out of {available}")]
     TooFewRows {

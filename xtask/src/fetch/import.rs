@@ -319,6 +319,15 @@ fn import_image_folder(source: &Source, from: &Path, target: &Path) -> anyhow::R
         DataError::NotCifarShape { .. } => anyhow::Error::new(e).context(
             "the CIFAR-10 binary layout holds 3x32x32 RGB images only; resize the images first",
         ),
+        e @ DataError::TooFewForLayout { .. } => hinted(
+            format!("cannot import the image folder {}; nothing was installed", from.display()),
+            e,
+            &format!(
+                "add images to {}/train/<class>/ and {}/test/<class>/",
+                from.display(),
+                from.display()
+            ),
+        ),
         e => e.into(),
     })?;
     // The read-back is the layout check: the same reader, and bit-exact against the images.

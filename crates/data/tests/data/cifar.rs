@@ -317,3 +317,26 @@ fn batch_record_counts_are_checked_naming_the_short_or_long_file() {
         "{e}"
     );
 }
+
+/// Issue 17 item 15: too few images for five non-empty training batches and a test batch is
+/// refused before anything is written (empty batch files used to be written, then fail to
+/// read back).
+#[test]
+fn write_cifar10_refuses_fewer_images_than_batches() {
+    let out = tempdir();
+    let ds = |n: usize| {
+        Dataset::new(vec![0; n * 3072], vec![0; n], ImageShape::CIFAR, ClassNames::new(["a"]))
+            .unwrap()
+    };
+    let e = cifar::write_cifar10(out.path(), &TrainTest { train: ds(4), test: ds(1) }).unwrap_err();
+    assert!(
+        matches!(e, DataError::TooFewForLayout { split: "training", found: 4, min: 5, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("needs at least 5 training images"), "{e}");
+    let e = cifar::write_cifar10(out.path(), &TrainTest { train: ds(5), test: ds(0) }).unwrap_err();
+    assert!(matches!(e, DataError::TooFewForLayout { split: "test", found: 0, min: 1, .. }));
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    cifar::write_cifar10(out.path(), &TrainTest { train: ds(5), test: ds(1) }).expect("enough");
+    cifar::read_cifar10(out.path()).expect("reads back");
+}
