@@ -134,15 +134,21 @@ pub enum DataError {
         /// The decoder's message.
         message: String,
     },
-    /// An image has another size than the first image read (and no resize was asked for).
-    #[error("image {} is {found}, expected {expected} like the first image", .path.display())]
+    /// Images of an image folder whose size differs from the dataset's: the size most of its
+    /// images have (no resize was asked for).
+    #[error(
+        "{n_wrong} image(s) are not {}x{} (height x width) like the rest of the dataset: {}\n\
+         hint: resize or remove them, or read the folder with a fixed resize",
+        .expected.0, .expected.1, list_sizes(.wrong, *.n_wrong)
+    )]
     ImageSize {
-        /// The image file.
-        path: PathBuf,
-        /// The shape of the first image.
-        expected: ImageShape,
-        /// The shape of this image.
-        found: ImageShape,
+        /// The size most images have, (height, width).
+        expected: (usize, usize),
+        /// Images of another size with their (height, width), in file order, at most
+        /// [`MAX_LISTED`](crate::folder::MAX_LISTED).
+        wrong: Vec<(PathBuf, (usize, usize))>,
+        /// How many images have another size in all.
+        n_wrong: usize,
     },
     /// A test class folder names a class that has no training folder.
     #[error("class folder {} names class {name:?}, which is not a training class", .path.display())]
@@ -240,6 +246,16 @@ pub enum DataError {
     /// The rows read do not form a valid dataset.
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+}
+
+/// `a (HxW), b (HxW), ... and N more`.
+fn list_sizes(wrong: &[(PathBuf, (usize, usize))], n_wrong: usize) -> String {
+    let mut s: Vec<String> =
+        wrong.iter().map(|(p, (h, w))| format!("{} ({h}x{w})", p.display())).collect();
+    if n_wrong > wrong.len() {
+        s.push(format!("and {} more", n_wrong - wrong.len()));
+    }
+    s.join(", ")
 }
 
 impl DataError {

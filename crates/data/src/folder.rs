@@ -9,9 +9,11 @@
 //!   and names starting with `.` are ignored. Images come out in (label, file name) order.
 //! - Images are decoded in parallel with rayon (the global pool, or a local pool of
 //!   [`FolderOptions::threads`] threads) straight into the output rows, channel-major (CHW).
-//! - Every image must have the size of the first training image, unless
-//!   [`FolderOptions::resize`] asks for a fixed size (then images of another size are resized
-//!   with a triangle filter). Images are read as one grey channel only if all of them (train
+//! - Every image must have the same size, unless [`FolderOptions::resize`] asks for a fixed
+//!   size (then images of another size are resized with a triangle filter). When some differ,
+//!   the dataset's size is the one most images have, and one [`DataError::ImageSize`] lists
+//!   every other image (up to [`MAX_LISTED`]), so a wrong image that sorts first does not get
+//!   the correct ones blamed. Images are read as one grey channel only if all of them (train
 //!   and test) are grey; otherwise every image is RGB (grey ones replicated, alpha dropped).
 //!
 //! ```
@@ -47,12 +49,16 @@ use crate::{DataError, TrainTest, buffer};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FolderOptions {
     /// `Some((height, width))`: resize every image of another size to this size. Default
-    /// `None`: every image must have the size of the first one (else [`DataError::ImageSize`]).
+    /// `None`: every image must have the same size (else [`DataError::ImageSize`]).
     pub resize: Option<(usize, usize)>,
     /// `Some(n)`: decode on a local rayon pool of `n` threads (`0` = one per core). Default
     /// `None`: rayon's global pool.
     pub threads: Option<usize>,
 }
+
+/// Most images of another size named in one [`DataError::ImageSize`] (the count names the
+/// rest).
+pub const MAX_LISTED: usize = 20;
 
 /// Reads `root/train/<class>/*` and `root/test/<class>/*` (see the module docs).
 pub fn read_image_folder(root: &Path, opts: &FolderOptions) -> Result<TrainTest, DataError> {
@@ -71,8 +77,10 @@ pub fn read_image_folder(root: &Path, opts: &FolderOptions) -> Result<TrainTest,
             Some(s) => s,
             None => first_size(&train_files)?,
         };
-        let mut decoded =
-            decode_all(&[&train_files, &test_files], size, opts.resize.is_some())?.into_iter();
+        let splits: [&[(Label, PathBuf)]; 2] = [&train_files, &test_files];
+        let mut decoded = decode_all(&splits, size, opts.resize.is_some())
+            .map_err(|e| size_report(e, &splits))?
+            .into_iter();
         let (Some(train), Some(test)) = (decoded.next(), decoded.next()) else {
             unreachable!("decode_all returns one result per split");
         };
@@ -107,7 +115,10 @@ pub fn read_split_folder(
             Some(s) => s,
             None => first_size(&files)?,
         };
-        let Some(decoded) = decode_all(&[&files], size, opts.resize.is_some())?.pop() else {
+        let Some(decoded) = decode_all(&[&files], size, opts.resize.is_some())
+            .map_err(|e| size_report(e, &[&files]))?
+            .pop()
+        else {
             unreachable!("decode_all returns one result per split");
         };
         let grey = decoded.all_grey;
@@ -234,6 +245,55 @@ fn list_class(
     Ok((label, files))
 }
 
+/// Turns the first size error of a decode (which judged by the first image) into the full
+/// report: the size most images have, by their headers, and every image of another size.
+/// Other errors pass through.
+fn size_report(e: DataError, splits: &[&[(Label, PathBuf)]]) -> DataError {
+    if !matches!(e, DataError::ImageSize { .. }) {
+        return e;
+    }
+    let files: Vec<&Path> =
+        splits.iter().flat_map(|s| s.iter().map(|(_, p)| p.as_path())).collect();
+    let sizes: Vec<Result<(usize, usize), DataError>> = files
+        .par_iter()
+        .map(|p| {
+            image::image_dimensions(p)
+                .map(|(w, h)| (h as usize, w as usize))
+                .map_err(|err| DataError::Image { path: p.to_path_buf(), message: err.to_string() })
+        })
+        .collect();
+    let mut known = Vec::with_capacity(sizes.len());
+    for s in sizes {
+        match s {
+            Ok(s) => known.push(s),
+            Err(err) => return err,
+        }
+    }
+    // the most common size; ties go to the size seen first
+    let mut counts: Vec<((usize, usize), usize)> = Vec::new();
+    for s in &known {
+        match counts.iter_mut().find(|(k, _)| k == s) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((*s, 1)),
+        }
+    }
+    let mut expected = known.first().copied().unwrap_or((0, 0));
+    let mut best = 0;
+    for (s, n) in counts {
+        if n > best {
+            (expected, best) = (s, n);
+        }
+    }
+    let odd: Vec<(PathBuf, (usize, usize))> = files
+        .iter()
+        .zip(&known)
+        .filter(|(_, s)| **s != expected)
+        .map(|(p, s)| (p.to_path_buf(), *s))
+        .collect();
+    let n_wrong = odd.len();
+    DataError::ImageSize { expected, wrong: odd.into_iter().take(MAX_LISTED).collect(), n_wrong }
+}
+
 /// (height, width) of the first image, from its header.
 fn first_size(files: &[(Label, PathBuf)]) -> Result<(usize, usize), DataError> {
     let Some((_, path)) = files.first() else {
@@ -348,11 +408,11 @@ fn decode_into(
             ))
         }
     } else {
-        let channels = if grey { 1 } else { 3 };
+        // judged against the first image here; `size_report` makes the full report
         return Err(DataError::ImageSize {
-            path: path.to_path_buf(),
-            expected: ImageShape::new(channels, h, w),
-            found: ImageShape::new(channels, ih, iw),
+            expected: (h, w),
+            wrong: vec![(path.to_path_buf(), (ih, iw))],
+            n_wrong: 1,
         });
     };
     let plane = h * w;

@@ -84,9 +84,10 @@ fn image_of_another_size_is_an_error_unless_resizing() {
     let odd = tmp.path().join("train/a/img_zzz.png");
     fixtures::write_png_rgb(&odd, 5, 3, &[0; 45]).unwrap();
     match read_image_folder(tmp.path(), &FolderOptions::default()) {
-        Err(DataError::ImageSize { path, expected, found }) => {
-            assert_eq!(path, odd);
-            assert_eq!((expected, found), (ImageShape::new(3, 3, 4), ImageShape::new(3, 3, 5)));
+        Err(DataError::ImageSize { expected, wrong, n_wrong }) => {
+            assert_eq!(expected, (3, 4));
+            assert_eq!(wrong, vec![(odd.clone(), (3, 5))]);
+            assert_eq!(n_wrong, 1);
         }
         other => panic!("expected ImageSize, got {other:?}"),
     }
@@ -235,4 +236,52 @@ fn read_split_folder_uses_the_given_classes() {
         read_split_folder(&tmp.path().join("val"), &only_c, &FolderOptions::default()),
         Err(DataError::UnknownClass { name, .. }) if name == "a"
     ));
+}
+
+/// Issue 17 item 14: one wrong-sized image that sorts first used to make every correct image
+/// the culprit (the first image set the size). The dataset's size is the most common one, and
+/// every image of another size is listed in one error, with a hint.
+#[test]
+fn the_wrong_sized_images_are_blamed_even_when_one_sorts_first() {
+    let tmp = tempdir();
+    fixtures::write_png_folder(tmp.path(), &[("train", "a", 3), ("test", "a", 2)], 4, 3, 2)
+        .unwrap();
+    let first = tmp.path().join("train/a/000_first.png");
+    fixtures::write_png_rgb(&first, 5, 3, &[0; 45]).unwrap();
+    let in_test = tmp.path().join("test/a/zzz.png");
+    fixtures::write_png_rgb(&in_test, 4, 2, &[0; 24]).unwrap();
+    let e = read_image_folder(tmp.path(), &FolderOptions::default()).unwrap_err();
+    match &e {
+        DataError::ImageSize { expected, wrong, n_wrong } => {
+            assert_eq!(*expected, (3, 4), "the size of the five correct images");
+            assert_eq!(*wrong, vec![(first.clone(), (3, 5)), (in_test.clone(), (2, 4))]);
+            assert_eq!(*n_wrong, 2);
+        }
+        other => panic!("expected ImageSize, got {other:?}"),
+    }
+    let msg = e.to_string();
+    assert!(msg.contains("2 image(s) are not 3x4"), "{msg}");
+    assert!(msg.contains("000_first.png (3x5)") && msg.contains("zzz.png (2x4)"), "{msg}");
+    assert!(msg.contains("\nhint: "), "{msg}");
+    // the list is bounded; the count names the rest
+    let many = tempdir();
+    fixtures::write_png_folder(many.path(), &[("train", "a", 30), ("test", "a", 1)], 4, 3, 2)
+        .unwrap();
+    for i in 0..25 {
+        fixtures::write_png_rgb(
+            &many.path().join(format!("train/a/odd{i:02}.png")),
+            2,
+            2,
+            &[0; 12],
+        )
+        .unwrap();
+    }
+    match read_image_folder(many.path(), &FolderOptions::default()) {
+        Err(DataError::ImageSize { expected, wrong, n_wrong }) => {
+            assert_eq!(expected, (3, 4));
+            assert_eq!(n_wrong, 25);
+            assert_eq!(wrong.len(), imgclass_data::folder::MAX_LISTED);
+        }
+        other => panic!("expected ImageSize, got {other:?}"),
+    }
 }
