@@ -235,12 +235,16 @@ fn files_present(source: &Source, dir: &Path) -> anyhow::Result<bool> {
         return Ok(false);
     }
     for (f, md5) in files {
-        if let Err(e) = Checksum::md5(md5)?.verify_file(&dir.join(f)) {
-            return Err(hinted(
-                format!("{} is present but corrupt", dir.join(f).display()),
-                e,
-                "delete it and run the command again",
-            ));
+        let path = dir.join(f);
+        match import::verify_published(&path, md5, sources::content_sha256(source.name, f)) {
+            Ok(accepted) => tracing::info!("{}: {accepted}", path.display()),
+            Err(e) => {
+                return Err(hinted(
+                    format!("{} is present but corrupt", path.display()),
+                    crate::error_chain(&e),
+                    "delete it and run the command again",
+                ));
+            }
         }
     }
     let summary = import::check_layout(source, dir)?;

@@ -338,8 +338,79 @@ fn import_image_folder(source: &Source, from: &Path, target: &Path) -> anyhow::R
     install(source, &staged, target, &summary(&back))
 }
 
+/// Largest decompressed IDX file checked against a content hash (MNIST's training images are
+/// 47,040,016 bytes); a larger stream is refused (a gzip bomb costs no more than this).
+const MAX_IDX_BYTES: u64 = 64 << 20;
+
+/// Which published checksum accepted a files-dataset file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// The `.gz` file is byte-identical to the published one (its MD5).
+    GzipMd5,
+    /// The `.gz` file differs (re-compressed) but its decompressed content has the published
+    /// SHA-256.
+    ContentSha256,
+}
+
+impl std::fmt::Display for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::GzipMd5 => "the gzip file's md5 matches the published file",
+            Self::ContentSha256 => {
+                "re-compressed copy: its decompressed content matches the published sha-256"
+            }
+        })
+    }
+}
+
+/// Verifies a files dataset's `.gz` file at `path`: its MD5 against the published `gz_md5`
+/// first; when that differs (a re-compressed copy), the SHA-256 of its decompressed content
+/// against the published `content_sha256`, if one is known. Returns which check passed.
+pub fn verify_published(
+    path: &Path,
+    gz_md5: &str,
+    content_sha256: Option<&str>,
+) -> anyhow::Result<Accepted> {
+    let found = imgclass_data::checksum::md5_file(path)
+        .with_context(|| format!("{} is missing or unreadable", path.display()))?;
+    if found.eq_ignore_ascii_case(gz_md5) {
+        return Ok(Accepted::GzipMd5);
+    }
+    let Some(content) = content_sha256 else {
+        bail!(
+            "{} is not the published file: its gzip md5 is {found}, the published {gz_md5}, and \
+             no published sha-256 of the decompressed content is recorded to accept a \
+             re-compressed copy",
+            path.display()
+        );
+    };
+    let file = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut stream = std::io::Read::take(flate2::read::GzDecoder::new(file), MAX_IDX_BYTES + 1);
+    let mut hasher =
+        imgclass_data::checksum::Hasher::new(imgclass_data::checksum::Algorithm::Sha256);
+    hasher.update_reader(&mut stream).with_context(|| {
+        format!(
+            "{} is not the published file (gzip md5 {found}) and does not decompress",
+            path.display()
+        )
+    })?;
+    if hasher.len() > MAX_IDX_BYTES {
+        bail!("{} decompresses to more than {MAX_IDX_BYTES} bytes", path.display());
+    }
+    let sum = hasher.finalize_hex();
+    if !sum.eq_ignore_ascii_case(content) {
+        bail!(
+            "{} is not the published file: gzip md5 {found} (published {gz_md5}) and \
+             decompressed sha-256 {sum} (published {content})",
+            path.display()
+        );
+    }
+    Ok(Accepted::ContentSha256)
+}
+
 /// `--from DIR` for MNIST / Fashion-MNIST: DIR holds the four published `.gz` files; each
-/// must have its published MD5.
+/// must have its published MD5, or (a re-compressed copy) the published SHA-256 of its
+/// decompressed content ([`verify_published`]).
 pub fn import_files_dataset(source: &Source, from: &Path, dir: &Path) -> anyhow::Result<()> {
     let Kind::Files { files, .. } = source.kind else {
         bail!("{} is not published as separate files", source.name);
@@ -356,9 +427,12 @@ pub fn import_files_dataset(source: &Source, from: &Path, dir: &Path) -> anyhow:
     let result = (|| -> anyhow::Result<()> {
         for (name, md5) in files {
             let src = from.join(name);
-            Checksum::md5(md5)?.verify_file(&src).with_context(|| {
-                format!("{} is missing or not the published file", src.display())
-            })?;
+            let accepted =
+                verify_published(&src, md5, super::sources::content_sha256(source.name, name))
+                    .with_context(|| {
+                        format!("{} is missing or not the published file", src.display())
+                    })?;
+            println!("{name}: {accepted}");
             let part = dir.join(format!("{name}.part"));
             // a local copy is not resumed: an interrupted one is removed
             on_interrupt.push(crate::cleanup::remove_file_on_interrupt(&part));
@@ -380,4 +454,60 @@ pub fn import_files_dataset(source: &Source, from: &Path, dir: &Path) -> anyhow:
     result?;
     println!("{} is ready at {}", source.name, dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        e.write_all(bytes).expect("gzip");
+        e.finish().expect("gzip")
+    }
+
+    fn hex(d: impl AsRef<[u8]>) -> String {
+        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Issue 17 item 19: a re-compressed copy (same IDX bytes, other gzip bytes) is accepted
+    /// by the published hash of its decompressed content, and the result says which check
+    /// passed; without a recorded content hash it is refused, saying so.
+    #[test]
+    fn a_recompressed_copy_is_accepted_by_its_decompressed_content() {
+        use md5::Digest as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // an IDX label file: magic 0x00000801, 5 items, labels
+        let idx: Vec<u8> = [&[0u8, 0, 8, 1, 0, 0, 0, 5][..], &[3, 1, 4, 1, 5]].concat();
+        let (published, repacked) = (gzip(&idx, 1), gzip(&idx, 9));
+        let (published, repacked) = if published == repacked {
+            (published, [&repacked[..4], &[0x08][..], &repacked[5..]].concat())
+        } else {
+            (published, repacked)
+        };
+        assert_ne!(published, repacked, "the two gzip files differ");
+        let gz_md5 = hex(md5::Md5::digest(&published));
+        let content = hex(sha2::Sha256::digest(&idx));
+        let (a, b) = (dir.path().join("published.gz"), dir.path().join("repacked.gz"));
+        fs::write(&a, &published).expect("write");
+        fs::write(&b, &repacked).expect("write");
+        assert_eq!(verify_published(&a, &gz_md5, None).expect("published"), Accepted::GzipMd5);
+        assert_eq!(
+            verify_published(&b, &gz_md5, Some(&content)).expect("re-compressed"),
+            Accepted::ContentSha256
+        );
+        assert!(Accepted::ContentSha256.to_string().contains("decompressed content matches"));
+        let e = verify_published(&b, &gz_md5, None).expect_err("no content hash").to_string();
+        assert!(e.contains("no published sha-256 of the decompressed content"), "{e}");
+        // other content, re-compressed: refused, naming both checks
+        let other = gzip(&[&idx[..12], &[9]].concat(), 9);
+        fs::write(&b, &other).expect("write");
+        let e = verify_published(&b, &gz_md5, Some(&content)).expect_err("other content");
+        let e = e.to_string();
+        assert!(e.contains("gzip md5") && e.contains("decompressed sha-256"), "{e}");
+        // not gzip at all
+        fs::write(&b, b"not gzip").expect("write");
+        assert!(verify_published(&b, &gz_md5, Some(&content)).is_err());
+    }
 }
