@@ -7,6 +7,8 @@
 //! <name>.safetensors   the tensors, little-endian, readable by numpy and PyTorch:
 //!                        linear: W f32 [C, D], b f32 [C], mean f32 [D]
 //!                        k-NN:   train_pixels u8 [N, D], train_labels u32 [N]
+//!                      header __metadata__ (keys sorted, so equal models give equal bytes):
+//!                        format, format_version, image_shape ("CxHxW"), kind
 //! <name>.json          format_version, kind, params, classes, image_shape, the tensor file's
 //!                      name, size and SHA-256, provenance (dataset, seed, accuracies, ...)
 //! <name>.ann           k-NN only, optional: the approximate index (imgclass-knn's format)
@@ -15,10 +17,12 @@
 //! ```
 //!
 //! Pixels are channel-major (`C x H x W`, as CIFAR stores them). Every write is atomic (a temp
-//! file in the same directory, fsync, rename; the JSON last). Loading checks the version, the
-//! tensor file's size and SHA-256, and every tensor's dtype and shape against the JSON, so a
-//! truncated, corrupt, wrong-version or wrong-shape file is a typed [`ModelError`] naming the
-//! file, never a panic.
+//! file in the same directory, fsync, rename; the JSON last). Loading checks the version; that
+//! the tensor file is a regular file of the size the JSON records, no larger than the model's
+//! tensors need (before reading it: a FIFO, a device or a huge file is refused unread); its
+//! SHA-256; the JSON's `image_shape` against the one the tensor file records; and every
+//! tensor's dtype and shape against the JSON, so a truncated, corrupt, edited, wrong-version
+//! or wrong-shape file is a typed [`ModelError`] naming the file, never a panic.
 //!
 //! ```
 //! use imgclass_core::{ClassNames, Dataset, ImageShape};
