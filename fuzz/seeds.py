@@ -40,7 +40,8 @@ put("archive", "targz", b"\x01" + gzip.compress(buf.getvalue()))
 
 
 def model(name, kind, params, tensors, shape, classes):
-    st = save(tensors)
+    # the tensor file records the image shape, cross-checked against the JSON's
+    st = save(tensors, metadata={"image_shape": "x".join(str(n) for n in shape)})
     meta = {
         "format_version": 1, "kind": kind, "params": params, "classes": classes,
         "image_shape": {"channels": shape[0], "height": shape[1], "width": shape[2]},

@@ -12,18 +12,18 @@
 //!
 //! let dir = std::env::temp_dir().join(format!("imgclass-cifar-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir).unwrap();
-//! // one red image (label 0) for training, one blue image (label 1) for test
+//! // five red images (label 0) for training, one per batch file; one blue (label 1) for test
 //! let mut red = vec![0u8; 3072];
 //! red[..1024].fill(255);
 //! let mut blue = vec![0u8; 3072];
 //! blue[2048..].fill(255);
 //! let classes = ClassNames::new(["red", "blue"]);
 //! let data = TrainTest {
-//!     train: Dataset::new(red, vec![0], ImageShape::CIFAR, classes.clone())?,
+//!     train: Dataset::new(red.repeat(5), vec![0; 5], ImageShape::CIFAR, classes.clone())?,
 //!     test: Dataset::new(blue, vec![1], ImageShape::CIFAR, classes)?,
 //! };
 //! cifar::write_cifar10(&dir, &data)?;
-//! // five training batches "as evenly as possible": 1, 0, 0, 0, 0 records
+//! // five training batches "as evenly as possible": one record each
 //! assert_eq!(std::fs::metadata(dir.join("data_batch_1.bin")).unwrap().len(), 3073);
 //! assert_eq!(std::fs::metadata(dir.join("test_batch.bin")).unwrap().len(), 3073);
 //! let test = cifar::read_cifar10_batch(&dir.join("test_batch.bin"), data.test.classes())?;
@@ -184,9 +184,10 @@ pub fn read_cifar100(dir: &Path, labels: Cifar100Labels) -> Result<TrainTest, Da
 /// (`data_batch_1.bin` gets the first `ceil` share; 10,000 each for 50,000 images),
 /// `test_batch.bin`, and `batches.meta.txt` (one name per line, with a trailing newline).
 ///
-/// Needs 3x32x32 images, train and test with the same class names, 1 to 256 classes, and
-/// names that are non-empty single lines without surrounding blanks (so they read back
-/// unchanged). Existing files of those names are replaced.
+/// Needs 3x32x32 images, train and test with the same class names, 1 to 256 classes, names
+/// that are non-empty single lines without surrounding blanks (so they read back unchanged),
+/// and at least five training images and one test image (no batch file may be empty:
+/// [`DataError::TooFewForLayout`]). Existing files of those names are replaced.
 pub fn write_cifar10(dir: &Path, data: &TrainTest) -> Result<(), DataError> {
     for ds in [&data.train, &data.test] {
         if ds.shape() != ImageShape::CIFAR {

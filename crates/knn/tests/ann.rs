@@ -278,6 +278,9 @@ fn bad_parameters_and_queries_give_typed_errors() {
         AnnIndex::KdForest { trees: 0, checks: 1 },
         AnnIndex::KMeansTree { branching: 1, iterations: 1, checks: 1 },
         AnnIndex::Hnsw { m: 1, ef_construction: 1, ef_search: 1 },
+        // issue 17 item 6: sizes that allocate per unit are bounded
+        AnnIndex::KdForest { trees: 1_000_000_000, checks: 1 },
+        AnnIndex::Hnsw { m: 1 << 40, ef_construction: 1, ef_search: 1 },
     ] {
         assert!(matches!(
             bad.build(&train, Metric::L2, None, 0),
@@ -316,4 +319,50 @@ fn autotune_meets_its_target_on_held_out_queries() {
     assert!(report.trials.iter().all(|t| t.cost >= chosen.cost));
     // held-out queries took no part in the choice; allow their sampling noise (200 queries)
     assert!(report.held_out_recall_at_1 >= 0.85, "held-out {}", report.held_out_recall_at_1);
+}
+
+/// Issue 17 item 6: a search budget far beyond the data (`ef` of 2^60) is not an allocation
+/// of that size (it overflowed `4 * ef` in a capacity): it answers like an exhaustive search.
+#[test]
+fn a_huge_search_budget_does_not_allocate_it() {
+    let ds = clustered(60, 8, 2, 4);
+    let (train, test) = split(&ds, 50);
+    let ix = AnnIndex::Hnsw { m: 4, ef_construction: 16, ef_search: 1 << 60 }
+        .build(&train, Metric::L2, None, 0)
+        .expect("build");
+    let (idx, dist) = ix.search(&test, 3).expect("search");
+    let (nidx, ndist) = naive(&train, &test, 3, Metric::L2);
+    assert_eq!(dist, ndist);
+    assert_eq!(idx, nidx);
+}
+
+/// Issue 17 item 1: the indices' u8 re-rank sums in u32 like the exact search: rows of the
+/// longest accepted length give exact distances, one element more is refused at build.
+#[test]
+fn rows_at_the_length_limit_are_exact_and_longer_ones_are_refused() {
+    use imgclass_knn::ann::MAX_DIM;
+    assert_eq!(MAX_DIM, imgclass_linalg::max_u8_dim(imgclass_linalg::Metric::L2));
+    assert_eq!(MAX_DIM as u64, u64::from(u32::MAX) / (255 * 255));
+    let rows = |dim: usize| {
+        let px = [vec![0u8; dim], vec![255u8; dim], vec![1u8; dim]].concat();
+        Dataset::new(px, vec![0, 0, 0], ImageShape::new(1, 1, dim), ClassNames::new(["a"]))
+            .expect("valid")
+    };
+    let ds = rows(MAX_DIM);
+    let train = ds.subset(vec![1, 2]).expect("rows");
+    let query = ds.subset(vec![0]).expect("row");
+    for kind in [AnnIndex::Exact, AnnIndex::KdTree { leaf_size: 1, eps: 0.0 }] {
+        let ix = kind.build(&train, Metric::L2, None, 0).expect("the longest rows build");
+        let (idx, dist) = ix.search(&query, 2).expect("search");
+        // all-0 query: the all-1 row (position 1) first, then the all-255 row, exact
+        assert_eq!(idx, vec![1, 0], "{kind:?}");
+        let far = distance_u8(Metric::L2, ds.row(0), ds.row(1));
+        assert_eq!(far, 255 * 255 * MAX_DIM as u64);
+        assert_eq!(dist, vec![MAX_DIM as u32, u32::try_from(far).expect("fits")], "{kind:?}");
+    }
+    let long = rows(MAX_DIM + 1);
+    let e = AnnIndex::Exact.build(&long.all(), Metric::L2, None, 0).unwrap_err();
+    assert!(
+        matches!(e, AnnError::DimTooLarge { dim, max } if dim == MAX_DIM + 1 && max == MAX_DIM)
+    );
 }

@@ -214,11 +214,13 @@ fn write_cifar10_rejects_what_it_cannot_write() {
 #[test]
 fn write_into_a_missing_directory_is_an_io_error() {
     let tmp = tempdir();
-    let ds =
-        Dataset::new(vec![0; 3072], vec![0], ImageShape::CIFAR, ClassNames::new(["a"])).unwrap();
+    let ds = |n: usize| {
+        Dataset::new(vec![0; n * 3072], vec![0; n], ImageShape::CIFAR, ClassNames::new(["a"]))
+            .unwrap()
+    };
     let missing = tmp.path().join("nope");
-    let err =
-        cifar::write_cifar10(&missing, &TrainTest { train: ds.clone(), test: ds }).unwrap_err();
+    // five training images: one per batch file (fewer is refused before any write)
+    let err = cifar::write_cifar10(&missing, &TrainTest { train: ds(5), test: ds(1) }).unwrap_err();
     assert!(matches!(err, DataError::Io { ref path, .. } if path.starts_with(&missing)), "{err:?}");
 }
 

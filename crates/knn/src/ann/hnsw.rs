@@ -285,8 +285,10 @@ fn search_layer<A: Adjacency>(
     vis: &mut Visited,
 ) -> Vec<Cand> {
     vis.clear();
-    let mut frontier: BinaryHeap<Reverse<Cand>> = BinaryHeap::with_capacity(4 * ef);
-    let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
+    // capacities are hints: never sized from a user's `ef` beyond the graph itself
+    let hint = ef.min(space.len());
+    let mut frontier: BinaryHeap<Reverse<Cand>> = BinaryHeap::with_capacity(4 * hint);
+    let mut best: BinaryHeap<Cand> = BinaryHeap::with_capacity(hint + 1);
     for &c in eps {
         if vis.insert(c.i) {
             frontier.push(Reverse(c));
@@ -329,7 +331,7 @@ fn search_layer<A: Adjacency>(
 /// The heuristic of Malkov & Yashunin (algorithm 4): walk candidates by increasing distance
 /// to the base node and keep one only when it is closer to the base than to every kept link.
 fn select_heuristic(space: &Space, metric: Kernel, sorted: &[Cand], cap: usize) -> Vec<u32> {
-    let mut kept: Vec<u32> = Vec::with_capacity(cap);
+    let mut kept: Vec<u32> = Vec::with_capacity(cap.min(sorted.len()));
     for c in sorted {
         if kept.len() >= cap {
             break;

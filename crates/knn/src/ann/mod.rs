@@ -55,6 +55,11 @@ pub use persist::data_checksum;
 /// same bound as the exact search, [`imgclass_linalg::max_u8_dim`] for L2).
 pub const MAX_DIM: usize = imgclass_linalg::max_u8_dim(imgclass_linalg::Metric::L2);
 
+/// Most trees of a kd-forest (each holds a permutation of the training rows).
+pub const MAX_TREES: usize = 256;
+/// Largest HNSW `m` (each node keeps up to `2m` links on layer 0).
+pub const MAX_HNSW_M: usize = 1024;
+
 /// The distance the indices rank by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Metric {
@@ -213,8 +218,9 @@ impl AnnIndex {
                 Ok(())
             }
             Self::KdForest { trees, checks } => {
-                if trees == 0 {
-                    return err("trees", "must be at least 1");
+                // each tree holds a permutation of the training rows
+                if trees == 0 || trees > MAX_TREES {
+                    return err("trees", "must be from 1 to 256");
                 }
                 if checks == 0 {
                     return err("checks", "must be at least 1");
@@ -234,8 +240,9 @@ impl AnnIndex {
                 Ok(())
             }
             Self::Hnsw { m, ef_construction, ef_search } => {
-                if m < 2 {
-                    return err("m", "must be at least 2");
+                // every node keeps up to 2m links on layer 0
+                if !(2..=MAX_HNSW_M).contains(&m) {
+                    return err("m", "must be from 2 to 1024");
                 }
                 if ef_construction == 0 {
                     return err("ef_construction", "must be at least 1");

@@ -235,6 +235,10 @@ impl BuiltIndex {
             });
         }
         header.kind.validate()?;
+        // the same bound as at build: a file cannot bring rows too long for u32 distances
+        if train.dim() > super::MAX_DIM {
+            return Err(AnnError::DimTooLarge { dim: train.dim(), max: super::MAX_DIM });
+        }
         if train.len() != header.n_train || train.dim() != header.dim {
             return Err(AnnError::DataMismatch {
                 expected: header.data_checksum,
