@@ -9,6 +9,7 @@ mod bench_linear;
 mod experiment;
 mod fetch;
 mod knn_cv;
+mod logs;
 mod paths;
 mod predict;
 mod procstat;
@@ -19,7 +20,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", version, about)]
 struct Cli {
-    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    /// More logging (-v debug: per-fold and per-setting details, -vv trace); RUST_LOG overrides.
+    /// Colour only on a terminal, never with NO_COLOR set.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -35,7 +37,8 @@ enum Command {
     /// Benchmarks on real data.
     #[command(subcommand)]
     Bench(Bench),
-    /// Classify PNG/JPEG images with a saved model (top classes with probabilities).
+    /// Classify PNG/JPEG images with a saved model (top classes: probabilities, SVM scores or
+    /// k-NN vote shares).
     Predict(predict::Args),
 }
 
@@ -55,7 +58,7 @@ enum Bench {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    logs::init(cli.verbose);
     let result = match cli.command {
         Command::FetchData(args) => fetch::run(args),
         Command::Experiment(args) => experiment::run(args),
@@ -73,16 +76,4 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

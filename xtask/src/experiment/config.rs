@@ -75,6 +75,9 @@ pub struct KnnConfig {
     pub gallery_rows: usize,
     /// Neighbours shown per gallery row.
     pub gallery_neighbours: usize,
+    /// Save the chosen k-NN model (`model-knn.*`) beside the report. Off by default: a k-NN
+    /// model holds a copy of its training pixels (about 154 MB for CIFAR-10).
+    pub save_model: bool,
 }
 
 impl Default for KnnConfig {
@@ -86,6 +89,7 @@ impl Default for KnnConfig {
             folds: 5,
             gallery_rows: 10,
             gallery_neighbours: 10,
+            save_model: false,
         }
     }
 }
