@@ -238,7 +238,7 @@ pub struct LinePlot {
 
 /// Ticks of a logarithmic axis over `[lo, hi]` (data units, both positive): the 1-2-5 values
 /// of each decade inside the range, or 1..9 of each decade when those would be fewer than
-/// three.
+/// four.
 ///
 /// ```
 /// use imgclass_report::log_ticks;
@@ -265,7 +265,7 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
         out
     };
     let ticks = collect(&[1.0, 2.0, 5.0]);
-    if ticks.len() >= 3 { ticks } else { collect(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]) }
+    if ticks.len() >= 4 { ticks } else { collect(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]) }
 }
 
 /// A tick label for a value of any magnitude: `0.002`, `0.5`, `20`, `1e6`.
@@ -424,7 +424,7 @@ pub fn line_plot_svg(plot: &LinePlot) -> String {
             px,
             py - 7.0
         ));
-        doc.text(px + 9.0, py + 4.0, "start", "font-weight=\"bold\"", text);
+        doc.text(px, py + 22.0, "start", "font-weight=\"bold\"", text);
         doc.raw(&format!(
             "<path d=\"M {:.1} {:.1} l 6 6 l -6 6 l -6 -6 z\" fill=\"#000\"/>",
             f.right + 31.0,
@@ -535,8 +535,10 @@ fn grid_svg(
     let (gw, gh) = (cell * cols.len() as f64, cell * rows.len() as f64);
     let title_w = 9.5 * title.chars().count() as f64 + 40.0;
     let bar_w = if bar.is_some() { 110.0 } else { 0.0 };
-    let warn_w = g.warning.as_ref().map_or(0.0, |s| 6.3 * s.chars().count() as f64 + 20.0);
-    let w = (left + gw + 30.0 + bar_w).max(360.0).max(title_w).max(warn_w);
+    // bold 12 px text is about 7.6 px a character, 11 px text about 6.2
+    let warn_w = g.warning.as_ref().map_or(0.0, |s| 7.6 * s.chars().count() as f64 + 20.0);
+    let note_w = 6.2 * scale_note.chars().count() as f64 + 20.0;
+    let w = (left + gw + 30.0 + bar_w).max(360.0).max(title_w).max(warn_w).max(note_w);
     let h = top + gh + col_label_h + 60.0 + if g.warning.is_some() { 20.0 } else { 0.0 };
     let mut doc = Doc::new(w, h);
     doc.text(w / 2.0, 28.0, "middle", "font-size=\"16\" font-weight=\"bold\"", title);
@@ -577,9 +579,9 @@ fn grid_svg(
         crate::svg::escape(row_title)
     ));
     doc.text(
-        left + gw / 2.0,
+        10.0,
         top + gh + col_label_h + 42.0,
-        "middle",
+        "start",
         "fill=\"#777\" font-size=\"11\"",
         scale_note,
     );

@@ -100,19 +100,26 @@ pub fn git_commit(root: &Path) -> Option<String> {
 /// A misclassified test image: (pixels, true label, predicted label).
 pub type Mistake = (Vec<u8>, Label, Label);
 
-/// Misclassified test images shown per model.
-const MISTAKES_SHOWN: usize = 16;
+/// Misclassified test images shown per model (at most).
+const MISTAKES_SHOWN: usize = 20;
 
-/// The first [`MISTAKES_SHOWN`] test rows whose prediction is wrong.
+/// Misclassified test rows, spread over the true classes: the first
+/// `MISTAKES_SHOWN / n_classes` (at least one) of each class in test order, in class order,
+/// at most [`MISTAKES_SHOWN`].
 pub fn mistakes(test: &Subset, truth: &[Label], pred: &[Label]) -> Vec<Mistake> {
-    truth
-        .iter()
-        .zip(pred)
-        .enumerate()
-        .filter(|(_, (t, p))| t != p)
-        .take(MISTAKES_SHOWN)
-        .map(|(i, (&t, &p))| (test.row(i).to_vec(), t, p))
-        .collect()
+    let n_classes = test.n_classes().max(1);
+    let per_class = (MISTAKES_SHOWN / n_classes).max(1);
+    let mut taken = vec![0usize; n_classes];
+    let mut out: Vec<(Label, usize)> = Vec::new();
+    for (i, (&t, &p)) in truth.iter().zip(pred).enumerate() {
+        if t != p && (t as usize) < n_classes && taken[t as usize] < per_class {
+            taken[t as usize] += 1;
+            out.push((t, i));
+        }
+    }
+    out.sort_by_key(|&(t, i)| (t, i));
+    out.truncate(MISTAKES_SHOWN);
+    out.into_iter().map(|(t, i)| (test.row(i).to_vec(), t, pred[i])).collect()
 }
 
 fn class_name(names: &ClassNames, l: Label) -> String {
@@ -328,16 +335,34 @@ fn validation_cell(r: &SummaryRow) -> String {
 /// The width the printed summary table keeps within (a classic terminal).
 pub const SUMMARY_WIDTH: usize = 80;
 
-/// Words of `s` packed into lines of at most `width` characters (a longer word stands alone).
+/// The pieces of `s` a line may break between: words, and the parts of a word after each
+/// comma (`kmeans:branching=16,checks=512`); each with whether a space precedes it.
+fn pieces(s: &str) -> Vec<(bool, &str)> {
+    let mut out = Vec::new();
+    for word in s.split_whitespace() {
+        let mut rest = word;
+        let mut spaced = true;
+        while let Some(i) = rest.find(',').filter(|&i| i + 1 < rest.len()) {
+            out.push((spaced, &rest[..=i]));
+            rest = &rest[i + 1..];
+            spaced = false;
+        }
+        out.push((spaced, rest));
+    }
+    out
+}
+
+/// `s` packed into lines of at most `width` characters, broken at spaces or after commas (a
+/// longer piece stands alone).
 fn wrap_words(s: &str, width: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut cur = String::new();
-    for word in s.split_whitespace() {
+    for (spaced, word) in pieces(s) {
         let n = cur.chars().count();
-        if n > 0 && n + 1 + word.chars().count() > width {
+        let sep = usize::from(spaced && n > 0);
+        if n > 0 && n + sep + word.chars().count() > width {
             lines.push(std::mem::take(&mut cur));
-        }
-        if !cur.is_empty() {
+        } else if sep == 1 {
             cur.push(' ');
         }
         cur.push_str(word);
@@ -368,8 +393,8 @@ pub fn text_table(
     let mut w: Vec<usize> = (0..n).map(natural).collect();
     let longest_word = |i: usize| {
         rows.iter()
-            .flat_map(|r| r[i].split_whitespace().map(|x| x.chars().count()))
-            .chain(header[i].split_whitespace().map(|x| x.chars().count()))
+            .flat_map(|r| pieces(&r[i]).into_iter().map(|x| x.1.chars().count()))
+            .chain(pieces(header[i]).into_iter().map(|x| x.1.chars().count()))
             .max()
             .unwrap_or(1)
     };
@@ -688,9 +713,10 @@ pub fn render(
              predicted class)."
                 .into(),
         )];
+        let per = (MISTAKES_SHOWN / names.len().max(1)).max(1);
         let mut gallery = vec![Block::Text(format!(
-            "The first {MISTAKES_SHOWN} misclassified test images of each model, with the true \
-             and the predicted class."
+            "Misclassified test images of each model (the first {per} of each true class), with \
+             the true and the predicted class."
         ))];
         for (name, cm, wrong) in &models {
             per_class.push(Block::Html(format!("<h3>{}</h3>", imgclass_report::svg::escape(name))));
@@ -948,7 +974,7 @@ mod tests {
     fn the_summary_fits_80_columns_and_keeps_every_word() {
         let mut ann = row(
             "ann (L2 of 50000)",
-            "kd-forest trees=8 checks=512 leaf=16 + pca 64",
+            "kmeans:branching=16,iterations=5,checks=512 + pca 64",
             "recall@10 0.912",
             None,
         );
@@ -968,8 +994,10 @@ mod tests {
             assert!(line.chars().count() <= SUMMARY_WIDTH, "{} columns: {line:?}", line.len());
         }
         for r in &rows {
-            for word in
-                [&r.model, &r.chosen, &validation_cell(r)].iter().flat_map(|c| c.split_whitespace())
+            for word in [&r.model, &r.chosen, &validation_cell(r)]
+                .iter()
+                .flat_map(|c| pieces(c))
+                .map(|p| p.1)
             {
                 assert!(text.contains(word), "{word:?} lost from\n{text}");
             }
