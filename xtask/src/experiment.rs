@@ -183,7 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let html = report::page(&results, &rendered, &config_toml);
     write_atomically(&out, |dir| {
         report::write_all(dir, &results, &rendered, &html)?;
-        save_models(dir, &results, &train)
+        save_models(dir, &results, &train, args.dataset, &data_dir)
     })?;
     println!("{}", report::summary_text(&results.summary, &results.timings));
     println!("report: {}", out.join("report.html").display());
@@ -237,10 +237,17 @@ fn point_latest(out: &Path) -> anyhow::Result<PathBuf> {
 
 /// Saves the chosen models beside the report (imgclass-model's format): `model-svm` and
 /// `model-softmax` (`.json` + `.safetensors`, the retrained linear models) and, when the
-/// config's `[knn] save_model` is set, `model-knn` (the chosen k and distance with a copy of
-/// this run's training rows, majority vote as in the CV).
-/// `cargo xtask predict --model <dir>/model-softmax IMAGE...` classifies with them.
-fn save_models(dir: &Path, results: &Results, train: &imgclass_core::Subset) -> anyhow::Result<()> {
+/// config's `[knn] save_model` is set, the chosen k and distance (majority vote as in the CV)
+/// either as `model-knn-ref.json` (a reference to this run's CIFAR-10 training rows, see
+/// [`crate::knn_ref`]) or as `model-knn` (a copy of them), per `[knn] model_data`.
+/// `cargo xtask predict --model <dir>/model-softmax.json IMAGE...` classifies with them.
+fn save_models(
+    dir: &Path,
+    results: &Results,
+    train: &imgclass_core::Subset,
+    dataset: DatasetKind,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
     use imgclass_core::Fit;
     use imgclass_model::{Provenance, save_knn, save_linear};
     let prov = |validation: Option<f64>, test: f64| Provenance {
@@ -263,6 +270,24 @@ fn save_models(dir: &Path, results: &Results, train: &imgclass_core::Subset) -> 
         }
     }
     if let Some(k) = results.knn.as_ref().filter(|_| results.config.knn.save_model) {
+        if results.config.knn.model_data == config::ModelData::Reference {
+            if dataset == DatasetKind::Cifar10 {
+                let path = dir.join("model-knn-ref.json");
+                let cifar = crate::paths::cifar10_dir(data_dir);
+                return crate::knn_ref::save(
+                    &path,
+                    k.best_k,
+                    &k.best_metric,
+                    &cifar,
+                    train,
+                    Some(k.test_accuracy),
+                );
+            }
+            tracing::warn!(
+                dataset = dataset.name(),
+                "a k-NN reference needs CIFAR-10 files; saving a copy of the training rows"
+            );
+        }
         let metric = match k.best_metric.as_str() {
             "L1" => imgclass_linalg::Metric::L1,
             _ => imgclass_linalg::Metric::L2,

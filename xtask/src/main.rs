@@ -9,6 +9,7 @@ mod bench_linear;
 mod experiment;
 mod fetch;
 mod knn_cv;
+mod knn_ref;
 mod logs;
 mod paths;
 mod predict;

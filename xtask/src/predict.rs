@@ -21,7 +21,8 @@ use imgclass_model::{LossSpec, Metadata, Params, SavedModel};
 /// Arguments of `cargo xtask predict`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The saved model: `<name>.json`, `<name>.safetensors` or `<name>`.
+    /// The saved model: `<name>.json`, `<name>.safetensors` or `<name>`, or a k-NN reference
+    /// (`model-knn-ref.json`, whose training data is read again and checked).
     #[arg(long)]
     model: PathBuf,
     /// Print one JSON document instead of text.
@@ -199,11 +200,21 @@ fn text_line(pred: &Prediction) -> String {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let (model, md) = SavedModel::load(&args.model)
-        .with_context(|| format!("cannot load model {}", args.model.display()))?;
+    let (model, measure) = match crate::knn_ref::read(&args.model)? {
+        Some(r) => {
+            let model = r.load().with_context(|| {
+                format!("cannot load the k-NN model referenced by {}", args.model.display())
+            })?;
+            (model, Measure::Votes { k: r.k })
+        }
+        None => {
+            let (model, md) = SavedModel::load(&args.model)
+                .with_context(|| format!("cannot load model {}", args.model.display()))?;
+            (model, Measure::of(&md))
+        }
+    };
     let shape = model.shape();
-    let measure = Measure::of(&md);
-    tracing::debug!(kind = model.kind(), %shape, classes = model.n_classes(), dataset = %md.provenance.dataset, "loaded model");
+    tracing::debug!(kind = model.kind(), %shape, classes = model.n_classes(), "loaded model");
     let mut pixels = Vec::with_capacity(args.images.len() * shape.len());
     let mut good: Vec<&PathBuf> = Vec::with_capacity(args.images.len());
     let mut failed = 0usize;

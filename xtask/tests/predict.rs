@@ -426,3 +426,68 @@ fn logs_sent_to_a_pipe_carry_no_colour_codes() {
         assert!(!err.contains('\u{1b}'), "ANSI escape in piped logs: {err:?}");
     }
 }
+
+#[test]
+fn a_knn_model_saved_as_a_reference_is_small_predicts_like_a_copy_and_checks_its_data() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let cifar = data.join("cifar-10/cifar-10-batches-bin");
+    imgclass_testkit::fixtures::write_cifar10_dir(&cifar, [20; 5], 30, 7).expect("fixture");
+    let run = |model_data: &str, out: &Path| {
+        let cfg = tmp.path().join(format!("{model_data}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "n_train = 60\n[knn]\nks = [1, 3]\nfolds = 2\ngallery_rows = 2\n\
+                 gallery_neighbours = 2\nsave_model = true\nmodel_data = \"{model_data}\"\n\
+                 [linear]\nenabled = false\n[ann]\nenabled = false\n"
+            ),
+        )
+        .expect("config");
+        let o =
+            xtask(&["experiment", "--data-dir", s(&data), "--config", s(&cfg), "--out", s(out)]);
+        assert!(o.status.success(), "experiment failed: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (by_ref, by_copy) = (tmp.path().join("ref"), tmp.path().join("copy"));
+    run("reference", &by_ref);
+    run("copy", &by_copy);
+    let reference = by_ref.join("model-knn-ref.json");
+    assert!(!by_ref.join("model-knn.safetensors").exists(), "no copy of the pixels");
+    let size = std::fs::metadata(&reference).expect("reference written").len();
+    assert!(size < 20_000, "{size} bytes");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&reference).expect("read")).expect("json");
+    assert_eq!(v["train_rows"].as_array().map(Vec::len), Some(60));
+    assert_eq!(v["files"].as_array().map(Vec::len), Some(6), "5 batches + the class names");
+    // the same predictions as the self-contained copy (read through imgclass-model)
+    let pngs: Vec<PathBuf> = (0..4u8)
+        .map(|i| {
+            let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([(x * 8) as u8 ^ (i * 60), (y * 8) as u8, i * 50])
+            });
+            let p = tmp.path().join(format!("q{i}.png"));
+            img.save(&p).expect("png");
+            p
+        })
+        .collect();
+    let predict = |model: &Path| {
+        let mut args = vec!["predict", "--model", s(model)];
+        args.extend(pngs.iter().map(|p| s(p)));
+        xtask(&args)
+    };
+    let a = predict(&reference);
+    let b = predict(&by_copy.join("model-knn.json"));
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    assert_eq!(String::from_utf8_lossy(&a.stdout), String::from_utf8_lossy(&b.stdout));
+    assert_eq!(String::from_utf8_lossy(&a.stdout).lines().count(), 4);
+    // one changed byte in a training batch: predict refuses, naming the file
+    let batch = cifar.join("data_batch_3.bin");
+    let mut bytes = std::fs::read(&batch).expect("read");
+    bytes[100] ^= 0xff;
+    std::fs::write(&batch, bytes).expect("write");
+    let o = predict(&reference);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("training data changed") && err.contains("data_batch_3.bin"), "{err}");
+}

@@ -75,9 +75,24 @@ pub struct KnnConfig {
     pub gallery_rows: usize,
     /// Neighbours shown per gallery row.
     pub gallery_neighbours: usize,
-    /// Save the chosen k-NN model (`model-knn.*`) beside the report. Off by default: a k-NN
-    /// model holds a copy of its training pixels (about 154 MB for CIFAR-10).
+    /// Save the chosen k-NN model beside the report. Off by default: a k-NN model is its
+    /// training set.
     pub save_model: bool,
+    /// How a saved k-NN model holds its training set: `"reference"` (`model-knn-ref.json`:
+    /// the data folder's path and checksums, a few kB; CIFAR-10 only, other datasets fall back
+    /// to a copy) or `"copy"` (`model-knn.json` + `.safetensors`, self-contained, about
+    /// 154 MB for CIFAR-10).
+    pub model_data: ModelData,
+}
+
+/// How a saved k-NN model holds its training set (see [`KnnConfig::model_data`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelData {
+    /// The data folder's path and the checksum of each file.
+    Reference,
+    /// A copy of the training pixels.
+    Copy,
 }
 
 impl Default for KnnConfig {
@@ -90,6 +105,7 @@ impl Default for KnnConfig {
             gallery_rows: 10,
             gallery_neighbours: 10,
             save_model: false,
+            model_data: ModelData::Reference,
         }
     }
 }
