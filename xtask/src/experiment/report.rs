@@ -442,7 +442,7 @@ pub fn text_table(
 
 /// The summary table as plain text, at most [`SUMMARY_WIDTH`] columns wide.
 pub fn summary_text(rows: &[SummaryRow], t: &Timings) -> String {
-    let header = ["model", "chosen", "validation", "test acc."];
+    let header = ["model", "chosen", "validation", "test accuracy"];
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
