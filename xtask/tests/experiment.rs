@@ -102,6 +102,9 @@ fn check_report_files(dir: &Path, results: &Value) {
     // class names are real text beside 64 px images, not drawn into a bitmap
     assert!(html.contains("width=\"64\" height=\"64\""));
     assert!(html.contains("<figcaption><span>true: "));
+    // the k-NN model (a copy of the training set) is not saved by default; the linear ones are
+    assert!(dir.join("model-softmax.json").is_file() && dir.join("model-svm.json").is_file());
+    assert!(!dir.join("model-knn.json").exists() && !dir.join("model-knn-ref.json").exists());
     assert!(html.matches("<svg").count() >= 8, "inline SVG figures");
     assert!(html.contains("data:image/png;base64,"), "embedded PNGs");
     let figures = results["figures"].as_array().expect("figures");
