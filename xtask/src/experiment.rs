@@ -198,11 +198,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.out.is_none() {
         let link = point_latest(&out)?;
-        println!(
-            "latest: {} (e.g. cargo xtask predict --model {} IMAGE)",
-            link.display(),
-            link.join("model-softmax.json").display()
-        );
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        println!("latest: {} -> {name}", link.display());
     }
     Ok(())
 }
