@@ -389,6 +389,8 @@ fn write_svg(path: &Path, rows: &[Row], root: &Path, n_queries: usize) -> anyhow
         y_label: "queries per second (log)".into(),
         series,
         log_y: true,
+        markers: true,
+        ..LinePlot::default()
     };
     let path = if path.is_relative() { root.join(path) } else { path.to_path_buf() };
     std::fs::write(&path, line_plot_svg(&plot))

@@ -183,6 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             threads: rayon::current_num_threads(),
             version: env!("CARGO_PKG_VERSION"),
+            git_commit: report::git_commit(&workspace_root()),
         },
     };
     results.timings.report_seconds = t.elapsed().as_secs_f64();
@@ -190,18 +191,68 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let html = report::page(&results, &rendered, &config_toml);
     write_atomically(&out, |dir| {
         report::write_all(dir, &results, &rendered, &html)?;
-        save_models(dir, &results, &train)
+        save_models(dir, &results, &train, args.dataset, &data_dir)
     })?;
     println!("{}", report::summary_text(&results.summary, &results.timings));
     println!("report: {}", out.join("report.html").display());
+    let mut models: Vec<String> = std::fs::read_dir(&out)
+        .with_context(|| format!("cannot list {}", out.display()))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("model-") && n.ends_with(".json"))
+        .collect();
+    models.sort();
+    if !models.is_empty() {
+        println!("models: {} in {}", models.join(", "), out.display());
+    }
+    if args.out.is_none() {
+        let link = point_latest(&out)?;
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        println!("latest: {} -> {name}", link.display());
+    }
     Ok(())
 }
 
+/// Points `latest` beside `out` at `out` (a relative symbolic link, replaced atomically by a
+/// rename), so `reports/latest/...` names the newest report; returns the link's path.
+#[cfg(unix)]
+fn point_latest(out: &Path) -> anyhow::Result<PathBuf> {
+    let parent = out.parent().context("the report directory has a parent")?;
+    let name = out.file_name().context("the report directory has a name")?;
+    let link = parent.join("latest");
+    let tmp = parent.join(format!(".latest.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(name, &tmp)
+        .with_context(|| format!("cannot create the link {}", tmp.display()))?;
+    std::fs::rename(&tmp, &link).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot point {} at {}", link.display(), out.display())
+    })?;
+    Ok(link)
+}
+
+/// Without symbolic links, `latest` is a one-line file holding the newest report's name.
+#[cfg(not(unix))]
+fn point_latest(out: &Path) -> anyhow::Result<PathBuf> {
+    let parent = out.parent().context("the report directory has a parent")?;
+    let name = out.file_name().context("the report directory has a name")?;
+    let link = parent.join("latest");
+    std::fs::write(&link, format!("{}\n", name.to_string_lossy()))?;
+    Ok(link)
+}
+
 /// Saves the chosen models beside the report (imgclass-model's format): `model-svm` and
-/// `model-softmax` (`.json` + `.safetensors`, the retrained linear models) and `model-knn`
-/// (the chosen k and distance with this run's training rows, majority vote as in the CV).
-/// `cargo xtask predict --model <dir>/model-softmax IMAGE...` classifies with them.
-fn save_models(dir: &Path, results: &Results, train: &imgclass_core::Subset) -> anyhow::Result<()> {
+/// `model-softmax` (`.json` + `.safetensors`, the retrained linear models) and, when the
+/// config's `[knn] save_model` is set, the chosen k and distance (majority vote as in the CV)
+/// either as `model-knn-ref.json` (a reference to this run's CIFAR-10 training rows, see
+/// [`crate::knn_ref`]) or as `model-knn` (a copy of them), per `[knn] model_data`.
+/// `cargo xtask predict --model <dir>/model-softmax.json IMAGE...` classifies with them.
+fn save_models(
+    dir: &Path,
+    results: &Results,
+    train: &imgclass_core::Subset,
+    dataset: DatasetKind,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
     use imgclass_core::Fit;
     use imgclass_model::{Provenance, save_knn, save_linear};
     let prov = |validation: Option<f64>, test: f64| Provenance {
@@ -223,7 +274,25 @@ fn save_models(dir: &Path, results: &Results, train: &imgclass_core::Subset) -> 
             save_linear(&l.model, &results.dataset.classes, &p, path)?;
         }
     }
-    if let Some(k) = &results.knn {
+    if let Some(k) = results.knn.as_ref().filter(|_| results.config.knn.save_model) {
+        if results.config.knn.model_data == config::ModelData::Reference {
+            if dataset == DatasetKind::Cifar10 {
+                let path = dir.join("model-knn-ref.json");
+                let cifar = crate::paths::cifar10_dir(data_dir);
+                return crate::knn_ref::save(
+                    &path,
+                    k.best_k,
+                    &k.best_metric,
+                    &cifar,
+                    train,
+                    Some(k.test_accuracy),
+                );
+            }
+            tracing::warn!(
+                dataset = dataset.name(),
+                "a k-NN reference needs CIFAR-10 files; saving a copy of the training rows"
+            );
+        }
         let metric = match k.best_metric.as_str() {
             "L1" => imgclass_linalg::Metric::L1,
             _ => imgclass_linalg::Metric::L2,
@@ -350,6 +419,26 @@ mod tests {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(20_786 * 86_400 + 3723);
         assert_eq!(utc_stamp(t, true), "2026-11-29T01:02:03Z");
         assert_eq!(utc_stamp(t, false), "2026-11-29_01-02-03");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn latest_points_at_the_newest_report() {
+        let reports = tempfile::tempdir().expect("tempdir");
+        for stamp in ["2026-01-01_00-00-00", "2026-01-02_00-00-00"] {
+            let out = reports.path().join(stamp);
+            std::fs::create_dir(&out).expect("mkdir");
+            std::fs::write(out.join("model-softmax.json"), stamp).expect("write");
+            let link = point_latest(&out).expect("link");
+            assert_eq!(link, reports.path().join("latest"));
+            assert_eq!(std::fs::read_link(&link).expect("a link"), Path::new(stamp));
+            assert_eq!(
+                std::fs::read_to_string(link.join("model-softmax.json")).expect("read"),
+                stamp
+            );
+        }
+        // nothing else left beside the reports
+        assert_eq!(std::fs::read_dir(reports.path()).expect("ls").count(), 3);
     }
 
     #[test]

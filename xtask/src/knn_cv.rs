@@ -58,7 +58,14 @@ pub fn fast_knn_cv(
             accs.push(accuracy(&truth, &pred)?);
         }
         let s = t.elapsed().as_secs_f64();
-        tracing::info!(metric = metric_label(metric), fold = f, seconds = s, ?accs, "fold done");
+        let accs_3: Vec<String> = accs.iter().map(|a| format!("{a:.3}")).collect();
+        tracing::debug!(
+            metric = metric_label(metric),
+            fold = f,
+            seconds = format_args!("{s:.2}"),
+            accs = %accs_3.join(" "),
+            "fold done"
+        );
         on_fold(f, &accs);
         per_fold.push(accs);
         seconds.push(s);

@@ -10,6 +10,8 @@ mod cleanup;
 mod experiment;
 mod fetch;
 mod knn_cv;
+mod knn_ref;
+mod logs;
 mod paths;
 mod predict;
 mod procstat;
@@ -20,7 +22,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", version, about)]
 struct Cli {
-    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    /// More logging (-v debug: per-fold and per-setting details, -vv trace); RUST_LOG overrides.
+    /// Colour only on a terminal, never with NO_COLOR set.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -36,7 +39,8 @@ enum Command {
     /// Benchmarks on real data.
     #[command(subcommand)]
     Bench(Bench),
-    /// Classify PNG/JPEG images with a saved model (top classes with probabilities).
+    /// Classify PNG/JPEG images with a saved model (top classes: probabilities, SVM scores or
+    /// k-NN vote shares).
     Predict(predict::Args),
 }
 
@@ -56,7 +60,7 @@ enum Bench {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    logs::init(cli.verbose);
     cleanup::install_handler();
     let result = match cli.command {
         Command::FetchData(args) => fetch::run(args),
@@ -89,18 +93,6 @@ pub(crate) fn error_chain(e: &anyhow::Error) -> String {
         }
     }
     shown.join(": ")
-}
-
-fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 #[cfg(test)]

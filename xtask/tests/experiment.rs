@@ -26,6 +26,11 @@ fn run_demo(out: &Path, threads: usize) -> Value {
     );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("test accuracy") && stdout.contains("k-NN"), "summary: {stdout}");
+    // the summary fits an 80-column terminal; speed ratios are phrased as faster or slower
+    for line in stdout.lines() {
+        assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+    }
+    assert!(stdout.contains("faster") || stdout.contains("slower"), "{stdout}");
     let text = std::fs::read_to_string(out.join("results.json")).expect("results.json");
     serde_json::from_str(&text).expect("results.json parses")
 }
@@ -70,11 +75,36 @@ fn check_report_files(dir: &Path, results: &Value) {
         "Linear SVM: learning rate x regularisation",
         "Softmax: learning rate x regularisation",
         "Linear classifiers: loss curves",
+        "Per-class test results (precision, recall, F1)",
+        "Most-confused class pairs",
+        "Misclassified test images",
         "Approximate nearest-neighbour search",
         "Configuration",
     ] {
         assert!(html.contains(&format!("<h2>{heading}")), "report.html lacks {heading:?}");
+        // and the table of contents links to it
+        assert!(html.contains(&format!("\">{heading}")), "contents lack {heading:?}");
     }
+    // a per-class table for each of the three models, headed with precision and recall
+    let per_class_header = "<th>class</th><th class=\"num\">test images</th><th class=\"num\">\
+                            precision</th><th class=\"num\">recall (= class accuracy)</th>";
+    assert_eq!(html.matches(per_class_header).count(), 3, "per-class tables");
+    // the header names the date, the command and the git commit (this checkout's HEAD)
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git runs");
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    assert!(html.contains(&format!("<td>git commit</td><td>{head}")), "commit {head}");
+    assert!(html.contains("<td>date (UTC)</td><td>20"));
+    assert!(html.contains("<td>command</td><td>"));
+    // class names are real text beside 64 px images, not drawn into a bitmap
+    assert!(html.contains("width=\"64\" height=\"64\""));
+    assert!(html.contains("<figcaption><span>true: "));
+    // the k-NN model (a copy of the training set) is not saved by default; the linear ones are
+    assert!(dir.join("model-softmax.json").is_file() && dir.join("model-svm.json").is_file());
+    assert!(!dir.join("model-knn.json").exists() && !dir.join("model-knn-ref.json").exists());
     assert!(html.matches("<svg").count() >= 8, "inline SVG figures");
     assert!(html.contains("data:image/png;base64,"), "embedded PNGs");
     let figures = results["figures"].as_array().expect("figures");

@@ -584,14 +584,15 @@ fn extraction_of_a_truncated_or_duplicated_archive_fails_and_cleans_up() {
     assert!(!dest.exists());
 }
 
-/// Real data (optional): `IMGCLASS_CIFAR10_JPEG=../shared/datasets/cifar10-jpeg` imports the
-/// 60,000-image folder. When the variable is set and the path is missing, this fails.
+/// Real data: `IMGCLASS_CIFAR10_JPEG=../shared/datasets/cifar10-jpeg` imports the
+/// 60,000-image folder. Ignored by a plain `cargo test` (so the summary counts it as ignored,
+/// never as passed); `cargo test -- --ignored` (as `.ci/run` does) runs it, and it fails when
+/// the variable is unset or the folder is missing.
 #[test]
+#[ignore = "real data: run with IMGCLASS_CIFAR10_JPEG set and -- --ignored"]
 fn real_cifar10_jpeg_import_when_available() {
-    let Some(src) = std::env::var_os("IMGCLASS_CIFAR10_JPEG") else {
-        eprintln!("IMGCLASS_CIFAR10_JPEG not set: real-data import not run");
-        return;
-    };
+    let src = std::env::var_os("IMGCLASS_CIFAR10_JPEG")
+        .expect("IMGCLASS_CIFAR10_JPEG must name the CIFAR-10 image folder for this test");
     let src = PathBuf::from(src);
     let src = if src.is_relative() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(src)

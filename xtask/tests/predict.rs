@@ -207,6 +207,7 @@ fn predict_with_a_saved_knn_model_gives_vote_shares_and_text_output() {
     order.sort_by(|&a, &b| votes[b].cmp(&votes[a]).then(a.cmp(&b)));
     let expected: Vec<String> = order
         .iter()
+        .filter(|&&c| votes[c] > 0)
         .map(|&c| format!("{} {:.1}%", names[c], 100.0 * votes[c] as f64 / 3.0))
         .collect();
     assert_eq!(text.trim(), format!("{}: {}", png.display(), expected.join(", ")));
@@ -233,7 +234,9 @@ fn predict_reports_a_missing_model_or_a_non_image_by_name() {
 fn a_model_saved_by_the_experiment_classifies_a_users_jpeg() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let out = tmp.path().join("report");
-    let o = xtask(&["experiment", "--dataset", "demo", "--out", s(&out)]);
+    let cfg = tmp.path().join("save-knn.toml");
+    std::fs::write(&cfg, "[knn]\nsave_model = true\n").expect("config");
+    let o = xtask(&["experiment", "--dataset", "demo", "--config", s(&cfg), "--out", s(&out)]);
     assert!(o.status.success(), "experiment failed: {}", String::from_utf8_lossy(&o.stderr));
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("results"))
@@ -255,7 +258,13 @@ fn a_model_saved_by_the_experiment_classifies_a_users_jpeg() {
         assert!(o.status.success(), "predict failed: {}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
         let top = v[0]["top"].as_array().expect("top");
-        assert_eq!(top.len(), 3.min(saved.n_classes()));
+        if name == "model-knn" {
+            // only classes that received votes
+            assert!((1..=3).contains(&top.len()), "{top:?}");
+            assert!(top.iter().all(|r| r["probability"].as_f64().is_some_and(|p| p > 0.0)));
+        } else {
+            assert_eq!(top.len(), 3.min(saved.n_classes()));
+        }
         let label = top[0]["label"].as_u64().expect("label") as u32;
         assert_eq!(top[0]["class"], saved.classes().name(label).expect("a class name"));
     }
@@ -264,4 +273,221 @@ fn a_model_saved_by_the_experiment_classifies_a_users_jpeg() {
     let losses = results["linear"]["losses"].as_array().expect("losses");
     let softmax = losses.iter().find(|l| l["loss"] == "softmax").expect("softmax");
     assert_eq!(md.provenance.test_accuracy, softmax["test_accuracy"].as_f64());
+}
+
+/// A saved linear SVM and the PNG of a constant colour, for the text-output tests.
+fn svm_model(dir: &Path) -> (LinearModel, PathBuf) {
+    let train = colours(1, 90);
+    let model = Linear::new(Loss::Svm { margin: 1.0 })
+        .regularization(Reg::L2(1e-3))
+        .input_scale(1.0 / 255.0)
+        .sgd(Sgd {
+            batch_size: 32,
+            learning_rate: 0.1,
+            stop: Stop::Iterations(200),
+            seed: 5,
+            ..Sgd::default()
+        })
+        .fit(&train.all())
+        .expect("training succeeds");
+    let path = dir.join("svm");
+    save_linear(&model, train.classes(), &provenance(), &path).expect("save");
+    (model, path)
+}
+
+fn png_of(dir: &Path, name: &str, w: u32, h: u32, rgb: [u8; 3]) -> PathBuf {
+    let path = dir.join(name);
+    image::RgbImage::from_pixel(w, h, image::Rgb(rgb)).save(&path).expect("png");
+    path
+}
+
+#[test]
+fn predict_on_a_linear_svm_prints_scores_not_percentages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (model, path) = svm_model(dir.path());
+    let png = png_of(dir.path(), "blue.png", 8, 8, [40, 50, 200]);
+    let o = xtask(&["predict", "--model", s(&path), s(&png)]);
+    assert!(o.status.success(), "predict failed: {}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains('%'), "an SVM's scores are not probabilities: {out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not probabilities"));
+    // oracle: the model's own scores of the constant image, in descending order
+    let plane = SHAPE.height * SHAPE.width;
+    let row: Vec<u8> =
+        [40u8, 50, 200].iter().flat_map(|&c| std::iter::repeat_n(c, plane)).collect();
+    let q = Dataset::new(row, vec![0], SHAPE, ClassNames::new(["red", "green", "blue"]))
+        .expect("query");
+    let sc = model.scores(&q.all()).expect("scores");
+    let names = ["red", "green", "blue"];
+    let mut order: Vec<usize> = (0..3).collect();
+    order.sort_by(|&a, &b| sc[b].total_cmp(&sc[a]).then(a.cmp(&b)));
+    let expected: Vec<String> =
+        order.iter().map(|&c| format!("{} (score {:.3})", names[c], sc[c])).collect();
+    assert_eq!(out.trim(), format!("{}: {}", png.display(), expected.join(", ")));
+    assert_eq!(names[order[0]], "blue");
+    // JSON: a score field, no probability
+    let o = xtask(&["predict", "--model", s(&path), "--json", s(&png)]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v[0]["top"][0]["score"].is_number() && v[0]["top"][0]["probability"].is_null());
+}
+
+#[test]
+fn predict_with_a_k1_knn_model_prints_only_the_voted_class() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let train = colours(3, 30);
+    save_knn(&Knn::new(1).fit(&train.all()).expect("fit"), &provenance(), dir.path().join("knn"))
+        .expect("save");
+    let png = png_of(dir.path(), "red.png", 8, 8, [200, 40, 40]);
+    let o = xtask(&["predict", "--model", s(&dir.path().join("knn")), s(&png)]);
+    assert!(o.status.success(), "predict failed: {}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.trim(), format!("{}: red 100.0%", png.display()));
+    assert!(!out.contains(" 0.0%"), "{out}");
+}
+
+#[test]
+fn predict_prints_every_good_image_and_names_each_unreadable_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, path) = svm_model(dir.path());
+    let mut args: Vec<PathBuf> = Vec::new();
+    for i in 0..5 {
+        args.push(png_of(dir.path(), &format!("good{i}.png"), 8, 8, [40, 200, 40]));
+    }
+    let bad = dir.path().join("broken.jpg");
+    std::fs::write(&bad, b"not a jpeg").expect("write");
+    args.insert(2, bad.clone());
+    let folder = dir.path().join("holiday-photos");
+    std::fs::create_dir(&folder).expect("mkdir");
+    args.push(folder.clone());
+    let mut cmd: Vec<&str> = vec!["predict", "--model", s(&path)];
+    cmd.extend(args.iter().map(|p| s(p)));
+    let o = xtask(&cmd);
+    assert!(!o.status.success(), "one unreadable file makes the run fail");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "every good image is classified:\n{out}");
+    for (i, line) in lines.iter().enumerate() {
+        let good = dir.path().join(format!("good{i}.png"));
+        assert!(line.starts_with(&format!("{}: green (score ", good.display())), "{line}");
+    }
+    assert!(err.contains("broken.jpg"), "{err}");
+    assert!(err.contains(&format!("{} is a directory", folder.display())), "{err}");
+    assert!(err.contains("2 of 7 images could not be read"), "{err}");
+    // JSON keeps the good ones too
+    cmd.insert(3, "--json");
+    let o = xtask(&cmd);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v.as_array().map(Vec::len), Some(5));
+}
+
+#[test]
+fn predict_says_when_it_converts_or_resizes_an_image() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, path) = svm_model(dir.path());
+    let rgba = dir.path().join("rgba.png");
+    image::RgbaImage::from_pixel(200, 150, image::Rgba([200, 40, 40, 128]))
+        .save(&rgba)
+        .expect("png");
+    let grey = dir.path().join("grey.png");
+    image::GrayImage::from_pixel(8, 8, image::Luma([90])).save(&grey).expect("png");
+    let exact = png_of(dir.path(), "exact.png", 8, 8, [40, 40, 200]);
+    let o = xtask(&["predict", "--model", s(&path), s(&rgba), s(&grey), s(&exact)]);
+    assert!(o.status.success(), "predict failed: {}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let notes: Vec<&str> = err.lines().filter(|l| l.starts_with("note:")).collect();
+    assert_eq!(notes.len(), 2, "one note per adapted image:\n{err}");
+    assert!(notes[0].contains("rgba.png") && notes[0].contains("converted RGBA to RGB"));
+    assert!(notes[0].contains("resized 200x150 to 8x8"), "{}", notes[0]);
+    assert!(notes[1].contains("grey.png") && notes[1].contains("converted grey to RGB"));
+    assert!(!notes[1].contains("resized"), "{}", notes[1]);
+    assert!(!err.contains("exact.png"), "an image that fits gets no note: {err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 3);
+}
+
+#[test]
+fn logs_sent_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, path) = svm_model(dir.path());
+    let png = png_of(dir.path(), "x.png", 8, 8, [40, 40, 200]);
+    // stderr is a pipe here; -v makes the command log (a DEBUG line on loading the model)
+    for no_color in [None, Some("1")] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.args(["-v", "predict", "--model", s(&path), s(&png)]).env_remove("RUST_LOG");
+        match no_color {
+            Some(v) => cmd.env("NO_COLOR", v),
+            None => cmd.env_remove("NO_COLOR"),
+        };
+        let o = cmd.output().expect("runs");
+        assert!(o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("DEBUG") && err.contains("loaded model"), "a log line: {err}");
+        assert!(!err.contains('\u{1b}'), "ANSI escape in piped logs: {err:?}");
+    }
+}
+
+#[test]
+fn a_knn_model_saved_as_a_reference_is_small_predicts_like_a_copy_and_checks_its_data() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let cifar = data.join("cifar-10/cifar-10-batches-bin");
+    imgclass_testkit::fixtures::write_cifar10_dir(&cifar, [20; 5], 30, 7).expect("fixture");
+    let run = |model_data: &str, out: &Path| {
+        let cfg = tmp.path().join(format!("{model_data}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "n_train = 60\n[knn]\nks = [1, 3]\nfolds = 2\ngallery_rows = 2\n\
+                 gallery_neighbours = 2\nsave_model = true\nmodel_data = \"{model_data}\"\n\
+                 [linear]\nenabled = false\n[ann]\nenabled = false\n"
+            ),
+        )
+        .expect("config");
+        let o =
+            xtask(&["experiment", "--data-dir", s(&data), "--config", s(&cfg), "--out", s(out)]);
+        assert!(o.status.success(), "experiment failed: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (by_ref, by_copy) = (tmp.path().join("ref"), tmp.path().join("copy"));
+    run("reference", &by_ref);
+    run("copy", &by_copy);
+    let reference = by_ref.join("model-knn-ref.json");
+    assert!(!by_ref.join("model-knn.safetensors").exists(), "no copy of the pixels");
+    let size = std::fs::metadata(&reference).expect("reference written").len();
+    assert!(size < 20_000, "{size} bytes");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&reference).expect("read")).expect("json");
+    assert_eq!(v["train_rows"].as_array().map(Vec::len), Some(60));
+    assert_eq!(v["files"].as_array().map(Vec::len), Some(6), "5 batches + the class names");
+    // the same predictions as the self-contained copy (read through imgclass-model)
+    let pngs: Vec<PathBuf> = (0..4u8)
+        .map(|i| {
+            let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([(x * 8) as u8 ^ (i * 60), (y * 8) as u8, i * 50])
+            });
+            let p = tmp.path().join(format!("q{i}.png"));
+            img.save(&p).expect("png");
+            p
+        })
+        .collect();
+    let predict = |model: &Path| {
+        let mut args = vec!["predict", "--model", s(model)];
+        args.extend(pngs.iter().map(|p| s(p)));
+        xtask(&args)
+    };
+    let a = predict(&reference);
+    let b = predict(&by_copy.join("model-knn.json"));
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    assert_eq!(String::from_utf8_lossy(&a.stdout), String::from_utf8_lossy(&b.stdout));
+    assert_eq!(String::from_utf8_lossy(&a.stdout).lines().count(), 4);
+    // one changed byte in a training batch: predict refuses, naming the file
+    let batch = cifar.join("data_batch_3.bin");
+    let mut bytes = std::fs::read(&batch).expect("read");
+    bytes[100] ^= 0xff;
+    std::fs::write(&batch, bytes).expect("write");
+    let o = predict(&reference);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("training data changed") && err.contains("data_batch_3.bin"), "{err}");
 }

@@ -161,3 +161,50 @@ fn library_crates_do_not_touch_the_network() {
         .collect();
     assert!(offenders.is_empty(), "network use in library code:\n{}", offenders.join("\n"));
 }
+
+/// The fenced block of `lang` (its first word) in the README's section `heading`.
+fn readme_block(readme: &str, heading: &str, lang: &str) -> String {
+    let section = readme.split("\n## ").find(|s| s.starts_with(heading)).expect("section");
+    let mut lines = section
+        .lines()
+        .skip_while(|l| !(l.starts_with("```") && l[3..].split(',').next() == Some(lang)));
+    assert!(lines.next().is_some(), "no ```{lang} block under ## {heading}");
+    lines.take_while(|l| !l.starts_with("```")).collect::<Vec<_>>().join("\n")
+}
+
+/// The README's "Use one crate" program is compiled as a doc test of imgclass-testkit; this
+/// checks the part a doc test cannot: that its `toml` block lists every crate the program
+/// uses, with a path to that crate in the checkout, and that the program is a whole `main`.
+#[test]
+fn readme_snippet_lists_every_crate_it_uses() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md exists");
+    let toml_text = readme_block(&readme, "Use one crate", "toml");
+    let rust = readme_block(&readme, "Use one crate", "rust");
+    let manifest: toml::Table = toml_text.parse().expect("the README's toml parses");
+    let listed = manifest["dependencies"].as_table().expect("[dependencies]");
+    assert!(rust.contains("fn main() -> Result<"), "a whole program:\n{rust}");
+    assert!(!rust.lines().any(|l| l.trim_start().starts_with("# ")), "no hidden lines:\n{rust}");
+    let mut used: Vec<String> = rust
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("imgclass_"))
+        .map(|w| w.replace('_', "-"))
+        .collect();
+    used.sort();
+    used.dedup();
+    assert!(used.len() >= 3, "{used:?}");
+    for name in &used {
+        let dep = listed.get(name).unwrap_or_else(|| panic!("the README's toml lacks {name}"));
+        let path = dep["path"].as_str().expect("a path dependency");
+        let dir = path.rsplit_once("crates/").map(|(_, d)| d).expect("a path into crates/");
+        let manifest = root().join("crates").join(dir).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).expect("the crate exists");
+        assert!(text.contains(&format!("name = \"{name}\"")), "{path} is not {name}");
+    }
+    // the doc test that compiles it exists
+    let testkit = std::fs::read_to_string(root().join("crates/testkit/src/lib.rs")).expect("lib");
+    assert!(testkit.contains("include_str!(\"../../../README.md\")"));
+    let dev = std::fs::read_to_string(root().join("crates/testkit/Cargo.toml")).expect("toml");
+    for name in used.iter().filter(|n| *n != "imgclass-core") {
+        assert!(dev.contains(&format!("{name}.workspace")), "testkit must dev-depend on {name}");
+    }
+}

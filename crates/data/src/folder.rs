@@ -89,12 +89,12 @@ pub fn read_image_folder(root: &Path, opts: &FolderOptions) -> Result<TrainTest,
             train: train.into_dataset(size, grey, classes.clone())?,
             test: test.into_dataset(size, grey, classes)?,
         };
-        tracing::info!(
+        tracing::debug!(
             root = %root.display(),
             train = data.train.len(),
             test = data.test.len(),
             shape = %data.train.shape(),
-            seconds = start.elapsed().as_secs_f64(),
+            seconds = format_args!("{:.2}", start.elapsed().as_secs_f64()),
             "read image folder"
         );
         Ok(data)

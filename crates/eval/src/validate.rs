@@ -246,7 +246,7 @@ pub fn grid_search<P: Fit + Sync>(
             predict_seconds += o.predict_seconds;
         }
         let scores = CvScores::from_folds(per_fold)?;
-        tracing::info!(params = %label(p), mean = scores.mean, std = scores.std, "grid point");
+        tracing::debug!(params = %label(p), mean = scores.mean, std = scores.std, "grid point");
         points.push(GridPoint { params: label(p), scores, fit_seconds, predict_seconds });
     }
     let best = argmax_mean(points.iter().map(|p| &p.scores))

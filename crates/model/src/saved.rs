@@ -266,7 +266,7 @@ fn write_pair(
     let json = serde_json::to_vec_pretty(&md)
         .map_err(|source| ModelError::Json { path: json_path.clone(), source })?;
     write_atomic(&json_path, &json)?;
-    tracing::info!(path = %json_path.display(), kind = md.params.kind(), "saved model");
+    tracing::debug!(path = %json_path.display(), kind = md.params.kind(), "saved model");
     Ok(())
 }
 

@@ -44,6 +44,9 @@ pub enum Block {
     },
     /// A table.
     Table(Table),
+    /// An HTML fragment inlined as is: pass only HTML made by this crate (e.g.
+    /// [`crate::image_grid_html`]) or otherwise trusted.
+    Html(String),
 }
 
 /// A titled section of the page.
@@ -83,12 +86,26 @@ pub fn base64(bytes: &[u8]) -> String {
 const STYLE: &str = "body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px auto;max-width:1000px;\
 color:#222}h1{font-size:24px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;\
 margin-top:32px}table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ccc;\
-padding:4px 10px;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}\
-pre{background:#f6f6f6;padding:8px;overflow-x:auto}img{image-rendering:pixelated;max-width:100%}\
-.figure{margin:8px 0}";
+padding:4px 10px;text-align:left}th{background:#f3f3f3}.num{text-align:right}\
+pre{background:#f6f6f6;padding:8px;white-space:pre-wrap;overflow-wrap:anywhere}\
+img{image-rendering:pixelated;max-width:100%}.figure{margin:8px 0}\
+.meta{color:#444;margin:0 0 12px}.meta td{border:none;padding:1px 12px 1px 0}\
+.meta td:first-child{color:#777}nav ol{margin:4px 0 0 0}.warn{color:#a04000;font-weight:bold}\
+.grid{display:flex;flex-wrap:wrap;gap:10px 14px;margin:8px 0}\
+.grid figure{margin:0;text-align:center;font-size:13px}\
+.grid figcaption{margin-top:3px;line-height:1.3}.ok{color:#1a7f37}.bad{color:#c62828}\
+.frame-ok{outline:3px solid #1e9e3c}.frame-bad{outline:3px solid #d62828}\
+.frame-query{outline:3px solid #777}.row{display:flex;gap:14px;align-items:flex-start;margin:6px 0}";
 
-/// A complete, self-contained HTML page with `title` and the `sections` in order.
+/// A complete, self-contained HTML page with `title` and the `sections` in order (a table of
+/// contents first when there are three sections or more).
 pub fn html_page(title: &str, sections: &[Section]) -> String {
+    html_report(title, &[], sections)
+}
+
+/// [`html_page`] with a header of (name, value) lines under the title, e.g. the date, the
+/// git commit and the command that made the report.
+pub fn html_report(title: &str, header: &[(String, String)], sections: &[Section]) -> String {
     let mut out = String::new();
     let t = escape(title);
     let _ = write!(
@@ -96,8 +113,22 @@ pub fn html_page(title: &str, sections: &[Section]) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>{t}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{t}</h1>\n"
     );
-    for s in sections {
-        let _ = writeln!(out, "<section>\n<h2>{}</h2>", escape(&s.heading));
+    if !header.is_empty() {
+        out.push_str("<table class=\"meta\">\n");
+        for (k, v) in header {
+            let _ = writeln!(out, "<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v));
+        }
+        out.push_str("</table>\n");
+    }
+    if sections.len() >= 3 {
+        out.push_str("<nav>\n<strong>Contents</strong>\n<ol>\n");
+        for (i, s) in sections.iter().enumerate() {
+            let _ = writeln!(out, "<li><a href=\"#s{}\">{}</a></li>", i + 1, escape(&s.heading));
+        }
+        out.push_str("</ol>\n</nav>\n");
+    }
+    for (i, s) in sections.iter().enumerate() {
+        let _ = writeln!(out, "<section id=\"s{}\">\n<h2>{}</h2>", i + 1, escape(&s.heading));
         for b in &s.blocks {
             match b {
                 Block::Text(text) => {
@@ -118,6 +149,9 @@ pub fn html_page(title: &str, sections: &[Section]) -> String {
                     );
                 }
                 Block::Table(table) => write_table(&mut out, table),
+                Block::Html(html) => {
+                    let _ = writeln!(out, "{}", html.trim_end());
+                }
             }
         }
         out.push_str("</section>\n");
@@ -126,16 +160,42 @@ pub fn html_page(title: &str, sections: &[Section]) -> String {
     out
 }
 
+/// Whether a cell reads as a number (`0.2871`, `-3`, `1e-7`, `12.5x`, `0.3000 ± 0.0100`,
+/// `95%`); `-` and `–` (no value) are neutral.
+fn is_number(cell: &str) -> Option<bool> {
+    let c = cell.trim();
+    if c.is_empty() || c == "-" || c == "–" {
+        return None;
+    }
+    let first = c.split(' ').next().unwrap_or(c).trim_end_matches(['x', '%']);
+    Some(first.parse::<f64>().is_ok())
+}
+
+/// Which columns hold numbers: every cell a number or empty, at least one number.
+pub fn numeric_columns(table: &Table) -> Vec<bool> {
+    (0..table.header.len())
+        .map(|j| {
+            let kinds: Vec<bool> =
+                table.rows.iter().filter_map(|r| r.get(j).and_then(|c| is_number(c))).collect();
+            !kinds.is_empty() && kinds.iter().all(|&k| k)
+        })
+        .collect()
+}
+
+/// Writes a table: text columns left-aligned, number columns (see [`numeric_columns`])
+/// right-aligned.
 fn write_table(out: &mut String, table: &Table) {
+    let num = numeric_columns(table);
+    let class = |j: usize| if num.get(j).copied().unwrap_or(false) { " class=\"num\"" } else { "" };
     out.push_str("<table>\n<tr>");
-    for h in &table.header {
-        let _ = write!(out, "<th>{}</th>", escape(h));
+    for (j, h) in table.header.iter().enumerate() {
+        let _ = write!(out, "<th{}>{}</th>", class(j), escape(h));
     }
     out.push_str("</tr>\n");
     for row in &table.rows {
         out.push_str("<tr>");
-        for cell in row {
-            let _ = write!(out, "<td>{}</td>", escape(cell));
+        for (j, cell) in row.iter().enumerate() {
+            let _ = write!(out, "<td{}>{}</td>", class(j), escape(cell));
         }
         out.push_str("</tr>\n");
     }
@@ -183,5 +243,33 @@ mod tests {
             assert_eq!(base64(i.as_bytes()), o);
         }
         assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
+    }
+
+    #[test]
+    fn number_columns_are_told_from_text_columns() {
+        let t = Table {
+            header: ["model", "k", "accuracy", "speed", "note"].map(String::from).into(),
+            rows: vec![
+                ["k-NN", "7", "0.2871 ± 0.0040", "5.0x", "L1, k = 7"].map(String::from).into(),
+                ["svm", "-", "0.3771", "1e-7", "lr 1e-7"].map(String::from).into(),
+            ],
+        };
+        assert_eq!(numeric_columns(&t), vec![false, true, true, true, false]);
+        let page = html_page("t", &[Section::new("s", vec![Block::Table(t)])]);
+        assert!(page.contains("<td>k-NN</td><td class=\"num\">7</td>"));
+        assert!(page.contains("<th>model</th><th class=\"num\">k</th>"));
+    }
+
+    #[test]
+    fn a_report_has_a_header_and_a_table_of_contents() {
+        let s: Vec<Section> =
+            ["One", "Two & co", "Three"].iter().map(|h| Section::new(*h, vec![])).collect();
+        let header = vec![("git commit".to_string(), "abc123".to_string())];
+        let page = html_report("r", &header, &s);
+        assert!(page.contains("<td>git commit</td><td>abc123</td>"));
+        assert!(page.contains("<li><a href=\"#s2\">Two &amp; co</a></li>"));
+        assert!(page.contains("<section id=\"s3\">\n<h2>Three</h2>"));
+        // two sections: no table of contents
+        assert!(!html_page("r", &s[..2]).contains("<nav>"));
     }
 }

@@ -88,7 +88,20 @@ impl Canvas {
     }
 }
 
-fn check_image(img: &[u8], shape: ImageShape) -> Result<(), ReportError> {
+/// One image as PNG bytes, scaled up `scale` times by pixel repetition (no labels).
+pub(crate) fn single_png(
+    img: &[u8],
+    shape: ImageShape,
+    scale: usize,
+) -> Result<Vec<u8>, ReportError> {
+    check_image(img, shape)?;
+    let scale = scale.max(1);
+    let mut c = Canvas::new(shape.width * scale, shape.height * scale);
+    c.image(0, 0, img, shape, scale);
+    c.encode()
+}
+
+pub(crate) fn check_image(img: &[u8], shape: ImageShape) -> Result<(), ReportError> {
     if shape.is_empty() {
         return Err(ReportError::Empty { what: "image shape" });
     }

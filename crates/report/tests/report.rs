@@ -56,7 +56,8 @@ fn confusion_heatmap_shows_every_count_and_name() {
     let cm = ConfusionMatrix::new(&[0, 0, 1, 1, 1, 2], &[0, 1, 1, 1, 2, 2], 3).expect("ok");
     let names = ClassNames::new(["cat", "dog", "b&w"]);
     let svg = confusion_svg(&cm, &names);
-    assert_eq!(svg.matches("<rect x=").count(), 9);
+    assert_eq!(svg.matches("stroke=\"#fff\"/>").count(), 9, "one cell per pair");
+    assert!(svg.contains("class=\"colourbar\"") && svg.contains(">share of the true class</text>"));
     assert!(svg.contains("b&amp;w") && !svg.contains("b&w"));
     assert!(svg.contains(">accuracy 0.6667, 6 rows") || svg.contains("(accuracy 0.6667, 6 rows)"));
     // diagonal cells: dog row has 2 of 3 on the diagonal
@@ -74,9 +75,16 @@ fn heatmap_and_line_plot_snapshots() {
         cols: vec!["2.5e4".into(), "5e4".into(), "1e5".into()],
         values: vec![0.31, 0.35, f64::NAN, 0.28, 0.39, 0.33],
         decimals: 3,
+        ..Heatmap::default()
     };
     let svg = heatmap_svg(&map);
-    assert_eq!(svg.matches("<rect x=").count(), 6);
+    assert_eq!(svg.matches("stroke=\"#fff\"/>").count(), 6, "one cell per grid point");
+    // a colour bar with its scale: ticks between the smallest (0.28) and largest (0.39) value
+    assert!(svg.contains("class=\"colourbar\""));
+    for tick in ["0.28", "0.3", "0.32", "0.34", "0.36", "0.38"] {
+        assert!(svg.contains(&format!("class=\"bar-tick\">{tick}</text>")), "bar tick {tick}");
+    }
+    assert!(!svg.contains("class=\"chosen\""), "nothing chosen, nothing outlined");
     assert!(svg.contains(">0.390</text>") && svg.contains(">–</text>"));
     // the largest value gets viridis' last stop, the smallest its first
     assert!(svg.contains("fill=\"#fde725\"") && svg.contains("fill=\"#440154\""));
@@ -97,6 +105,7 @@ fn heatmap_and_line_plot_snapshots() {
             },
         ],
         log_y: false,
+        ..LinePlot::default()
     };
     let svg = line_plot_svg(&plot);
     assert_eq!(svg.matches("<polyline").count(), 2);
@@ -204,9 +213,109 @@ fn html_page_is_self_contained_and_escaped() {
     assert!(page.contains("<p>k &lt; 10 &amp; fast</p>"));
     assert!(!page.contains("src=\"http") && !page.contains("<script"), "nothing external");
     // the table: header plus one row per series, chosen k and mean ± std
-    assert!(page.contains("<td>L1</td><td>7</td>"));
-    assert!(page.contains("<td>0.2871</td>"));
+    assert!(page.contains("<td>L1</td><td class=\"num\">7</td>"));
+    assert!(page.contains("<td class=\"num\">0.2871</td>"));
     // the PNG bytes vary with the encoder version, so the snapshot stops before them
     let cut = page.find("base64,").map_or(page.len(), |i| i + 7);
     expect_file!["snapshots/page.html"].assert_eq(&page[..cut]);
+}
+
+#[test]
+fn a_chosen_cell_on_the_grid_edge_is_outlined_and_warned_about() {
+    let map = |chosen| Heatmap {
+        title: "t".into(),
+        row_title: "learning rate".into(),
+        col_title: "L2 strength".into(),
+        rows: vec!["1e-7".into(), "5e-7".into(), "1e-6".into()],
+        cols: vec!["1e3".into(), "1e4".into(), "1e5".into()],
+        values: vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+        decimals: 2,
+        chosen: Some(chosen),
+        value_title: "validation accuracy".into(),
+    };
+    let inside = heatmap_svg(&map((1, 1)));
+    assert_eq!(inside.matches("class=\"chosen\"").count(), 1);
+    assert!(!inside.contains("Warning"));
+    let edge = heatmap_svg(&map((2, 0)));
+    assert!(edge.contains(
+        "Warning: the chosen learning rate is the grid&#39;s largest and the chosen L2 strength \
+         is the grid&#39;s smallest: the best value may lie beyond the grid."
+    ));
+    assert!(edge.contains(">validation accuracy</text>"));
+    assert_eq!(imgclass_report::edge_warning(1, 3, (0, 1), "a", "b"), None, "one row: no edge");
+}
+
+#[test]
+fn a_log_axis_has_several_labelled_ticks_and_noise_gets_a_smoothed_line() {
+    // a noisy decreasing loss from about 9 to 1.5
+    let points: Vec<(f64, f64)> = (0..400)
+        .map(|i| (i as f64, 9.0 / (1.0 + i as f64 / 80.0) * if i % 2 == 0 { 1.3 } else { 0.7 }))
+        .collect();
+    let plot = LinePlot {
+        title: "loss".into(),
+        x_label: "iteration".into(),
+        y_label: "loss".into(),
+        series: vec![LineSeries { name: "svm".into(), points }],
+        log_y: true,
+        smooth: 21,
+        ..LinePlot::default()
+    };
+    let svg = line_plot_svg(&plot);
+    // the 1-2-5 ticks inside the data's range (about 1.1 to 11.7) are labelled
+    for t in ["2", "5", "10"] {
+        assert!(svg.contains(&format!("text-anchor=\"end\" >{t}</text>")), "tick {t}:\n{svg}");
+    }
+    assert!(!svg.contains(">1e"), "plain numbers, not exponents");
+    assert_eq!(svg.matches("class=\"smoothed\"").count(), 1);
+    assert!(svg.contains("stroke-opacity=\"0.3\""), "the raw line stays, faint");
+    assert_eq!(imgclass_report::log_ticks(0.3, 30.0), vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0]);
+}
+
+#[test]
+fn the_speed_plot_has_labelled_markers_a_reference_and_a_log_axis() {
+    let plot = LinePlot {
+        title: "recall".into(),
+        x_label: "speed".into(),
+        y_label: "recall".into(),
+        series: vec![LineSeries { name: "hnsw".into(), points: vec![(0.2, 0.9), (3.0, 0.99)] }],
+        log_x: true,
+        markers: true,
+        labels: vec![(0.2, 0.9, "ef=20".into()), (3.0, 0.99, "ef=64".into())],
+        reference: Some((1.0, 1.0, "exact search".into())),
+        ..LinePlot::default()
+    };
+    let svg = line_plot_svg(&plot);
+    assert_eq!(svg.matches("class=\"marker\"").count(), 2);
+    assert!(svg.contains(">ef=20</text>") && svg.contains(">ef=64</text>"));
+    assert!(svg.contains("class=\"reference\"") && svg.contains(">exact search</text>"));
+    // log x ticks on both sides of 1
+    for t in ["0.2", "0.5", "1", "2"] {
+        assert!(svg.contains(&format!("text-anchor=\"middle\" >{t}</text>")), "x tick {t}");
+    }
+}
+
+#[test]
+fn html_galleries_caption_images_with_real_text_at_64_px() {
+    let shape = ImageShape::new(3, 32, 32);
+    let names = ClassNames::new(["plane", "car"]);
+    let row = GalleryRow {
+        query: solid(shape, [10, 10, 10]),
+        label: 0,
+        predicted: Some(1),
+        neighbours: vec![(solid(shape, [1, 2, 3]), 1), (solid(shape, [4, 5, 6]), 0)],
+    };
+    let html = imgclass_report::neighbour_gallery_html(&[row], shape, &names).expect("html");
+    assert_eq!(html.matches("width=\"64\" height=\"64\"").count(), 3);
+    assert!(html.contains("<span>true: plane</span><br><span class=\"bad\">predicted: car</span>"));
+    assert!(html.contains("class=\"frame-bad\"") && html.contains("class=\"frame-ok\""));
+    let tpl =
+        imgclass_report::templates_html(&[solid(shape, [9, 9, 9])], shape, &names).expect("html");
+    assert!(tpl.contains("<figcaption><span>plane</span></figcaption>"));
+    let wrong = vec![(solid(shape, [200, 0, 0]), 1, 0)];
+    let m = imgclass_report::misclassified_html(&wrong, shape, &names).expect("html");
+    assert!(m.contains("true: car") && m.contains("predicted: plane"));
+    assert!(matches!(
+        imgclass_report::templates_html(&[vec![0; 5]], shape, &names),
+        Err(ReportError::ShapeMismatch { .. })
+    ));
 }

@@ -5,3 +5,9 @@ pub mod archives;
 pub mod fixtures;
 pub mod http;
 pub mod random;
+
+/// The README's Rust blocks, compiled by `cargo test --doc -p imgclass-testkit` (so CI
+/// compiles the "Use one crate" program; this crate dev-depends on every crate it uses).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -77,6 +77,24 @@ pub struct KnnConfig {
     /// Neighbours shown per gallery row (at most [`MAX_GALLERY_NEIGHBOURS`], and never more
     /// than the training set).
     pub gallery_neighbours: usize,
+    /// Save the chosen k-NN model beside the report. Off by default: a k-NN model is its
+    /// training set.
+    pub save_model: bool,
+    /// How a saved k-NN model holds its training set: `"reference"` (`model-knn-ref.json`:
+    /// the data folder's path and checksums, a few kB; CIFAR-10 only, other datasets fall back
+    /// to a copy) or `"copy"` (`model-knn.json` + `.safetensors`, self-contained, about
+    /// 154 MB for CIFAR-10).
+    pub model_data: ModelData,
+}
+
+/// How a saved k-NN model holds its training set (see [`KnnConfig::model_data`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelData {
+    /// The data folder's path and the checksum of each file.
+    Reference,
+    /// A copy of the training pixels.
+    Copy,
 }
 
 impl Default for KnnConfig {
@@ -88,6 +106,8 @@ impl Default for KnnConfig {
             folds: 5,
             gallery_rows: 10,
             gallery_neighbours: 10,
+            save_model: false,
+            model_data: ModelData::Reference,
         }
     }
 }

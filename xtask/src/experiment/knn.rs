@@ -62,6 +62,9 @@ pub struct KnnResult {
     /// The gallery image (written as gallery.png).
     #[serde(skip)]
     pub gallery: Vec<GalleryRow>,
+    /// The first misclassified test images: (pixels, true label, predicted label).
+    #[serde(skip)]
+    pub misclassified: Vec<super::report::Mistake>,
 }
 
 /// Number of progress steps of [`run`].
@@ -172,6 +175,7 @@ pub fn run(
         fold_seconds,
         test_seconds,
         gallery,
+        misclassified: super::report::mistakes(test, &truth, &pred),
     })
 }
 

@@ -52,6 +52,9 @@ pub struct LossResult {
     /// The retrained model (templates are drawn from it).
     #[serde(skip)]
     pub model: LinearModel,
+    /// The first misclassified test images: (pixels, true label, predicted label).
+    #[serde(skip)]
+    pub misclassified: Vec<super::report::Mistake>,
 }
 
 /// What the linear phase found.
@@ -175,6 +178,7 @@ pub fn run(
             retrain_seconds,
             grid,
             model,
+            misclassified: super::report::mistakes(test, &truth, &pred),
         });
     }
     Ok(LinearResult {

@@ -1,5 +1,6 @@
 //! Progress of one phase: an indicatif bar with ETA on a terminal, plain `[phase] i/n ...`
-//! lines (with the same ETA) when stderr is not a terminal (CI logs, pipes).
+//! lines (with the same ETA) when stderr is not a terminal (CI logs, pipes). Bars live in the
+//! process's one [`crate::logs::bars`] display, so log lines print above them, not over them.
 
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -19,7 +20,7 @@ impl Progress {
     /// Starts a phase of `total` steps.
     pub fn new(phase: &'static str, total: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
+            let bar = crate::logs::bars().add(ProgressBar::new(total));
             let style = ProgressStyle::with_template(
                 "{prefix:>8} [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
             )

@@ -9,10 +9,12 @@
 use std::path::Path;
 
 use anyhow::Context;
-use imgclass_core::{ClassNames, ImageShape};
+use imgclass_core::{ClassNames, ImageShape, Label, Subset};
+use imgclass_eval::ConfusionMatrix;
 use imgclass_report::{
     Block, Heatmap, LinePlot, LineSeries, Section, Table, confusion_svg, cv_plot_svg, cv_table,
-    heatmap_svg, html_page, line_plot_svg, neighbour_gallery_png, templates_png,
+    edge_warning, heatmap_svg, html_report, line_plot_svg, misclassified_html,
+    neighbour_gallery_html, neighbour_gallery_png, templates_html, templates_png,
 };
 use serde::Serialize;
 
@@ -71,6 +73,120 @@ pub struct RunInfo {
     pub threads: usize,
     /// xtask version.
     pub version: &'static str,
+    /// `git rev-parse HEAD` of the checkout (with `-dirty` when it has uncommitted changes),
+    /// `null` outside a git checkout.
+    pub git_commit: Option<String>,
+}
+
+/// The commit of the checkout at `root`: `git rev-parse HEAD`, with `-dirty` when `git status
+/// --porcelain` lists changes; `None` without git or outside a checkout.
+pub fn git_commit(root: &Path) -> Option<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let head = git(&["rev-parse", "HEAD"]).filter(|h| !h.is_empty())?;
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{head}-dirty") } else { head })
+}
+
+/// A misclassified test image: (pixels, true label, predicted label).
+pub type Mistake = (Vec<u8>, Label, Label);
+
+/// Misclassified test images shown per model (at most).
+const MISTAKES_SHOWN: usize = 20;
+
+/// Misclassified test rows, spread over the true classes: the first
+/// `MISTAKES_SHOWN / n_classes` (at least one) of each class in test order, in class order,
+/// at most [`MISTAKES_SHOWN`].
+pub fn mistakes(test: &Subset, truth: &[Label], pred: &[Label]) -> Vec<Mistake> {
+    let n_classes = test.n_classes().max(1);
+    let per_class = (MISTAKES_SHOWN / n_classes).max(1);
+    let mut taken = vec![0usize; n_classes];
+    let mut out: Vec<(Label, usize)> = Vec::new();
+    for (i, (&t, &p)) in truth.iter().zip(pred).enumerate() {
+        if t != p && (t as usize) < n_classes && taken[t as usize] < per_class {
+            taken[t as usize] += 1;
+            out.push((t, i));
+        }
+    }
+    out.sort_by_key(|&(t, i)| (t, i));
+    out.truncate(MISTAKES_SHOWN);
+    out.into_iter().map(|(t, i)| (test.row(i).to_vec(), t, pred[i])).collect()
+}
+
+fn class_name(names: &ClassNames, l: Label) -> String {
+    names.name(l).map_or_else(|| l.to_string(), str::to_string)
+}
+
+/// The per-class table of a test confusion matrix: support, precision, recall (the class's
+/// accuracy), F1.
+pub fn per_class_table(cm: &ConfusionMatrix, names: &ClassNames) -> Table {
+    let mut rows: Vec<Vec<String>> = cm
+        .class_reports()
+        .iter()
+        .map(|r| {
+            vec![
+                class_name(names, r.label),
+                r.support.to_string(),
+                format!("{:.3}", r.precision),
+                format!("{:.3}", r.recall),
+                format!("{:.3}", r.f1),
+            ]
+        })
+        .collect();
+    let reports = cm.class_reports();
+    let n = reports.len().max(1) as f64;
+    let mean = |f: fn(&imgclass_eval::ClassReport) -> f64| reports.iter().map(f).sum::<f64>() / n;
+    rows.push(vec![
+        "mean over classes".into(),
+        cm.total().to_string(),
+        format!("{:.3}", mean(|r| r.precision)),
+        format!("{:.3}", mean(|r| r.recall)),
+        format!("{:.3}", mean(|r| r.f1)),
+    ]);
+    Table {
+        header: ["class", "test images", "precision", "recall (= class accuracy)", "F1"]
+            .map(String::from)
+            .into(),
+        rows,
+    }
+}
+
+/// The `n` most frequent confusions (true class, predicted class) of a confusion matrix,
+/// most frequent first (ties in label order), with their share of the true class's rows.
+pub fn confused_pairs_table(cm: &ConfusionMatrix, names: &ClassNames, n: usize) -> Table {
+    let c = cm.n_classes() as Label;
+    let mut pairs: Vec<(u64, Label, Label)> = (0..c)
+        .flat_map(|t| (0..c).filter(move |&p| p != t).map(move |p| (t, p)))
+        .map(|(t, p)| (cm.count(t, p), t, p))
+        .filter(|&(k, _, _)| k > 0)
+        .collect();
+    pairs.sort_by(|a, b| b.0.cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+    Table {
+        header: ["true class", "predicted as", "test images", "share of the true class"]
+            .map(String::from)
+            .into(),
+        rows: pairs
+            .iter()
+            .take(n)
+            .map(|&(k, t, p)| {
+                vec![
+                    class_name(names, t),
+                    class_name(names, p),
+                    k.to_string(),
+                    format!("{:.1}%", 100.0 * k as f64 / cm.support(t).max(1) as f64),
+                ]
+            })
+            .collect(),
+    }
 }
 
 /// One written figure and where its data sits in results.json.
@@ -196,21 +312,141 @@ pub fn summary(
     rows
 }
 
-/// The validation cell of a summary row, with the speedup when there is one.
+/// A speed ratio `exact seconds / these seconds` in words that read right both ways:
+/// `5.0x faster than exact` for 5.0, `5.0x slower than exact` for 0.2.
+pub fn speed_words(ratio: f64) -> String {
+    if !ratio.is_finite() || ratio <= 0.0 {
+        "speed not measured".into()
+    } else if ratio >= 1.0 {
+        format!("{ratio:.1}x faster than exact")
+    } else {
+        format!("{:.1}x slower than exact", 1.0 / ratio)
+    }
+}
+
+/// The validation cell of a summary row, with the speed against exact search when there is one.
 fn validation_cell(r: &SummaryRow) -> String {
     match r.speedup_seconds_ratio {
-        Some(x) => format!("{}, {x:.1}x faster than exact", r.validation),
+        Some(x) => format!("{}, {}", r.validation, speed_words(x)),
         None => r.validation.clone(),
     }
 }
 
-/// The summary table as plain text.
+/// The width the printed summary table keeps within (a classic terminal).
+pub const SUMMARY_WIDTH: usize = 80;
+
+/// The pieces of `s` a line may break between: words, and the parts of a word after each
+/// comma (`kmeans:branching=16,checks=512`); each with whether a space precedes it.
+fn pieces(s: &str) -> Vec<(bool, &str)> {
+    let mut out = Vec::new();
+    for word in s.split_whitespace() {
+        let mut rest = word;
+        let mut spaced = true;
+        while let Some(i) = rest.find(',').filter(|&i| i + 1 < rest.len()) {
+            out.push((spaced, &rest[..=i]));
+            rest = &rest[i + 1..];
+            spaced = false;
+        }
+        out.push((spaced, rest));
+    }
+    out
+}
+
+/// `s` packed into lines of at most `width` characters, broken at spaces or after commas (a
+/// longer piece stands alone).
+fn wrap_words(s: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for (spaced, word) in pieces(s) {
+        let n = cur.chars().count();
+        let sep = usize::from(spaced && n > 0);
+        if n > 0 && n + sep + word.chars().count() > width {
+            lines.push(std::mem::take(&mut cur));
+        } else if sep == 1 {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(cur);
+    }
+    lines
+}
+
+/// A text table within `max_width` columns: columns two spaces apart; when the natural widths
+/// do not fit, the widest column is narrowed (its cells wrapped at spaces) until they do;
+/// `right` columns (numbers) are right-aligned.
+pub fn text_table(
+    header: &[&str],
+    rows: &[Vec<String>],
+    right: &[bool],
+    max_width: usize,
+) -> String {
+    let n = header.len();
+    let natural = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let mut w: Vec<usize> = (0..n).map(natural).collect();
+    let longest_word = |i: usize| {
+        rows.iter()
+            .flat_map(|r| pieces(&r[i]).into_iter().map(|x| x.1.chars().count()))
+            .chain(pieces(header[i]).into_iter().map(|x| x.1.chars().count()))
+            .max()
+            .unwrap_or(1)
+    };
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * n.saturating_sub(1);
+    while total(&w) > max_width {
+        // the widest column that can still shrink
+        let Some(i) = (0..n).filter(|&i| w[i] > longest_word(i)).max_by_key(|&i| w[i]) else {
+            break;
+        };
+        w[i] -= 1;
+        // the widths the wrapped cells really take
+        w[i] = rows
+            .iter()
+            .map(|r| &r[i])
+            .chain([&header[i].to_string()])
+            .flat_map(|c| wrap_words(c, w[i]))
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(w[i]);
+    }
+    let mut out = String::new();
+    let mut put = |cells: &[String]| {
+        let wrapped: Vec<Vec<String>> =
+            cells.iter().enumerate().map(|(i, c)| wrap_words(c, w[i])).collect();
+        let height = wrapped.iter().map(Vec::len).max().unwrap_or(1);
+        for line in 0..height {
+            let parts: Vec<String> = (0..n)
+                .map(|i| {
+                    let s = wrapped[i].get(line).map_or("", String::as_str);
+                    let pad = " ".repeat(w[i] - s.chars().count());
+                    if right[i] { format!("{pad}{s}") } else { format!("{s}{pad}") }
+                })
+                .collect();
+            out.push_str(parts.join("  ").trim_end());
+            out.push('\n');
+        }
+    };
+    put(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    put(&w.iter().map(|&k| "-".repeat(k)).collect::<Vec<_>>());
+    for r in rows {
+        put(r);
+    }
+    out
+}
+
+/// The summary table as plain text, at most [`SUMMARY_WIDTH`] columns wide.
 pub fn summary_text(rows: &[SummaryRow], t: &Timings) -> String {
     let header = ["model", "chosen", "validation", "test accuracy"];
-    let cells: Vec<[String; 4]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            vec![
                 r.model.clone(),
                 r.chosen.clone(),
                 validation_cell(r),
@@ -218,30 +454,12 @@ pub fn summary_text(rows: &[SummaryRow], t: &Timings) -> String {
             ]
         })
         .collect();
-    let mut w = header.map(|h| h.chars().count());
-    for c in &cells {
-        for (i, s) in c.iter().enumerate() {
-            w[i] = w[i].max(s.chars().count());
-        }
-    }
-    let line = |c: &[String]| {
-        c.iter()
-            .enumerate()
-            .map(|(i, s)| format!("{s}{}", " ".repeat(w[i] - s.chars().count())))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = line(&header.map(String::from));
+    let mut out = text_table(&header, &cells, &[false, false, false, true], SUMMARY_WIDTH);
     out.push('\n');
-    out.push_str(&w.iter().map(|&n| "-".repeat(n)).collect::<Vec<_>>().join("  "));
-    out.push('\n');
-    for c in &cells {
-        out.push_str(&line(c));
+    for line in wrap_words(&format!("time: {}", timing_line(t)), SUMMARY_WIDTH) {
+        out.push_str(&line);
         out.push('\n');
     }
-    out.push_str(&format!("\ntime: {}\n", timing_line(t)));
     out
 }
 
@@ -342,7 +560,7 @@ pub fn render(
                          as the test image, red = different."
                             .into(),
                     ),
-                    Block::Png { bytes: png, alt: "nearest-neighbour gallery".into() },
+                    Block::Html(neighbour_gallery_html(&k.gallery, shape, names)?),
                 ],
             ));
         }
@@ -362,6 +580,13 @@ pub fn render(
                 "svm" => "Linear SVM",
                 _ => "Softmax",
             };
+            let best_p = &res.grid[res.best];
+            let chosen = (
+                lrs.iter().position(|&v| v == best_p.learning_rate).unwrap_or(0),
+                regs.iter().position(|&v| v == best_p.regularization).unwrap_or(0),
+            );
+            let warning =
+                edge_warning(lrs.len(), regs.len(), chosen, "learning rate", "L2 strength");
             let heat = heatmap_svg(&Heatmap {
                 title: format!("{title}: validation accuracy"),
                 row_title: "learning rate".into(),
@@ -370,6 +595,8 @@ pub fn render(
                 cols: regs.iter().map(|&v| sci(v)).collect(),
                 values,
                 decimals: 3,
+                chosen: Some(chosen),
+                value_title: "validation accuracy".into(),
             });
             let name = &res.loss;
             add(
@@ -393,9 +620,16 @@ pub fn render(
                 tpl.clone(),
             );
             let p = &res.grid[res.best];
+            let mut blocks = Vec::new();
+            if let Some(w) = &warning {
+                blocks.push(Block::Html(format!(
+                    "<p class=\"warn\">{}</p>",
+                    imgclass_report::svg::escape(w)
+                )));
+            }
             sections.push(Section::new(
                 format!("{title}: learning rate x regularisation"),
-                vec![
+                blocks.into_iter().chain([
                     Block::Text(format!(
                         "{} SGD iterations of {} images per run on {} training images; validation \
                          accuracy on a stratified hold-out of {} (grey = diverged). Chosen: \
@@ -412,34 +646,36 @@ pub fn render(
                     )),
                     Block::Svg(heat),
                     Block::Text("The learned templates (each row of W rescaled to 0..255):".into()),
-                    Block::Png { bytes: tpl, alt: format!("{title} templates") },
+                    Block::Html(templates_html(&res.model.templates(), res.model.shape(), names)?),
                     Block::Text(
                         "Test confusion matrix of the chosen model retrained on all training \
                          images (row = true class):"
                             .into(),
                     ),
                     Block::Svg(cm),
-                ],
+                ])
+                .collect(),
             ));
-            let step = res.loss_curve.len().div_ceil(600).max(1);
             curves.push(LineSeries {
                 name: title.into(),
                 points: res
                     .loss_curve
                     .iter()
                     .enumerate()
-                    .step_by(step)
                     .map(|(i, &v)| (i as f64, f64::from(v)))
                     .collect(),
             });
         }
         if !curves.is_empty() {
+            let longest = curves.iter().map(|c| c.points.len()).max().unwrap_or(0);
             let svg = line_plot_svg(&LinePlot {
                 title: "Training loss of the retrained models".into(),
                 x_label: "SGD iteration".into(),
                 y_label: "minibatch loss (data + L2)".into(),
                 series: curves,
                 log_y: true,
+                smooth: (longest / 50).clamp(1, 101) | 1,
+                ..LinePlot::default()
             });
             add(
                 "loss_curves.svg",
@@ -449,6 +685,54 @@ pub fn render(
             );
             sections.push(Section::new("Linear classifiers: loss curves", vec![Block::Svg(svg)]));
         }
+    }
+    // per model: per-class figures, most-confused pairs, misclassified test images
+    let mut models: Vec<(String, &ConfusionMatrix, &[Mistake])> = Vec::new();
+    if let Some(k) = knn {
+        models.push((
+            format!("k-NN ({}, k = {})", k.best_metric, k.best_k),
+            &k.confusion,
+            &k.misclassified,
+        ));
+    }
+    if let Some(l) = linear {
+        for res in &l.losses {
+            let name = if res.loss == "svm" { "Linear SVM" } else { "Softmax" };
+            models.push((name.to_string(), &res.confusion, &res.misclassified));
+        }
+    }
+    if !models.is_empty() {
+        let mut per_class = vec![Block::Text(
+            "Test-set figures per class: precision = correct among the images predicted as the \
+             class, recall = correct among the images of the class (the class's accuracy), F1 = \
+             their harmonic mean."
+                .into(),
+        )];
+        let mut pairs = vec![Block::Text(
+            "The five most frequent mistakes of each model on the test set (true class -> \
+             predicted class)."
+                .into(),
+        )];
+        let per = (MISTAKES_SHOWN / names.len().max(1)).max(1);
+        let mut gallery = vec![Block::Text(format!(
+            "Misclassified test images of each model (the first {per} of each true class), with \
+             the true and the predicted class."
+        ))];
+        for (name, cm, wrong) in &models {
+            per_class.push(Block::Html(format!("<h3>{}</h3>", imgclass_report::svg::escape(name))));
+            per_class.push(Block::Table(per_class_table(cm, names)));
+            pairs.push(Block::Html(format!("<h3>{}</h3>", imgclass_report::svg::escape(name))));
+            pairs.push(Block::Table(confused_pairs_table(cm, names, 5)));
+            gallery.push(Block::Html(format!("<h3>{}</h3>", imgclass_report::svg::escape(name))));
+            if wrong.is_empty() {
+                gallery.push(Block::Text("No test image misclassified.".into()));
+            } else {
+                gallery.push(Block::Html(misclassified_html(wrong, shape, names)?));
+            }
+        }
+        sections.push(Section::new("Per-class test results (precision, recall, F1)", per_class));
+        sections.push(Section::new("Most-confused class pairs", pairs));
+        sections.push(Section::new("Misclassified test images", gallery));
     }
     match ann {
         AnnOutcome::Ran(a) => {
@@ -471,12 +755,24 @@ pub fn render(
                     LineSeries { name: kind.into(), points: pts }
                 })
                 .collect();
+            // each marker labelled with the setting that varies within its index kind
+            let labels = a
+                .points
+                .iter()
+                .filter_map(|p| {
+                    p.recall.map(|r| (p.speedup_seconds_ratio, r, short_setting(&p.spec)))
+                })
+                .collect();
             let svg = line_plot_svg(&LinePlot {
                 title: format!("Approximate search: recall@{} against speed", a.k),
-                x_label: "speedup over exact search (x)".into(),
+                x_label: "speed relative to exact search (x, log scale; > 1 is faster)".into(),
                 y_label: format!("recall@{}", a.k),
                 series,
-                log_y: false,
+                log_x: true,
+                markers: true,
+                labels,
+                reference: Some((1.0, 1.0, "exact search".into())),
+                ..LinePlot::default()
             });
             add(
                 "ann.svg",
@@ -492,7 +788,7 @@ pub fn render(
                     "build (s)",
                     "search (s)",
                     "queries/s",
-                    "speedup",
+                    "speed vs exact",
                 ]
                 .map(String::from)
                 .into(),
@@ -503,7 +799,7 @@ pub fn render(
                     "-".into(),
                     format!("{:.3}", a.exact_seconds),
                     format!("{:.0}", a.exact_queries_per_second),
-                    "1.0x".into(),
+                    "-".into(),
                 ])
                 .chain(a.points.iter().map(|p| {
                     vec![
@@ -516,7 +812,7 @@ pub fn render(
                         format!("{:.2}", p.build_seconds),
                         format!("{:.3}", p.search_seconds),
                         format!("{:.0}", p.queries_per_second),
-                        format!("{:.1}x", p.speedup_seconds_ratio),
+                        speed_words(p.speedup_seconds_ratio).replace(" than exact", ""),
                     ]
                 }))
                 .collect(),
@@ -543,6 +839,12 @@ pub fn render(
     }
     r.sections = sections;
     Ok(r)
+}
+
+/// The last `key=value` of an index spec (`hnsw:m=16,efc=200,ef=20` -> `ef=20`): the setting
+/// a sweep varies, as a marker label.
+fn short_setting(spec: &str) -> String {
+    spec.rsplit([',', ':']).next().unwrap_or(spec).to_string()
 }
 
 fn dedup(values: impl Iterator<Item = f64>) -> Vec<f64> {
@@ -628,10 +930,94 @@ pub fn page(results: &Results, rendered: &Rendered, config_toml: &str) -> String
             )),
             Block::Table(summary_table(&results.summary)),
             Block::Table(timings_table(&results.timings)),
-            Block::Code(results.run.command.clone()),
         ],
     )];
     sections.extend(rendered.sections.iter().cloned());
     sections.push(Section::new("Configuration", vec![Block::Code(config_toml.to_string())]));
-    html_page(&format!("imgclass experiment: {}", d.name), &sections)
+    let header = vec![
+        ("date (UTC)".to_string(), results.run.started_utc.clone()),
+        (
+            "git commit".to_string(),
+            results.run.git_commit.clone().unwrap_or_else(|| "unknown (not a git checkout)".into()),
+        ),
+        ("command".to_string(), results.run.command.clone()),
+        (
+            "machine".to_string(),
+            format!("{} threads, imgclass {}", results.run.threads, results.run.version),
+        ),
+    ];
+    html_report(&format!("imgclass experiment: {}", d.name), &header, &sections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, chosen: &str, validation: &str, test: Option<f64>) -> SummaryRow {
+        SummaryRow {
+            model: model.into(),
+            chosen: chosen.into(),
+            validation: validation.into(),
+            test_accuracy: test,
+            speedup_seconds_ratio: None,
+        }
+    }
+
+    #[test]
+    fn speed_ratios_read_right_both_ways() {
+        assert_eq!(speed_words(5.0), "5.0x faster than exact");
+        assert_eq!(speed_words(0.2), "5.0x slower than exact");
+        assert_eq!(speed_words(1.0), "1.0x faster than exact");
+    }
+
+    #[test]
+    fn the_summary_fits_80_columns_and_keeps_every_word() {
+        let mut ann = row(
+            "ann (L2 of 50000)",
+            "kmeans:branching=16,iterations=5,checks=512 + pca 64",
+            "recall@10 0.912",
+            None,
+        );
+        ann.speedup_seconds_ratio = Some(0.2);
+        let rows = vec![
+            row("k-NN", "L1, k = 7", "5-fold CV 0.2712 ± 0.0042", Some(0.2849)),
+            row("linear svm", "lr 1e-7, L2 2.5e4", "hold-out 0.3820", Some(0.3771)),
+            ann,
+        ];
+        let t = Timings { total_seconds: 61.234, knn_seconds: 20.0, ..Timings::default() };
+        let text = summary_text(&rows, &t);
+        // the unconstrained table is wider than 80 columns (so wrapping is exercised)
+        let natural: usize = rows.iter().map(|r| r.model.len() + r.chosen.len()).max().unwrap_or(0)
+            + validation_cell(&rows[2]).len();
+        assert!(natural > SUMMARY_WIDTH, "{natural}");
+        for line in text.lines() {
+            assert!(line.chars().count() <= SUMMARY_WIDTH, "{} columns: {line:?}", line.len());
+        }
+        for r in &rows {
+            for word in [&r.model, &r.chosen, &validation_cell(r)]
+                .iter()
+                .flat_map(|c| pieces(c))
+                .map(|p| p.1)
+            {
+                assert!(text.contains(word), "{word:?} lost from\n{text}");
+            }
+        }
+        assert!(text.contains("5.0x slower than exact") || text.contains("slower"), "{text}");
+        assert!(!text.contains("faster"), "{text}");
+        // numbers right-aligned: the test accuracies end at the same column
+        let ends: Vec<usize> = text
+            .lines()
+            .filter(|l| l.ends_with("0.2849") || l.ends_with("0.3771"))
+            .map(|l| l.chars().count())
+            .collect();
+        assert_eq!(ends.len(), 2);
+        assert_eq!(ends[0], ends[1]);
+    }
+
+    #[test]
+    fn a_narrow_table_is_laid_out_unwrapped() {
+        let rows = vec![vec!["a".to_string(), "12.5".to_string()], vec!["bcd".into(), "3".into()]];
+        let t = text_table(&["name", "value"], &rows, &[false, true], 80);
+        assert_eq!(t, "name  value\n----  -----\na      12.5\nbcd       3\n");
+    }
 }

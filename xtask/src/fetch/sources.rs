@@ -116,23 +116,51 @@ pub fn source(name: DatasetName) -> Source {
     }
 }
 
-/// The last path segment of a URL (without query), used as the download's file name.
-/// Published SHA-256 of the *decompressed* content of a files dataset's `.gz` files, as
+/// SHA-256 of the *decompressed* content of a files dataset's `.gz` files, as
 /// `(dataset, file, sha256)`: a legitimate copy re-compressed by a packager (or `gzip -9`)
 /// differs from the published gzip bytes, hence from their MD5, but not in content.
 ///
-/// Empty on purpose: no published hash of the decompressed MNIST / Fashion-MNIST files could
-/// be obtained and checked from this workplace (it has no network, and no package here ships
-/// the files or lists such hashes), and an unverified hash would be worse than none. Until an
-/// entry is added from a trusted source, a file whose gzip MD5 differs is refused with a
-/// message saying that no content hash is recorded.
-pub const CONTENT_SHA256: &[(&str, &str, &str)] = &[];
+/// Fashion-MNIST: computed on 2026-12-04 from Debian's `dataset-fashion-mnist`
+/// 0.0~git20200523.55506a9-1 (`/usr/share/datasets/fashion-mnist/`, fetched through apt's
+/// signed archive). Debian re-compressed upstream's files (its gzip MD5s differ from the
+/// published ones), so this is the packager case itself; the content was checked for the
+/// published structure (IDX magic, 60,000/10,000 records of 28 x 28, 6,000/1,000 images per
+/// class). Reproduce: `apt-get download dataset-fashion-mnist`, `dpkg-deb -x`, then
+/// `gunzip -c FILE.gz | sha256sum`.
+///
+/// MNIST: none recorded. No copy of the files or a hash of their decompressed content could
+/// be obtained and checked from this workplace, and an unverified hash would be worse than
+/// none; a MNIST file whose gzip MD5 differs is refused with a message saying that no
+/// content hash is recorded.
+pub const CONTENT_SHA256: &[(&str, &str, &str)] = &[
+    (
+        "fashion-mnist",
+        "train-images-idx3-ubyte.gz",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    (
+        "fashion-mnist",
+        "train-labels-idx1-ubyte.gz",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    (
+        "fashion-mnist",
+        "t10k-images-idx3-ubyte.gz",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    ),
+    (
+        "fashion-mnist",
+        "t10k-labels-idx1-ubyte.gz",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
+];
 
-/// The published SHA-256 of the decompressed `file` of `dataset`, if one is recorded.
+/// The recorded SHA-256 of the decompressed `file` of `dataset`, if one is recorded.
 pub fn content_sha256(dataset: &str, file: &str) -> Option<&'static str> {
     CONTENT_SHA256.iter().find(|(d, f, _)| *d == dataset && *f == file).map(|(_, _, h)| *h)
 }
 
+/// The last path segment of a URL (without query), used as the download's file name.
 pub fn file_name_of(url: &str) -> Option<&str> {
     let path = url.split(['?', '#']).next()?;
     let name = path.rsplit('/').next()?;
@@ -151,6 +179,19 @@ mod tests {
         );
         assert_eq!(file_name_of("http://127.0.0.1:80/a/b.tgz?x=1"), Some("b.tgz"));
         assert_eq!(file_name_of("http://host/dir/"), None);
+    }
+
+    #[test]
+    fn content_hashes_are_sha256_hex_of_files_the_dataset_lists() {
+        use clap::ValueEnum;
+        for (dataset, file, sha) in CONTENT_SHA256 {
+            assert!(imgclass_data::checksum::Checksum::sha256(sha).is_ok(), "{file}: {sha}");
+            let listed = DatasetName::value_variants().iter().map(|d| source(*d)).any(|s| {
+                s.name == *dataset
+                    && matches!(s.kind, Kind::Files { files, .. } if files.iter().any(|f| f.0 == *file))
+            });
+            assert!(listed, "{dataset}/{file} is not a file of that dataset");
+        }
     }
 
     #[test]

@@ -197,7 +197,7 @@ impl Autotune {
         let (truth_h, _) = exact.search(&held_q, 1)?;
         let (found_h, _) = ix.search(&held_q, 1)?;
         let held = recall_at(&found_h, &truth_h, 1);
-        tracing::info!(chosen = %chosen.spec(), held_out_recall = held, "autotune chose");
+        tracing::debug!(chosen = %chosen.spec(), held_out_recall = held, "autotune chose");
         Ok(AutotuneReport { trials, chosen, met_target: met, held_out_recall_at_1: held })
     }
 }
