@@ -357,7 +357,7 @@ impl std::fmt::Display for Accepted {
         f.write_str(match self {
             Self::GzipMd5 => "the gzip file's md5 matches the published file",
             Self::ContentSha256 => {
-                "re-compressed copy: its decompressed content matches the published sha-256"
+                "re-compressed copy: its decompressed content matches the recorded content sha-256"
             }
         })
     }
@@ -379,7 +379,7 @@ pub fn verify_published(
     let Some(content) = content_sha256 else {
         bail!(
             "{} is not the published file: its gzip md5 is {found}, the published {gz_md5}, and \
-             no published sha-256 of the decompressed content is recorded to accept a \
+             no sha-256 of the decompressed content is recorded for it to accept a \
              re-compressed copy",
             path.display()
         );
@@ -499,7 +499,7 @@ mod tests {
         );
         assert!(Accepted::ContentSha256.to_string().contains("decompressed content matches"));
         let e = verify_published(&b, &gz_md5, None).expect_err("no content hash").to_string();
-        assert!(e.contains("no published sha-256 of the decompressed content"), "{e}");
+        assert!(e.contains("no sha-256 of the decompressed content is recorded"), "{e}");
         // other content, re-compressed: refused, naming both checks
         let other = gzip(&[&idx[..12], &[9]].concat(), 9);
         fs::write(&b, &other).expect("write");
