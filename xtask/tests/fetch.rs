@@ -67,6 +67,8 @@ fn installed_listing() -> BTreeSet<String> {
     for (name, _) in cifar10_files(1, 1, 0) {
         s.insert(format!("cifar-10/cifar-10-batches-bin/{name}"));
     }
+    // the checksums recorded at install
+    s.insert("cifar-10/cifar-10-batches-bin/SHA256SUMS".into());
     s
 }
 
@@ -822,6 +824,36 @@ fn a_truncated_or_extended_batch_fails_verification_naming_the_file() {
     }
     std::fs::write(&batch, &full).unwrap();
     assert!(fetch(&["--url", &url, "--md5", &sum, "--data-dir", d]).status.success());
+
+    // the install recorded each file's SHA-256 (sha256sum format) ...
+    let layout = data.join("cifar-10/cifar-10-batches-bin");
+    let manifest = std::fs::read_to_string(layout.join("SHA256SUMS")).unwrap();
+    for line in manifest.lines() {
+        let (recorded, name) = line.split_once("  ").unwrap();
+        let bytes = std::fs::read(layout.join(name)).unwrap();
+        assert_eq!(recorded, sha256_hex(&bytes), "{name}");
+    }
+    assert!(manifest.contains("  data_batch_2.bin") && manifest.contains("  test_batch.bin"));
+    // ... so a batch edited at the right size is named, not "already present and verified"
+    let mut edited = full.clone();
+    edited[3073 + 100] ^= 0x5a;
+    std::fs::write(&batch, &edited).unwrap();
+    let out = fetch(&["--url", &url, "--md5", &sum, "--data-dir", d]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(!stdout(&out).contains("already present"), "{err}");
+    assert!(
+        err.contains("data_batch_2.bin changed since it was installed")
+            && err.contains("SHA256SUMS"),
+        "{err}"
+    );
+    std::fs::write(&batch, &full).unwrap();
+    assert!(fetch(&["--url", &url, "--md5", &sum, "--data-dir", d]).status.success());
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Issue 17 item 2: the official layout (fetched or kept without --url / --from) must have

@@ -61,6 +61,7 @@ fn check_layout_counts(source: &Source, dir: &Path, official: bool) -> anyhow::R
             anyhow::Error::new(e).context(rule)
         })?;
     }
+    check_manifest(source, dir)?;
     let data = match source.name {
         "cifar-100" => read_cifar100(dir, Cifar100Labels::Fine)?,
         _ => read_cifar10(dir)?,
@@ -126,7 +127,60 @@ fn commit(source: &Source, staged: &Path, target: &Path) -> anyhow::Result<()> {
     let summary = check_layout(source, staged).with_context(|| {
         format!("the imported {} does not read back; nothing was installed", source.name)
     })?;
+    write_manifest(source, staged)?;
     install(source, staged, target, &summary)
+}
+
+/// The checksum list written beside an installed archive layout, in `sha256sum` format (so
+/// `sha256sum -c SHA256SUMS` checks it too): the SHA-256 of each file as it was installed
+/// from a verified archive or import. Every later verification compares the files with it,
+/// so a batch edited or replaced after installation, even at the right size, is named.
+pub const MANIFEST: &str = "SHA256SUMS";
+
+/// Writes [`MANIFEST`] for an archive layout's files in `dir`.
+fn write_manifest(source: &Source, dir: &Path) -> anyhow::Result<()> {
+    let Kind::Archive { files, .. } = source.kind else { return Ok(()) };
+    let mut text = String::new();
+    for f in files {
+        let sum = imgclass_data::checksum::sha256_file(&dir.join(f))
+            .with_context(|| format!("cannot checksum {}", dir.join(f).display()))?;
+        text.push_str(&format!("{sum}  {f}\n"));
+    }
+    let path = dir.join(MANIFEST);
+    fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Compares an archive layout's files in `dir` with its [`MANIFEST`], when there is one (a
+/// layout installed by an older build has none); an error names each file that differs.
+fn check_manifest(source: &Source, dir: &Path) -> anyhow::Result<()> {
+    let Kind::Archive { files, .. } = source.kind else { return Ok(()) };
+    let path = dir.join(MANIFEST);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut differ = Vec::new();
+    for f in files {
+        let Some(recorded) = text.lines().find_map(|l| {
+            l.split_once("  ").filter(|(_, name)| name == f).map(|(sum, _)| sum.to_string())
+        }) else {
+            bail!("{} has no checksum for {f}", path.display());
+        };
+        let found = imgclass_data::checksum::sha256_file(&dir.join(f))
+            .with_context(|| format!("cannot checksum {}", dir.join(f).display()))?;
+        if !found.eq_ignore_ascii_case(&recorded) {
+            differ.push(dir.join(f).display().to_string());
+        }
+    }
+    if !differ.is_empty() {
+        bail!(
+            "{} changed since it was installed (its SHA-256 differs from {})",
+            differ.join(", "),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Renames the checked staged folder to `target`.
@@ -335,6 +389,7 @@ fn import_image_folder(source: &Source, from: &Path, target: &Path) -> anyhow::R
     if back != data {
         bail!("the written batches do not read back to the imported images; nothing was installed");
     }
+    write_manifest(source, &staged)?;
     install(source, &staged, target, &summary(&back))
 }
 
