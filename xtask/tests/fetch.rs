@@ -358,6 +358,31 @@ fn from_a_local_archive() {
     assert!(!other.exists());
 }
 
+/// The install writes its own `SHA256SUMS`: one that came inside an archive (here a stale
+/// one) is neither trusted nor checked, and is replaced by the checksums of what was installed.
+#[test]
+fn a_manifest_inside_an_archive_is_replaced_by_the_installs_own() {
+    let files = cifar10_files(TRAIN_PER_BATCH, N_TEST, SEED);
+    let stale =
+        "0000000000000000000000000000000000000000000000000000000000000000  data_batch_1.bin\n";
+    let mut entries: Vec<(String, &[u8])> =
+        files.iter().map(|(n, b)| (format!("cifar-10-batches-bin/{n}"), &b[..])).collect();
+    entries.push(("cifar-10-batches-bin/SHA256SUMS".into(), stale.as_bytes()));
+    let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("copy.tar.gz");
+    std::fs::write(&file, tar_gz(&refs)).unwrap();
+    let data = tmp.path().join("data");
+    let out = fetch(&["--from", file.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_installed_fixture(&data);
+    let manifest =
+        std::fs::read_to_string(data.join("cifar-10/cifar-10-batches-bin/SHA256SUMS")).unwrap();
+    let (name, bytes) = &files[0];
+    assert!(manifest.contains(&format!("{}  {name}", sha256_reader(&bytes[..]).unwrap())));
+    assert!(!manifest.contains("0000000000"), "{manifest}");
+}
+
 #[test]
 fn from_an_extracted_batches_folder() {
     let tmp = tempfile::tempdir().unwrap();
@@ -744,16 +769,7 @@ fn concurrent_runs_take_turns_on_the_data_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let url = server.url(ARCHIVE_PATH);
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["fetch-data", "--url", &url, "--md5", &sum])
-            .args(["--data-dir", data.to_str().unwrap()])
-            .env_remove("IMGCLASS_DATA_DIR")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || spawn_fetch(&url, &sum, &data);
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", stderr(&a));
@@ -771,14 +787,7 @@ fn concurrent_runs_take_turns_on_the_data_directory() {
     let held = std::fs::File::create(&lock_path).unwrap();
     std::fs::write(&lock_path, format!("{}\n", std::process::id())).unwrap();
     held.lock().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["fetch-data", "--url", &url, "--md5", &sum])
-        .args(["--data-dir", data.to_str().unwrap()])
-        .env_remove("IMGCLASS_DATA_DIR")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_fetch(&url, &sum, &data);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(child.try_wait().unwrap().is_none(), "the second run waits for the lock");
     assert!(!data.join("cifar-10/cifar-10-batches-bin").exists());
@@ -831,7 +840,7 @@ fn a_truncated_or_extended_batch_fails_verification_naming_the_file() {
     for line in manifest.lines() {
         let (recorded, name) = line.split_once("  ").unwrap();
         let bytes = std::fs::read(layout.join(name)).unwrap();
-        assert_eq!(recorded, sha256_hex(&bytes), "{name}");
+        assert_eq!(recorded, sha256_reader(&bytes[..]).unwrap(), "{name}");
     }
     assert!(manifest.contains("  data_batch_2.bin") && manifest.contains("  test_batch.bin"));
     // ... so a batch edited at the right size is named, not "already present and verified"
@@ -851,9 +860,16 @@ fn a_truncated_or_extended_batch_fails_verification_naming_the_file() {
     assert!(fetch(&["--url", &url, "--md5", &sum, "--data-dir", d]).status.success());
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+/// `fetch-data --url URL --md5 SUM --data-dir DATA` started in the background, its output piped.
+fn spawn_fetch(url: &str, sum: &str, data: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["fetch-data", "--url", url, "--md5", sum])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .env_remove("IMGCLASS_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Issue 17 item 2: the official layout (fetched or kept without --url / --from) must have

@@ -248,10 +248,11 @@ fn copy_with_progress(
     url: &str,
 ) -> Result<u64, CopyError> {
     let bar = if io::stderr().is_terminal() {
-        let bar = match total {
+        // through the one progress display, so log lines print above the bar, not over it
+        let bar = crate::logs::bars().add(match total {
             Some(t) => indicatif::ProgressBar::new(t),
             None => indicatif::ProgressBar::new_spinner(),
-        };
+        });
         let style = indicatif::ProgressStyle::with_template(
             "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
         )

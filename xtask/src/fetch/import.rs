@@ -124,6 +124,12 @@ fn staging(source: &Source, target: &Path) -> anyhow::Result<Staging> {
 
 /// Checks the staged folder and renames it to `target`.
 fn commit(source: &Source, staged: &Path, target: &Path) -> anyhow::Result<()> {
+    // a manifest that came inside an archive is not ours: the install writes its own
+    let foreign = staged.join(MANIFEST);
+    if foreign.exists() {
+        fs::remove_file(&foreign)
+            .with_context(|| format!("cannot replace {}", foreign.display()))?;
+    }
     let summary = check_layout(source, staged).with_context(|| {
         format!("the imported {} does not read back; nothing was installed", source.name)
     })?;
