@@ -12,7 +12,6 @@ use imgclass_core::{Fit, Subset};
 use imgclass_knn::{Knn, Metric};
 use imgclass_model::SavedModel;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The `format` value that marks a reference file.
 pub const FORMAT: &str = "imgclass-knn-reference";
@@ -54,9 +53,10 @@ pub struct KnnReference {
     pub created_by: String,
 }
 
+/// The file's SHA-256 (imgclass-data's streamed checksum: the file is not held in memory).
 fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
+    imgclass_data::checksum::sha256_file(path)
+        .with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// The CIFAR-10 files whose checksums a reference records (the training batches and the class
