@@ -21,7 +21,7 @@ from safetensors.numpy import load
 def main(meta_path, rows_path):
     with open(meta_path) as f:
         meta = json.load(f)
-    assert meta["format_version"] == 1, meta["format_version"]
+    assert meta["format_version"] == 2, meta["format_version"]
     assert meta["kind"] == "linear", meta["kind"]
     st_path = os.path.join(os.path.dirname(meta_path), meta["tensors"])
     with open(st_path, "rb") as f:
@@ -29,7 +29,7 @@ def main(meta_path, rows_path):
     assert len(raw) == meta["tensors_size"], "tensor file size differs from the metadata"
     assert hashlib.sha256(raw).hexdigest() == meta["tensors_sha256"], "sha256 differs"
     t = load(raw)
-    shape = meta["image_shape"]
+    shape = meta["input"]["image"]
     d = shape["channels"] * shape["height"] * shape["width"]
     c = len(meta["classes"])
     W, b, mean = t["W"], t["b"], t["mean"]

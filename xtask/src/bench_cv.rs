@@ -321,18 +321,23 @@ fn gallery(
     let queries = test.select(&picks)?;
     let model = Knn::new(n_neighbours).metric(metric).fit(train)?;
     let nb = model.kneighbors(&queries, n_neighbours)?;
+    let (Some(qpx), Some(tpx), Some(shape)) =
+        (queries.pixels(), train.pixels(), test.dataset().image_shape())
+    else {
+        anyhow::bail!("the neighbour gallery shows images; these rows are features");
+    };
     let mut out = Vec::with_capacity(rows);
     for (q, &pick) in picks.iter().enumerate() {
         let idx = &nb.indices[q * nb.k..(q + 1) * nb.k];
         out.push(GalleryRow {
-            query: queries.row(q).to_vec(),
+            query: qpx.row(q).to_vec(),
             label: queries.label(q),
             predicted: pred.get(pick).copied(),
             neighbours: idx
                 .iter()
-                .map(|&j| (train.row(j as usize).to_vec(), train.label(j as usize)))
+                .map(|&j| (tpx.row(j as usize).to_vec(), train.label(j as usize)))
                 .collect(),
         });
     }
-    Ok(neighbour_gallery_png(&out, test.dataset().shape(), test.dataset().classes(), 3)?)
+    Ok(neighbour_gallery_png(&out, shape, test.dataset().classes(), 3)?)
 }

@@ -392,7 +392,7 @@ fn heatmap_svg(name: &str, lrs: &[f64], regs: &[f64], cells: &[Cell]) -> String 
 /// Writes the learned templates side by side (upscaled 4x), with the class names' order
 /// left to right, as an RGB PNG.
 fn write_templates(model: &LinearModel, ds: &Dataset, path: &Path) -> anyhow::Result<()> {
-    let shape = ds.shape();
+    let shape = ds.image_shape().context("templates are images; these rows are features")?;
     let (h, w, ch) = (shape.height, shape.width, shape.channels);
     let (zoom, gap) = (4usize, 4usize);
     let t = model.templates();

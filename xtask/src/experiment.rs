@@ -113,6 +113,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let train = load::subsample(&tt.train, cfg.n_train, seed_of(stream::SUBSAMPLE_TRAIN))?;
     let test = load::subsample(&tt.test, cfg.n_test, seed_of(stream::SUBSAMPLE_TEST))?;
     anyhow::ensure!(train.len() >= 2 && !test.is_empty(), "too few images to experiment on");
+    let image_shape = tt
+        .train
+        .image_shape()
+        .context("the experiment reads images; this dataset holds features")?;
     let mut timings = Timings { load_seconds: t.elapsed().as_secs_f64(), ..Timings::default() };
     eprintln!(
         "experiment: {} {} ({} train, {} test of {} x {}), seed {}, {} threads{}",
@@ -155,14 +159,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // report: rendered in memory, then written into a temporary directory and renamed
     let t = Instant::now();
     let names = tt.train.classes().clone();
-    let rendered = report::render(knn.as_ref(), linear.as_ref(), &ann, &names, tt.train.shape())?;
+    let rendered = report::render(knn.as_ref(), linear.as_ref(), &ann, &names, image_shape)?;
     let summary = report::summary(knn.as_ref(), linear.as_ref(), &ann);
     let config_toml = toml::to_string(&cfg).context("serialising the config")?;
     let mut results = Results {
         schema_version: report::RESULTS_SCHEMA_VERSION,
         dataset: DatasetInfo {
             name: args.dataset.name().into(),
-            shape: tt.train.shape(),
+            shape: image_shape,
             classes: names,
             n_train_available: tt.train.len(),
             n_test_available: tt.test.len(),

@@ -213,7 +213,13 @@ pub fn run(args: Args) -> Result<()> {
             (model, Measure::of(&md))
         }
     };
-    let shape = model.shape();
+    let Some(shape) = model.shape().image() else {
+        anyhow::bail!(
+            "{} takes {}, not images: save the transforms with it as a pipeline to classify image files",
+            args.model.display(),
+            model.shape()
+        );
+    };
     tracing::debug!(kind = model.kind(), %shape, classes = model.n_classes(), "loaded model");
     let mut pixels = Vec::with_capacity(args.images.len() * shape.len());
     let mut good: Vec<&PathBuf> = Vec::with_capacity(args.images.len());

@@ -102,7 +102,7 @@ fn python_reproduces_the_scores_of_a_saved_linear_model() {
     save_linear(&model, train.classes(), &provenance(), dir.path().join("lin")).expect("save");
     let queries = colours(2, 7);
     let rows = dir.path().join("rows.bin");
-    std::fs::write(&rows, queries.pixels()).expect("rows");
+    std::fs::write(&rows, queries.pixels().expect("images").storage().0).expect("rows");
     let out = Command::new(&py)
         .arg(repo_root().join("xtask/peers/roundtrip.py"))
         .arg(dir.path().join("lin.json"))
@@ -187,7 +187,7 @@ fn predict_with_a_saved_knn_model_gives_vote_shares_and_text_output() {
     save_knn(&model, &provenance(), dir.path().join("knn")).expect("save");
     // training row 4 (class 1) as an 8x8 PNG: its three nearest rows decide, by vote
     let plane = SHAPE.height * SHAPE.width;
-    let r = train.row(4);
+    let r = train.pixels().expect("images").row(4);
     let img = image::RgbImage::from_fn(8, 8, |x, y| {
         let i = (y * 8 + x) as usize;
         image::Rgb([r[i], r[plane + i], r[2 * plane + i]])
@@ -252,7 +252,7 @@ fn a_model_saved_by_the_experiment_classifies_a_users_jpeg() {
         let model = out.join(name);
         let (saved, md) =
             imgclass_model::SavedModel::load(&model).expect("the experiment's model loads");
-        assert_eq!(saved.shape(), shape);
+        assert_eq!(saved.shape(), shape.into());
         assert_eq!(md.provenance.seed, results["seed"].as_u64());
         let o = xtask(&["predict", "--model", s(&model), "--json", s(&jpg)]);
         assert!(o.status.success(), "predict failed: {}", String::from_utf8_lossy(&o.stderr));

@@ -1,4 +1,4 @@
-//! Shared vocabulary of imgclass: [`Dataset`], [`Subset`], [`ClassNames`], [`ImageShape`],
+//! Shared vocabulary of imgclass: [`Dataset`] (u8 images or f32 features), [`Subset`], [`ClassNames`], [`ImageShape`],
 //! the seeded [`rng::SplitMix64`], and the [`Fit`] / [`Predict`] traits every classifier
 //! implements.
 //!
@@ -16,7 +16,7 @@
 //!     ClassNames::new(["red", "blue"]),
 //! )?;
 //! assert_eq!(ds.len(), 2);
-//! assert_eq!(ds.row(1), &[0, 0, 255]);
+//! assert_eq!(ds.all().pixels().map(|r| r.row(1)), Some(&[0u8, 0, 255][..]));
 //! assert_eq!(ds.classes().name(ds.label(1)), Some("blue"));
 //! # Ok::<(), imgclass_core::DatasetError>(())
 //! ```
@@ -25,5 +25,10 @@ mod dataset;
 pub mod rng;
 mod traits;
 
-pub use dataset::{ClassNames, Dataset, DatasetError, ImageShape, Label, ShapeMismatch, Subset};
+pub use dataset::{
+    ClassNames, Dataset, DatasetError, ImageShape, Label, RowShape, ShapeMismatch, Subset, Values,
+};
+/// The typed row view ([`Rows`]) and its value types ([`Element`]: u8 or f32) are
+/// imgclass-linalg's, re-exported: one row-view type from the kernels up.
+pub use imgclass_linalg::{Element, Rows};
 pub use traits::{Fit, Predict, argmax_label};

@@ -37,7 +37,7 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
-use imgclass_core::{ClassNames, Dataset, ImageShape, Label};
+use imgclass_core::{ClassNames, Dataset, ImageShape, Label, Values};
 use rayon::prelude::*;
 
 use crate::{DataError, TrainTest, buffer};
@@ -190,7 +190,7 @@ pub fn read_cifar100(dir: &Path, labels: Cifar100Labels) -> Result<TrainTest, Da
 /// [`DataError::TooFewForLayout`]). Existing files of those names are replaced.
 pub fn write_cifar10(dir: &Path, data: &TrainTest) -> Result<(), DataError> {
     for ds in [&data.train, &data.test] {
-        if ds.shape() != ImageShape::CIFAR {
+        if ds.image_shape() != Some(ImageShape::CIFAR) {
             return Err(DataError::NotCifarShape { found: ds.shape() });
         }
     }
@@ -241,10 +241,13 @@ pub fn write_cifar10(dir: &Path, data: &TrainTest) -> Result<(), DataError> {
     jobs.push((dir.join(CIFAR10_TEST_FILE), &data.test, 0, data.test.len()));
     jobs.par_iter().try_for_each(|(path, ds, first, count)| {
         let mut bytes = Vec::with_capacity(count * CIFAR10_RECORD);
+        let Values::Pixels(rows) = ds.values() else {
+            return Err(DataError::NotCifarShape { found: ds.shape() });
+        };
         for i in *first..first + count {
             // labels are < n_classes <= 256 (Dataset invariant), so they fit in a byte
             bytes.push(ds.label(i) as u8);
-            bytes.extend_from_slice(ds.row(i));
+            bytes.extend_from_slice(rows.row(i));
         }
         std::fs::write(path, &bytes).map_err(|e| DataError::io(path, e))
     })?;

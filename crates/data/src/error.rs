@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use imgclass_core::{DatasetError, ImageShape, Label};
+use imgclass_core::{DatasetError, Label};
 
 /// Why a dataset could not be read, written or split.
 ///
@@ -174,7 +174,7 @@ pub enum DataError {
     #[error("cifar-10 layout needs 3x32x32 images, found {found}")]
     NotCifarShape {
         /// The dataset's shape.
-        found: ImageShape,
+        found: imgclass_core::RowShape,
     },
     /// The data has more classes than a label byte can hold.
     #[error("cifar-10 layout holds at most 256 classes, found {n_classes}")]

@@ -27,8 +27,9 @@
 //! }
 //! let data = read_image_folder(&root, &FolderOptions::default())?;
 //! assert_eq!(data.train.classes().names(), ["dark", "light"]);
-//! assert_eq!((data.train.shape().channels, data.train.shape().width), (1, 2));
-//! assert_eq!(data.train.pixels(), &[10, 10, 200, 200]);
+//! let shape = data.train.image_shape().expect("images");
+//! assert_eq!((shape.channels, shape.width), (1, 2));
+//! assert_eq!(data.train.pixels().map(|r| r.to_contiguous()), Some(vec![10, 10, 200, 200]));
 //! assert_eq!(data.test.labels(), &[0]);
 //! std::fs::remove_dir_all(&root).unwrap();
 //! # Ok::<(), imgclass_data::DataError>(())

@@ -1,5 +1,5 @@
-//! Preprocessing for classifiers that need floats: the mean image, and conversion of u8 rows
-//! to centred, scaled `f32` rows.
+//! Preprocessing for classifiers that need floats: the mean row, and conversion of rows (u8
+//! pixels or f32 features) to centred, scaled `f32` rows.
 //!
 //! ```text
 //! mean[j] = (1 / n) Σ_i x[i][j]                 (per feature j, summed exactly in integers)
@@ -20,7 +20,7 @@
 //! # Ok::<(), imgclass_core::DatasetError>(())
 //! ```
 
-use imgclass_core::Subset;
+use imgclass_core::{Element, Rows, Subset, Values};
 use rayon::prelude::*;
 
 /// Rows summed per parallel task (u32 partial sums cannot overflow: 4096 * 255 < 2^32).
@@ -38,7 +38,17 @@ pub fn mean_image(x: &Subset) -> Vec<f32> {
         return vec![0.0; d];
     }
     let indices = x.indices();
-    let data = x.dataset();
+    let data = match x.dataset().values() {
+        Values::Pixels(rows) => rows,
+        Values::Features(rows) => {
+            // f64 sums in row order (deterministic)
+            let mut acc = vec![0f64; d];
+            for &i in indices {
+                acc.iter_mut().zip(rows.row(i)).for_each(|(a, &v)| *a += f64::from(v));
+            }
+            return acc.into_iter().map(|s| (s / n as f64) as f32).collect();
+        }
+    };
     let total = indices
         .par_chunks(SUM_ROWS)
         .map(|block| {
@@ -86,25 +96,38 @@ pub fn to_f32(x: &Subset, mean: Option<&[f32]>, scale: f32) -> Vec<f32> {
     if d == 0 {
         return out;
     }
-    let data = x.dataset();
-    out.par_chunks_mut(CONVERT_ROWS * d).zip(x.indices().par_chunks(CONVERT_ROWS)).for_each(
+    match x.dataset().values() {
+        Values::Pixels(rows) => convert(rows, x.indices(), mean, scale, d, &mut out),
+        Values::Features(rows) => convert(rows, x.indices(), mean, scale, d, &mut out),
+    }
+    out
+}
+
+fn convert<T: Element>(
+    data: Rows<'_, T>,
+    indices: &[usize],
+    mean: Option<&[f32]>,
+    scale: f32,
+    d: usize,
+    out: &mut [f32],
+) {
+    out.par_chunks_mut(CONVERT_ROWS * d).zip(indices.par_chunks(CONVERT_ROWS)).for_each(
         |(block, rows)| {
             for (o, &i) in block.chunks_exact_mut(d).zip(rows) {
                 let row = data.row(i);
                 match mean {
                     Some(m) => {
                         for ((o, &p), &mu) in o.iter_mut().zip(row).zip(m) {
-                            *o = (f32::from(p) - mu) * scale;
+                            *o = (p.to_f32() - mu) * scale;
                         }
                     }
                     None => {
                         for (o, &p) in o.iter_mut().zip(row) {
-                            *o = f32::from(p) * scale;
+                            *o = p.to_f32() * scale;
                         }
                     }
                 }
             }
         },
     );
-    out
 }

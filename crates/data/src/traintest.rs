@@ -6,7 +6,7 @@ use imgclass_core::rng::SplitMix64;
 use crate::DataError;
 
 /// A dataset's official training and test splits (same image shape and class names).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrainTest {
     /// The training split.
     pub train: Dataset,
@@ -33,7 +33,8 @@ impl TrainTest {
     /// let mut tt = TrainTest { train: ds.clone(), test: ds };
     /// tt.shuffle_train(7)?;
     /// // each pixel value here equals its old row index, so labels follow the pixels
-    /// for (p, l) in tt.train.pixels().iter().zip(tt.train.labels()) {
+    /// let px = tt.train.pixels().expect("images").to_contiguous();
+    /// for (p, l) in px.iter().zip(tt.train.labels()) {
     ///     assert_eq!(*l, u32::from(*p % 2));
     /// }
     /// # Ok::<(), imgclass_data::DataError>(())
@@ -42,15 +43,7 @@ impl TrainTest {
         let n = self.train.len();
         let mut perm: Vec<usize> = (0..n).collect();
         SplitMix64::new(seed).shuffle(&mut perm);
-        let dim = self.train.dim();
-        let mut pixels = Vec::with_capacity(n * dim);
-        let mut labels = Vec::with_capacity(n);
-        for &i in &perm {
-            pixels.extend_from_slice(self.train.row(i));
-            labels.push(self.train.label(i));
-        }
-        self.train =
-            Dataset::new(pixels, labels, self.train.shape(), self.train.classes().clone())?;
+        self.train = self.train.subset(perm)?.materialize();
         Ok(())
     }
 }

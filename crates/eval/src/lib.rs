@@ -26,7 +26,8 @@
 //!     type Error = EvalError;
 //!     fn n_classes(&self) -> usize { 2 }
 //!     fn predict(&self, x: &Subset) -> Result<Vec<Label>, EvalError> {
-//!         Ok(x.rows().map(|r| Label::from(r[0] >= self.0)).collect())
+//!         let v = x.values(); // pixels or features: the first value as f32
+//!         Ok((0..x.len()).map(|i| Label::from(v.row_f32(i)[0] >= f32::from(self.0))).collect())
 //!     }
 //! }
 //!

@@ -31,7 +31,7 @@ impl Fit for Centroid {
         for i in 0..train.len() {
             let l = train.label(i) as usize;
             counts[l] += 1;
-            for (s, &x) in sums[l].iter_mut().zip(train.row(i)) {
+            for (s, &x) in sums[l].iter_mut().zip(train.pixels().expect("images").row(i)) {
                 *s += f64::from(x);
             }
         }
@@ -47,7 +47,9 @@ impl Predict for CentroidModel {
         self.means.len()
     }
     fn predict(&self, x: &Subset) -> Result<Vec<Label>, KTooLarge> {
-        Ok(x.rows()
+        Ok(x.pixels()
+            .expect("images")
+            .iter()
             .map(|r| {
                 let dist = |m: &Vec<f64>| {
                     m.iter().zip(r).map(|(a, &b)| (a - f64::from(b)).powi(2)).sum::<f64>()
@@ -90,11 +92,13 @@ impl Predict for BruteKnnModel {
         self.train.n_classes()
     }
     fn predict(&self, x: &Subset) -> Result<Vec<Label>, KTooLarge> {
-        Ok(x.rows()
+        Ok(x.pixels()
+            .expect("images")
+            .iter()
             .map(|q| {
                 let mut d: Vec<(i64, usize)> = (0..self.train.len())
                     .map(|j| {
-                        let s = self.train.row(j).iter().zip(q);
+                        let s = self.train.pixels().expect("images").row(j).iter().zip(q);
                         (s.map(|(&a, &b)| (i64::from(a) - i64::from(b)).pow(2)).sum(), j)
                     })
                     .collect();
@@ -231,7 +235,7 @@ impl Predict for ThresholdModel {
         2
     }
     fn predict(&self, x: &Subset) -> Result<Vec<Label>, EvalError> {
-        Ok(x.rows().map(|r| Label::from(r[0] >= self.0)).collect())
+        Ok(x.pixels().expect("images").iter().map(|r| Label::from(r[0] >= self.0)).collect())
     }
 }
 

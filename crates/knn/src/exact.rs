@@ -9,7 +9,10 @@
 //! ties between classes go to the smaller label
 //! ```
 //!
-//! `d` is L1 or squared L2 on the raw u8 pixels, computed exactly in integers.
+//! `d` is L1 or squared L2. On u8 pixels it is computed exactly in integers (the fast path
+//! of raw-pixel k-NN); on f32 features (any [`Dataset`](imgclass_core::Dataset) made by a
+//! transform or extractor) in f32 by linalg's f32 kernels. Both go through the same
+//! [`Knn`] / [`KnnModel`] API.
 //!
 //! Worked example (1-D, L1): training rows 0, 1, 5, 6 with labels 0, 0, 1, 1; query 4.
 //! Distances 4, 3, 1, 2, so the 3 nearest are rows 2, 3, 1 with labels 1, 1, 0: majority
@@ -29,12 +32,12 @@
 //! assert!((p[0] - 1.0 / 3.0).abs() < 1e-6 && (p[1] - 2.0 / 3.0).abs() < 1e-6);
 //! let nb = model.kneighbors(&test.all(), 3)?;
 //! assert_eq!(nb.indices, vec![2, 3, 1]);
-//! assert_eq!(nb.distances, vec![1, 2, 3]);
+//! assert_eq!(nb.distances, vec![1.0, 2.0, 3.0]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use imgclass_core::{Fit, Label, Predict, Subset, argmax_label};
-use imgclass_linalg::{Metric, Rows, RowsU8, knn_u8};
+use imgclass_core::{Fit, Label, Predict, Subset, Values, argmax_label};
+use imgclass_linalg::{Metric, knn_f32, knn_u8};
 
 use crate::KnnError;
 
@@ -121,21 +124,41 @@ impl Default for Knn {
 }
 
 /// The `k` nearest training rows of each query: entries `q * k .. (q + 1) * k` belong to
-/// query `q`, sorted by (distance, training position).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// query `q`, sorted by (distance, training position). The one neighbour-result type of
+/// exact and approximate search.
+///
+/// Distances are f64 so that one type holds both paths exactly: the u8 kernels' integer
+/// distances (up to 2^32, beyond f32's 24-bit mantissa) and the f32 kernels' distances.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Neighbors {
     /// Neighbours per query.
     pub k: usize,
     /// Positions in the training [`Subset`] (not dataset rows), `n_queries * k`.
     pub indices: Vec<u32>,
-    /// Exact distances (L1 or squared L2), `n_queries * k`.
-    pub distances: Vec<u32>,
+    /// Distances (L1 or squared L2), `n_queries * k`.
+    pub distances: Vec<f64>,
 }
 
 impl Neighbors {
     /// Number of queries.
     pub fn n_queries(&self) -> usize {
         self.indices.len().checked_div(self.k).unwrap_or(0)
+    }
+
+    /// The neighbours of query `q`: (training positions, distances).
+    pub fn query(&self, q: usize) -> (&[u32], &[f64]) {
+        let r = q * self.k..(q + 1) * self.k;
+        (&self.indices[r.clone()], &self.distances[r])
+    }
+
+    /// Integer distances of the u8 kernels, exactly.
+    pub fn from_u32(k: usize, indices: Vec<u32>, distances: Vec<u32>) -> Self {
+        Self { k, indices, distances: distances.into_iter().map(f64::from).collect() }
+    }
+
+    /// f32 distances of the f32 kernels, exactly.
+    pub fn from_f32(k: usize, indices: Vec<u32>, distances: Vec<f32>) -> Self {
+        Self { k, indices, distances: distances.into_iter().map(f64::from).collect() }
     }
 }
 
@@ -153,8 +176,9 @@ impl Fit for Knn {
     type Model = KnnModel;
     type Error = KnnError;
 
-    /// Validates `k` against the training rows and the row length against the metric's exact
-    /// bound ([`imgclass_linalg::max_u8_dim`]), then stores the view (lazy: no work yet).
+    /// Validates `k` against the training rows and, for pixels, the row length against the
+    /// metric's exact bound ([`imgclass_linalg::max_u8_dim`]), then stores the view (lazy: no
+    /// work yet).
     fn fit(&self, train: &Subset) -> Result<KnnModel, KnnError> {
         if train.is_empty() {
             return Err(KnnError::EmptyTrain);
@@ -167,7 +191,7 @@ impl Fit for Knn {
         }
         // refused here, not at the first search, so a cross-validation fails before any work
         let max = imgclass_linalg::max_u8_dim(self.metric);
-        if train.dim() > max {
+        if train.pixels().is_some() && train.dim() > max {
             return Err(KnnError::Linalg(imgclass_linalg::LinalgError::RowTooLong {
                 dim: train.dim(),
                 max,
@@ -182,17 +206,6 @@ impl Fit for Knn {
             n_classes: train.n_classes(),
         })
     }
-}
-
-/// A zero-copy row view of a subset: contiguous when it is the whole dataset in order,
-/// gathered by index otherwise.
-fn rows(s: &Subset) -> Result<RowsU8<'_>, KnnError> {
-    let ds = s.dataset();
-    Ok(if s.is_identity() {
-        Rows::new(ds.pixels(), ds.len(), ds.dim())?
-    } else {
-        Rows::gather(ds.pixels(), ds.dim(), s.indices())?
-    })
 }
 
 impl KnnModel {
@@ -224,8 +237,19 @@ impl KnnModel {
         if k > self.train.len() {
             return Err(KnnError::KTooLarge { k, n_train: self.train.len() });
         }
-        let top = knn_u8(rows(x)?, rows(&self.train)?, k, self.params.metric)?;
-        Ok(Neighbors { k, indices: top.indices, distances: top.distances })
+        let metric = self.params.metric;
+        Ok(match (x.values(), self.train.values()) {
+            (Values::Pixels(q), Values::Pixels(t)) => {
+                let top = knn_u8(q, t, k, metric)?;
+                Neighbors::from_u32(k, top.indices, top.distances)
+            }
+            (Values::Features(q), Values::Features(t)) => {
+                let top = knn_f32(q, t, k, metric)?;
+                Neighbors::from_f32(k, top.indices, top.distances)
+            }
+            // equal row shapes (checked above) imply the same value type
+            _ => unreachable!("row shapes matched but value types differ"),
+        })
     }
 
     /// Vote shares per class for each row of `x`: `n_rows x n_classes`, row-major, each row
@@ -285,7 +309,7 @@ impl KnnModel {
             let label = self.labels[i as usize] as usize;
             scores[label] += match self.params.vote {
                 Vote::Majority => 1.0,
-                Vote::Distance => 1.0 / (f64::from(d) + DISTANCE_EPS),
+                Vote::Distance => 1.0 / (d + DISTANCE_EPS),
             };
         }
     }

@@ -4,6 +4,7 @@
 
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{ClassNames, Dataset, ImageShape, ShapeMismatch, Subset};
+use imgclass_knn::Neighbors;
 use imgclass_knn::ann::{AnnError, AnnIndex, Autotune, BuiltIndex, Metric, distance_u8, recall_at};
 
 /// `n` rows of `dim` bytes around `clusters` seeded centers (Gaussian, sd 20).
@@ -39,23 +40,25 @@ fn split(ds: &Dataset, n_train: usize) -> (Subset, Subset) {
 }
 
 /// Naive k-NN: every distance, sorted by (distance, index).
-fn naive(train: &Subset, queries: &Subset, k: usize, metric: Metric) -> (Vec<u32>, Vec<u32>) {
+fn naive(train: &Subset, queries: &Subset, k: usize, metric: Metric) -> Neighbors {
     let mut idx = Vec::new();
     let mut dist = Vec::new();
-    for q in queries.rows() {
+    for q in queries.pixels().expect("images").iter() {
         let mut all: Vec<(u32, u32)> = train
-            .rows()
+            .pixels()
+            .expect("images")
+            .iter()
             .enumerate()
             .map(|(i, r)| (u32::try_from(distance_u8(metric, q, r)).unwrap(), i as u32))
             .collect();
         all.sort_unstable();
         idx.extend(all[..k].iter().map(|p| p.1));
-        dist.extend(all[..k].iter().map(|p| p.0));
+        dist.extend(all[..k].iter().map(|p| f64::from(p.0)));
     }
-    (idx, dist)
+    Neighbors { k, indices: idx, distances: dist }
 }
 
-fn sorted_by_distance_then_index(idx: &[u32], dist: &[u32], k: usize) -> bool {
+fn sorted_by_distance_then_index(idx: &[u32], dist: &[f64], k: usize) -> bool {
     idx.chunks(k)
         .zip(dist.chunks(k))
         .all(|(i, d)| (1..k).all(|j| (d[j - 1], i[j - 1]) < (d[j], i[j])))
@@ -76,7 +79,7 @@ fn every_index_reaches_high_recall_on_clustered_data() {
     let ds = clustered(2200, 64, 10, 2);
     let (train, test) = split(&ds, 2000);
     let k = 10;
-    let (truth, _) = naive(&train, &test, k, Metric::L2);
+    let truth = naive(&train, &test, k, Metric::L2).indices;
     let truth1: Vec<u32> = truth.chunks(k).map(|c| c[0]).collect();
     // small budgets, so the indices are really approximate; with PCA (32 of 64 dims) the
     // projection loses the within-cluster noise, so the re-rank depth is raised to 100
@@ -93,14 +96,18 @@ fn every_index_reaches_high_recall_on_clustered_data() {
     for (kind, pca, min_recall) in cases {
         let mut ix = kind.build(&train, Metric::L2, pca, 7).expect("build");
         ix.set_rerank(100);
-        let (idx, dist) = ix.search(&test, k).expect("search");
+        let Neighbors { indices: idx, distances: dist, .. } = ix.search(&test, k).expect("search");
         assert!(sorted_by_distance_then_index(&idx, &dist, k));
         // reported distances are the exact distances of the reported rows
         for (q, (i, d)) in idx.chunks(k).zip(dist.chunks(k)).enumerate() {
             for (&ii, &dd) in i.iter().zip(d) {
                 assert_eq!(
-                    u64::from(dd),
-                    distance_u8(Metric::L2, test.row(q), train.row(ii as usize))
+                    dd as u64,
+                    distance_u8(
+                        Metric::L2,
+                        test.pixels().expect("images").row(q),
+                        train.pixels().expect("images").row(ii as usize)
+                    )
                 );
             }
         }
@@ -118,12 +125,13 @@ fn kd_tree_eps_guarantee_holds_for_every_query_and_rank() {
     let (train, test) = split(&ds, 2500);
     let k = 5;
     for metric in [Metric::L2, Metric::L1] {
-        let (_, truth) = naive(&train, &test, k, metric);
+        let truth = naive(&train, &test, k, metric).distances;
         for eps in [0.25f32, 1.0, 3.0] {
             let ix = AnnIndex::KdTree { leaf_size: 2, eps }
                 .build(&train, metric, None, 0)
                 .expect("build");
-            let (_, dist) = ix.search(&test, k).expect("search");
+            let Neighbors { indices: _, distances: dist, .. } =
+                ix.search(&test, k).expect("search");
             // squared L2 scales by (1 + eps)^2
             let fac = match metric {
                 Metric::L2 => (1.0 + eps as f64).powi(2),
@@ -131,7 +139,7 @@ fn kd_tree_eps_guarantee_holds_for_every_query_and_rank() {
             };
             for (j, (&d, &t)) in dist.iter().zip(&truth).enumerate() {
                 assert!(
-                    d as f64 <= fac * t as f64 + 1e-9,
+                    d <= fac * t + 1e-9,
                     "{metric:?} eps {eps} entry {j}: {d} > {fac} x {t}"
                 );
             }
@@ -260,7 +268,10 @@ fn bad_parameters_and_queries_give_typed_errors() {
     assert!(matches!(ix.search(&test, 0), Err(AnnError::ZeroK)));
     assert!(matches!(ix.search(&test, 101), Err(AnnError::KTooLarge { k: 101, n_train: 100 })));
     let wide = uniform(3, 9, 255, 1).all();
-    let want = |found| ShapeMismatch { expected: ImageShape::new(1, 1, 8), found };
+    let want = |found: ImageShape| ShapeMismatch {
+        expected: ImageShape::new(1, 1, 8).into(),
+        found: found.into(),
+    };
     assert!(
         matches!(ix.search(&wide, 1), Err(AnnError::Shape(e)) if e == want(ImageShape::new(1, 1, 9)))
     );
@@ -330,8 +341,8 @@ fn a_huge_search_budget_does_not_allocate_it() {
     let ix = AnnIndex::Hnsw { m: 4, ef_construction: 16, ef_search: 1 << 60 }
         .build(&train, Metric::L2, None, 0)
         .expect("build");
-    let (idx, dist) = ix.search(&test, 3).expect("search");
-    let (nidx, ndist) = naive(&train, &test, 3, Metric::L2);
+    let Neighbors { indices: idx, distances: dist, .. } = ix.search(&test, 3).expect("search");
+    let Neighbors { indices: nidx, distances: ndist, .. } = naive(&train, &test, 3, Metric::L2);
     assert_eq!(dist, ndist);
     assert_eq!(idx, nidx);
 }
@@ -353,12 +364,16 @@ fn rows_at_the_length_limit_are_exact_and_longer_ones_are_refused() {
     let query = ds.subset(vec![0]).expect("row");
     for kind in [AnnIndex::Exact, AnnIndex::KdTree { leaf_size: 1, eps: 0.0 }] {
         let ix = kind.build(&train, Metric::L2, None, 0).expect("the longest rows build");
-        let (idx, dist) = ix.search(&query, 2).expect("search");
+        let Neighbors { indices: idx, distances: dist, .. } = ix.search(&query, 2).expect("search");
         // all-0 query: the all-1 row (position 1) first, then the all-255 row, exact
         assert_eq!(idx, vec![1, 0], "{kind:?}");
-        let far = distance_u8(Metric::L2, ds.row(0), ds.row(1));
+        let far = distance_u8(
+            Metric::L2,
+            ds.pixels().expect("images").row(0),
+            ds.pixels().expect("images").row(1),
+        );
         assert_eq!(far, 255 * 255 * MAX_DIM as u64);
-        assert_eq!(dist, vec![MAX_DIM as u32, u32::try_from(far).expect("fits")], "{kind:?}");
+        assert_eq!(dist, vec![MAX_DIM as f64, far as f64], "{kind:?}");
     }
     let long = rows(MAX_DIM + 1);
     let e = AnnIndex::Exact.build(&long.all(), Metric::L2, None, 0).unwrap_err();

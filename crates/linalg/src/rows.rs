@@ -16,13 +16,21 @@ use crate::LinalgError;
 /// assert_eq!(some.row(0), &[5, 6]);
 /// # Ok::<(), imgclass_linalg::LinalgError>(())
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Rows<'a, T> {
     data: &'a [T],
     dim: usize,
     len: usize,
     index: Option<&'a [usize]>,
 }
+
+// a view is a few pointers: copyable whatever `T` is (a derive would ask `T: Copy`)
+impl<T> Clone for Rows<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Rows<'_, T> {}
 
 /// Rows of raw `u8` pixels.
 pub type RowsU8<'a> = Rows<'a, u8>;
@@ -104,5 +112,88 @@ impl<'a, T> Rows<'a, T> {
                 dim: self.dim,
             },
         }
+    }
+
+    /// The rows in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a [T]> + 'a
+    where
+        T: 'a,
+    {
+        let this = *self;
+        (0..this.len).map(move |i| this.row(i))
+    }
+
+    /// The storage the view reads (`storage.len() / dim` rows) and, for a gathered view,
+    /// the storage row each view row reads.
+    pub fn storage(&self) -> (&'a [T], Option<&'a [usize]>) {
+        (self.data, self.index)
+    }
+
+    /// The rows as one contiguous slice, without copying, when the view is every storage
+    /// row in order.
+    pub fn as_contiguous(&self) -> Option<&'a [T]> {
+        match self.index {
+            None => Some(self.data),
+            Some(ix)
+                if ix.len() * self.dim == self.data.len()
+                    && ix.iter().enumerate().all(|(a, &b)| a == b) =>
+            {
+                Some(self.data)
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Copies the rows into one contiguous buffer (`len() * dim()` elements).
+    pub fn to_contiguous(&self) -> Vec<T>
+    where
+        T: Copy,
+    {
+        if let Some(all) = self.as_contiguous() {
+            return all.to_vec();
+        }
+        let mut out = Vec::with_capacity(self.len * self.dim);
+        for i in 0..self.len {
+            out.extend_from_slice(self.row(i));
+        }
+        out
+    }
+
+    /// The rows as f32, contiguous (`len() * dim()` values; u8 converts exactly).
+    pub fn to_f32(&self) -> Vec<f32>
+    where
+        T: Element,
+    {
+        let mut out = Vec::with_capacity(self.len * self.dim);
+        for i in 0..self.len {
+            out.extend(self.row(i).iter().map(|&v| v.to_f32()));
+        }
+        out
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for f32 {}
+}
+
+/// A value type rows can hold: `u8` (pixels) or `f32` (features). Sealed.
+pub trait Element: sealed::Sealed + Copy + Send + Sync + std::fmt::Debug + 'static {
+    /// The value as f32 (exact for every u8).
+    fn to_f32(self) -> f32;
+}
+
+impl Element for u8 {
+    #[inline]
+    fn to_f32(self) -> f32 {
+        f32::from(self)
+    }
+}
+
+impl Element for f32 {
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self
     }
 }

@@ -1,8 +1,8 @@
 //! [`LinearModel`]: learned `W` (C x D) and `b` (C) with the training preprocessing, and the
 //! [`TrainingReport`] of the SGD run that produced it.
 
-use imgclass_core::{ImageShape, Label, Predict, Subset, argmax_label};
-use imgclass_linalg::gemm::{Affine, gemm_nt_u8};
+use imgclass_core::{Label, Predict, RowShape, Subset, Values, argmax_label};
+use imgclass_linalg::gemm::{Affine, Op, gemm_nt_u8, sgemm};
 use imgclass_loss::{Loss, softmax_rows};
 
 use crate::LinearError;
@@ -67,7 +67,7 @@ pub struct LinearModel {
     b: Vec<f32>,
     mean: Vec<f32>,
     scale: f32,
-    shape: ImageShape,
+    shape: RowShape,
     n_classes: usize,
     loss: Loss,
     report: TrainingReport,
@@ -80,7 +80,7 @@ impl LinearModel {
         b: Vec<f32>,
         mean: Vec<f32>,
         scale: f32,
-        shape: ImageShape,
+        shape: RowShape,
         n_classes: usize,
         loss: Loss,
         report: TrainingReport,
@@ -109,8 +109,8 @@ impl LinearModel {
         self.scale
     }
 
-    /// The image shape the model was trained on.
-    pub fn shape(&self) -> ImageShape {
+    /// What the model's input rows are (images of a shape, or features of a dimension).
+    pub fn shape(&self) -> RowShape {
         self.shape
     }
 
@@ -132,13 +132,26 @@ impl LinearModel {
     /// Class scores, row-major `x.len() x C`.
     pub fn scores(&self, x: &Subset) -> Result<Vec<f32>, LinearError> {
         let d = self.n_features();
-        self.shape.expect(x.dataset().shape())?;
+        self.shape.expect(x.shape())?;
         let c = self.n_classes;
-        let rows: Vec<&[u8]> = x.rows().collect();
         let scale = vec![self.scale; d];
         let offset: Vec<f32> = self.mean.iter().map(|m| -m * self.scale).collect();
-        let mut out = vec![0.0f32; rows.len() * c];
-        gemm_nt_u8(&rows, Affine { scale: &scale, offset: &offset }, &self.w, c, &mut out)?;
+        let mut out = vec![0.0f32; x.len() * c];
+        match x.values() {
+            Values::Pixels(px) => {
+                let rows: Vec<&[u8]> = px.iter().collect();
+                gemm_nt_u8(&rows, Affine { scale: &scale, offset: &offset }, &self.w, c, &mut out)?;
+            }
+            Values::Features(f) => {
+                let mut xs = f.to_contiguous();
+                for r in xs.chunks_exact_mut(d.max(1)) {
+                    for ((v, &s), &o) in r.iter_mut().zip(&scale).zip(&offset) {
+                        *v = *v * s + o;
+                    }
+                }
+                sgemm(x.len(), c, d, 1.0, &xs, Op::N, &self.w, Op::T, 0.0, &mut out)?;
+            }
+        }
         for row in out.chunks_exact_mut(c) {
             row.iter_mut().zip(&self.b).for_each(|(s, b)| *s += b);
         }

@@ -1,14 +1,14 @@
 //! Rebuilding a [`LinearModel`] from its stored parts (`W`, `b`, the mean image, the input
-//! scale, the image shape and the loss), for model files written by `imgclass-model`.
+//! scale, the input row shape and the loss), for model files written by `imgclass-model`.
 
-use imgclass_core::ImageShape;
+use imgclass_core::RowShape;
 use imgclass_loss::Loss;
 
 use crate::{LinearError, LinearModel, TrainingReport};
 
 impl LinearModel {
     /// A model from its parts: `w` row-major `n_classes x D`, `b` of `n_classes`, `mean` of
-    /// `D = shape.len()`, and the input scale `s` (finite, non-zero). The training report is
+    /// `D = shape.dim()`, and the input scale `s` (finite, non-zero). The training report is
     /// empty. Every length is checked, so a model rebuilt from a file cannot panic later.
     ///
     /// ```
@@ -29,10 +29,11 @@ impl LinearModel {
         b: Vec<f32>,
         mean: Vec<f32>,
         scale: f32,
-        shape: ImageShape,
+        shape: impl Into<RowShape>,
         loss: Loss,
     ) -> Result<Self, LinearError> {
-        let d = shape.len();
+        let shape = shape.into();
+        let d = shape.dim();
         let n_classes = b.len();
         if n_classes < 2 {
             return Err(LinearError::TooFewClasses { n_classes });
@@ -60,7 +61,7 @@ impl LinearModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imgclass_core::Predict;
+    use imgclass_core::{ImageShape, Predict};
 
     #[test]
     fn from_parts_checks_every_length() {

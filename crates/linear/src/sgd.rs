@@ -438,30 +438,47 @@ fn column_blocks(m: &mut [f32], c: usize, d: usize) -> Vec<Vec<&mut [f32]>> {
 /// only on the generator). Cloned, it draws the same sequence: each thread of a split run
 /// keeps its own copy.
 #[derive(Clone)]
-pub(crate) struct Batches<'a> {
+pub(crate) struct Batches<'a, R = &'a [u8]> {
     rng: SplitMix64,
-    order: Vec<(&'a [u8], u32)>,
+    order: Vec<(R, u32)>,
     pub(crate) pos: usize,
     pub(crate) epochs_done: usize,
     lr: f64,
     decay: f64,
+    _rows: std::marker::PhantomData<&'a ()>,
 }
 
 impl<'a> Batches<'a> {
-    pub(crate) fn new(mut rng: SplitMix64, train: &'a Subset, lr: f64, decay: f64) -> Self {
-        let mut order: Vec<(&'a [u8], u32)> =
-            (0..train.len()).map(|p| (train.row(p), train.label(p))).collect();
+    pub(crate) fn new(rng: SplitMix64, train: &'a Subset, lr: f64, decay: f64) -> Self {
+        let order = match train.pixels() {
+            Some(rows) => (0..train.len()).map(|p| (rows.row(p), train.label(p))).collect(),
+            None => Vec::new(),
+        };
+        Self::over(rng, order, lr, decay)
+    }
+}
+
+impl<'a> Batches<'a, usize> {
+    /// Minibatches of training positions (the f32 path), in the same order as
+    /// [`Batches::new`] draws rows: the shuffle's swaps depend only on the generator.
+    pub(crate) fn positions(rng: SplitMix64, train: &'a Subset, lr: f64, decay: f64) -> Self {
+        Self::over(rng, (0..train.len()).map(|p| (p, train.label(p))).collect(), lr, decay)
+    }
+}
+
+impl<'a, R: Copy> Batches<'a, R> {
+    fn over(mut rng: SplitMix64, mut order: Vec<(R, u32)>, lr: f64, decay: f64) -> Self {
         rng.shuffle(&mut order);
-        Self { rng, order, pos: 0, epochs_done: 0, lr, decay }
+        Self { rng, order, pos: 0, epochs_done: 0, lr, decay, _rows: std::marker::PhantomData }
+    }
+
+    /// The current learning rate.
+    pub(crate) fn lr(&self) -> f64 {
+        self.lr
     }
 
     /// Fills `rows`/`labels` with the next `bs` rows; returns the learning rate for them.
-    pub(crate) fn draw(
-        &mut self,
-        bs: usize,
-        rows: &mut Vec<&'a [u8]>,
-        labels: &mut Vec<u32>,
-    ) -> f64 {
+    pub(crate) fn draw(&mut self, bs: usize, rows: &mut Vec<R>, labels: &mut Vec<u32>) -> f64 {
         rows.clear();
         labels.clear();
         while rows.len() < bs {

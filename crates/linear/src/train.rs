@@ -2,7 +2,7 @@
 //! into a [`LinearModel`].
 
 use imgclass_core::rng::SplitMix64;
-use imgclass_core::{Fit, Subset};
+use imgclass_core::{Fit, Rows, Subset, Values};
 use imgclass_linalg::gemm::{Affine, GemmKernel};
 use imgclass_loss::{Loss, Regularizer};
 
@@ -214,13 +214,16 @@ fn mean_image(train: &Subset) -> Vec<f32> {
     let d = train.dim();
     let idx = train.indices();
     let chunk = 1024;
+    let Values::Pixels(pixels) = train.dataset().values() else {
+        return Vec::new();
+    };
     let sums = idx
         .par_chunks(chunk)
         .map(|rows| {
             // u32 partial sums (1,024 rows x 255 < 2^32) vectorise; u64 across chunks
             let mut s32 = vec![0u32; d];
             for &r in rows {
-                for (a, &x) in s32.iter_mut().zip(train.dataset().row(r)) {
+                for (a, &x) in s32.iter_mut().zip(pixels.row(r)) {
                     *a += u32::from(x);
                 }
             }
@@ -235,6 +238,16 @@ fn mean_image(train: &Subset) -> Vec<f32> {
         );
     let n = train.len() as f64;
     sums.iter().map(|&s| (s as f64 / n) as f32).collect()
+}
+
+/// The mean of f32 feature rows (f64 sums, in row order: the same bits at any thread count).
+fn mean_features(rows: Rows<'_, f32>) -> Vec<f32> {
+    let mut acc = vec![0f64; rows.dim()];
+    for r in rows.iter() {
+        acc.iter_mut().zip(r).for_each(|(a, &v)| *a += f64::from(v));
+    }
+    let n = rows.len().max(1) as f64;
+    acc.iter().map(|&a| (a / n) as f32).collect()
 }
 
 /// Scratch and output buffers of one gradient evaluation.
@@ -310,7 +323,10 @@ impl Fit for Linear {
             n_train: n,
             max: MAX_ITERATIONS,
         })?;
-        let mean = mean_image(train);
+        let mean = match train.values() {
+            Values::Pixels(_) => mean_image(train),
+            Values::Features(rows) => mean_features(rows),
+        };
         let scale = vec![self.input_scale; d];
         let offset: Vec<f32> = mean.iter().map(|m| -m * self.input_scale).collect();
         let pre = Affine { scale: &scale, offset: &offset };
@@ -319,7 +335,6 @@ impl Fit for Linear {
         let mut init = root.fork(1);
         let mut w: Vec<f32> =
             (0..c * d).map(|_| (init.next_normal() * self.init_std) as f32).collect();
-        let batches = Batches::new(root.fork(2), train, s.learning_rate, s.decay);
         let mut report = TrainingReport::with_capacity(iterations);
         let started = std::time::Instant::now();
         let run = Run {
@@ -330,6 +345,28 @@ impl Fit for Linear {
             fit_bias: self.fit_bias,
             divergence_factor: self.divergence_factor,
         };
+        if let Values::Features(rows) = train.values() {
+            // the general path: f32 rows, general products (see `dense.rs`)
+            let batches = Batches::positions(root.fork(2), train, s.learning_rate, s.decay);
+            let done = crate::dense::train_dense(&run, rows, &mut w, batches, &mut report)?;
+            if w.iter().chain(&done.b).any(|v| !v.is_finite()) {
+                return Err(LinearError::Diverged { iteration: iterations, loss: f64::NAN });
+            }
+            let epochs = done.epochs_done as f64 + done.pos as f64 / n as f64;
+            let secs = started.elapsed().as_secs_f64();
+            report.finish(iterations, epochs, done.lr, "f32", secs);
+            return Ok(LinearModel::new(
+                w,
+                done.b,
+                mean,
+                self.input_scale,
+                train.shape(),
+                c,
+                self.loss,
+                report,
+            ));
+        }
+        let batches = Batches::new(root.fork(2), train, s.learning_rate, s.decay);
         // `W` in its fixed feature parts, each packed for the forward pass and repacked block
         // by block by its own updates
         let mut parts: Vec<Part> = part_bounds(d)
@@ -366,16 +403,7 @@ impl Fit for Linear {
             final_loss = report.loss.last().copied(),
             "linear classifier trained"
         );
-        Ok(LinearModel::new(
-            w,
-            b,
-            mean,
-            self.input_scale,
-            train.dataset().shape(),
-            c,
-            self.loss,
-            report,
-        ))
+        Ok(LinearModel::new(w, b, mean, self.input_scale, train.shape(), c, self.loss, report))
     }
 }
 

@@ -151,8 +151,8 @@ fn predicting_other_shapes_is_a_shape_error() {
     assert_eq!(
         model.predict(&other.all()),
         Err(LinearError::ImageShape(ShapeMismatch {
-            expected: ImageShape::new(3, 2, 2),
-            found: ImageShape::new(1, 2, 2)
+            expected: ImageShape::new(3, 2, 2).into(),
+            found: ImageShape::new(1, 2, 2).into()
         }))
     );
     // issue 17 item 3: the model's byte count in another layout is refused too
@@ -167,8 +167,8 @@ fn predicting_other_shapes_is_a_shape_error() {
     assert_eq!(
         e,
         LinearError::ImageShape(ShapeMismatch {
-            expected: ImageShape::new(3, 2, 2),
-            found: ImageShape::new(3, 4, 1)
+            expected: ImageShape::new(3, 2, 2).into(),
+            found: ImageShape::new(3, 4, 1).into()
         })
     );
     assert!(e.to_string().contains("expected 3x2x2 images, got 3x4x1"), "{e}");
@@ -189,7 +189,8 @@ fn scores_probabilities_and_templates_are_consistent() {
         for j in 0..3 {
             let mut want = f64::from(model.bias()[j]);
             for k in 0..d {
-                want += (f64::from(ds.row(i)[k]) - f64::from(model.mean_image()[k]))
+                want += (f64::from(ds.pixels().expect("images").row(i)[k])
+                    - f64::from(model.mean_image()[k]))
                     * f64::from(model.weights()[j * d + k]);
             }
             assert!((f64::from(s[i * 3 + j]) - want).abs() < 1e-4 * want.abs().max(1.0));
@@ -198,7 +199,9 @@ fn scores_probabilities_and_templates_are_consistent() {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
     // the mean image is the per-feature average of the training rows
-    let m0: f64 = (0..ds.len()).map(|i| f64::from(ds.row(i)[0])).sum::<f64>() / ds.len() as f64;
+    let m0: f64 =
+        (0..ds.len()).map(|i| f64::from(ds.pixels().expect("images").row(i)[0])).sum::<f64>()
+            / ds.len() as f64;
     assert!((f64::from(model.mean_image()[0]) - m0).abs() < 1e-4);
     // templates: one per class, the image's size, W's extremes mapped to 0 and 255, and
     // class c's template brightest on its own block of features

@@ -1,14 +1,14 @@
-//! The JSON half of a model file: [`Metadata`] (format version, kind, class names, image
-//! shape, [`Params`], tensor-file checksum) and the [`Provenance`] a caller supplies.
+//! The JSON half of a model file: [`Metadata`] (format version, kind, class names, input
+//! row shape, [`Params`], tensor-file checksum) and the [`Provenance`] a caller supplies.
 
 use std::collections::BTreeMap;
 
-use imgclass_core::{ClassNames, ImageShape};
+use imgclass_core::{ClassNames, RowShape};
 use imgclass_knn::{Metric, Vote};
 use imgclass_linear::Loss;
 
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Where a model came from: written into the metadata as given, returned by the loaders.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
@@ -181,8 +181,9 @@ pub struct Metadata {
     pub params: Params,
     /// Class names in label order.
     pub classes: ClassNames,
-    /// The input image shape (channel-major `C x H x W` rows of `D = C·H·W` bytes).
-    pub image_shape: ImageShape,
+    /// What an input row is: `{"image": {"channels", "height", "width"}}` (channel-major
+    /// u8 rows of `D = C·H·W` bytes) or `{"features": D}` (f32 rows).
+    pub input: RowShape,
     /// The tensor file's name, in the directory of the metadata.
     pub tensors: String,
     /// The tensor file's size in bytes.

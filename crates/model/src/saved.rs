@@ -4,9 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, Subset, argmax_label};
+use imgclass_core::{
+    ClassNames, Dataset, Fit, Label, Predict, RowShape, Subset, Values, argmax_label,
+};
 use imgclass_knn::ann::{BuiltIndex, data_checksum};
-use imgclass_knn::{Knn, KnnModel, Neighbors};
+use imgclass_knn::{Knn, KnnModel};
 use imgclass_linear::LinearModel;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
@@ -109,8 +111,8 @@ impl SavedModel {
         }
     }
 
-    /// The input image shape.
-    pub fn shape(&self) -> ImageShape {
+    /// What an input row is (an image of a shape, or features of a dimension).
+    pub fn shape(&self) -> RowShape {
         match self {
             Self::Linear { model, .. } => model.shape(),
             Self::Knn { model, .. } => model.train().dataset().shape(),
@@ -134,8 +136,7 @@ impl SavedModel {
             Self::Knn { model, index: None } => Ok(model.predict_proba(x)?),
             Self::Knn { model, index: Some(ix) } => {
                 let k = model.params().k();
-                let (indices, distances) = ix.search(x, k)?;
-                Ok(model.proba_from(&Neighbors { k, indices, distances }, k)?)
+                Ok(model.proba_from(&ix.search(x, k)?, k)?)
             }
         }
     }
@@ -209,12 +210,16 @@ fn save_knn_impl(
         return Err(ModelError::IndexMismatch);
     }
     let (n, d) = (train.len(), train.dim());
-    let pixels = train.to_contiguous();
+    let rows = match train.values() {
+        Values::Pixels(r) => r.to_contiguous(),
+        Values::Features(r) => f32_bytes(&r.to_contiguous()),
+    };
     let labels: Vec<u8> = model.train_labels().iter().flat_map(|l| l.to_le_bytes()).collect();
-    let tensors = vec![
-        ("train_pixels", view(Dtype::U8, vec![n, d], &pixels)?),
-        ("train_labels", view(Dtype::U32, vec![n], &labels)?),
-    ];
+    let rows_tensor = match train.shape() {
+        RowShape::Image(_) => (TRAIN_PIXELS, view(Dtype::U8, vec![n, d], &rows)?),
+        RowShape::Features(_) => (TRAIN_FEATURES, view(Dtype::F32, vec![n, d], &rows)?),
+    };
+    let tensors = vec![rows_tensor, ("train_labels", view(Dtype::U32, vec![n], &labels)?)];
     let p = model.params();
     let params = Params::Knn {
         k: p.k(),
@@ -234,7 +239,7 @@ fn write_pair(
     tensors: Vec<(&str, TensorView<'_>)>,
     mut params: Params,
     classes: &ClassNames,
-    shape: ImageShape,
+    shape: RowShape,
     meta: &Provenance,
     index: Option<&BuiltIndex>,
 ) -> Result<(), ModelError> {
@@ -257,7 +262,7 @@ fn write_pair(
         format_version: FORMAT_VERSION,
         params,
         classes: classes.clone(),
-        image_shape: shape,
+        input: shape,
         tensors: file_name(&st_path)?,
         tensors_size: bytes.len() as u64,
         tensors_sha256: sha256_hex(&bytes),
@@ -362,32 +367,44 @@ fn parse_metadata(path: &Path, json: &[u8]) -> Result<Metadata, ModelError> {
 const MAX_TENSOR_HEADER: u64 = 1 << 20;
 
 /// The most bytes the tensor file of the model `md` describes can take: its tensors' data
-/// (computed from the image shape, the classes and, for k-NN, `n_train`) plus a header.
+/// (computed from the input shape, the classes and, for k-NN, `n_train`) plus a header.
 fn tensor_file_bound(json_path: &Path, md: &Metadata) -> Result<u64, ModelError> {
-    let d = image_dim(json_path, md.image_shape)? as u64;
+    let d = input_dim(json_path, md.input)? as u64;
+    let elem = match md.input {
+        RowShape::Image(_) => 1,
+        RowShape::Features(_) => 4,
+    };
     let c = md.classes.len() as u64;
     let data = match md.params {
         Params::Linear { .. } => {
             c.checked_mul(d).and_then(|cd| cd.checked_add(c + d)).and_then(|n| n.checked_mul(4))
         }
-        Params::Knn { n_train, .. } => (n_train as u64).checked_mul(d + 4),
+        Params::Knn { n_train, .. } => {
+            d.checked_mul(elem).and_then(|row| (n_train as u64).checked_mul(row + 4))
+        }
     };
     data.and_then(|x| x.checked_add(MAX_TENSOR_HEADER))
         .ok_or_else(|| invalid(json_path, "the tensors' size overflows"))
 }
 
-/// Bytes per image of `shape`, refusing an empty or overflowing shape.
-fn image_dim(json_path: &Path, shape: ImageShape) -> Result<usize, ModelError> {
-    shape
-        .checked_len()
-        .filter(|_| !shape.is_empty())
-        .ok_or_else(|| invalid(json_path, format!("image shape {shape} is empty or too large")))
+/// Values per input row of `shape`, refusing an empty or overflowing shape.
+fn input_dim(json_path: &Path, shape: RowShape) -> Result<usize, ModelError> {
+    let d = match shape {
+        RowShape::Image(s) => s.checked_len().filter(|_| !s.is_empty()),
+        RowShape::Features(d) => Some(d).filter(|&d| d > 0),
+    };
+    d.ok_or_else(|| invalid(json_path, format!("input shape {shape} is empty or too large")))
 }
 
-/// The key of the tensor file's `__metadata__` that records the image shape (`CxHxW`), so
-/// the JSON's `image_shape` is cross-checked against the tensors (an edited shape with the
-/// same byte count would otherwise change every prediction silently).
-const SHAPE_KEY: &str = "image_shape";
+/// The key of the tensor file's `__metadata__` that records the input shape (`3x32x32
+/// images`, `154 features`), so the JSON's `input` is cross-checked against the tensors (an
+/// edited shape with the same value count would otherwise change every prediction silently).
+const SHAPE_KEY: &str = "input";
+
+/// The tensor of a k-NN model's training rows: u8 pixels or f32 features.
+const TRAIN_PIXELS: &str = "train_pixels";
+/// See [`TRAIN_PIXELS`].
+const TRAIN_FEATURES: &str = "train_features";
 
 fn invalid(path: &Path, reason: impl Into<String>) -> ModelError {
     ModelError::Invalid { path: path.to_path_buf(), reason: reason.into() }
@@ -401,8 +418,8 @@ fn decode(
     st_path: &Path,
     bytes: &[u8],
 ) -> Result<SavedModel, ModelError> {
-    let shape = md.image_shape;
-    let d = image_dim(json_path, shape)?;
+    let shape = md.input;
+    let d = input_dim(json_path, shape)?;
     let c = md.classes.len();
     if c == 0 {
         return Err(invalid(json_path, "no class names"));
@@ -436,7 +453,7 @@ fn decode(
             return Err(invalid(
                 json_path,
                 format!(
-                    "image_shape {shape} differs from the {s} recorded in {} (edited metadata?)",
+                    "input {shape} differs from the {s} recorded in {} (edited metadata?)",
                     st_path.display()
                 ),
             ));
@@ -444,7 +461,7 @@ fn decode(
         None => {
             return Err(invalid(
                 st_path,
-                format!("the tensor file does not record the image shape ({SHAPE_KEY:?})"),
+                format!("the tensor file does not record the input shape ({SHAPE_KEY:?})"),
             ));
         }
     }
@@ -468,16 +485,28 @@ fn decode(
             Ok(SavedModel::Linear { model, classes: md.classes })
         }
         Params::Knn { k, metric, vote, n_train, .. } => {
-            t.only(&["train_pixels", "train_labels"])?;
+            let rows_name = match shape {
+                RowShape::Image(_) => TRAIN_PIXELS,
+                RowShape::Features(_) => TRAIN_FEATURES,
+            };
+            t.only(&[rows_name, "train_labels"])?;
             n_train.checked_mul(d).ok_or_else(|| invalid(json_path, "n_train x D overflows"))?;
-            let pixels = t.get("train_pixels", Dtype::U8, &[n_train, d])?.to_vec();
             let labels: Vec<Label> = t
                 .get("train_labels", Dtype::U32, &[n_train])?
                 .chunks_exact(4)
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
-            let ds = Dataset::new(pixels, labels, shape, md.classes)
-                .map_err(|e| invalid(st_path, e.to_string()))?;
+            let ds = match shape {
+                RowShape::Image(s) => {
+                    let pixels = t.get(TRAIN_PIXELS, Dtype::U8, &[n_train, d])?.to_vec();
+                    Dataset::new(pixels, labels, s, md.classes)
+                }
+                RowShape::Features(_) => {
+                    let f = f32s(t.get(TRAIN_FEATURES, Dtype::F32, &[n_train, d])?);
+                    Dataset::from_features(f, d, labels, md.classes)
+                }
+            }
+            .map_err(|e| invalid(st_path, e.to_string()))?;
             let model = Knn::new(k)
                 .metric(metric.into())
                 .vote(vote.into())

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use imgclass_core::rng::SplitMix64;
-use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict};
+use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict, RowShape};
 use imgclass_knn::ann::{AnnIndex, Metric as AnnMetric};
 use imgclass_knn::{Knn, Metric, Vote};
 use imgclass_linear::{Linear, LinearModel, Loss, Reg, Sgd, Stop};
@@ -90,7 +90,7 @@ fn linear_round_trip_gives_identical_parameters_scores_and_metadata() {
         assert_eq!(back.predict(&test.all()), m.predict(&test.all()));
         assert_eq!(md.provenance, prov());
         assert_eq!(md.classes, *train.classes());
-        assert_eq!(md.image_shape, SHAPE);
+        assert_eq!(md.input, imgclass_core::RowShape::Image(SHAPE));
         assert_eq!(md.params.kind(), "linear");
     }
 }
@@ -136,7 +136,7 @@ fn the_tensor_file_is_plain_safetensors_with_the_documented_names_shapes_and_dty
     assert_eq!(md["tensors_sha256"], serde_json::json!(hex));
     assert_eq!(md["tensors_size"], serde_json::json!(bytes.len()));
     assert_eq!(md["kind"], "linear");
-    assert_eq!(md["format_version"], 1);
+    assert_eq!(md["format_version"], 2);
     assert_eq!(md["params"]["loss"]["name"], "svm");
 }
 
@@ -153,7 +153,7 @@ fn knn_round_trip_stores_the_training_rows_and_predicts_identically() {
     assert!(index.is_none());
     assert_eq!(back.params(), m.params());
     assert_eq!(back.train_labels(), m.train_labels());
-    assert_eq!(back.train().to_contiguous(), train.to_contiguous());
+    assert_eq!(back.train().values().to_f32(), train.values().to_f32());
     assert_eq!(back.predict_proba(&test.all()), m.predict_proba(&test.all()));
     assert_eq!(back.kneighbors(&test.all(), 5), m.kneighbors(&test.all(), 5));
     assert!(matches!(md.params, Params::Knn { k: 3, n_train: 12, ann: None, .. }));
@@ -179,7 +179,7 @@ fn knn_with_an_approximate_index_round_trips_the_index() {
     let Params::Knn { ann: Some(ann), .. } = &md.params else { panic!("no ann in metadata") };
     assert_eq!(ann.file, "knn.ann");
     // probabilities are the vote shares over the index's neighbours
-    let (idx, _) = ix.search(&test, 4).expect("search");
+    let idx = ix.search(&test, 4).expect("search").indices;
     let p = model.predict_proba(&test).expect("proba");
     for q in 0..test.len() {
         for c in 0..3u32 {
@@ -267,11 +267,11 @@ fn damaged_metadata_is_a_typed_error_naming_the_json_file() {
         names_file(&e, "lin.json");
     }
     let mut v2 = json.clone();
-    v2["format_version"] = serde_json::json!(2);
+    v2["format_version"] = serde_json::json!(3);
     let e = load_with(dir.path(), v2, &st).expect_err("future version");
-    assert!(matches!(e, ModelError::UnsupportedVersion { found: 2, supported: 1, .. }), "{e}");
+    assert!(matches!(e, ModelError::UnsupportedVersion { found: 3, supported: 2, .. }), "{e}");
     let mut huge = json.clone();
-    huge["image_shape"] = serde_json::json!({"channels": usize::MAX, "height": 2, "width": 2});
+    huge["input"] = serde_json::json!({"image": {"channels": usize::MAX, "height": 2, "width": 2}});
     let e = load_with(dir.path(), huge, &st).expect_err("overflowing shape");
     assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
     let mut escape = json.clone();
@@ -297,7 +297,7 @@ fn wrong_shapes_dtypes_and_names_are_reported_per_tensor() {
             .into_iter()
             .map(|(n, dt, s, b)| (n, TensorView::new(dt, s, b).expect("view")))
             .collect();
-        let info = [("image_shape".to_string(), SHAPE.to_string())].into();
+        let info = [("input".to_string(), RowShape::Image(SHAPE).to_string())].into();
         safetensors::serialize(views, Some(info)).expect("serialize")
     };
     let wide = st(vec![
@@ -354,11 +354,11 @@ fn an_edited_image_shape_is_refused_against_the_shape_the_tensors_record() {
     let dir = tmp();
     let (_, _, json, st) = saved_linear(dir.path());
     let mut edited = json.clone();
-    edited["image_shape"] = serde_json::json!({"channels": 3, "height": 2, "width": 8});
+    edited["input"] = serde_json::json!({"image": {"channels": 3, "height": 2, "width": 8}});
     let e = load_with(dir.path(), edited, &st).expect_err("edited shape");
     assert!(matches!(e, ModelError::Invalid { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("image_shape 3x2x8 differs from the 3x4x4 recorded in"), "{msg}");
+    assert!(msg.contains("input 3x2x8 images differs from the 3x4x4 images recorded in"), "{msg}");
     names_file(&e, "lin.json");
     // the same for k-NN
     let train = data(1, 12);
@@ -367,10 +367,10 @@ fn an_edited_image_shape_is_refused_against_the_shape_the_tensors_record() {
     let jp = dir.path().join("knn.json");
     let mut j: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&jp).expect("read")).expect("json");
-    j["image_shape"] = serde_json::json!({"channels": 1, "height": 4, "width": 12});
+    j["input"] = serde_json::json!({"image": {"channels": 1, "height": 4, "width": 12}});
     std::fs::write(&jp, serde_json::to_vec(&j).expect("json")).expect("write");
     let e = load_knn(&jp).expect_err("edited knn shape");
-    assert!(e.to_string().contains("differs from the 3x4x4 recorded"), "{e}");
+    assert!(e.to_string().contains("differs from the 3x4x4 images recorded"), "{e}");
     // a tensor file without the record: refused, naming it
     let d = SHAPE.len();
     let (w, b, mean) = (vec![0u8; 4 * 3 * d], vec![0u8; 12], vec![0u8; 4 * d]);
@@ -381,7 +381,7 @@ fn an_edited_image_shape_is_refused_against_the_shape_the_tensors_record() {
     ];
     let bare = safetensors::serialize(views, None).expect("serialize");
     let e = load_with(dir.path(), json, &bare).expect_err("no recorded shape");
-    assert!(e.to_string().contains("does not record the image shape"), "{e}");
+    assert!(e.to_string().contains("does not record the input shape"), "{e}");
     names_file(&e, "lin.safetensors");
 }
 
@@ -460,7 +460,7 @@ fn identical_models_save_to_identical_bytes() {
     let header = std::str::from_utf8(&lin[8..8 + n]).expect("utf-8 header");
     assert!(
         header.starts_with(
-            r#"{"__metadata__":{"format":"imgclass","format_version":"1","image_shape":"3x4x4","kind":"linear"}"#
+            r#"{"__metadata__":{"format":"imgclass","format_version":"2","input":"3x4x4 images","kind":"linear"}"#
         ),
         "{header}"
     );

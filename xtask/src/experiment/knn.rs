@@ -148,15 +148,18 @@ pub fn run(
     let rows = cfg.gallery_rows.min(test.len()).min(super::config::MAX_GALLERY_ROWS);
     let gallery_rows: Vec<usize> = (0..rows).map(|i| i * test.len() / rows.max(1)).collect();
     let n_show = cfg.gallery_neighbours.min(super::config::MAX_GALLERY_NEIGHBOURS).min(nb.k);
+    let (Some(qpx), Some(tpx)) = (test.pixels(), train.pixels()) else {
+        anyhow::bail!("the neighbour gallery shows images; these rows are features");
+    };
     let gallery = gallery_rows
         .iter()
         .map(|&q| GalleryRow {
-            query: test.row(q).to_vec(),
+            query: qpx.row(q).to_vec(),
             label: test.label(q),
             predicted: Some(pred[q]),
             neighbours: nb.indices[q * nb.k..q * nb.k + n_show]
                 .iter()
-                .map(|&j| (train.row(j as usize).to_vec(), train.label(j as usize)))
+                .map(|&j| (tpx.row(j as usize).to_vec(), train.label(j as usize)))
                 .collect(),
         })
         .collect();

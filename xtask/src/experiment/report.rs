@@ -119,7 +119,8 @@ pub fn mistakes(test: &Subset, truth: &[Label], pred: &[Label]) -> Vec<Mistake> 
     }
     out.sort_by_key(|&(t, i)| (t, i));
     out.truncate(MISTAKES_SHOWN);
-    out.into_iter().map(|(t, i)| (test.row(i).to_vec(), t, pred[i])).collect()
+    let Some(px) = test.pixels() else { return Vec::new() };
+    out.into_iter().map(|(t, i)| (px.row(i).to_vec(), t, pred[i])).collect()
 }
 
 fn class_name(names: &ClassNames, l: Label) -> String {
@@ -612,7 +613,7 @@ pub fn render(
                 &format!("linear.losses[{li}].confusion"),
                 cm.clone().into_bytes(),
             );
-            let tpl = templates_png(&res.model.templates(), res.model.shape(), names)?;
+            let tpl = templates_png(&res.model.templates(), shape, names)?;
             add(
                 &format!("{name}_templates.png"),
                 format!("{title}: the rows of W as images"),
@@ -646,7 +647,7 @@ pub fn render(
                     )),
                     Block::Svg(heat),
                     Block::Text("The learned templates (each row of W rescaled to 0..255):".into()),
-                    Block::Html(templates_html(&res.model.templates(), res.model.shape(), names)?),
+                    Block::Html(templates_html(&res.model.templates(), shape, names)?),
                     Block::Text(
                         "Test confusion matrix of the chosen model retrained on all training \
                          images (row = true class):"

@@ -28,13 +28,19 @@ fn reads_png_folder_in_label_then_file_order_channel_major() {
     let data = read_image_folder(tmp.path(), &FolderOptions::default()).unwrap();
     let order = ["bird", "cat", "dog"]; // not the CIFAR-10 set: sorted by name
     assert_eq!(data.train.classes().names(), order);
-    assert_eq!(data.train.shape(), ImageShape::new(3, 4, 5));
+    assert_eq!(data.train.image_shape(), Some(ImageShape::new(3, 4, 5)));
     for (split, ds) in [("train", &data.train), ("test", &data.test)] {
         let expected = rows_of(&written, split, &order);
         assert_eq!(ds.len(), expected.len());
         for (i, w) in expected.iter().enumerate() {
             assert_eq!(ds.classes().name(ds.label(i)), Some(w.class.as_str()));
-            assert_eq!(ds.row(i), w.chw.as_slice(), "{split} row {i} ({}/{})", w.class, w.file);
+            assert_eq!(
+                ds.pixels().expect("images").row(i),
+                w.chw.as_slice(),
+                "{split} row {i} ({}/{})",
+                w.class,
+                w.file
+            );
         }
     }
     assert_eq!(data.test.labels(), &[0, 1, 1]);
@@ -72,8 +78,8 @@ fn extensions_are_case_insensitive_and_other_files_ignored() {
     let data = read_image_folder(tmp.path(), &FolderOptions::default()).unwrap();
     assert_eq!(data.train.classes().names(), ["a"]);
     assert_eq!(data.train.len(), 2);
-    assert_eq!(data.train.row(0), &[10u8; 12][..]);
-    assert_eq!(data.train.row(1), &[20u8; 12][..]);
+    assert_eq!(data.train.pixels().expect("images").row(0), &[10u8; 12][..]);
+    assert_eq!(data.train.pixels().expect("images").row(1), &[20u8; 12][..]);
 }
 
 #[test]
@@ -93,10 +99,10 @@ fn image_of_another_size_is_an_error_unless_resizing() {
     }
     let opts = FolderOptions { resize: Some((6, 8)), threads: None };
     let data = read_image_folder(tmp.path(), &opts).unwrap();
-    assert_eq!(data.train.shape(), ImageShape::new(3, 6, 8));
-    assert_eq!(data.test.shape(), ImageShape::new(3, 6, 8));
+    assert_eq!(data.train.image_shape(), Some(ImageShape::new(3, 6, 8)));
+    assert_eq!(data.test.image_shape(), Some(ImageShape::new(3, 6, 8)));
     // a uniform image stays uniform when resized
-    assert!(data.train.row(2).iter().all(|&v| v == 0));
+    assert!(data.train.pixels().expect("images").row(2).iter().all(|&v| v == 0));
 }
 
 #[test]
@@ -167,16 +173,22 @@ fn grey_is_one_channel_only_when_all_images_are_grey() {
         fixtures::write_png_grey(&d.join("1.png"), 3, 2, &[v, 1, 2, 3, 4, 250]).unwrap();
     }
     let data = read_image_folder(tmp.path(), &FolderOptions::default()).unwrap();
-    assert_eq!(data.train.shape(), ImageShape::new(1, 2, 3));
-    assert_eq!(data.train.row(0), &[5, 1, 2, 3, 4, 250]);
-    assert_eq!(data.test.row(0), &[6, 1, 2, 3, 4, 250]);
+    assert_eq!(data.train.image_shape(), Some(ImageShape::new(1, 2, 3)));
+    assert_eq!(data.train.pixels().expect("images").row(0), &[5, 1, 2, 3, 4, 250]);
+    assert_eq!(data.test.pixels().expect("images").row(0), &[6, 1, 2, 3, 4, 250]);
     // one colour image anywhere makes every image RGB, grey ones replicated in each plane
     let rgb: Vec<u8> = (0..18).collect();
     fixtures::write_png_rgb(&tmp.path().join("test/g/2.png"), 3, 2, &rgb).unwrap();
     let data = read_image_folder(tmp.path(), &FolderOptions::default()).unwrap();
-    assert_eq!(data.train.shape(), ImageShape::new(3, 2, 3));
-    assert_eq!(data.train.row(0), &[5, 1, 2, 3, 4, 250, 5, 1, 2, 3, 4, 250, 5, 1, 2, 3, 4, 250]);
-    assert_eq!(data.test.row(1), fixtures::hwc_to_chw(&rgb, 3, 2).as_slice());
+    assert_eq!(data.train.image_shape(), Some(ImageShape::new(3, 2, 3)));
+    assert_eq!(
+        data.train.pixels().expect("images").row(0),
+        &[5, 1, 2, 3, 4, 250, 5, 1, 2, 3, 4, 250, 5, 1, 2, 3, 4, 250]
+    );
+    assert_eq!(
+        data.test.pixels().expect("images").row(1),
+        fixtures::hwc_to_chw(&rgb, 3, 2).as_slice()
+    );
 }
 
 #[test]
@@ -190,8 +202,8 @@ fn jpeg_decodes_into_the_right_planes() {
         fixtures::write_jpeg_rgb(&d.join("x.JPG"), 8, 8, &rgb).unwrap();
     }
     let data = read_image_folder(tmp.path(), &FolderOptions::default()).unwrap();
-    assert_eq!(data.train.shape(), ImageShape::new(3, 8, 8));
-    let row = data.train.row(0);
+    assert_eq!(data.train.image_shape(), Some(ImageShape::new(3, 8, 8)));
+    let row = data.train.pixels().expect("images").row(0);
     // lossy: a flat colour comes back within a few levels, plane by plane
     for (c, want) in [r, g, b].into_iter().enumerate() {
         for &v in &row[c * 64..(c + 1) * 64] {
@@ -230,7 +242,7 @@ fn read_split_folder_uses_the_given_classes() {
     let ds =
         read_split_folder(&tmp.path().join("val"), &classes, &FolderOptions::default()).unwrap();
     assert_eq!(ds.labels(), &[0, 0, 2]);
-    assert_eq!(ds.row(2), written[2].chw.as_slice());
+    assert_eq!(ds.pixels().expect("images").row(2), written[2].chw.as_slice());
     let only_c = ClassNames::new(["c"]);
     assert!(matches!(
         read_split_folder(&tmp.path().join("val"), &only_c, &FolderOptions::default()),

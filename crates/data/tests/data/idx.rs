@@ -36,7 +36,7 @@ fn reads_raw_and_gzip_pairs_by_content_not_extension() {
         assert_eq!(idx::read_idx_labels(lp).unwrap(), labels);
         let ds = idx::read_idx_pair(ip, lp, mnist_classes()).unwrap();
         assert_eq!(ds.labels(), &[3, 0, 9, 9, 1]);
-        assert_eq!(ds.row(2), &pixels[24..36]);
+        assert_eq!(ds.pixels().expect("images").row(2), &pixels[24..36]);
         assert_eq!(ds.classes().name(9), Some("9"));
     }
 }

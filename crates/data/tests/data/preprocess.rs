@@ -23,7 +23,9 @@ fn mean_image_matches_a_naive_f64_mean_over_a_subset() {
     let mean = mean_image(&sub);
     assert_eq!(mean.len(), 7);
     for (j, &m) in mean.iter().enumerate() {
-        let naive = idx.iter().map(|&i| f64::from(ds.row(i)[j])).sum::<f64>() / idx.len() as f64;
+        let naive =
+            idx.iter().map(|&i| f64::from(ds.pixels().expect("images").row(i)[j])).sum::<f64>()
+                / idx.len() as f64;
         assert_eq!(m, naive as f32, "feature {j}");
     }
     // all 255: the exact mean is 255, no overflow of block sums
@@ -50,7 +52,7 @@ fn to_f32_matches_a_naive_loop() {
     assert_eq!(out.len(), 700 * 5);
     for (r, &i) in idx.iter().enumerate() {
         for j in 0..5 {
-            let p = f32::from(ds.row(i)[j]);
+            let p = f32::from(ds.pixels().expect("images").row(i)[j]);
             assert_eq!(out[r * 5 + j], (p - mean[j]) * 0.25);
             assert_eq!(plain[r * 5 + j], p * 2.0);
         }

@@ -35,8 +35,8 @@ fn real_cifar10_jpeg_folder_reads_and_round_trips() {
     let data = read_image_folder(&root, &FolderOptions::default()).expect("read the image folder");
     assert_eq!(data.train.classes(), &ClassNames::cifar10());
     assert_eq!(data.test.classes(), &ClassNames::cifar10());
-    assert_eq!(data.train.shape(), ImageShape::CIFAR);
-    assert_eq!(data.test.shape(), ImageShape::CIFAR);
+    assert_eq!(data.train.image_shape(), Some(ImageShape::CIFAR));
+    assert_eq!(data.test.image_shape(), Some(ImageShape::CIFAR));
     assert_eq!(data.train.len(), 50_000);
     assert_eq!(data.test.len(), 10_000);
     for (ds, per_class) in [(&data.train, 5_000), (&data.test, 1_000)] {
@@ -48,7 +48,8 @@ fn real_cifar10_jpeg_folder_reads_and_round_trips() {
     }
     // real photos: not all black, not all one value
     assert!(
-        data.train.pixels().iter().any(|&p| p > 200) && data.train.pixels().iter().any(|&p| p < 50)
+        data.train.pixels().expect("images").storage().0.iter().any(|&p| p > 200)
+            && data.train.pixels().expect("images").storage().0.iter().any(|&p| p < 50)
     );
 
     let out = tempfile::tempdir().expect("temporary directory");

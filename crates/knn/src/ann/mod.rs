@@ -22,9 +22,9 @@
 //! let query = Dataset::new(vec![12], vec![0], ImageShape::new(1, 1, 1),
 //!     ClassNames::new(["a"]))?.all();
 //! let index = AnnIndex::KdTree { leaf_size: 1, eps: 0.0 }.build(&train, Metric::L2, None, 7)?;
-//! let (idx, dist) = index.search(&query, 2)?;
-//! assert_eq!(idx, vec![1, 2]);
-//! assert_eq!(dist, vec![4, 64]);
+//! let nb = index.search(&query, 2)?;
+//! assert_eq!(nb.indices, vec![1, 2]);
+//! assert_eq!(nb.distances, vec![4.0, 64.0]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -43,8 +43,10 @@ mod persist;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use imgclass_core::Subset;
+use imgclass_core::{Element, Rows, Subset, Values};
 use rayon::prelude::*;
+
+use crate::Neighbors;
 
 pub use autotune::{Autotune, AutotuneReport, Trial};
 pub use dist::distance_u8;
@@ -519,13 +521,7 @@ impl Space {
     fn of(train: &Subset, pca: Option<&Pca>) -> Self {
         match pca {
             Some(p) => Self::from_rows(&p.project(train), p.n_components()),
-            None => {
-                let mut data = Vec::with_capacity(train.len() * train.dim());
-                for r in train.rows() {
-                    data.extend(r.iter().map(|&b| b as f32));
-                }
-                Self::from_rows(&data, train.dim())
-            }
+            None => Self::from_rows(&train.values().to_f32(), train.dim()),
         }
     }
 
@@ -731,11 +727,11 @@ impl BuiltIndex {
         s + p + t
     }
 
-    /// The `k` nearest training rows of every query, in query order: flat row-major
-    /// `(indices, distances)` of `queries.len() * k` entries each. Indices are positions in
-    /// the training [`Subset`]; distances are exact (squared for L2); each query's list is
-    /// sorted by (distance, index). Parallel over queries, deterministic.
-    pub fn search(&self, queries: &Subset, k: usize) -> Result<(Vec<u32>, Vec<u32>), AnnError> {
+    /// The `k` nearest training rows of every query, in query order, as [`Neighbors`]
+    /// (positions in the training [`Subset`]; exact distances, squared for L2, in the
+    /// rows' own space: integers for pixels, f32 for features; each query's list sorted by
+    /// (distance, index)). Parallel over queries, deterministic.
+    pub fn search(&self, queries: &Subset, k: usize) -> Result<Neighbors, AnnError> {
         if k == 0 {
             return Err(AnnError::ZeroK);
         }
@@ -743,13 +739,7 @@ impl BuiltIndex {
         if k > n {
             return Err(AnnError::KTooLarge { k, n_train: n });
         }
-        self.train.dataset().shape().expect(queries.dataset().shape())?;
-        if queries.dim() != self.train.dim() {
-            return Err(AnnError::ShapeMismatch {
-                expected: self.train.dim(),
-                found: queries.dim(),
-            });
-        }
+        self.train.shape().expect(queries.shape())?;
         if let Structure::Exact = self.structure {
             return self.exact(queries, k);
         }
@@ -760,52 +750,80 @@ impl BuiltIndex {
         };
         let sd = self.space.dim;
         let kern = dist::Kernel::select(self.metric);
-        let exact = dist::U8Kernel::select(self.metric);
-        let per_query: Vec<(Vec<u32>, Vec<u32>)> = (0..queries.len())
+        let per_query: Vec<Vec<(f64, u32)>> = match (queries.values(), self.train.values()) {
+            (Values::Pixels(qs), Values::Pixels(ts)) => {
+                let exact = dist::U8Kernel::select(self.metric);
+                self.per_query(qs, ts, projected.as_deref(), sd, kern, k, |q, t| {
+                    f64::from(exact.dist(q, t))
+                })
+            }
+            (Values::Features(qs), Values::Features(ts)) => {
+                self.per_query(qs, ts, projected.as_deref(), sd, kern, k, |q, t| {
+                    f64::from(kern.dist(q, t))
+                })
+            }
+            // equal row shapes (checked above) imply the same value type
+            _ => unreachable!("row shapes matched but value types differ"),
+        };
+        let mut idx = Vec::with_capacity(queries.len() * k);
+        let mut dist = Vec::with_capacity(queries.len() * k);
+        for scored in per_query {
+            idx.extend(scored.iter().map(|p| p.1));
+            dist.extend(scored.iter().map(|p| p.0));
+        }
+        Ok(Neighbors { k, indices: idx, distances: dist })
+    }
+
+    /// Candidates then exact re-ranking for every query, in parallel.
+    #[allow(clippy::too_many_arguments)]
+    fn per_query<T: Element>(
+        &self,
+        qs: Rows<'_, T>,
+        ts: Rows<'_, T>,
+        projected: Option<&[f32]>,
+        sd: usize,
+        kern: dist::Kernel,
+        k: usize,
+        exact: impl Fn(&[T], &[T]) -> f64 + Sync,
+    ) -> Vec<Vec<(f64, u32)>> {
+        let n = ts.len();
+        (0..qs.len())
             .into_par_iter()
             .map_init(
                 || Visited::new(n),
                 |vis, qi| {
-                    let q = queries.row(qi);
-                    match &projected {
-                        Some(pq) => {
-                            let cands = self.candidates(kern, &pq[qi * sd..(qi + 1) * sd], k, vis);
-                            self.rerank_one(exact, q, cands, k, vis)
-                        }
+                    let q = qs.row(qi);
+                    let cands = match projected {
+                        Some(pq) => self.candidates(kern, &pq[qi * sd..(qi + 1) * sd], k, vis),
                         None => {
-                            let qv: Vec<f32> = q.iter().map(|&b| b as f32).collect();
-                            let cands = self.candidates(kern, &qv, k, vis);
-                            self.rerank_one(exact, q, cands, k, vis)
+                            let qv: Vec<f32> = q.iter().map(|&v| v.to_f32()).collect();
+                            self.candidates(kern, &qv, k, vis)
                         }
-                    }
+                    };
+                    rerank_one(ts, |t| exact(q, t), cands, k, vis)
                 },
             )
-            .collect();
-        let mut idx = Vec::with_capacity(queries.len() * k);
-        let mut dist = Vec::with_capacity(queries.len() * k);
-        for (i, d) in per_query {
-            idx.extend(i);
-            dist.extend(d);
-        }
-        Ok((idx, dist))
+            .collect()
     }
 
-    /// Exact search with imgclass-linalg's batch kernels (integer accumulation, SIMD).
-    fn exact(&self, queries: &Subset, k: usize) -> Result<(Vec<u32>, Vec<u32>), AnnError> {
-        let dim = self.train.dim();
-        let q =
-            imgclass_linalg::RowsU8::gather(queries.dataset().pixels(), dim, queries.indices())?;
-        let t = imgclass_linalg::RowsU8::gather(
-            self.train.dataset().pixels(),
-            dim,
-            self.train.indices(),
-        )?;
+    /// Exact search with imgclass-linalg's batch kernels (integer accumulation for pixels,
+    /// f32 for features; SIMD).
+    fn exact(&self, queries: &Subset, k: usize) -> Result<Neighbors, AnnError> {
         let metric = match self.metric {
             Metric::L1 => imgclass_linalg::Metric::L1,
             Metric::L2 => imgclass_linalg::Metric::L2,
         };
-        let top = imgclass_linalg::knn_u8(q, t, k, metric)?;
-        Ok((top.indices, top.distances))
+        Ok(match (queries.values(), self.train.values()) {
+            (Values::Pixels(q), Values::Pixels(t)) => {
+                let top = imgclass_linalg::knn_u8(q, t, k, metric)?;
+                Neighbors::from_u32(k, top.indices, top.distances)
+            }
+            (Values::Features(q), Values::Features(t)) => {
+                let top = imgclass_linalg::knn_f32(q, t, k, metric)?;
+                Neighbors::from_f32(k, top.indices, top.distances)
+            }
+            _ => unreachable!("row shapes matched but value types differ"),
+        })
     }
 
     /// Candidates for the search-space query `qv`.
@@ -832,48 +850,47 @@ impl BuiltIndex {
             _ => Vec::new(),
         }
     }
+}
 
-    /// Exact re-scoring of the candidates; tops up with a scan if fewer than `k` came back.
-    fn rerank_one(
-        &self,
-        exact: dist::U8Kernel,
-        q: &[u8],
-        mut cands: Vec<u32>,
-        k: usize,
-        vis: &mut Visited,
-    ) -> (Vec<u32>, Vec<u32>) {
-        if cands.len() < k {
-            vis.clear();
-            for &c in &cands {
-                vis.insert(c);
+/// Exact re-scoring of the candidates; tops up with a scan if fewer than `k` came back.
+fn rerank_one<T: Element>(
+    train: Rows<'_, T>,
+    exact: impl Fn(&[T]) -> f64,
+    mut cands: Vec<u32>,
+    k: usize,
+    vis: &mut Visited,
+) -> Vec<(f64, u32)> {
+    if cands.len() < k {
+        vis.clear();
+        for &c in &cands {
+            vis.insert(c);
+        }
+        for i in 0..train.len() as u32 {
+            if cands.len() >= k {
+                break;
             }
-            for i in 0..self.train.len() as u32 {
-                if cands.len() >= k {
-                    break;
-                }
-                if vis.insert(i) {
-                    cands.push(i);
-                }
+            if vis.insert(i) {
+                cands.push(i);
             }
         }
-        // the candidates' rows are scattered over the training set: fetch the rows two
-        // candidates ahead while scoring the current one
-        const AHEAD: usize = 2;
-        for &i in cands.iter().take(AHEAD) {
-            prefetch_bytes(self.train.row(i as usize));
-        }
-        let mut scored: Vec<(u32, u32)> = Vec::with_capacity(cands.len());
-        for (j, &i) in cands.iter().enumerate() {
-            if let Some(&next) = cands.get(j + AHEAD) {
-                prefetch_bytes(self.train.row(next as usize));
-            }
-            scored.push((exact.dist(q, self.train.row(i as usize)), i));
-        }
-        scored.sort_unstable();
-        scored.dedup();
-        scored.truncate(k);
-        (scored.iter().map(|p| p.1).collect(), scored.iter().map(|p| p.0).collect())
     }
+    // the candidates' rows are scattered over the training set: fetch the rows two
+    // candidates ahead while scoring the current one
+    const AHEAD: usize = 2;
+    for &i in cands.iter().take(AHEAD) {
+        prefetch_bytes(train.row(i as usize));
+    }
+    let mut scored: Vec<(f64, u32)> = Vec::with_capacity(cands.len());
+    for (j, &i) in cands.iter().enumerate() {
+        if let Some(&next) = cands.get(j + AHEAD) {
+            prefetch_bytes(train.row(next as usize));
+        }
+        scored.push((exact(train.row(i as usize)), i));
+    }
+    scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    scored.dedup_by_key(|p| p.1);
+    scored.truncate(k);
+    scored
 }
 
 /// Hints the CPU to fetch every cache line of `bytes` (a no-op off x86-64).

@@ -24,8 +24,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use imgclass_core::Subset;
 use imgclass_core::rng::SplitMix64;
+use imgclass_core::{Element, Rows, Subset, Values};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
@@ -55,6 +55,14 @@ pub struct Pca {
 impl Pca {
     /// Fits `p` components on the rows of `train` (seeded).
     pub fn fit(train: &Subset, p: usize, seed: u64) -> Result<Self, AnnError> {
+        match train.values() {
+            Values::Pixels(rows) => Self::fit_rows(rows, p, seed),
+            Values::Features(rows) => Self::fit_rows(rows, p, seed),
+        }
+    }
+
+    /// [`Pca::fit`] on typed rows.
+    pub fn fit_rows<T: Element>(train: Rows<'_, T>, p: usize, seed: u64) -> Result<Self, AnnError> {
         let d = train.dim();
         let n = train.len();
         if n == 0 {
@@ -67,9 +75,9 @@ impl Pca {
             });
         }
         let mut acc = vec![0f64; d];
-        for r in train.rows() {
+        for r in train.iter() {
             for (a, &v) in acc.iter_mut().zip(r) {
-                *a += v as f64;
+                *a += f64::from(v.to_f32());
             }
         }
         let mean: Vec<f32> = acc.iter().map(|&a| (a / n as f64) as f32).collect();
@@ -85,7 +93,7 @@ impl Pca {
                 let mut x = DMatrix::<f32>::zeros(hi - lo, d);
                 for i in lo..hi {
                     for (j, &v) in train.row(sample[i]).iter().enumerate() {
-                        x[(i - lo, j)] = v as f32 - mean[j];
+                        x[(i - lo, j)] = v.to_f32() - mean[j];
                     }
                 }
                 x
@@ -187,8 +195,8 @@ impl Pca {
     }
 
     /// Projects one row: `y_k = component_k · (x − μ)`.
-    pub fn project_row(&self, x: &[u8]) -> Vec<f32> {
-        let c: Vec<f32> = x.iter().zip(&self.mean).map(|(&v, &m)| v as f32 - m).collect();
+    pub fn project_row<T: Element>(&self, x: &[T]) -> Vec<f32> {
+        let c: Vec<f32> = x.iter().zip(&self.mean).map(|(&v, &m)| v.to_f32() - m).collect();
         (0..self.n_components()).map(|k| dot_f32(self.component(k), &c)).collect()
     }
 
@@ -199,6 +207,14 @@ impl Pca {
     /// row per contiguous column), so `Y = V Xᵀ` (`p x rows`) comes out column-major with
     /// one projected row per contiguous column, already in the output layout.
     pub fn project(&self, rows: &Subset) -> Vec<f32> {
+        match rows.values() {
+            Values::Pixels(r) => self.project_rows(r),
+            Values::Features(r) => self.project_rows(r),
+        }
+    }
+
+    /// [`Pca::project`] on typed rows.
+    pub fn project_rows<T: Element>(&self, rows: Rows<'_, T>) -> Vec<f32> {
         let p = self.n_components();
         let d = self.dim;
         let v = DMatrix::<f32>::from_row_slice(p, d, &self.components);
@@ -210,7 +226,7 @@ impl Pca {
                 let mut xt = DMatrix::<f32>::zeros(d, hi - lo);
                 for (i, col) in xt.as_mut_slice().chunks_exact_mut(d).enumerate() {
                     for ((o, &b), &m) in col.iter_mut().zip(rows.row(lo + i)).zip(&self.mean) {
-                        *o = b as f32 - m;
+                        *o = b.to_f32() - m;
                     }
                 }
                 let y = &v * xt; // p x rows, column-major
@@ -244,7 +260,7 @@ mod tests {
         assert!(pca.variances()[0] > pca.variances()[1]);
         let batch = pca.project(&ds.all());
         for i in 0..500 {
-            let one = pca.project_row(ds.row(i));
+            let one = pca.project_row(ds.all().pixels().expect("images").row(i));
             for k in 0..2 {
                 assert!((batch[i * 2 + k] - one[k]).abs() < 1e-3);
             }

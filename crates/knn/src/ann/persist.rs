@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use imgclass_core::Subset;
+use imgclass_core::{Subset, Values};
 
 use super::hnsw::Hnsw;
 use super::kdtree::KdTree;
@@ -63,12 +63,24 @@ fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
 }
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-/// Checksum of training rows: FNV-1a 64 over `n` and `dim` (u64 LE) and the pixels.
+/// Checksum of training rows: FNV-1a 64 over `n` and `dim` (u64 LE) and the values (pixel
+/// bytes, or each feature's f32 bits little-endian).
 pub fn data_checksum(train: &Subset) -> u64 {
     let mut h = fnv1a(FNV_OFFSET, &(train.len() as u64).to_le_bytes());
     h = fnv1a(h, &(train.dim() as u64).to_le_bytes());
-    for r in train.rows() {
-        h = fnv1a(h, r);
+    match train.values() {
+        Values::Pixels(rows) => {
+            for r in rows.iter() {
+                h = fnv1a(h, r);
+            }
+        }
+        Values::Features(rows) => {
+            for r in rows.iter() {
+                for v in r {
+                    h = fnv1a(h, &v.to_le_bytes());
+                }
+            }
+        }
     }
     h
 }
