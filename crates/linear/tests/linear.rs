@@ -332,3 +332,90 @@ fn stop_rules_beyond_the_iteration_bound_are_typed_errors() {
     assert!(fit(Stop::Epochs(2)).is_ok());
     assert_eq!(fit(Stop::Epochs(2)).expect("fits").report().iterations, 10);
 }
+
+/// The same rows as f32 features: the general path (f32 rows, `sgemm`) must train the same
+/// model as the u8 path (fused integer kernels), which the gradient checks cover: same
+/// initialisation, minibatch order, schedule, momentum and regularisation, so the weights
+/// agree to rounding (the u8 forward pass quantises `W'` to 24 bits where VNNI exists).
+#[test]
+fn features_train_the_same_model_as_the_same_pixels() {
+    let ds = separable(40, 11);
+    let px = ds.pixels().expect("images");
+    let feats =
+        Dataset::from_features(px.to_f32(), ds.dim(), ds.labels().to_vec(), ds.classes().clone())
+            .expect("valid features");
+    for (loss, reg, momentum) in [
+        (Loss::Svm { margin: 1.0 }, Reg::L2(1e-3), 0.0),
+        (Loss::Softmax, Reg::ElasticNet { lambda: 1e-3, beta: 0.3 }, 0.9),
+        (Loss::SquaredHinge { margin: 1.0 }, Reg::None, 0.5),
+    ] {
+        let params = Linear::new(loss).regularization(reg).input_scale(0.01).sgd(Sgd {
+            batch_size: 16,
+            learning_rate: 1e-2,
+            momentum,
+            decay: 0.9,
+            stop: Stop::Iterations(60),
+            seed: 5,
+        });
+        let a = params.fit(&ds.all()).expect("pixels fit");
+        let b = params.fit(&feats.all()).expect("features fit");
+        let scale = a.weights().iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        for (i, (x, y)) in a.weights().iter().zip(b.weights()).enumerate() {
+            assert!((x - y).abs() <= 1e-3 * scale, "{loss:?} w[{i}]: {x} vs {y}");
+        }
+        for (x, y) in a.bias().iter().zip(b.bias()) {
+            assert!((x - y).abs() <= 1e-3 * scale.max(1.0), "{loss:?} b: {x} vs {y}");
+        }
+        assert_eq!(a.mean_image(), b.mean_image());
+        for (x, y) in a.report().loss.iter().zip(&b.report().loss) {
+            assert!((x - y).abs() <= 1e-3 * x.abs().max(1.0), "{loss:?} loss {x} vs {y}");
+        }
+        assert_eq!(b.report().iterations, 60);
+        let sa = a.scores(&ds.all()).expect("scores");
+        let sb = b.scores(&feats.all()).expect("scores");
+        for (x, y) in sa.iter().zip(&sb) {
+            assert!((x - y).abs() <= 1e-2 * x.abs().max(1.0), "{loss:?} score {x} vs {y}");
+        }
+        assert_eq!(a.predict(&ds.all()).expect("p"), b.predict(&feats.all()).expect("p"));
+        // a model trained on features refuses images of the same length, and vice versa
+        let e = b.predict(&ds.all()).unwrap_err();
+        assert!(e.to_string().contains("expected 12 features, got 3x2x2 images"), "{e}");
+        assert!(a.predict(&feats.all()).is_err());
+    }
+}
+
+/// Features need not look like pixels: negative, fractional and large values separate too,
+/// and a diverging run on features is the same typed error as on pixels.
+#[test]
+fn arbitrary_feature_values_separate_and_divergence_is_typed() {
+    let mut g = SplitMix64::new(2);
+    let (n, d) = (90usize, 5usize);
+    let mut v = Vec::with_capacity(n * d);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let y = i % 3;
+        for f in 0..d {
+            let centre = if f == y { 1e3 } else { -250.5 };
+            v.push(centre + 40.0 * g.next_normal() as f32);
+        }
+        labels.push(y as u32);
+    }
+    let ds = Dataset::from_features(v, d, labels, ClassNames::new(["a", "b", "c"])).expect("valid");
+    let fit = |lr, l2| {
+        Linear::new(Loss::Softmax)
+            .regularization(Reg::L2(l2))
+            .input_scale(1e-3)
+            .sgd(Sgd {
+                batch_size: 10,
+                learning_rate: lr,
+                stop: Stop::Epochs(20),
+                seed: 1,
+                ..Sgd::default()
+            })
+            .fit(&ds.all())
+    };
+    let model = fit(0.5, 0.0).expect("fits");
+    let pred = model.predict(&ds.all()).expect("predicts");
+    assert_eq!(accuracy(&pred, &ds.labels()), 1.0);
+    assert!(matches!(fit(1e12, 1.0), Err(LinearError::Diverged { .. })));
+}
