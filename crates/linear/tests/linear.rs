@@ -416,6 +416,6 @@ fn arbitrary_feature_values_separate_and_divergence_is_typed() {
     };
     let model = fit(0.5, 0.0).expect("fits");
     let pred = model.predict(&ds.all()).expect("predicts");
-    assert_eq!(accuracy(&pred, &ds.labels()), 1.0);
+    assert_eq!(accuracy(&pred, ds.labels()), 1.0);
     assert!(matches!(fit(1e12, 1.0), Err(LinearError::Diverged { .. })));
 }

@@ -113,25 +113,6 @@ fn fold_lanes(mut acc: [f32; LANES]) -> f32 {
     acc[0]
 }
 
-/// Dot product of two `f32` rows (fixed summation order).
-#[inline]
-pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = 0f32;
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    acc.iter().sum::<f32>() + s
-}
-
 /// Search-space distance under `metric` (the portable kernel).
 #[cfg(test)]
 pub(crate) fn dist_f32(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
@@ -545,7 +526,6 @@ mod tests {
             let b: Vec<f32> = (0..d).map(|_| g.next_below_255()).collect();
             let l2: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
             let l1: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).abs()).sum();
-            let dot: f64 = a.iter().zip(&b).map(|(x, y)| (x * y) as f64).sum();
             // integer-valued inputs: exact while sums stay below 2^24
             assert_eq!(l1_f32(&a, &b) as f64, l1);
             if l2 < (1u64 << 24) as f64 {
@@ -553,7 +533,6 @@ mod tests {
             } else {
                 assert!((l2sq_f32(&a, &b) as f64 - l2).abs() / l2 < 1e-5);
             }
-            assert!((dot_f32(&a, &b) as f64 - dot).abs() <= 1e-5 * dot.max(1.0));
             let au: Vec<u8> = a.iter().map(|&x| x as u8).collect();
             let bu: Vec<u8> = b.iter().map(|&x| x as u8).collect();
             assert_eq!(l2sq_u8(&au, &bu) as f64, l2);

@@ -37,7 +37,6 @@ mod dist;
 mod hnsw;
 mod kdtree;
 mod kmeans_tree;
-mod pca;
 mod persist;
 
 use std::cmp::Ordering;
@@ -50,7 +49,8 @@ use crate::Neighbors;
 
 pub use autotune::{Autotune, AutotuneReport, Trial};
 pub use dist::distance_u8;
-pub use pca::Pca;
+/// The PCA projection of the indices is imgclass-features' (the same type as the PCA step).
+pub use imgclass_features::Pca;
 pub use persist::data_checksum;
 
 /// Largest row length accepted: `u32` sums of squared byte differences cannot overflow (the
@@ -479,6 +479,19 @@ pub enum AnnError {
         /// Checksum of the rows given.
         found: u64,
     },
+}
+
+impl From<imgclass_features::FeatureError> for AnnError {
+    fn from(e: imgclass_features::FeatureError) -> Self {
+        use imgclass_features::FeatureError as F;
+        match e {
+            F::EmptyTrain => Self::EmptyTrain,
+            F::InvalidParam { name, reason } => Self::InvalidParam { name, reason },
+            F::Shape(s) => Self::Shape(s),
+            F::Corrupt { reason } => Self::Corrupt { reason },
+            F::Dataset(d) => Self::InvalidParam { name: "pca", reason: d.to_string() },
+        }
+    }
 }
 
 /// The search space: one `f32` row per training row (raw pixels or PCA projection).

@@ -306,7 +306,7 @@ impl BuiltIndex {
                 if pca.n_components() != p || pca.dim() != header.dim {
                     return Err(AnnError::Corrupt { reason: "pca shape does not match".into() });
                 }
-                Some(pca)
+                Some(pca.with_input(train.shape())?)
             }
         };
         let space = match header.kind {

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use imgclass_core::{ClassNames, Dataset, ImageShape};
-//! use imgclass_knn::ann::Pca;
+//! use imgclass_features::Pca;
 //! // points on the line y = x: the first component is ±(1, 1)/√2, the mean (2, 2)
 //! let ds = Dataset::new(vec![0, 0, 2, 2, 4, 4], vec![0; 3], ImageShape::new(2, 1, 1),
 //!     ClassNames::new(["a"]))?;
@@ -25,12 +25,11 @@
 //! ```
 
 use imgclass_core::rng::SplitMix64;
-use imgclass_core::{Element, Rows, Subset, Values};
+use imgclass_core::{Element, RowShape, Rows, Subset, Values};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
-use super::AnnError;
-use super::dist::dot_f32;
+use crate::FeatureError;
 
 /// Rows used to fit the components (an evenly spaced sample when there are more).
 const FIT_SAMPLE: usize = 12_288;
@@ -44,6 +43,8 @@ const CHUNK: usize = 1024;
 /// A fitted projection onto `p` principal components.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pca {
+    /// What the projection takes (the shape of the rows it was fitted on).
+    input: RowShape,
     dim: usize,
     mean: Vec<f32>,
     /// `p x dim`, row-major: one unit component per row, by decreasing variance.
@@ -54,22 +55,27 @@ pub struct Pca {
 
 impl Pca {
     /// Fits `p` components on the rows of `train` (seeded).
-    pub fn fit(train: &Subset, p: usize, seed: u64) -> Result<Self, AnnError> {
-        match train.values() {
+    pub fn fit(train: &Subset, p: usize, seed: u64) -> Result<Self, FeatureError> {
+        let fitted = match train.values() {
             Values::Pixels(rows) => Self::fit_rows(rows, p, seed),
             Values::Features(rows) => Self::fit_rows(rows, p, seed),
-        }
+        }?;
+        Ok(Self { input: train.shape(), ..fitted })
     }
 
     /// [`Pca::fit`] on typed rows.
-    pub fn fit_rows<T: Element>(train: Rows<'_, T>, p: usize, seed: u64) -> Result<Self, AnnError> {
+    pub fn fit_rows<T: Element>(
+        train: Rows<'_, T>,
+        p: usize,
+        seed: u64,
+    ) -> Result<Self, FeatureError> {
         let d = train.dim();
         let n = train.len();
         if n == 0 {
-            return Err(AnnError::EmptyTrain);
+            return Err(FeatureError::EmptyTrain);
         }
         if p == 0 || p > d {
-            return Err(AnnError::InvalidParam {
+            return Err(FeatureError::InvalidParam {
                 name: "pca",
                 reason: format!("{p} components for {d} features"),
             });
@@ -137,26 +143,47 @@ impl Pca {
             components.extend(col.iter().map(|&c| c * sign));
             variances.push(eig.eigenvalues[k].max(0.0));
         }
-        Ok(Self { dim: d, mean, components, variances })
+        Ok(Self { input: RowShape::Features(d), dim: d, mean, components, variances })
     }
 
-    /// Rebuilds a projection from its parts (used when loading an index).
-    pub(crate) fn from_parts(
+    /// Rebuilds a projection from its parts (when loading an index or a model): `mean` of
+    /// `d`, `components` `p x d` row-major, `variances` of `p`, all finite.
+    pub fn from_parts(
         mean: Vec<f32>,
         components: Vec<f32>,
         variances: Vec<f32>,
-    ) -> Result<Self, AnnError> {
+    ) -> Result<Self, FeatureError> {
         let d = mean.len();
         let p = variances.len();
         if d == 0 || p == 0 || components.len() != p * d {
-            return Err(AnnError::Corrupt {
-                reason: "pca sections have inconsistent sizes".into(),
+            return Err(FeatureError::Corrupt {
+                reason: "pca parts have inconsistent sizes".into(),
             });
         }
-        if components.iter().chain(&mean).any(|v| !v.is_finite()) {
-            return Err(AnnError::Corrupt { reason: "pca sections hold non-finite values".into() });
+        if components.iter().chain(&mean).chain(&variances).any(|v| !v.is_finite())
+            || variances.iter().any(|&v| v < 0.0)
+        {
+            return Err(FeatureError::Corrupt {
+                reason: "pca parts hold non-finite values or negative variances".into(),
+            });
         }
-        Ok(Self { dim: d, mean, components, variances })
+        Ok(Self { input: RowShape::Features(d), dim: d, mean, components, variances })
+    }
+
+    /// The same projection, declared to take rows of `input` (whose dimension must be the
+    /// projection's): rebuilt parts default to features.
+    pub fn with_input(self, input: RowShape) -> Result<Self, FeatureError> {
+        if input.dim() != self.dim {
+            return Err(FeatureError::Corrupt {
+                reason: format!("pca of {} features cannot take {input}", self.dim),
+            });
+        }
+        Ok(Self { input, ..self })
+    }
+
+    /// What the projection takes.
+    pub fn input(&self) -> RowShape {
+        self.input
     }
 
     /// Number of components `p`.
@@ -197,7 +224,9 @@ impl Pca {
     /// Projects one row: `y_k = component_k · (x − μ)`.
     pub fn project_row<T: Element>(&self, x: &[T]) -> Vec<f32> {
         let c: Vec<f32> = x.iter().zip(&self.mean).map(|(&v, &m)| v.to_f32() - m).collect();
-        (0..self.n_components()).map(|k| dot_f32(self.component(k), &c)).collect()
+        (0..self.n_components())
+            .map(|k| self.component(k).iter().zip(&c).map(|(a, b)| a * b).sum())
+            .collect()
     }
 
     /// Projects every row of `rows` (`len x p`, row-major), by matrix products over fixed

@@ -1,0 +1,221 @@
+//! Feature steps against independent references: standardisation against a naive f64
+//! computation, PCA against a full eigendecomposition of the covariance, whitening against
+//! the sample variance, and pipelines against the same steps applied by hand.
+
+use imgclass_core::rng::SplitMix64;
+use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict, RowShape, ShapeMismatch};
+use imgclass_features::{FeatureError, Pipeline, PipelineError, Step, StepSpec};
+use imgclass_knn::Knn;
+
+fn features(n: usize, d: usize, seed: u64) -> Dataset {
+    let mut g = SplitMix64::new(seed);
+    // correlated columns of very different scales, one constant column
+    let mut v = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let z = g.next_normal();
+        for j in 0..d {
+            let x = if j == 1 {
+                3.5
+            } else {
+                (j as f64 + 1.0) * (z + 0.3 * g.next_normal()) * 10f64.powi(j as i32 % 3)
+            };
+            v.push(x as f32);
+        }
+    }
+    let labels = (0..n).map(|i| (i % 3) as u32).collect();
+    Dataset::from_features(v, d, labels, ClassNames::new(["a", "b", "c"])).expect("valid")
+}
+
+fn pixels(n: usize, seed: u64) -> Dataset {
+    let mut g = SplitMix64::new(seed);
+    let shape = ImageShape::new(3, 2, 2);
+    let mut px = Vec::with_capacity(n * shape.len());
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let y = i % 2;
+        for f in 0..shape.len() {
+            let base = if (f < 6) == (y == 0) { 180.0 } else { 60.0 };
+            px.push((base + 25.0 * g.next_normal()).clamp(0.0, 255.0) as u8);
+        }
+        labels.push(y as u32);
+    }
+    Dataset::new(px, labels, shape, ClassNames::new(["x", "y"])).expect("valid")
+}
+
+fn rows_f64(ds: &Dataset) -> Vec<Vec<f64>> {
+    let v = ds.values();
+    (0..ds.len()).map(|i| v.row_f32(i).iter().map(|&x| f64::from(x)).collect()).collect()
+}
+
+#[test]
+fn standardize_matches_a_naive_f64_computation_on_features_and_pixels() {
+    for ds in [features(200, 5, 1), pixels(50, 2)] {
+        let rows = rows_f64(&ds);
+        let (n, d) = (rows.len() as f64, ds.dim());
+        let step = StepSpec::Standardize.fit(&ds.all(), 0).expect("fit");
+        let y = step.transform(&ds.all()).expect("transform");
+        assert_eq!(y.shape(), RowShape::Features(d));
+        let out = y.features().expect("features");
+        for j in 0..d {
+            let mean = rows.iter().map(|r| r[j]).sum::<f64>() / n;
+            let sd = (rows.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let sd = if sd > 0.0 { sd } else { 1.0 };
+            for (i, r) in rows.iter().enumerate() {
+                let want = (r[j] - mean) / sd;
+                let got = f64::from(out.row(i)[j]);
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "col {j} row {i}: {got} vs {want}"
+                );
+            }
+        }
+        assert_eq!(y.labels(), ds.labels());
+    }
+    // the constant column maps to 0, not NaN
+    let ds = features(30, 3, 4);
+    let y = StepSpec::Standardize.fit(&ds.all(), 0).expect("fit").transform(&ds.all()).expect("t");
+    assert!(y.features().expect("f").iter().all(|r| r[1] == 0.0));
+}
+
+#[test]
+fn pca_matches_the_eigendecomposition_of_the_covariance_and_whitens_to_unit_variance() {
+    let ds = features(400, 6, 7);
+    let rows = rows_f64(&ds);
+    let (n, d) = (rows.len(), ds.dim());
+    let mean: Vec<f64> =
+        (0..d).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
+    let mut cov = nalgebra::DMatrix::<f64>::zeros(d, d);
+    for r in &rows {
+        let c = nalgebra::DVector::from_iterator(d, r.iter().zip(&mean).map(|(x, m)| x - m));
+        cov += &c * c.transpose();
+    }
+    cov /= n as f64;
+    let eig = nalgebra::SymmetricEigen::new(cov);
+    let mut order: Vec<usize> = (0..d).collect();
+    order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
+    let p = 3;
+    let step = StepSpec::Pca { components: p, whiten: false }.fit(&ds.all(), 3).expect("fit");
+    let Step::Pca { pca, .. } = &step else { panic!("a pca step") };
+    for (k, &e) in order.iter().take(p).enumerate() {
+        let want = eig.eigenvectors.column(e);
+        let got = pca.component(k);
+        let dot: f64 = got.iter().zip(want.iter()).map(|(a, b)| f64::from(*a) * b).sum();
+        assert!(dot.abs() > 0.999, "component {k}: |cos| = {}", dot.abs());
+        let var = f64::from(pca.variances()[k]);
+        assert!((var - eig.eigenvalues[e]).abs() <= 1e-3 * eig.eigenvalues[e], "variance {k}");
+    }
+    // projections are (x - mean) . component, row by row
+    let y = step.transform(&ds.all()).expect("transform");
+    let out = y.features().expect("features");
+    for (i, r) in rows.iter().enumerate().step_by(37) {
+        for k in 0..p {
+            let want: f64 = r
+                .iter()
+                .zip(&mean)
+                .zip(pca.component(k))
+                .map(|((x, m), c)| (x - m) * f64::from(*c))
+                .sum();
+            assert!((f64::from(out.row(i)[k]) - want).abs() <= 1e-3 * want.abs().max(1.0));
+        }
+    }
+    // whitened: every component has unit variance over the training rows
+    let white = StepSpec::Pca { components: p, whiten: true }.fit(&ds.all(), 3).expect("fit");
+    let w = white.transform(&ds.all()).expect("transform");
+    let wr = w.features().expect("features");
+    for k in 0..p {
+        let m = wr.iter().map(|r| f64::from(r[k])).sum::<f64>() / n as f64;
+        let v = wr.iter().map(|r| (f64::from(r[k]) - m).powi(2)).sum::<f64>() / n as f64;
+        assert!((v - 1.0).abs() < 1e-3, "whitened component {k} has variance {v}");
+    }
+}
+
+#[test]
+fn steps_rebuild_from_their_tensors_and_refuse_other_shapes() {
+    let ds = pixels(60, 5);
+    for spec in [StepSpec::Standardize, StepSpec::Pca { components: 4, whiten: true }] {
+        let step = spec.fit(&ds.all(), 9).expect("fit");
+        let tensors = step.tensors();
+        let shapes = Step::tensor_shapes(&spec, step.input());
+        assert_eq!(tensors.iter().map(|t| (t.name, t.shape.clone())).collect::<Vec<_>>(), shapes);
+        let back = Step::from_tensors(&spec, step.input(), |name| {
+            Ok(tensors.iter().find(|t| t.name == name).expect("named").data.clone())
+        })
+        .expect("rebuilds");
+        assert_eq!(back, step);
+        assert_eq!(
+            back.transform(&ds.all()).expect("t").features().map(|r| r.to_contiguous()),
+            step.transform(&ds.all()).expect("t").features().map(|r| r.to_contiguous())
+        );
+        // images of another shape, and features of the same length, are refused
+        let other = Dataset::new(
+            vec![0; 12],
+            vec![0],
+            ImageShape::new(1, 3, 4),
+            ClassNames::new(["x", "y"]),
+        )
+        .expect("valid");
+        let e = step.transform(&other.all()).unwrap_err();
+        assert_eq!(
+            e,
+            FeatureError::Shape(ShapeMismatch {
+                expected: ImageShape::new(3, 2, 2).into(),
+                found: ImageShape::new(1, 3, 4).into()
+            })
+        );
+        // damaged parts are refused, not turned into NaN features
+        let bad = Step::from_tensors(&spec, step.input(), |name| {
+            let mut v = tensors.iter().find(|t| t.name == name).expect("named").data.clone();
+            v[0] = f32::NAN;
+            Ok(v)
+        });
+        assert!(matches!(bad, Err(FeatureError::Corrupt { .. })), "{bad:?}");
+    }
+    let e = StepSpec::Pca { components: 13, whiten: false }.fit(&ds.all(), 0).unwrap_err();
+    assert_eq!(e.to_string(), "invalid pca: 13 components for 12 features");
+}
+
+/// A pipeline predicts what its classifier predicts on the steps' output applied by hand,
+/// refits its steps per training set (so it can be cross-validated), and is seeded.
+#[test]
+fn a_pipeline_is_its_steps_then_its_classifier() {
+    let ds = pixels(120, 11);
+    let train = ds.subset((0..90).collect::<Vec<_>>()).expect("rows");
+    let test = ds.subset((90..120).collect::<Vec<_>>()).expect("rows");
+    let specs = vec![StepSpec::Standardize, StepSpec::Pca { components: 5, whiten: false }];
+    let pipe = Pipeline::new(specs.clone(), Knn::new(3)).seed(21);
+    let model = pipe.fit(&train).expect("fits");
+    assert_eq!(model.input(), Some(RowShape::Image(ImageShape::new(3, 2, 2))));
+    assert_eq!(model.steps().len(), 2);
+    // by hand: the same seeds (the pipeline gives step i the fork i of its seed)
+    let root = SplitMix64::new(21);
+    let s0 = specs[0].fit(&train, root.fork(0).next_u64()).expect("fit");
+    let t0 = s0.transform(&train).expect("t").all();
+    let s1 = specs[1].fit(&t0, root.fork(1).next_u64()).expect("fit");
+    let t1 = s1.transform(&t0).expect("t").all();
+    let knn = Knn::new(3).fit(&t1).expect("fit");
+    let q = s1.transform(&s0.transform(&test).expect("t").all()).expect("t").all();
+    assert_eq!(model.predict(&test).expect("predicts"), knn.predict(&q).expect("predicts"));
+    let right = model
+        .predict(&test)
+        .expect("p")
+        .iter()
+        .zip(test.labels())
+        .filter(|(a, b)| **a == *b)
+        .count();
+    assert!(right >= 27, "{right} of 30: the two classes are far apart");
+    // deterministic; another seed may project differently but still fits
+    assert_eq!(pipe.fit(&train).expect("fit").steps(), model.steps());
+    // a classifier failure is reported as the classifier's, a step failure names the step
+    let e = Pipeline::new(specs.clone(), Knn::new(500)).fit(&train).unwrap_err();
+    assert!(matches!(e, PipelineError::Classifier(_)), "{e}");
+    let e = Pipeline::new(vec![StepSpec::Pca { components: 99, whiten: false }], Knn::new(1))
+        .fit(&train)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "pipeline step 0 (pca(99)): invalid pca: 99 components for 12 features"
+    );
+    // fitted steps that do not chain are refused
+    let e = imgclass_features::PipelineModel::new(vec![s1, s0], knn).unwrap_err();
+    assert!(matches!(e, PipelineError::Chain { index: 1, .. }), "{e}");
+}
