@@ -89,7 +89,7 @@ pub enum ModelError {
         /// The tensor file.
         path: PathBuf,
         /// The tensor's name.
-        name: &'static str,
+        name: String,
     },
     /// A tensor has another element type than the format prescribes.
     #[error("{path}: tensor {name:?} has dtype {found}, expected {expected}", path = path.display())]
@@ -97,7 +97,7 @@ pub enum ModelError {
         /// The tensor file.
         path: PathBuf,
         /// The tensor's name.
-        name: &'static str,
+        name: String,
         /// The prescribed dtype.
         expected: &'static str,
         /// The dtype in the file.
@@ -109,7 +109,7 @@ pub enum ModelError {
         /// The tensor file.
         path: PathBuf,
         /// The tensor's name.
-        name: &'static str,
+        name: String,
         /// The shape the metadata implies.
         expected: Vec<usize>,
         /// The shape in the file.
@@ -124,6 +124,17 @@ pub enum ModelError {
         /// What is wrong.
         reason: String,
     },
+    /// The feature steps of a pipeline do not chain, or a step could not be rebuilt.
+    #[error("{path}: {reason}", path = path.display())]
+    Pipeline {
+        /// The file describing the pipeline.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Applying the pipeline's feature steps failed.
+    #[error(transparent)]
+    Steps(#[from] imgclass_features::PipelineError),
     /// The class names given to a save call do not match the model's class count.
     #[error("{found} class names given for a model of {expected} classes")]
     ClassCount {

@@ -171,6 +171,19 @@ pub struct AnnFile {
     pub spec: String,
 }
 
+/// One feature step of a saved pipeline: its spec and what it takes. Its tensors are
+/// `steps.<i>.<name>` in the model's tensor file (names and shapes from
+/// `imgclass_features::Step::tensor_shapes`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepMeta {
+    /// The step, as a config writes it (`{"kind": "pca", "components": 64, "whiten": false}`).
+    pub spec: imgclass_features::StepSpec,
+    /// What the step takes.
+    pub input: RowShape,
+    /// Features per row it makes.
+    pub output: usize,
+}
+
 /// The metadata file (`<name>.json`) of a saved model.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Metadata {
@@ -182,8 +195,13 @@ pub struct Metadata {
     /// Class names in label order.
     pub classes: ClassNames,
     /// What an input row is: `{"image": {"channels", "height", "width"}}` (channel-major
-    /// u8 rows of `D = C·H·W` bytes) or `{"features": D}` (f32 rows).
+    /// u8 rows of `D = C·H·W` bytes) or `{"features": D}` (f32 rows). For a pipeline, what
+    /// its first step takes.
     pub input: RowShape,
+    /// Feature steps applied, in order, before the classifier (empty: a bare classifier,
+    /// whose input is `input`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepMeta>,
     /// The tensor file's name, in the directory of the metadata.
     pub tensors: String,
     /// The tensor file's size in bytes.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use imgclass_core::{
     ClassNames, Dataset, Fit, Label, Predict, RowShape, Subset, Values, argmax_label,
 };
+use imgclass_features::{Step, apply};
 use imgclass_knn::ann::{BuiltIndex, data_checksum};
 use imgclass_knn::{Knn, KnnModel};
 use imgclass_linear::LinearModel;
@@ -17,7 +18,7 @@ use crate::files::{
     MAX_JSON_BYTES, file_name, pair, read_bounded, read_exact_len, regular_file_len, sha256_hex,
     sibling, with_suffix, write_atomic,
 };
-use crate::meta::{AnnFile, FORMAT_VERSION, Metadata, Params, Provenance};
+use crate::meta::{AnnFile, FORMAT_VERSION, Metadata, Params, Provenance, StepMeta};
 
 /// A loaded model of either kind, ready to predict.
 #[derive(Debug, Clone)]
@@ -36,6 +37,14 @@ pub enum SavedModel {
         model: KnnModel,
         /// The approximate index, searched instead of the exact one when present.
         index: Option<Box<BuiltIndex>>,
+    },
+    /// Fitted feature steps, then a classifier (a saved pipeline): it takes the rows its
+    /// first step takes (raw images, say).
+    Pipeline {
+        /// The steps, in order (at least one).
+        steps: Vec<Step>,
+        /// The classifier on the last step's features (never itself a pipeline).
+        model: Box<SavedModel>,
     },
 }
 
@@ -70,8 +79,12 @@ impl SavedModel {
         }
         let tensors = read_exact_len(&tensors_path, len)?;
         let mut model = decode(&json_path, md.clone(), &tensors_path, &tensors)?;
+        let classifier = match &mut model {
+            Self::Pipeline { model, .. } => model.as_mut(),
+            other => other,
+        };
         if let (Params::Knn { ann: Some(ann), .. }, Self::Knn { model, index }) =
-            (&md.params, &mut model)
+            (&md.params, classifier)
         {
             let ann_path = sibling(&json_path, &ann.file)?;
             let bytes = read_exact_len(&ann_path, regular_file_len(&ann_path)?)?;
@@ -92,15 +105,38 @@ impl SavedModel {
             Self::Knn { model, index } => {
                 save_knn_impl(model, index.as_deref(), meta, path.as_ref())
             }
+            Self::Pipeline { steps, model } => save_pipeline(steps, model, meta, path),
         }
     }
 
-    /// `"linear"` or `"knn"`.
+    /// The classifier's kind, `"linear"` or `"knn"` (also for a pipeline).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Linear { .. } => "linear",
             Self::Knn { .. } => "knn",
+            Self::Pipeline { model, .. } => model.kind(),
         }
+    }
+
+    /// The classifier (itself for a bare one, the last stage of a pipeline).
+    pub fn classifier(&self) -> &SavedModel {
+        match self {
+            Self::Pipeline { model, .. } => model.classifier(),
+            other => other,
+        }
+    }
+
+    /// The feature steps applied before the classifier (none for a bare classifier).
+    pub fn steps(&self) -> &[Step] {
+        match self {
+            Self::Pipeline { steps, .. } => steps,
+            _ => &[],
+        }
+    }
+
+    /// The rows the classifier sees: `x` through every feature step.
+    pub fn transform(&self, x: &Subset) -> Result<Subset, ModelError> {
+        Ok(apply(self.steps(), x)?)
     }
 
     /// Class names in label order.
@@ -108,14 +144,17 @@ impl SavedModel {
         match self {
             Self::Linear { classes, .. } => classes,
             Self::Knn { model, .. } => model.train().dataset().classes(),
+            Self::Pipeline { model, .. } => model.classes(),
         }
     }
 
-    /// What an input row is (an image of a shape, or features of a dimension).
+    /// What an input row is (an image of a shape, or features of a dimension); for a
+    /// pipeline, what its first step takes.
     pub fn shape(&self) -> RowShape {
         match self {
             Self::Linear { model, .. } => model.shape(),
             Self::Knn { model, .. } => model.train().dataset().shape(),
+            Self::Pipeline { steps, model } => steps.first().map_or(model.shape(), Step::input),
         }
     }
 
@@ -124,6 +163,7 @@ impl SavedModel {
         match self {
             Self::Linear { model, .. } => model.n_classes(),
             Self::Knn { model, .. } => model.n_classes(),
+            Self::Pipeline { model, .. } => model.n_classes(),
         }
     }
 
@@ -138,6 +178,7 @@ impl SavedModel {
                 let k = model.params().k();
                 Ok(model.proba_from(&ix.search(x, k)?, k)?)
             }
+            Self::Pipeline { steps, model } => model.predict_proba(&apply(steps, x)?),
         }
     }
 
@@ -149,6 +190,62 @@ impl SavedModel {
     }
 }
 
+/// A classifier's tensors (owned bytes) and metadata, ready to be written alone or behind
+/// feature steps.
+struct Encoded {
+    kind: &'static str,
+    tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+    params: Params,
+    classes: ClassNames,
+    shape: RowShape,
+}
+
+fn encode_linear(model: &LinearModel, classes: &ClassNames) -> Result<Encoded, ModelError> {
+    if classes.len() != model.n_classes() {
+        return Err(ModelError::ClassCount { expected: model.n_classes(), found: classes.len() });
+    }
+    let (c, d) = (model.n_classes(), model.n_features());
+    let tensors = vec![
+        ("W".into(), Dtype::F32, vec![c, d], f32_bytes(model.weights())),
+        ("b".into(), Dtype::F32, vec![c], f32_bytes(model.bias())),
+        ("mean".into(), Dtype::F32, vec![d], f32_bytes(model.mean_image())),
+    ];
+    let params = Params::Linear { loss: model.loss().into(), input_scale: model.input_scale() };
+    Ok(Encoded { kind: "linear", tensors, params, classes: classes.clone(), shape: model.shape() })
+}
+
+fn encode_knn(model: &KnnModel, index: Option<&BuiltIndex>) -> Result<Encoded, ModelError> {
+    let train = model.train();
+    let mismatch = index.is_some_and(|ix| {
+        ix.len() != train.len()
+            || ix.train().dim() != train.dim()
+            || data_checksum(ix.train()) != data_checksum(train)
+    });
+    if mismatch {
+        return Err(ModelError::IndexMismatch);
+    }
+    let (n, d) = (train.len(), train.dim());
+    let rows = match train.values() {
+        Values::Pixels(r) => (TRAIN_PIXELS, Dtype::U8, r.to_contiguous()),
+        Values::Features(r) => (TRAIN_FEATURES, Dtype::F32, f32_bytes(&r.to_contiguous())),
+    };
+    let labels: Vec<u8> = model.train_labels().iter().flat_map(|l| l.to_le_bytes()).collect();
+    let tensors = vec![
+        (rows.0.into(), rows.1, vec![n, d], rows.2),
+        ("train_labels".into(), Dtype::U32, vec![n], labels),
+    ];
+    let p = model.params();
+    let params = Params::Knn {
+        k: p.k(),
+        metric: p.get_metric().into(),
+        vote: p.get_vote().into(),
+        n_train: n,
+        ann: None,
+    };
+    let ds = train.dataset();
+    Ok(Encoded { kind: "knn", tensors, params, classes: ds.classes().clone(), shape: ds.shape() })
+}
+
 /// Saves a linear model with its class names (one per class, in label order) to `path`: see
 /// [`SavedModel::save`] for what `path` may be.
 pub fn save_linear(
@@ -157,20 +254,7 @@ pub fn save_linear(
     meta: &Provenance,
     path: impl AsRef<Path>,
 ) -> Result<(), ModelError> {
-    if classes.len() != model.n_classes() {
-        return Err(ModelError::ClassCount { expected: model.n_classes(), found: classes.len() });
-    }
-    let (c, d) = (model.n_classes(), model.n_features());
-    let w = f32_bytes(model.weights());
-    let b = f32_bytes(model.bias());
-    let mean = f32_bytes(model.mean_image());
-    let tensors = vec![
-        ("W", view(Dtype::F32, vec![c, d], &w)?),
-        ("b", view(Dtype::F32, vec![c], &b)?),
-        ("mean", view(Dtype::F32, vec![d], &mean)?),
-    ];
-    let params = Params::Linear { loss: model.loss().into(), input_scale: model.input_scale() };
-    write_pair(path.as_ref(), "linear", tensors, params, classes, model.shape(), meta, None)
+    write_pair(path.as_ref(), encode_linear(model, classes)?, &[], meta, None)
 }
 
 /// Saves a k-NN model to `path` (see [`SavedModel::save`]): its parameters and its training
@@ -200,55 +284,78 @@ fn save_knn_impl(
     meta: &Provenance,
     path: &Path,
 ) -> Result<(), ModelError> {
-    let train = model.train();
-    let mismatch = index.is_some_and(|ix| {
-        ix.len() != train.len()
-            || ix.train().dim() != train.dim()
-            || data_checksum(ix.train()) != data_checksum(train)
-    });
-    if mismatch {
-        return Err(ModelError::IndexMismatch);
-    }
-    let (n, d) = (train.len(), train.dim());
-    let rows = match train.values() {
-        Values::Pixels(r) => r.to_contiguous(),
-        Values::Features(r) => f32_bytes(&r.to_contiguous()),
-    };
-    let labels: Vec<u8> = model.train_labels().iter().flat_map(|l| l.to_le_bytes()).collect();
-    let rows_tensor = match train.shape() {
-        RowShape::Image(_) => (TRAIN_PIXELS, view(Dtype::U8, vec![n, d], &rows)?),
-        RowShape::Features(_) => (TRAIN_FEATURES, view(Dtype::F32, vec![n, d], &rows)?),
-    };
-    let tensors = vec![rows_tensor, ("train_labels", view(Dtype::U32, vec![n], &labels)?)];
-    let p = model.params();
-    let params = Params::Knn {
-        k: p.k(),
-        metric: p.get_metric().into(),
-        vote: p.get_vote().into(),
-        n_train: n,
-        ann: None,
-    };
-    let ds = train.dataset();
-    write_pair(path, "knn", tensors, params, ds.classes(), ds.shape(), meta, index)
+    write_pair(path, encode_knn(model, index)?, &[], meta, index)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Saves a pipeline as one model: the feature `steps` (fitted, in order; each must take what
+/// the previous one makes) and the classifier `model` on the last step's features. Every
+/// step's tensors go into the same tensor file as `steps.<i>.<name>`; the metadata lists the
+/// steps ([`StepMeta`]) and records the first step's input, so a loader can apply the whole
+/// pipeline to raw rows. Without steps this saves the bare classifier.
+pub fn save_pipeline(
+    steps: &[Step],
+    model: &SavedModel,
+    meta: &Provenance,
+    path: impl AsRef<Path>,
+) -> Result<(), ModelError> {
+    let path = path.as_ref();
+    let (json_path, _) = pair(path, "model");
+    let bad = |reason: String| ModelError::Pipeline { path: json_path.clone(), reason };
+    let (enc, index) = match model {
+        SavedModel::Linear { model, classes } => (encode_linear(model, classes)?, None),
+        SavedModel::Knn { model, index } => {
+            (encode_knn(model, index.as_deref())?, index.as_deref())
+        }
+        SavedModel::Pipeline { .. } => {
+            return Err(bad("a pipeline's classifier cannot itself be a pipeline".into()));
+        }
+    };
+    chain(steps, enc.shape).map_err(bad)?;
+    write_pair(path, enc, steps, meta, index)
+}
+
+/// Checks that each step takes what the previous one makes and that the classifier takes
+/// the last step's output.
+fn chain(steps: &[Step], classifier: RowShape) -> Result<(), String> {
+    let mut made: Option<RowShape> = None;
+    for (i, st) in steps.iter().enumerate() {
+        if let Some(m) = made.filter(|&m| m != st.input()) {
+            return Err(format!("step {i} ({}) takes {} but receives {m}", st.spec(), st.input()));
+        }
+        made = Some(RowShape::Features(st.output_dim()));
+    }
+    match made {
+        Some(m) if m != classifier => {
+            Err(format!("the classifier takes {classifier} but the last step makes {m}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn write_pair(
     path: &Path,
-    default_stem: &str,
-    tensors: Vec<(&str, TensorView<'_>)>,
-    mut params: Params,
-    classes: &ClassNames,
-    shape: RowShape,
+    enc: Encoded,
+    steps: &[Step],
     meta: &Provenance,
     index: Option<&BuiltIndex>,
 ) -> Result<(), ModelError> {
-    let (json_path, st_path) = pair(path, default_stem);
+    let Encoded { kind, tensors: mut owned, mut params, classes, shape } = enc;
+    let (json_path, st_path) = pair(path, kind);
+    let input = steps.first().map_or(shape, Step::input);
+    for (i, st) in steps.iter().enumerate() {
+        for t in st.tensors() {
+            owned.push((format!("steps.{i}.{}", t.name), Dtype::F32, t.shape, f32_bytes(&t.data)));
+        }
+    }
+    let tensors: Vec<(&str, TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, dt, sh, b)| Ok((n.as_str(), view(*dt, sh.clone(), b)?)))
+        .collect::<Result<_, ModelError>>()?;
     let info = BTreeMap::from([
         ("format".to_string(), "imgclass".to_string()),
         ("kind".to_string(), params.kind().to_string()),
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
-        (SHAPE_KEY.to_string(), shape.to_string()),
+        (SHAPE_KEY.to_string(), input.to_string()),
     ]);
     let bytes = serialize_sorted(tensors, &info)
         .map_err(|reason| ModelError::Tensors { path: st_path.clone(), reason })?;
@@ -261,8 +368,12 @@ fn write_pair(
     let md = Metadata {
         format_version: FORMAT_VERSION,
         params,
-        classes: classes.clone(),
-        input: shape,
+        classes,
+        input,
+        steps: steps
+            .iter()
+            .map(|st| StepMeta { spec: st.spec(), input: st.input(), output: st.output_dim() })
+            .collect(),
         tensors: file_name(&st_path)?,
         tensors_size: bytes.len() as u64,
         tensors_sha256: sha256_hex(&bytes),
@@ -271,7 +382,7 @@ fn write_pair(
     let json = serde_json::to_vec_pretty(&md)
         .map_err(|source| ModelError::Json { path: json_path.clone(), source })?;
     write_atomic(&json_path, &json)?;
-    tracing::debug!(path = %json_path.display(), kind = md.params.kind(), "saved model");
+    tracing::debug!(path = %json_path.display(), kind = md.params.kind(), steps = steps.len(), "saved model");
     Ok(())
 }
 
@@ -369,8 +480,9 @@ const MAX_TENSOR_HEADER: u64 = 1 << 20;
 /// The most bytes the tensor file of the model `md` describes can take: its tensors' data
 /// (computed from the input shape, the classes and, for k-NN, `n_train`) plus a header.
 fn tensor_file_bound(json_path: &Path, md: &Metadata) -> Result<u64, ModelError> {
-    let d = input_dim(json_path, md.input)? as u64;
-    let elem = match md.input {
+    let cls = classifier_input(md);
+    let d = input_dim(json_path, cls)? as u64;
+    let elem = match cls {
         RowShape::Image(_) => 1,
         RowShape::Features(_) => 4,
     };
@@ -383,8 +495,21 @@ fn tensor_file_bound(json_path: &Path, md: &Metadata) -> Result<u64, ModelError>
             d.checked_mul(elem).and_then(|row| (n_train as u64).checked_mul(row + 4))
         }
     };
-    data.and_then(|x| x.checked_add(MAX_TENSOR_HEADER))
+    let steps = md.steps.iter().try_fold(0u64, |acc, st| {
+        Step::tensor_shapes(&st.spec, st.input).iter().try_fold(acc, |a, (_, shape)| {
+            let n = shape.iter().try_fold(4u64, |n, &x| n.checked_mul(x as u64))?;
+            a.checked_add(n)
+        })
+    });
+    data.zip(steps)
+        .and_then(|(x, s)| x.checked_add(s))
+        .and_then(|x| x.checked_add(MAX_TENSOR_HEADER))
         .ok_or_else(|| invalid(json_path, "the tensors' size overflows"))
+}
+
+/// What the classifier of `md` takes: the last step's features, or the model's input.
+fn classifier_input(md: &Metadata) -> RowShape {
+    md.steps.last().map_or(md.input, |st| RowShape::Features(st.output))
 }
 
 /// Values per input row of `shape`, refusing an empty or overflowing shape.
@@ -418,7 +543,20 @@ fn decode(
     st_path: &Path,
     bytes: &[u8],
 ) -> Result<SavedModel, ModelError> {
-    let shape = md.input;
+    // the steps chain from the model's input to the classifier's
+    let mut made = md.input;
+    for (i, st) in md.steps.iter().enumerate() {
+        if st.input != made {
+            return Err(ModelError::Pipeline {
+                path: json_path.to_path_buf(),
+                reason: format!("step {i} ({}) takes {} but receives {made}", st.spec, st.input),
+            });
+        }
+        input_dim(json_path, st.input)?;
+        made = RowShape::Features(st.output);
+    }
+    input_dim(json_path, md.input)?;
+    let shape = classifier_input(&md);
     let d = input_dim(json_path, shape)?;
     let c = md.classes.len();
     if c == 0 {
@@ -447,13 +585,14 @@ fn decode(
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| ModelError::Tensors { path: st_path.to_path_buf(), reason: e.to_string() })?;
     let recorded = header.metadata().as_ref().and_then(|m| m.get(SHAPE_KEY));
+    let recorded_input = md.input;
     match recorded {
-        Some(s) if *s == shape.to_string() => {}
+        Some(s) if *s == recorded_input.to_string() => {}
         Some(s) => {
             return Err(invalid(
                 json_path,
                 format!(
-                    "input {shape} differs from the {s} recorded in {} (edited metadata?)",
+                    "input {recorded_input} differs from the {s} recorded in {} (edited metadata?)",
                     st_path.display()
                 ),
             ));
@@ -466,9 +605,41 @@ fn decode(
         }
     }
     let t = Tensors { st: &st, path: st_path };
-    match md.params {
+    let step_names: Vec<String> = md
+        .steps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, st)| {
+            Step::tensor_shapes(&st.spec, st.input)
+                .into_iter()
+                .map(move |(n, _)| format!("steps.{i}.{n}"))
+        })
+        .collect();
+    let mut steps = Vec::with_capacity(md.steps.len());
+    for (i, sm) in md.steps.iter().enumerate() {
+        let shapes = Step::tensor_shapes(&sm.spec, sm.input);
+        let step = Step::from_tensors(&sm.spec, sm.input, |name| {
+            let shape = shapes.iter().find(|(n, _)| *n == name).map_or(&[][..], |(_, s)| s);
+            t.get(&format!("steps.{i}.{name}"), Dtype::F32, shape)
+                .map(f32s)
+                .map_err(|e| imgclass_features::FeatureError::Corrupt { reason: e.to_string() })
+        })
+        .map_err(|e| invalid(st_path, format!("step {i} ({}): {e}", sm.spec)))?;
+        if step.output_dim() != sm.output {
+            return Err(invalid(
+                json_path,
+                format!(
+                    "step {i} makes {} features, the metadata says {}",
+                    step.output_dim(),
+                    sm.output
+                ),
+            ));
+        }
+        steps.push(step);
+    }
+    let classifier = match md.params {
         Params::Linear { loss, input_scale } => {
-            t.only(&["W", "b", "mean"])?;
+            t.only(&["W", "b", "mean"], &step_names)?;
             let w = f32s(t.get("W", Dtype::F32, &[c, d])?);
             let b = f32s(t.get("b", Dtype::F32, &[c])?);
             let mean = f32s(t.get("mean", Dtype::F32, &[d])?);
@@ -482,14 +653,14 @@ fn decode(
             }
             let model = LinearModel::from_parts(w, b, mean, input_scale, shape, loss.into())
                 .map_err(|e| invalid(json_path, e.to_string()))?;
-            Ok(SavedModel::Linear { model, classes: md.classes })
+            SavedModel::Linear { model, classes: md.classes }
         }
         Params::Knn { k, metric, vote, n_train, .. } => {
             let rows_name = match shape {
                 RowShape::Image(_) => TRAIN_PIXELS,
                 RowShape::Features(_) => TRAIN_FEATURES,
             };
-            t.only(&[rows_name, "train_labels"])?;
+            t.only(&[rows_name, "train_labels"], &step_names)?;
             n_train.checked_mul(d).ok_or_else(|| invalid(json_path, "n_train x D overflows"))?;
             let labels: Vec<Label> = t
                 .get("train_labels", Dtype::U32, &[n_train])?
@@ -512,9 +683,14 @@ fn decode(
                 .vote(vote.into())
                 .fit(&ds.all())
                 .map_err(|e| invalid(json_path, e.to_string()))?;
-            Ok(SavedModel::Knn { model, index: None })
+            SavedModel::Knn { model, index: None }
         }
-    }
+    };
+    Ok(if steps.is_empty() {
+        classifier
+    } else {
+        SavedModel::Pipeline { steps, model: Box::new(classifier) }
+    })
 }
 
 /// The tensors of one safetensors file, with the checks that name the file.
@@ -525,9 +701,13 @@ struct Tensors<'a, 'data> {
 
 impl<'data> Tensors<'_, 'data> {
     /// Fails if the file holds a tensor outside `names`.
-    fn only(&self, names: &[&str]) -> Result<(), ModelError> {
-        let mut extra: Vec<&str> =
-            self.st.names().into_iter().filter(|n| !names.contains(n)).collect();
+    fn only(&self, names: &[&str], also: &[String]) -> Result<(), ModelError> {
+        let mut extra: Vec<&str> = self
+            .st
+            .names()
+            .into_iter()
+            .filter(|n| !names.contains(n) && !also.iter().any(|a| a == n))
+            .collect();
         extra.sort_unstable();
         match extra.first() {
             None => Ok(()),
@@ -536,19 +716,16 @@ impl<'data> Tensors<'_, 'data> {
     }
 
     /// The bytes of tensor `name`, checked to have `dtype` and `shape`.
-    fn get(
-        &self,
-        name: &'static str,
-        dtype: Dtype,
-        shape: &[usize],
-    ) -> Result<&'data [u8], ModelError> {
+    fn get(&self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<&'data [u8], ModelError> {
         let path = || self.path.to_path_buf();
-        let v =
-            self.st.tensor(name).map_err(|_| ModelError::MissingTensor { path: path(), name })?;
+        let v = self
+            .st
+            .tensor(name)
+            .map_err(|_| ModelError::MissingTensor { path: path(), name: name.into() })?;
         if v.dtype() != dtype {
             return Err(ModelError::WrongDtype {
                 path: path(),
-                name,
+                name: name.into(),
                 expected: dtype_name(dtype),
                 found: format!("{:?}", v.dtype()),
             });
@@ -556,7 +733,7 @@ impl<'data> Tensors<'_, 'data> {
         if v.shape() != shape {
             return Err(ModelError::WrongShape {
                 path: path(),
-                name,
+                name: name.into(),
                 expected: shape.to_vec(),
                 found: v.shape().to_vec(),
             });

@@ -307,8 +307,8 @@ fn wrong_shapes_dtypes_and_names_are_reported_per_tensor() {
     ]);
     let e = load_with(dir.path(), json.clone(), &wide).expect_err("wrong shape");
     assert!(
-        matches!(&e, ModelError::WrongShape { name: "W", expected, found, .. }
-            if *expected == vec![3, d] && *found == vec![3, d + 1]),
+        matches!(&e, ModelError::WrongShape { name, expected, found, .. }
+            if name == "W" && *expected == vec![3, d] && *found == vec![3, d + 1]),
         "{e}"
     );
     let bytes = st(vec![
@@ -317,10 +317,13 @@ fn wrong_shapes_dtypes_and_names_are_reported_per_tensor() {
         ("mean", Dtype::F32, vec![d], &mean_ok),
     ]);
     let e = load_with(dir.path(), json.clone(), &bytes).expect_err("wrong dtype");
-    assert!(matches!(e, ModelError::WrongDtype { name: "W", expected: "F32", .. }), "{e}");
+    assert!(
+        matches!(&e, ModelError::WrongDtype { name, expected: "F32", .. } if name == "W"),
+        "{e}"
+    );
     let missing = st(vec![("W", Dtype::F32, vec![3, d], &w_ok), ("b", Dtype::F32, vec![3], &b_ok)]);
     let e = load_with(dir.path(), json.clone(), &missing).expect_err("missing tensor");
-    assert!(matches!(e, ModelError::MissingTensor { name: "mean", .. }), "{e}");
+    assert!(matches!(&e, ModelError::MissingTensor { name, .. } if name == "mean"), "{e}");
     let extra = st(vec![
         ("W", Dtype::F32, vec![3, d], &w_ok),
         ("b", Dtype::F32, vec![3], &b_ok),
@@ -509,4 +512,103 @@ fn saving_with_the_wrong_number_of_class_names_is_refused() {
         .expect_err("2 names for 3 classes");
     assert!(matches!(e, ModelError::ClassCount { expected: 3, found: 2 }));
     assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
+
+/// A pipeline (standardise, PCA, then a classifier on the features) saves as one model and
+/// loads back predicting on raw images exactly as the fitted pipeline does; its metadata
+/// lists the steps and its tensor file holds them by name.
+#[test]
+fn pipelines_save_as_one_model_and_predict_on_raw_images() {
+    use imgclass_features::{Pipeline, StepSpec};
+    let train = data(21, 90);
+    let test = data(22, 24);
+    let steps = vec![StepSpec::Standardize, StepSpec::Pca { components: 6, whiten: true }];
+    let dir = tmp();
+    let lin = Pipeline::new(
+        steps.clone(),
+        Linear::new(Loss::Softmax).sgd(Sgd {
+            batch_size: 30,
+            learning_rate: 1e-2,
+            stop: Stop::Iterations(150),
+            seed: 4,
+            ..Sgd::default()
+        }),
+    )
+    .seed(5)
+    .fit(&train.all())
+    .expect("fits");
+    let knn = Pipeline::new(steps, Knn::new(3)).seed(5).fit(&train.all()).expect("fits");
+    let saved_lin = SavedModel::Pipeline {
+        steps: lin.steps().to_vec(),
+        model: Box::new(SavedModel::Linear {
+            model: lin.model().clone(),
+            classes: train.classes().clone(),
+        }),
+    };
+    let saved_knn = SavedModel::Pipeline {
+        steps: knn.steps().to_vec(),
+        model: Box::new(SavedModel::Knn { model: knn.model().clone(), index: None }),
+    };
+    for (name, saved, want) in [
+        ("lin", &saved_lin, lin.predict(&test.all()).expect("predicts")),
+        ("knn", &saved_knn, knn.predict(&test.all()).expect("predicts")),
+    ] {
+        saved.save(&prov(), dir.path().join(name)).expect("saves");
+        let (back, md) = SavedModel::load(dir.path().join(name)).expect("loads");
+        assert_eq!(back.shape(), SHAPE.into(), "{name}: the pipeline takes raw images");
+        assert_eq!(back.steps(), saved.steps());
+        assert_eq!(back.predict(&test.all()).expect("predicts"), want, "{name}");
+        assert_eq!(md.steps.len(), 2);
+        assert_eq!(md.steps[1].spec, StepSpec::Pca { components: 6, whiten: true });
+        assert_eq!(
+            (md.steps[1].input, md.steps[1].output),
+            (imgclass_core::RowShape::Features(SHAPE.len()), 6)
+        );
+        let bytes = std::fs::read(dir.path().join(format!("{name}.safetensors"))).expect("read");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("plain safetensors");
+        let mut names = st.names();
+        names.sort_unstable();
+        assert!(
+            names.contains(&"steps.0.mean") && names.contains(&"steps.1.components"),
+            "{names:?}"
+        );
+        assert_eq!(st.tensor("steps.1.components").expect("t").shape(), &[6, SHAPE.len()]);
+        // images of another shape are refused by the first step, naming both shapes
+        let other = Dataset::new(
+            vec![0; 12],
+            vec![0],
+            ImageShape::new(1, 3, 4),
+            ClassNames::new(["r", "g", "b"]),
+        )
+        .expect("valid");
+        let e = back.predict(&other.all()).unwrap_err();
+        assert!(e.to_string().contains("expected 3x4x4 images, got 1x3x4 images"), "{e}");
+    }
+    // an edited step spec or a missing step tensor is refused, naming what is wrong
+    let jp = dir.path().join("lin.json");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&jp).expect("r")).expect("j");
+    let mut edited = json.clone();
+    edited["steps"][1]["spec"]["components"] = serde_json::json!(5);
+    std::fs::write(&jp, serde_json::to_vec(&edited).expect("j")).expect("w");
+    let e = SavedModel::load(&jp).unwrap_err();
+    assert!(e.to_string().contains("steps.1"), "{e}");
+    let mut unchained = json.clone();
+    unchained["steps"][1]["input"] = serde_json::json!({"features": 7});
+    std::fs::write(&jp, serde_json::to_vec(&unchained).expect("j")).expect("w");
+    let e = SavedModel::load(&jp).unwrap_err();
+    assert!(
+        e.to_string().contains("step 1 (pca(6, whiten)) takes 7 features but receives 48 features"),
+        "{e}"
+    );
+    // a classifier that does not take the last step's output cannot be saved behind it
+    let bare = SavedModel::Linear { model: linear_model(&train), classes: train.classes().clone() };
+    let e = imgclass_model::save_pipeline(lin.steps(), &bare, &prov(), dir.path().join("bad"))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the classifier takes 3x4x4 images but the last step makes 6 features"),
+        "{e}"
+    );
+    assert!(!dir.path().join("bad.json").exists(), "nothing written");
 }
