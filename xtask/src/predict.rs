@@ -1,5 +1,6 @@
 //! `cargo xtask predict --model PATH [--json] [--top N] IMAGE...`: classifies PNG/JPEG files
-//! with a saved model (`imgclass-model`), printing the most likely classes.
+//! with a saved model (`imgclass-model`: a classifier, or a pipeline of feature steps and a
+//! classifier, which takes raw images the same way), printing the most likely classes.
 //!
 //! Each image is decoded (`image` crate), converted to RGB8 (or 8-bit grey for a one-channel
 //! model), resized to the model's input `H x W` with `image::imageops::FilterType::Triangle`
@@ -245,9 +246,11 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         let queries = Dataset::new(pixels, vec![0; n], shape, model.classes().clone())
             .context("building the query rows")?;
-        let values = match (&model, measure) {
-            (SavedModel::Linear { model, .. }, Measure::Score) => {
-                model.scores(&queries.all()).context("prediction failed")?
+        let values = match (model.classifier(), measure) {
+            (SavedModel::Linear { model: linear, .. }, Measure::Score) => {
+                // a pipeline's feature steps first, then the raw scores
+                let x = model.transform(&queries.all()).context("prediction failed")?;
+                linear.scores(&x).context("prediction failed")?
             }
             _ => model.predict_proba(&queries.all()).context("prediction failed")?,
         };

@@ -1,5 +1,6 @@
-//! Saved models outside the process: a linear model saved here is loaded by Python (numpy +
-//! safetensors, `xtask/peers/roundtrip.py`) and gives the same scores within 1e-5, and
+//! Saved models outside the process: a linear model and a pipeline (standardise, whitened
+//! PCA, softmax) saved here are loaded by Python (numpy + safetensors,
+//! `xtask/peers/roundtrip.py`) and give the same scores within 1e-4, and
 //! `cargo xtask predict` classifies a user's JPEG of another size and a PNG with saved linear
 //! and k-NN models.
 
@@ -8,9 +9,10 @@ use std::process::{Command, Output};
 
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{ClassNames, Dataset, Fit, ImageShape};
+use imgclass_features::{Pipeline, StepSpec};
 use imgclass_knn::Knn;
 use imgclass_linear::{Linear, LinearModel, Loss, Reg, Sgd, Stop};
-use imgclass_model::{Provenance, save_knn, save_linear};
+use imgclass_model::{Provenance, SavedModel, save_knn, save_linear};
 
 const SHAPE: ImageShape = ImageShape::new(3, 8, 8);
 
@@ -91,7 +93,7 @@ fn python_ready(py: &Path) -> bool {
 }
 
 #[test]
-fn python_reproduces_the_scores_of_a_saved_linear_model() {
+fn python_reproduces_the_scores_of_a_saved_linear_model_and_pipeline() {
     let py = python();
     if !python_ready(&py) {
         return;
@@ -100,33 +102,64 @@ fn python_reproduces_the_scores_of_a_saved_linear_model() {
     let model = train_linear(&train);
     let dir = tempfile::tempdir().expect("temp dir");
     save_linear(&model, train.classes(), &provenance(), dir.path().join("lin")).expect("save");
+    // the same colours through standardise + whitened PCA, then softmax on 5 features
+    let specs = vec![StepSpec::Standardize, StepSpec::Pca { components: 5, whiten: true }];
+    let pipe = Pipeline::new(
+        specs,
+        Linear::new(Loss::Softmax).sgd(Sgd {
+            batch_size: 32,
+            learning_rate: 0.1,
+            stop: Stop::Iterations(200),
+            seed: 5,
+            ..Sgd::default()
+        }),
+    )
+    .seed(2)
+    .fit(&train.all())
+    .expect("pipeline fits");
+    let saved = SavedModel::Pipeline {
+        steps: pipe.steps().to_vec(),
+        model: Box::new(SavedModel::Linear {
+            model: pipe.model().clone(),
+            classes: train.classes().clone(),
+        }),
+    };
+    saved.save(&provenance(), dir.path().join("pipe")).expect("save");
     let queries = colours(2, 7);
     let rows = dir.path().join("rows.bin");
     std::fs::write(&rows, queries.pixels().expect("images").storage().0).expect("rows");
-    let out = Command::new(&py)
-        .arg(repo_root().join("xtask/peers/roundtrip.py"))
-        .arg(dir.path().join("lin.json"))
-        .arg(&rows)
-        .output()
-        .expect("python runs");
-    assert!(out.status.success(), "roundtrip.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
-    let py_scores: Vec<Vec<f64>> =
-        serde_json::from_value(v["scores"].clone()).expect("a list of score rows");
-    let rust = model.scores(&queries.all()).expect("scores");
-    assert_eq!(py_scores.len(), queries.len());
-    for (q, row) in py_scores.iter().enumerate() {
-        assert_eq!(row.len(), 3);
-        for (c, &s) in row.iter().enumerate() {
-            let r = f64::from(rust[q * 3 + c]);
-            assert!(
-                (r - s).abs() <= 1e-5 * s.abs().max(1.0),
-                "query {q} class {c}: rust {r}, numpy {s}"
-            );
+    let pipe_scores = pipe.model().scores(&pipe.transform(&queries.all()).expect("t")).expect("s");
+    for (name, rust) in
+        [("lin.json", model.scores(&queries.all()).expect("scores")), ("pipe.json", pipe_scores)]
+    {
+        let out = Command::new(&py)
+            .arg(repo_root().join("xtask/peers/roundtrip.py"))
+            .arg(dir.path().join(name))
+            .arg(&rows)
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "roundtrip.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+        let py_scores: Vec<Vec<f64>> =
+            serde_json::from_value(v["scores"].clone()).expect("a list of score rows");
+        assert_eq!(py_scores.len(), queries.len());
+        for (q, row) in py_scores.iter().enumerate() {
+            assert_eq!(row.len(), 3);
+            for (c, &s) in row.iter().enumerate() {
+                let r = f64::from(rust[q * 3 + c]);
+                assert!(
+                    (r - s).abs() <= 1e-4 * s.abs().max(1.0),
+                    "{name} query {q} class {c}: rust {r}, numpy {s}"
+                );
+            }
         }
+        // the scores are not trivially equal: the model separates the colours
+        assert!(py_scores[0][0] > py_scores[0][1] && py_scores[1][1] > py_scores[1][0], "{name}");
     }
-    // the scores are not trivially equal: the model separates the colours
-    assert!(py_scores[0][0] > py_scores[0][1] && py_scores[1][1] > py_scores[1][0]);
 }
 
 fn xtask(args: &[&str]) -> Output {
