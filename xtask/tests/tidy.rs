@@ -19,6 +19,7 @@ fn layers() -> BTreeMap<&'static str, u32> {
         ("imgclass-data", 2),
         ("imgclass-features", 2),
         ("imgclass-knn", 2),
+        ("imgclass-net", 2),
         ("imgclass-linear", 2),
         ("imgclass-eval", 3),
         ("imgclass-model", 3),

@@ -752,7 +752,7 @@ macro_rules! dispatch_nr {
 }
 
 mod dense;
-pub use dense::{Op, sgemm};
+pub use dense::{GemmScalar, Op, gemm, sgemm};
 mod fwd_i8;
 pub use fwd_i8::{FWD_I8_MAX_K, FWD_I8_Q_MAX, NtPackedI8, gemm_nt_u8_i8_serial};
 mod int;

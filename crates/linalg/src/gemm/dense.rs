@@ -1,6 +1,7 @@
 //! [`sgemm`]: the general f32 matrix product `C = α·op(A)·op(B) + β·C` on row-major slices,
 //! for feature matrices (the linear classifiers' f32 path, and every model whose inputs are
-//! not raw pixels).
+//! not raw pixels); [`gemm`] is the same for any [`GemmScalar`] (`f32`, and `f64` for
+//! gradient checks in double precision).
 //!
 //! It wraps the `matrixmultiply` crate (the packed, cache-blocked kernels behind ndarray and
 //! nalgebra, AVX2/FMA selected at run time) instead of a fourth hand-written product: the u8
@@ -46,6 +47,100 @@ pub fn sgemm(
     beta: f32,
     c: &mut [f32],
 ) -> Result<(), GemmError> {
+    gemm(m, n, k, alpha, a, op_a, b, op_b, beta, c)
+}
+
+/// A scalar [`gemm`] multiplies: `f32` or `f64` (sealed by the `matrixmultiply` kernels it
+/// forwards to).
+pub trait GemmScalar:
+    Copy + Default + PartialEq + std::ops::Mul<Output = Self> + Send + Sync + 'static
+{
+    /// The raw product with strides.
+    ///
+    /// # Safety
+    /// As `matrixmultiply::sgemm`: every element addressed through the strides lies inside
+    /// the buffers, and `c` aliases neither `a` nor `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl GemmScalar for f32 {
+    unsafe fn raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded from the caller's contract
+        unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+}
+
+impl GemmScalar for f64 {
+    unsafe fn raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f64,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        beta: f64,
+        c: *mut f64,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded from the caller's contract
+        unsafe {
+            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+}
+
+/// [`sgemm`] for any [`GemmScalar`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    op_a: Op,
+    b: &[T],
+    op_b: Op,
+    beta: T,
+    c: &mut [T],
+) -> Result<(), GemmError> {
     let len = |r: usize, s: usize| r.saturating_mul(s);
     for (what, expected, found) in
         [("a", len(m, k), a.len()), ("b", len(k, n), b.len()), ("out", len(m, n), c.len())]
@@ -59,7 +154,8 @@ pub fn sgemm(
     }
     if k == 0 {
         for v in c.iter_mut() {
-            *v = if beta == 0.0 { 0.0 } else { beta * *v };
+            // `T::default()` is 0 for both floats
+            *v = if beta == T::default() { T::default() } else { beta * *v };
         }
         return Ok(());
     }
@@ -75,7 +171,7 @@ pub fn sgemm(
     // (`m x k`), `b` (`k x n`) and written of `c` (`m x n`, row stride n) lies inside its
     // slice, and `c` does not alias `a` or `b` (it is a unique borrow).
     unsafe {
-        matrixmultiply::sgemm(
+        T::raw(
             m,
             k,
             n,

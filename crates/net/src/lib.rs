@@ -1,0 +1,86 @@
+//! A two-layer neural network: the lecture's score function with one hidden layer of ReLUs,
+//! `f(x) = W2 max(0, W1 x̃ + b1) + b2`, under the softmax (or SVM) loss with L2 regularisation
+//! on both weight matrices, trained by minibatch SGD with momentum (optionally Nesterov),
+//! learning-rate decay per epoch, optional dropout on the hidden layer and early stopping on
+//! a validation split. It fits and predicts through the same `Fit`/`Predict` API as every
+//! classifier, on u8 images or f32 features.
+//!
+//! ```text
+//! x̃ = (x − μ) · s                     μ: training mean, s: input scale
+//! A = max(0, X̃ W1ᵀ + b1)              W1: h x d   (He init: N(0, 2/d))
+//! S = A W2ᵀ + b2                       W2: c x h   (He init: N(0, 2/h)), biases 0
+//! L = mean_i L_i(S_i, y_i) + λ (‖W1‖² + ‖W2‖²)
+//! v ← μ_m v − η ∇L,  θ ← θ + v         (Nesterov: θ ← θ + μ_m v − η ∇L with the new v)
+//! ```
+//!
+//! Products are `imgclass_linalg::gemm::gemm` (the `matrixmultiply` crate's packed kernels,
+//! the general f32/f64 product of the workspace). Each minibatch is split into two fixed
+//! halves computed in parallel and summed in order, so a fit has the same bits on any number
+//! of threads.
+//!
+//! ```
+//! use imgclass_core::{ClassNames, Dataset, Fit, Predict};
+//! use imgclass_net::{Net, NetSgd};
+//!
+//! // XOR of the two features: not linearly separable, a hidden layer separates it
+//! let x = vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+//! let ds = Dataset::from_features(x, 2, vec![0, 1, 1, 0], ClassNames::new(["same", "diff"]))?;
+//! let model = Net::new(16)
+//!     .sgd(NetSgd { batch_size: 4, learning_rate: 0.1, momentum: 0.9, epochs: 400, ..NetSgd::default() })
+//!     .fit(&ds.all())?;
+//! assert_eq!(model.predict(&ds.all())?, vec![0, 1, 1, 0]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod grad;
+mod model;
+mod train;
+
+pub use imgclass_loss::Loss;
+pub use model::{NetModel, NetReport};
+pub use train::{Init, MAX_EPOCHS, Net, NetSgd};
+
+/// Why fitting or using a network failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NetError {
+    /// A hyperparameter is out of range.
+    #[error("invalid {name} = {value}: {reason}")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// The training set has no rows.
+    #[error("the training set is empty")]
+    EmptyTrain,
+    /// Fewer than two classes.
+    #[error("a classifier needs at least 2 classes, found {n_classes}")]
+    TooFewClasses {
+        /// Classes in the training set.
+        n_classes: usize,
+    },
+    /// The loss became NaN or infinite (learning rate too high, usually).
+    #[error(
+        "training diverged in epoch {epoch} (iteration {iteration}): loss {loss}; lower the learning rate"
+    )]
+    Diverged {
+        /// Epoch (from 0).
+        epoch: usize,
+        /// Iteration (from 0).
+        iteration: usize,
+        /// The loss value.
+        loss: f64,
+    },
+    /// Rows of another shape than the network takes.
+    #[error(transparent)]
+    Shape(#[from] imgclass_core::ShapeMismatch),
+    /// The loss rejected its input.
+    #[error(transparent)]
+    Loss(#[from] imgclass_loss::LossError),
+    /// Parts that do not make a network (a damaged saved model).
+    #[error("inconsistent network parts: {0}")]
+    Parts(String),
+}

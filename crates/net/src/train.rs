@@ -1,0 +1,396 @@
+//! [`Net`]: the hyperparameters of a two-layer network, and minibatch SGD fitting them into a
+//! [`NetModel`].
+
+use std::ops::Range;
+
+use imgclass_core::rng::SplitMix64;
+use imgclass_core::{Fit, Subset, Values};
+use imgclass_loss::Loss;
+
+use crate::NetError;
+use crate::grad::{Dims, Params, Scratch, add_reg, data_loss_grad};
+use crate::model::{NetModel, NetReport};
+
+/// The most epochs one fit runs.
+pub const MAX_EPOCHS: usize = 10_000;
+
+/// Rows of the training set whose accuracy is recorded after each epoch.
+const TRAIN_ACC_SAMPLE: usize = 2000;
+
+/// How the weights start (biases start at 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// He et al. (2015): `N(0, 2 / fan_in)`, for ReLU layers. The default.
+    He,
+    /// `N(0, std²)` for both weight matrices (CS231n's `std = 1e-4`).
+    Gaussian(f64),
+}
+
+/// Minibatch SGD settings of a network.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetSgd {
+    /// Rows per minibatch (default 200; capped at the training rows).
+    pub batch_size: usize,
+    /// Step size `η` (default 1e-3).
+    pub learning_rate: f64,
+    /// Momentum `μ_m` in `[0, 1)` (default 0.9).
+    pub momentum: f64,
+    /// Nesterov momentum instead of the classic one (default false).
+    pub nesterov: bool,
+    /// Factor applied to the learning rate after each epoch (default 0.95).
+    pub decay: f64,
+    /// Passes over the training rows (default 10; at most [`MAX_EPOCHS`]).
+    pub epochs: usize,
+    /// Seed of the initialisation, the validation split, the minibatch order and dropout.
+    pub seed: u64,
+}
+
+impl Default for NetSgd {
+    fn default() -> Self {
+        Self {
+            batch_size: 200,
+            learning_rate: 1e-3,
+            momentum: 0.9,
+            nesterov: false,
+            decay: 0.95,
+            epochs: 10,
+            seed: 0,
+        }
+    }
+}
+
+/// Hyperparameters of a two-layer network; [`Fit`] them to get a [`NetModel`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Net {
+    hidden: usize,
+    loss: Loss,
+    reg: f64,
+    sgd: NetSgd,
+    init: Init,
+    input_scale: f32,
+    dropout: f64,
+    validation: f64,
+    patience: usize,
+}
+
+impl Net {
+    /// A network of `hidden` ReLUs: softmax loss, no regularisation, [`NetSgd::default`],
+    /// He initialisation, input scale 1, no dropout, no validation split.
+    pub fn new(hidden: usize) -> Self {
+        Self {
+            hidden,
+            loss: Loss::Softmax,
+            reg: 0.0,
+            sgd: NetSgd::default(),
+            init: Init::He,
+            input_scale: 1.0,
+            dropout: 0.0,
+            validation: 0.0,
+            patience: 0,
+        }
+    }
+
+    /// The data loss (default softmax cross-entropy; `Loss::Svm` is the multiclass hinge).
+    pub fn loss(self, loss: Loss) -> Self {
+        Self { loss, ..self }
+    }
+    /// L2 strength `λ` on both weight matrices: `λ (‖W1‖² + ‖W2‖²)` (default 0).
+    pub fn regularization(self, reg: f64) -> Self {
+        Self { reg, ..self }
+    }
+    /// SGD settings.
+    pub fn sgd(self, sgd: NetSgd) -> Self {
+        Self { sgd, ..self }
+    }
+    /// Weight initialisation (default [`Init::He`]).
+    pub fn init(self, init: Init) -> Self {
+        Self { init, ..self }
+    }
+    /// Scale after mean subtraction, `x̃ = (x − μ) · s` (default 1).
+    pub fn input_scale(self, input_scale: f32) -> Self {
+        Self { input_scale, ..self }
+    }
+    /// Probability of dropping a hidden unit in training (inverted dropout; default 0).
+    pub fn dropout(self, dropout: f64) -> Self {
+        Self { dropout, ..self }
+    }
+    /// Hold out this fraction of the training rows (seeded, stratified by nothing: a shuffle)
+    /// for the per-epoch validation accuracy and early stopping (default 0: none; the model
+    /// keeps the last epoch's weights).
+    pub fn validation(self, fraction: f64) -> Self {
+        Self { validation: fraction, ..self }
+    }
+    /// Stop when the validation accuracy has not improved for this many epochs, keeping the
+    /// best epoch's weights (default 0: never stop early; the best epoch is still kept when
+    /// there is a validation split).
+    pub fn patience(self, epochs: usize) -> Self {
+        Self { patience: epochs, ..self }
+    }
+    /// Hidden units.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+    /// The SGD settings.
+    pub fn sgd_settings(&self) -> &NetSgd {
+        &self.sgd
+    }
+
+    fn validate(&self) -> Result<(), NetError> {
+        let bad =
+            |name, value: f64, reason| Err(NetError::InvalidParameter { name, value, reason });
+        let s = &self.sgd;
+        if self.hidden == 0 {
+            return bad("hidden", 0.0, "must be at least 1");
+        }
+        if s.batch_size == 0 {
+            return bad("batch_size", 0.0, "must be at least 1");
+        }
+        if !(s.learning_rate.is_finite() && s.learning_rate > 0.0) {
+            return bad("learning_rate", s.learning_rate, "must be positive and finite");
+        }
+        if !(s.momentum.is_finite() && (0.0..1.0).contains(&s.momentum)) {
+            return bad("momentum", s.momentum, "must be in [0, 1)");
+        }
+        if !(s.decay.is_finite() && s.decay > 0.0) {
+            return bad("decay", s.decay, "must be positive and finite");
+        }
+        if s.epochs == 0 || s.epochs > MAX_EPOCHS {
+            return bad("epochs", s.epochs as f64, "must be from 1 to 10000");
+        }
+        if !(self.reg.is_finite() && self.reg >= 0.0) {
+            return bad("regularization", self.reg, "must be non-negative and finite");
+        }
+        if !(self.dropout.is_finite() && (0.0..1.0).contains(&self.dropout)) {
+            return bad("dropout", self.dropout, "must be in [0, 1)");
+        }
+        if !(self.validation.is_finite() && (0.0..0.9).contains(&self.validation)) {
+            return bad("validation", self.validation, "must be in [0, 0.9)");
+        }
+        if !(self.input_scale.is_finite() && self.input_scale > 0.0) {
+            return bad("input_scale", f64::from(self.input_scale), "must be positive and finite");
+        }
+        if let Init::Gaussian(std) = self.init
+            && !(std.is_finite() && std > 0.0)
+        {
+            return bad("init_std", std, "must be positive and finite");
+        }
+        Ok(())
+    }
+}
+
+/// `(x − μ) s` for the view positions `rows` of `v`, row-major f32.
+pub(crate) fn preprocess(v: &Values<'_>, rows: Range<usize>, mean: &[f32], scale: f32) -> Vec<f32> {
+    gather(v, rows, mean, scale)
+}
+
+fn gather(v: &Values<'_>, rows: impl Iterator<Item = usize>, mean: &[f32], scale: f32) -> Vec<f32> {
+    let mut out = Vec::new();
+    for i in rows {
+        match v {
+            Values::Pixels(r) => {
+                out.extend(r.row(i).iter().zip(mean).map(|(&x, &m)| (f32::from(x) - m) * scale));
+            }
+            Values::Features(r) => {
+                out.extend(r.row(i).iter().zip(mean).map(|(&x, &m)| (x - m) * scale));
+            }
+        }
+    }
+    out
+}
+
+fn accuracy(model: &NetModel, x: &Subset) -> Result<f64, NetError> {
+    use imgclass_core::Predict;
+    if x.is_empty() {
+        return Ok(0.0);
+    }
+    let pred = model.predict(x)?;
+    let right = pred.iter().zip(x.labels()).filter(|(p, y)| **p == *y).count();
+    Ok(right as f64 / x.len() as f64)
+}
+
+impl Fit for Net {
+    type Model = NetModel;
+    type Error = NetError;
+
+    fn fit(&self, data: &Subset) -> Result<NetModel, NetError> {
+        self.validate()?;
+        if data.is_empty() {
+            return Err(NetError::EmptyTrain);
+        }
+        let c = data.n_classes();
+        if c < 2 {
+            return Err(NetError::TooFewClasses { n_classes: c });
+        }
+        let started = std::time::Instant::now();
+        let s = self.sgd;
+        let root = SplitMix64::new(s.seed);
+        // the validation split: a seeded shuffle of positions, the last share held out
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        let n_val = (data.len() as f64 * self.validation).round() as usize;
+        if n_val > 0 {
+            root.fork(3).shuffle(&mut order);
+        }
+        let (tr_pos, val_pos) = order.split_at(data.len() - n_val);
+        let (mut tr_pos, mut val_pos) = (tr_pos.to_vec(), val_pos.to_vec());
+        tr_pos.sort_unstable();
+        val_pos.sort_unstable();
+        let train = data.select(&tr_pos).map_err(|e| NetError::Parts(e.to_string()))?;
+        let val = data.select(&val_pos).map_err(|e| NetError::Parts(e.to_string()))?;
+        let n = train.len();
+        if n == 0 {
+            return Err(NetError::EmptyTrain);
+        }
+        let dims = Dims { d: data.dim(), h: self.hidden, c };
+        let v = train.values();
+        // the training mean, f64 sums in row order
+        let mut acc = vec![0f64; dims.d];
+        for i in 0..n {
+            for (a, x) in acc.iter_mut().zip(v.row_f32(i)) {
+                *a += f64::from(x);
+            }
+        }
+        let mean: Vec<f32> = acc.iter().map(|&a| (a / n as f64) as f32).collect();
+        // initial weights
+        let mut g = root.fork(1);
+        let (std1, std2) = match self.init {
+            Init::He => ((2.0 / dims.d as f64).sqrt(), (2.0 / dims.h as f64).sqrt()),
+            Init::Gaussian(std) => (std, std),
+        };
+        let mut p = Params::<f32>::zeros(dims);
+        p.w1.iter_mut().for_each(|w| *w = (g.next_normal() * std1) as f32);
+        p.w2.iter_mut().for_each(|w| *w = (g.next_normal() * std2) as f32);
+        let mut vel = Params::<f32>::zeros(dims);
+        let mut grads = [Params::<f32>::zeros(dims), Params::<f32>::zeros(dims)];
+        let mut scratch = [Scratch::default(), Scratch::default()];
+        let mut total = Params::<f32>::zeros(dims);
+        let bs = s.batch_size.min(n);
+        let per_epoch = n.div_ceil(bs);
+        let mut report = NetReport::default();
+        let mut shuffle = root.fork(2);
+        let mut drop_rng = root.fork(4);
+        let keep = 1.0 - self.dropout;
+        let mut lr = s.learning_rate;
+        let sample: Vec<usize> =
+            (0..n.min(TRAIN_ACC_SAMPLE)).map(|i| i * n / n.min(TRAIN_ACC_SAMPLE)).collect();
+        let train_sample = train.select(&sample).map_err(|e| NetError::Parts(e.to_string()))?;
+        let mut model = NetModel {
+            p: p.clone(),
+            dims,
+            mean: mean.clone(),
+            scale: self.input_scale,
+            shape: data.shape(),
+            loss: self.loss,
+            report: NetReport::default(),
+        };
+        let mut best: Option<(f64, usize, Params<f32>)> = None;
+        let mut perm: Vec<usize> = (0..n).collect();
+        let labels = train.labels();
+        let mut iteration = 0usize;
+        for epoch in 0..s.epochs {
+            shuffle.shuffle(&mut perm);
+            for b in 0..per_epoch {
+                let rows = &perm[b * bs..((b + 1) * bs).min(n)];
+                let m = rows.len();
+                let x = gather(&v, rows.iter().copied(), &mean, self.input_scale);
+                let y: Vec<u32> = rows.iter().map(|&r| labels[r]).collect();
+                let mask: Option<Vec<f32>> = (self.dropout > 0.0).then(|| {
+                    (0..m * dims.h)
+                        .map(|_| if drop_rng.next_f64() < keep { (1.0 / keep) as f32 } else { 0.0 })
+                        .collect()
+                });
+                // two fixed halves in parallel, summed in order: same bits on any thread count
+                let half = m.div_ceil(2);
+                let (x0, x1) = x.split_at(half * dims.d);
+                let (y0, y1) = y.split_at(half);
+                let (m0, m1) = match &mask {
+                    Some(mk) => {
+                        let (a, b) = mk.split_at(half * dims.h);
+                        (Some(a), Some(b))
+                    }
+                    None => (None, None),
+                };
+                let [g0, g1] = &mut grads;
+                let [s0, s1] = &mut scratch;
+                let pr = &p;
+                let (r0, r1) = rayon::join(
+                    || data_loss_grad(pr, dims, self.loss, x0, y0, m0, g0, s0),
+                    || {
+                        if y1.is_empty() {
+                            Ok(0.0)
+                        } else {
+                            data_loss_grad(pr, dims, self.loss, x1, y1, m1, g1, s1)
+                        }
+                    },
+                );
+                let diverged = |e| match e {
+                    imgclass_loss::LossError::NonFinite { .. } => {
+                        NetError::Diverged { epoch, iteration, loss: f64::NAN }
+                    }
+                    e => NetError::Loss(e),
+                };
+                let (l0, l1) = (r0.map_err(diverged)?, r1.map_err(diverged)?);
+                let (w0, w1) = (half as f32 / m as f32, (m - half) as f32 / m as f32);
+                for ((t, a), b) in total.arrays_mut().into_iter().zip(g0.arrays()).zip(g1.arrays())
+                {
+                    if y1.is_empty() {
+                        t.copy_from_slice(a);
+                    } else {
+                        t.iter_mut()
+                            .zip(a.iter().zip(b.iter()))
+                            .for_each(|(t, (a, b))| *t = w0 * a + w1 * b);
+                    }
+                }
+                let data = f64::from(w0 * l0 + if y1.is_empty() { 0.0 } else { w1 * l1 });
+                let reg = add_reg(&p, self.reg, &mut total);
+                let loss = data + reg;
+                if !loss.is_finite() {
+                    return Err(NetError::Diverged { epoch, iteration, loss });
+                }
+                report.loss.push(loss as f32);
+                let (lr32, mu) = (lr as f32, s.momentum as f32);
+                for ((w, vv), gg) in
+                    p.arrays_mut().into_iter().zip(vel.arrays_mut()).zip(total.arrays())
+                {
+                    for ((wi, vi), &gi) in w.iter_mut().zip(vv.iter_mut()).zip(gg.iter()) {
+                        let prev = *vi;
+                        *vi = mu * *vi - lr32 * gi;
+                        *wi += if s.nesterov { -mu * prev + (1.0 + mu) * *vi } else { *vi };
+                    }
+                }
+                if p.arrays().iter().any(|a| a.iter().any(|w| !w.is_finite())) {
+                    return Err(NetError::Diverged { epoch, iteration, loss: f64::INFINITY });
+                }
+                iteration += 1;
+            }
+            lr *= s.decay;
+            model.p.clone_from(&p);
+            report.train_accuracy.push(accuracy(&model, &train_sample)?);
+            report.epochs = epoch + 1;
+            if !val.is_empty() {
+                let a = accuracy(&model, &val)?;
+                report.val_accuracy.push(a);
+                if best.as_ref().is_none_or(|(b, _, _)| a > *b) {
+                    best = Some((a, epoch, p.clone()));
+                }
+                let since = epoch - best.as_ref().map_or(epoch, |b| b.1);
+                tracing::debug!(
+                    epoch,
+                    val_accuracy = a,
+                    loss = report.loss.last().copied(),
+                    "net epoch"
+                );
+                if self.patience > 0 && since >= self.patience {
+                    break;
+                }
+            }
+        }
+        report.best_epoch = report.epochs.saturating_sub(1);
+        if let Some((_, e, bp)) = best {
+            report.best_epoch = e;
+            model.p = bp;
+        }
+        report.train_seconds = started.elapsed().as_secs_f64();
+        model.report = report;
+        Ok(model)
+    }
+}
