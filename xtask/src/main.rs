@@ -6,6 +6,7 @@ mod bench_cv;
 mod bench_data;
 mod bench_knn;
 mod bench_linear;
+mod bench_net;
 mod cleanup;
 mod experiment;
 mod fetch;
@@ -56,6 +57,8 @@ enum Bench {
     Linear(bench_linear::Args),
     /// Approximate nearest-neighbour indices: recall against speed.
     Ann(bench_ann::Args),
+    /// The two-layer network on CIFAR-10 raw pixels.
+    Net(bench_net::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(Bench::Cv(args)) => bench_cv::run(args),
         Command::Bench(Bench::Linear(args)) => bench_linear::run(args),
         Command::Bench(Bench::Ann(args)) => bench_ann::run(args),
+        Command::Bench(Bench::Net(args)) => bench_net::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
