@@ -26,12 +26,16 @@
 //! ```
 
 mod error;
+mod hog;
+mod hue;
 mod pca;
 mod pipeline;
 mod standardize;
 mod step;
 
 pub use error::{FeatureError, PipelineError};
+pub use hog::Hog;
+pub use hue::HueHistogram;
 pub use pca::Pca;
 pub use pipeline::{Pipeline, PipelineModel, apply};
 pub use standardize::Standardizer;

@@ -5,7 +5,7 @@
 
 use imgclass_core::{Dataset, RowShape, Subset};
 
-use crate::{FeatureError, Pca, Standardizer};
+use crate::{FeatureError, Hog, HueHistogram, Pca, Standardizer};
 
 /// A feature step as a config writes it (`{ kind = "pca", components = 64 }`): what to fit.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -22,6 +22,37 @@ pub enum StepSpec {
         #[serde(default)]
         whiten: bool,
     },
+    /// Histograms of oriented gradients of the grey image ([`Hog`], CS231n's definition).
+    Hog {
+        /// Cell side in pixels (CS231n: 8).
+        #[serde(default = "default_cell")]
+        cell: usize,
+        /// Orientation bins over 180° (CS231n: 9).
+        #[serde(default = "default_orientations")]
+        orientations: usize,
+    },
+    /// The histogram of the HSV hue of every pixel ([`HueHistogram`], CS231n's definition).
+    HueHistogram {
+        /// Bins (CS231n: 10).
+        #[serde(default = "default_bins")]
+        bins: usize,
+    },
+    /// Several steps fitted on the same input, their features side by side (scikit-learn's
+    /// `FeatureUnion`): `{ kind = "union", of = [{ kind = "hog" }, { kind = "hue_histogram" }] }`.
+    Union {
+        /// The steps, in output order.
+        of: Vec<StepSpec>,
+    },
+}
+
+fn default_cell() -> usize {
+    8
+}
+fn default_orientations() -> usize {
+    9
+}
+fn default_bins() -> usize {
+    10
 }
 
 impl StepSpec {
@@ -32,6 +63,31 @@ impl StepSpec {
             Self::Pca { components, whiten } => {
                 let pca = Pca::fit(train, components, seed)?;
                 Step::Pca { scale: whiten_scale(&pca, whiten), pca, whiten }
+            }
+            Self::Hog { cell, orientations } => {
+                let hog = Hog::new(cell, orientations);
+                hog.check(train.shape())?;
+                Step::Hog { hog, input: train.shape() }
+            }
+            Self::HueHistogram { bins } => {
+                let hue = HueHistogram::new(bins);
+                hue.check(train.shape())?;
+                Step::HueHistogram { hue, input: train.shape() }
+            }
+            Self::Union { ref of } => {
+                if of.is_empty() {
+                    return Err(FeatureError::InvalidParam {
+                        name: "union",
+                        reason: "needs at least one step".into(),
+                    });
+                }
+                let root = imgclass_core::rng::SplitMix64::new(seed);
+                let parts = of
+                    .iter()
+                    .enumerate()
+                    .map(|(j, sp)| sp.fit(train, root.fork(j as u64).next_u64()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Step::Union { parts, input: train.shape() }
             }
         })
     }
@@ -44,6 +100,18 @@ impl std::fmt::Display for StepSpec {
             Self::Standardize => f.write_str("standardize"),
             Self::Pca { components, whiten: false } => write!(f, "pca({components})"),
             Self::Pca { components, whiten: true } => write!(f, "pca({components}, whiten)"),
+            Self::Hog { cell, orientations } => write!(f, "hog({cell}px, {orientations} bins)"),
+            Self::HueHistogram { bins } => write!(f, "hue_histogram({bins})"),
+            Self::Union { of } => {
+                f.write_str("union(")?;
+                for (i, s) in of.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" + ")?;
+                    }
+                    write!(f, "{s}")?;
+                }
+                f.write_str(")")
+            }
         }
     }
 }
@@ -51,8 +119,8 @@ impl std::fmt::Display for StepSpec {
 /// One saved array of a fitted step: name, shape (row-major) and f32 values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
-    /// Its name within the step (`mean`, `components`, ...).
-    pub name: &'static str,
+    /// Its name within the step (`mean`, `components`, `0.mean` for a union's first part).
+    pub name: String,
     /// Its shape.
     pub shape: Vec<usize>,
     /// Its values, row-major.
@@ -72,6 +140,27 @@ pub enum Step {
         whiten: bool,
         /// What each projected component is multiplied by (1, or `1 / sqrt(variance)`).
         scale: Vec<f32>,
+    },
+    /// HOG (no fitted state).
+    Hog {
+        /// The parameters.
+        hog: Hog,
+        /// What it takes.
+        input: RowShape,
+    },
+    /// Hue histogram (no fitted state).
+    HueHistogram {
+        /// The parameters.
+        hue: HueHistogram,
+        /// What it takes.
+        input: RowShape,
+    },
+    /// Steps on the same input, outputs side by side.
+    Union {
+        /// The fitted parts.
+        parts: Vec<Step>,
+        /// What they take.
+        input: RowShape,
     },
 }
 
@@ -97,6 +186,11 @@ impl Step {
             Self::Pca { pca, whiten, .. } => {
                 StepSpec::Pca { components: pca.n_components(), whiten: *whiten }
             }
+            Self::Hog { hog, .. } => hog.spec(),
+            Self::HueHistogram { hue, .. } => StepSpec::HueHistogram { bins: hue.output_dim() },
+            Self::Union { parts, .. } => {
+                StepSpec::Union { of: parts.iter().map(Step::spec).collect() }
+            }
         }
     }
 
@@ -105,6 +199,9 @@ impl Step {
         match self {
             Self::Standardize(s) => s.input(),
             Self::Pca { pca, .. } => pca.input(),
+            Self::Hog { input, .. }
+            | Self::HueHistogram { input, .. }
+            | Self::Union { input, .. } => *input,
         }
     }
 
@@ -113,6 +210,9 @@ impl Step {
         match self {
             Self::Standardize(s) => s.mean().len(),
             Self::Pca { pca, .. } => pca.n_components(),
+            Self::Hog { hog, input } => input.image().map_or(0, |s| hog.output_dim(s)),
+            Self::HueHistogram { hue, .. } => hue.output_dim(),
+            Self::Union { parts, .. } => parts.iter().map(Step::output_dim).sum(),
         }
     }
 
@@ -129,6 +229,28 @@ impl Step {
                 }
                 x.with_features(y, pca.n_components())?
             }
+            Self::Hog { hog, input } => {
+                input.expect(x.shape())?;
+                hog.transform(x)?
+            }
+            Self::HueHistogram { hue, input } => {
+                input.expect(x.shape())?;
+                hue.transform(x)?
+            }
+            Self::Union { parts, input } => {
+                input.expect(x.shape())?;
+                let outs = parts.iter().map(|p| p.transform(x)).collect::<Result<Vec<_>, _>>()?;
+                let dim: usize = outs.iter().map(Dataset::dim).sum();
+                let mut v = Vec::with_capacity(x.len() * dim);
+                for i in 0..x.len() {
+                    for o in &outs {
+                        if let Some(rows) = o.features() {
+                            v.extend_from_slice(rows.row(i));
+                        }
+                    }
+                }
+                x.with_features(v, dim)?
+            }
         };
         let made = match x.dataset().description() {
             Some(d) => format!("{} of {d}", self.spec()),
@@ -142,33 +264,59 @@ impl Step {
         let d = self.input().dim();
         match self {
             Self::Standardize(s) => vec![
-                Tensor { name: "mean", shape: vec![d], data: s.mean().to_vec() },
-                Tensor { name: "scale", shape: vec![d], data: s.scale().to_vec() },
+                Tensor { name: "mean".into(), shape: vec![d], data: s.mean().to_vec() },
+                Tensor { name: "scale".into(), shape: vec![d], data: s.scale().to_vec() },
             ],
             Self::Pca { pca, .. } => {
                 let p = pca.n_components();
                 vec![
-                    Tensor { name: "mean", shape: vec![d], data: pca.mean().to_vec() },
+                    Tensor { name: "mean".into(), shape: vec![d], data: pca.mean().to_vec() },
                     Tensor {
-                        name: "components",
+                        name: "components".into(),
                         shape: vec![p, d],
                         data: pca.components().to_vec(),
                     },
-                    Tensor { name: "variances", shape: vec![p], data: pca.variances().to_vec() },
+                    Tensor {
+                        name: "variances".into(),
+                        shape: vec![p],
+                        data: pca.variances().to_vec(),
+                    },
                 ]
             }
+            Self::Hog { .. } | Self::HueHistogram { .. } => Vec::new(),
+            Self::Union { parts, .. } => parts
+                .iter()
+                .enumerate()
+                .flat_map(|(j, p)| {
+                    p.tensors()
+                        .into_iter()
+                        .map(move |t| Tensor { name: format!("{j}.{}", t.name), ..t })
+                })
+                .collect(),
         }
     }
 
     /// The names and shapes of the arrays a step of `spec` on `input` saves, so a loader
     /// can check a file (and bound its size) before decoding it.
-    pub fn tensor_shapes(spec: &StepSpec, input: RowShape) -> Vec<(&'static str, Vec<usize>)> {
+    pub fn tensor_shapes(spec: &StepSpec, input: RowShape) -> Vec<(String, Vec<usize>)> {
         let d = input.dim();
-        match *spec {
-            StepSpec::Standardize => vec![("mean", vec![d]), ("scale", vec![d])],
-            StepSpec::Pca { components: p, .. } => {
-                vec![("mean", vec![d]), ("components", vec![p, d]), ("variances", vec![p])]
-            }
+        match spec {
+            StepSpec::Standardize => vec![("mean".into(), vec![d]), ("scale".into(), vec![d])],
+            StepSpec::Pca { components: p, .. } => vec![
+                ("mean".into(), vec![d]),
+                ("components".into(), vec![*p, d]),
+                ("variances".into(), vec![*p]),
+            ],
+            StepSpec::Hog { .. } | StepSpec::HueHistogram { .. } => Vec::new(),
+            StepSpec::Union { of } => of
+                .iter()
+                .enumerate()
+                .flat_map(|(j, sp)| {
+                    Step::tensor_shapes(sp, input)
+                        .into_iter()
+                        .map(move |(n, s)| (format!("{j}.{n}"), s))
+                })
+                .collect(),
         }
     }
 
@@ -178,7 +326,15 @@ impl Step {
     pub fn from_tensors(
         spec: &StepSpec,
         input: RowShape,
-        mut get: impl FnMut(&'static str) -> Result<Vec<f32>, FeatureError>,
+        mut get: impl FnMut(&str) -> Result<Vec<f32>, FeatureError>,
+    ) -> Result<Self, FeatureError> {
+        Self::rebuild(spec, input, &mut get)
+    }
+
+    fn rebuild(
+        spec: &StepSpec,
+        input: RowShape,
+        get: &mut dyn FnMut(&str) -> Result<Vec<f32>, FeatureError>,
     ) -> Result<Self, FeatureError> {
         Ok(match *spec {
             StepSpec::Standardize => {
@@ -188,6 +344,24 @@ impl Step {
                 let pca = Pca::from_parts(get("mean")?, get("components")?, get("variances")?)?
                     .with_input(input)?;
                 Self::Pca { scale: whiten_scale(&pca, whiten), pca, whiten }
+            }
+            StepSpec::Hog { cell, orientations } => {
+                let hog = Hog::new(cell, orientations);
+                hog.check(input).map_err(|e| FeatureError::Corrupt { reason: e.to_string() })?;
+                Self::Hog { hog, input }
+            }
+            StepSpec::HueHistogram { bins } => {
+                let hue = HueHistogram::new(bins);
+                hue.check(input).map_err(|e| FeatureError::Corrupt { reason: e.to_string() })?;
+                Self::HueHistogram { hue, input }
+            }
+            StepSpec::Union { ref of } => {
+                let mut parts = Vec::with_capacity(of.len());
+                for (j, sp) in of.iter().enumerate() {
+                    let mut sub = |name: &str| get(&format!("{j}.{name}"));
+                    parts.push(Self::rebuild(sp, input, &mut sub)?);
+                }
+                Self::Union { parts, input }
             }
         })
     }

@@ -136,7 +136,10 @@ fn steps_rebuild_from_their_tensors_and_refuse_other_shapes() {
         let step = spec.fit(&ds.all(), 9).expect("fit");
         let tensors = step.tensors();
         let shapes = Step::tensor_shapes(&spec, step.input());
-        assert_eq!(tensors.iter().map(|t| (t.name, t.shape.clone())).collect::<Vec<_>>(), shapes);
+        assert_eq!(
+            tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect::<Vec<_>>(),
+            shapes
+        );
         let back = Step::from_tensors(&spec, step.input(), |name| {
             Ok(tensors.iter().find(|t| t.name == name).expect("named").data.clone())
         })
@@ -218,4 +221,169 @@ fn a_pipeline_is_its_steps_then_its_classifier() {
     // fitted steps that do not chain are refused
     let e = imgclass_features::PipelineModel::new(vec![s1, s0], knn).unwrap_err();
     assert!(matches!(e, PipelineError::Chain { index: 1, .. }), "{e}");
+}
+
+/// CS231n's `hog_feature`, translated line by line (whole gradient images, one pass per
+/// orientation bin, `uniform_filter(size=8)` sampled at `[4::8, 4::8]`, transposed, raveled):
+/// the reference the one-pass implementation must equal.
+fn hog_reference(px: &[u8], h: usize, w: usize) -> Vec<f64> {
+    let plane = h * w;
+    let img: Vec<f64> = (0..plane)
+        .map(|j| {
+            0.299 * f64::from(px[j])
+                + 0.587 * f64::from(px[plane + j])
+                + 0.144 * f64::from(px[2 * plane + j])
+        })
+        .collect();
+    let mut gx = vec![0.0; plane];
+    let mut gy = vec![0.0; plane];
+    for r in 0..h {
+        for c in 0..w - 1 {
+            gx[r * w + c] = img[r * w + c + 1] - img[r * w + c];
+        }
+    }
+    for r in 0..h - 1 {
+        for c in 0..w {
+            gy[r * w + c] = img[(r + 1) * w + c] - img[r * w + c];
+        }
+    }
+    let mag: Vec<f64> = (0..plane).map(|j| (gx[j] * gx[j] + gy[j] * gy[j]).sqrt()).collect();
+    let ori: Vec<f64> = (0..plane)
+        .map(|j| gy[j].atan2(gx[j] + 1e-15) * (180.0 / std::f64::consts::PI) + 90.0)
+        .collect();
+    let (cx, cy, nb) = (8usize, 8usize, 9usize);
+    let (ncx, ncy) = (h / cx, w / cy); // numpy: sx, sy = image.shape (rows, cols)
+    let mut hist = vec![0.0; ncx * ncy * nb]; // [n_cellsx][n_cellsy][nb]
+    for i in 0..nb {
+        let lo = 180.0 / nb as f64 * i as f64;
+        let hi = 180.0 / nb as f64 * (i + 1) as f64;
+        let temp_mag: Vec<f64> = (0..plane)
+            .map(|j| {
+                let t = if ori[j] < hi { ori[j] } else { 0.0 };
+                let t = if ori[j] >= lo { t } else { 0.0 };
+                if t > 0.0 { mag[j] } else { 0.0 }
+            })
+            .collect();
+        // uniform_filter(size=(8, 8)) at (4 + 8a, 4 + 8b): mean over rows/cols centre-4 .. centre+3
+        let filt = |r: usize, c: usize| {
+            let mut s = 0.0;
+            for rr in r - 4..r + 4 {
+                for cc in c - 4..c + 4 {
+                    s += temp_mag[rr * w + cc];
+                }
+            }
+            s / 64.0
+        };
+        // sampled[a][b] = filt(4 + 8a, 4 + 8b) over rows a < ncx, cols b < ncy; then .T
+        for a in 0..ncx {
+            for b in 0..ncy {
+                let v = filt(4 + 8 * a, 4 + 8 * b);
+                // transposed: hist[b][a][i] (first index over the n_cellsx axis after .T)
+                hist[(b * ncx + a) * nb + i] = v;
+            }
+        }
+    }
+    hist
+}
+
+/// matplotlib's rgb_to_hsv hue and numpy's histogram, written out for one image.
+fn hue_reference(px: &[u8], plane: usize, bins: usize) -> Vec<f64> {
+    let mut counts = vec![0usize; bins];
+    for j in 0..plane {
+        let (r, g, b) =
+            (px[j] as f64 / 255.0, px[plane + j] as f64 / 255.0, px[2 * plane + j] as f64 / 255.0);
+        let v = r.max(g).max(b);
+        let delta = v - r.min(g).min(b);
+        let mut hh = 0.0;
+        if delta > 0.0 {
+            if r == v {
+                hh = (g - b) / delta;
+            }
+            if g == v {
+                hh = 2.0 + (b - r) / delta;
+            }
+            if b == v {
+                hh = 4.0 + (r - g) / delta;
+            }
+        }
+        let hue = (hh / 6.0).rem_euclid(1.0) * 255.0;
+        let edges: Vec<f64> = (0..=bins).map(|k| 255.0 * k as f64 / bins as f64).collect();
+        let k = (0..bins)
+            .find(|&k| hue >= edges[k] && (hue < edges[k + 1] || k == bins - 1))
+            .expect("in range");
+        counts[k] += 1;
+    }
+    counts.iter().map(|&c| c as f64 / plane as f64).collect()
+}
+
+#[test]
+fn hog_and_hue_histogram_equal_the_course_formulas() {
+    let mut g = SplitMix64::new(8);
+    let shape = ImageShape::new(3, 32, 32);
+    // random images, smooth ramps with edges (every orientation), flat colours (hue 0)
+    let mut px: Vec<u8> = Vec::new();
+    for k in 0..12 {
+        for ch in 0..3 {
+            for r in 0..32usize {
+                for c in 0..32usize {
+                    let v = match k % 3 {
+                        0 => g.below(256) as u8,
+                        1 => {
+                            ((r * (ch + 1) * 7 + c * (3 - ch) * 5 + if c > 16 { 90 } else { 0 })
+                                % 256) as u8
+                        }
+                        _ => (60 * ch) as u8,
+                    };
+                    px.push(v);
+                }
+            }
+        }
+    }
+    let ds = Dataset::new(px, vec![0; 12], shape, ClassNames::new(["a"])).expect("valid");
+    let hog = StepSpec::Hog { cell: 8, orientations: 9 }.fit(&ds.all(), 0).expect("fit");
+    let hue = StepSpec::HueHistogram { bins: 10 }.fit(&ds.all(), 0).expect("fit");
+    let hf = hog.transform(&ds.all()).expect("hog");
+    let uf = hue.transform(&ds.all()).expect("hue");
+    assert_eq!((hf.dim(), uf.dim()), (144, 10));
+    let rows = ds.pixels().expect("images");
+    for i in 0..ds.len() {
+        let want = hog_reference(rows.row(i), 32, 32);
+        let got = hf.features().expect("f").row(i);
+        for (j, (&a, &b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (f64::from(a) - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "image {i} hog {j}: {a} vs {b}"
+            );
+        }
+        assert!(want.iter().any(|&v| v > 0.0) || i % 3 == 2);
+        let want = hue_reference(rows.row(i), 1024, 10);
+        let got = uf.features().expect("f").row(i);
+        for (&a, &b) in got.iter().zip(&want) {
+            assert!((f64::from(a) - b).abs() < 1e-6);
+        }
+    }
+    // the union puts them side by side: CS231n's 154 features
+    let both = StepSpec::Union {
+        of: vec![StepSpec::Hog { cell: 8, orientations: 9 }, StepSpec::HueHistogram { bins: 10 }],
+    }
+    .fit(&ds.all(), 0)
+    .expect("fit");
+    assert_eq!(both.spec().to_string(), "union(hog(8px, 9 bins) + hue_histogram(10))");
+    let bf = both.transform(&ds.all()).expect("union");
+    assert_eq!(bf.dim(), 154);
+    assert_eq!(&bf.features().expect("f").row(5)[..144], hf.features().expect("f").row(5));
+    assert_eq!(&bf.features().expect("f").row(5)[144..], uf.features().expect("f").row(5));
+    // rebuilt from (no) tensors, the same
+    let back = Step::from_tensors(&both.spec(), both.input(), |_| unreachable!("no tensors"))
+        .expect("rebuilds");
+    assert_eq!(back, both);
+    // configs spell them as the course does
+    let spec: StepSpec =
+        serde_json::from_str(r#"{"kind":"union","of":[{"kind":"hog"},{"kind":"hue_histogram"}]}"#)
+            .expect("parses");
+    assert_eq!(spec, both.spec());
+    // features are not images: refused with a clear message
+    let feats = features(10, 4, 1);
+    let e = StepSpec::Hog { cell: 8, orientations: 9 }.fit(&feats.all(), 0).unwrap_err();
+    assert_eq!(e.to_string(), "invalid hog: HOG takes images, not 4 features");
 }
