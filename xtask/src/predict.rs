@@ -54,8 +54,11 @@ enum Measure {
 impl Measure {
     fn of(md: &Metadata) -> Self {
         match md.params {
-            Params::Linear { loss: LossSpec::Softmax, .. } => Self::Probability,
+            Params::Linear { loss: LossSpec::Softmax, .. }
+            | Params::Net { loss: LossSpec::Softmax, .. } => Self::Probability,
             Params::Linear { .. } => Self::Score,
+            // an SVM-trained network's scores are printed as the softmax of its scores
+            Params::Net { .. } => Self::Probability,
             Params::Knn { k, .. } => Self::Votes { k },
         }
     }

@@ -132,6 +132,9 @@ pub enum ModelError {
         /// What is wrong.
         reason: String,
     },
+    /// The network rejected its input.
+    #[error(transparent)]
+    Net(#[from] imgclass_net::NetError),
     /// Applying the pipeline's feature steps failed.
     #[error(transparent)]
     Steps(#[from] imgclass_features::PipelineError),

@@ -135,6 +135,16 @@ pub enum Params {
         /// The scale `s` applied after mean subtraction.
         input_scale: f32,
     },
+    /// A two-layer network `scores = W2 max(0, W1 ((x − mean) · input_scale) + b1) + b2`;
+    /// tensors `W1` f32 `[H, D]`, `b1` `[H]`, `W2` `[C, H]`, `b2` `[C]`, `mean` `[D]`.
+    Net {
+        /// The training loss.
+        loss: LossSpec,
+        /// The scale `s` applied after mean subtraction.
+        input_scale: f32,
+        /// Hidden units `H`.
+        hidden: usize,
+    },
     /// A k-NN classifier over stored training rows; tensors `train_pixels` u8 `[N, D]`,
     /// `train_labels` u32 `[N]`.
     Knn {
@@ -157,6 +167,7 @@ impl Params {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Linear { .. } => "linear",
+            Self::Net { .. } => "net",
             Self::Knn { .. } => "knn",
         }
     }

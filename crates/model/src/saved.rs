@@ -11,6 +11,7 @@ use imgclass_features::{Step, apply};
 use imgclass_knn::ann::{BuiltIndex, data_checksum};
 use imgclass_knn::{Knn, KnnModel};
 use imgclass_linear::LinearModel;
+use imgclass_net::NetModel;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::ModelError;
@@ -37,6 +38,13 @@ pub enum SavedModel {
         model: KnnModel,
         /// The approximate index, searched instead of the exact one when present.
         index: Option<Box<BuiltIndex>>,
+    },
+    /// A two-layer network with its class names.
+    Net {
+        /// The model.
+        model: NetModel,
+        /// Class names in label order.
+        classes: ClassNames,
     },
     /// Fitted feature steps, then a classifier (a saved pipeline): it takes the rows its
     /// first step takes (raw images, say).
@@ -105,14 +113,18 @@ impl SavedModel {
             Self::Knn { model, index } => {
                 save_knn_impl(model, index.as_deref(), meta, path.as_ref())
             }
+            Self::Net { model, classes } => {
+                write_pair(path.as_ref(), encode_net(model, classes)?, &[], meta, None)
+            }
             Self::Pipeline { steps, model } => save_pipeline(steps, model, meta, path),
         }
     }
 
-    /// The classifier's kind, `"linear"` or `"knn"` (also for a pipeline).
+    /// The classifier's kind, `"linear"`, `"net"` or `"knn"` (also for a pipeline).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Linear { .. } => "linear",
+            Self::Net { .. } => "net",
             Self::Knn { .. } => "knn",
             Self::Pipeline { model, .. } => model.kind(),
         }
@@ -142,7 +154,7 @@ impl SavedModel {
     /// Class names in label order.
     pub fn classes(&self) -> &ClassNames {
         match self {
-            Self::Linear { classes, .. } => classes,
+            Self::Linear { classes, .. } | Self::Net { classes, .. } => classes,
             Self::Knn { model, .. } => model.train().dataset().classes(),
             Self::Pipeline { model, .. } => model.classes(),
         }
@@ -153,6 +165,7 @@ impl SavedModel {
     pub fn shape(&self) -> RowShape {
         match self {
             Self::Linear { model, .. } => model.shape(),
+            Self::Net { model, .. } => model.shape(),
             Self::Knn { model, .. } => model.train().dataset().shape(),
             Self::Pipeline { steps, model } => steps.first().map_or(model.shape(), Step::input),
         }
@@ -162,6 +175,7 @@ impl SavedModel {
     pub fn n_classes(&self) -> usize {
         match self {
             Self::Linear { model, .. } => model.n_classes(),
+            Self::Net { model, .. } => model.n_classes(),
             Self::Knn { model, .. } => model.n_classes(),
             Self::Pipeline { model, .. } => model.n_classes(),
         }
@@ -173,6 +187,7 @@ impl SavedModel {
     pub fn predict_proba(&self, x: &Subset) -> Result<Vec<f32>, ModelError> {
         match self {
             Self::Linear { model, .. } => Ok(model.predict_proba(x)?),
+            Self::Net { model, .. } => Ok(model.predict_proba(x)?),
             Self::Knn { model, index: None } => Ok(model.predict_proba(x)?),
             Self::Knn { model, index: Some(ix) } => {
                 let k = model.params().k();
@@ -212,6 +227,24 @@ fn encode_linear(model: &LinearModel, classes: &ClassNames) -> Result<Encoded, M
     ];
     let params = Params::Linear { loss: model.loss().into(), input_scale: model.input_scale() };
     Ok(Encoded { kind: "linear", tensors, params, classes: classes.clone(), shape: model.shape() })
+}
+
+fn encode_net(model: &NetModel, classes: &ClassNames) -> Result<Encoded, ModelError> {
+    use imgclass_core::Predict;
+    if classes.len() != model.n_classes() {
+        return Err(ModelError::ClassCount { expected: model.n_classes(), found: classes.len() });
+    }
+    let (h, c, d) = (model.hidden(), model.n_classes(), model.mean().len());
+    let tensors = vec![
+        ("W1".into(), Dtype::F32, vec![h, d], f32_bytes(model.w1())),
+        ("b1".into(), Dtype::F32, vec![h], f32_bytes(model.b1())),
+        ("W2".into(), Dtype::F32, vec![c, h], f32_bytes(model.w2())),
+        ("b2".into(), Dtype::F32, vec![c], f32_bytes(model.b2())),
+        ("mean".into(), Dtype::F32, vec![d], f32_bytes(model.mean())),
+    ];
+    let params =
+        Params::Net { loss: model.loss().into(), input_scale: model.input_scale(), hidden: h };
+    Ok(Encoded { kind: "net", tensors, params, classes: classes.clone(), shape: model.shape() })
 }
 
 fn encode_knn(model: &KnnModel, index: Option<&BuiltIndex>) -> Result<Encoded, ModelError> {
@@ -303,6 +336,7 @@ pub fn save_pipeline(
     let bad = |reason: String| ModelError::Pipeline { path: json_path.clone(), reason };
     let (enc, index) = match model {
         SavedModel::Linear { model, classes } => (encode_linear(model, classes)?, None),
+        SavedModel::Net { model, classes } => (encode_net(model, classes)?, None),
         SavedModel::Knn { model, index } => {
             (encode_knn(model, index.as_deref())?, index.as_deref())
         }
@@ -494,6 +528,13 @@ fn tensor_file_bound(json_path: &Path, md: &Metadata) -> Result<u64, ModelError>
         Params::Knn { n_train, .. } => {
             d.checked_mul(elem).and_then(|row| (n_train as u64).checked_mul(row + 4))
         }
+        Params::Net { hidden, .. } => {
+            let h = hidden as u64;
+            h.checked_mul(d)
+                .and_then(|hd| hd.checked_add(h.checked_mul(c)?))
+                .and_then(|n| n.checked_add(h + c + d))
+                .and_then(|n| n.checked_mul(4))
+        }
     };
     let steps = md.steps.iter().try_fold(0u64, |acc, st| {
         Step::tensor_shapes(&st.spec, st.input).iter().try_fold(acc, |a, (_, shape)| {
@@ -654,6 +695,20 @@ fn decode(
             let model = LinearModel::from_parts(w, b, mean, input_scale, shape, loss.into())
                 .map_err(|e| invalid(json_path, e.to_string()))?;
             SavedModel::Linear { model, classes: md.classes }
+        }
+        Params::Net { loss, input_scale, hidden } => {
+            t.only(&["W1", "b1", "W2", "b2", "mean"], &step_names)?;
+            if hidden == 0 || hidden.checked_mul(d).is_none() {
+                return Err(invalid(json_path, "hidden x D is 0 or overflows"));
+            }
+            let w1 = f32s(t.get("W1", Dtype::F32, &[hidden, d])?);
+            let b1 = f32s(t.get("b1", Dtype::F32, &[hidden])?);
+            let w2 = f32s(t.get("W2", Dtype::F32, &[c, hidden])?);
+            let b2 = f32s(t.get("b2", Dtype::F32, &[c])?);
+            let mean = f32s(t.get("mean", Dtype::F32, &[d])?);
+            let model = NetModel::from_parts(w1, b1, w2, b2, mean, input_scale, shape, loss.into())
+                .map_err(|e| invalid(st_path, e.to_string()))?;
+            SavedModel::Net { model, classes: md.classes }
         }
         Params::Knn { k, metric, vote, n_train, .. } => {
             let rows_name = match shape {

@@ -612,3 +612,44 @@ fn pipelines_save_as_one_model_and_predict_on_raw_images() {
     );
     assert!(!dir.path().join("bad.json").exists(), "nothing written");
 }
+
+/// A two-layer network round trips with identical weights and scores, alone and behind a
+/// standardisation step.
+#[test]
+fn a_network_round_trips_alone_and_in_a_pipeline() {
+    use imgclass_features::{Pipeline, StepSpec};
+    use imgclass_net::{Net, NetSgd};
+    let train = data(31, 60);
+    let test = data(32, 12);
+    let params = Net::new(8).regularization(1e-3).input_scale(1.0 / 64.0).sgd(NetSgd {
+        batch_size: 20,
+        learning_rate: 1e-2,
+        epochs: 5,
+        seed: 2,
+        ..NetSgd::default()
+    });
+    let net = params.fit(&train.all()).expect("fits");
+    let dir = tmp();
+    let saved = SavedModel::Net { model: net.clone(), classes: train.classes().clone() };
+    saved.save(&prov(), dir.path().join("net")).expect("saves");
+    let (back, md) = SavedModel::load(dir.path().join("net")).expect("loads");
+    assert!(matches!(md.params, Params::Net { hidden: 8, .. }));
+    let SavedModel::Net { model, .. } = &back else { panic!("a net") };
+    assert_eq!(
+        (model.w1(), model.b1(), model.w2(), model.b2()),
+        (net.w1(), net.b1(), net.w2(), net.b2())
+    );
+    assert_eq!(model.scores(&test.all()).expect("s"), net.scores(&test.all()).expect("s"));
+    let pipe = Pipeline::new(vec![StepSpec::Standardize], params).fit(&train.all()).expect("fits");
+    let saved = SavedModel::Pipeline {
+        steps: pipe.steps().to_vec(),
+        model: Box::new(SavedModel::Net {
+            model: pipe.model().clone(),
+            classes: train.classes().clone(),
+        }),
+    };
+    saved.save(&prov(), dir.path().join("pipe")).expect("saves");
+    let (back, _) = SavedModel::load(dir.path().join("pipe")).expect("loads");
+    assert_eq!(back.kind(), "net");
+    assert_eq!(back.predict(&test.all()).expect("p"), pipe.predict(&test.all()).expect("p"));
+}
