@@ -103,32 +103,42 @@ macro_rules! with_u8_kernel {
             ($crate::KernelKind::Avx2, $crate::Metric::L1) => {
                 match $crate::arch::x86_64::avx2::L1::new() {
                     Some($k) => Ok($body),
-                    None => Err($crate::LinalgError::KernelUnavailable { name: "avx2" }),
+                    None => Err($crate::LinalgError::Kernel($crate::KernelError::Unavailable {
+                        name: "avx2",
+                    })),
                 }
             }
             #[cfg(target_arch = "x86_64")]
             ($crate::KernelKind::Avx2, $crate::Metric::L2) => {
                 match $crate::arch::x86_64::avx2::L2::new() {
                     Some($k) => Ok($body),
-                    None => Err($crate::LinalgError::KernelUnavailable { name: "avx2" }),
+                    None => Err($crate::LinalgError::Kernel($crate::KernelError::Unavailable {
+                        name: "avx2",
+                    })),
                 }
             }
             #[cfg(target_arch = "x86_64")]
             ($crate::KernelKind::Avx512, $crate::Metric::L1) => {
                 match $crate::arch::x86_64::avx512::L1::new() {
                     Some($k) => Ok($body),
-                    None => Err($crate::LinalgError::KernelUnavailable { name: "avx512" }),
+                    None => Err($crate::LinalgError::Kernel($crate::KernelError::Unavailable {
+                        name: "avx512",
+                    })),
                 }
             }
             #[cfg(target_arch = "x86_64")]
             ($crate::KernelKind::Avx512, $crate::Metric::L2) => {
                 match $crate::arch::x86_64::avx512::L2::new() {
                     Some($k) => Ok($body),
-                    None => Err($crate::LinalgError::KernelUnavailable { name: "avx512" }),
+                    None => Err($crate::LinalgError::Kernel($crate::KernelError::Unavailable {
+                        name: "avx512",
+                    })),
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
-            (other, _) => Err($crate::LinalgError::KernelUnavailable { name: other.name() }),
+            (other, _) => Err($crate::LinalgError::Kernel($crate::KernelError::Unavailable {
+                name: other.name(),
+            })),
         }
     }};
 }
@@ -220,7 +230,7 @@ pub(crate) type F32Distance = fn(&[f32], &[f32]) -> f32;
 /// The f32 distance function of `kernel` and `metric`.
 pub(crate) fn f32_distance(kernel: KernelKind, metric: Metric) -> Result<F32Distance, LinalgError> {
     if !kernel.is_available() {
-        return Err(LinalgError::KernelUnavailable { name: kernel.name() });
+        return Err(LinalgError::Kernel(crate::KernelError::Unavailable { name: kernel.name() }));
     }
     Ok(match (kernel, metric) {
         (KernelKind::Scalar, Metric::L1) => scalar::l1_f32,
@@ -246,7 +256,9 @@ pub(crate) fn f32_distance(kernel: KernelKind, metric: Metric) -> Result<F32Dist
             unsafe { crate::arch::x86_64::avx512::l2_f32(a, b) }
         },
         #[cfg(not(target_arch = "x86_64"))]
-        (other, _) => return Err(LinalgError::KernelUnavailable { name: other.name() }),
+        (other, _) => {
+            return Err(LinalgError::Kernel(crate::KernelError::Unavailable { name: other.name() }));
+        }
     })
 }
 

@@ -356,7 +356,7 @@ impl AnnIndex {
             Self::KMeansTree { branching, iterations, .. } => {
                 Structure::KMeans(kmeans_tree::KMeansTree::build(
                     &space,
-                    dist::Kernel::select(metric),
+                    dist::Kernel::select(metric)?,
                     branching,
                     iterations,
                     seed,
@@ -364,7 +364,7 @@ impl AnnIndex {
             }
             Self::Hnsw { m, ef_construction, .. } => Structure::Hnsw(hnsw::Hnsw::build(
                 &space,
-                dist::Kernel::select(metric),
+                dist::Kernel::select(metric)?,
                 m,
                 ef_construction,
                 seed,
@@ -466,6 +466,10 @@ pub enum AnnError {
         /// What is wrong.
         reason: String,
     },
+    /// No kernel could be selected (`IMGCLASS_KERNEL` unknown, or names a path this CPU
+    /// cannot run).
+    #[error(transparent)]
+    Kernel(#[from] imgclass_linalg::KernelError),
     /// The exact-search kernels failed.
     #[error("exact search failed: {0}")]
     Linalg(#[from] imgclass_linalg::LinalgError),
@@ -759,8 +763,8 @@ impl BuiltIndex {
             (_, Some(p)) => Some(p.project(queries)),
         };
         let sd = self.space.dim;
-        let kern = dist::Kernel::select(self.metric);
-        let exact = dist::U8Kernel::select(self.metric);
+        let kern = dist::Kernel::select(self.metric)?;
+        let exact = dist::U8Kernel::select(self.metric)?;
         let per_query: Vec<(Vec<u32>, Vec<u32>)> = (0..queries.len())
             .into_par_iter()
             .map_init(
