@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use image::imageops::FilterType;
 use imgclass_core::{Dataset, ImageShape};
-use imgclass_model::{LossSpec, Metadata, Params, SavedModel};
+use imgclass_model::{Metadata, Params, SavedModel};
 
 /// Arguments of `cargo xtask predict`.
 #[derive(Debug, clap::Args)]
@@ -53,7 +53,7 @@ enum Measure {
 impl Measure {
     fn of(md: &Metadata) -> Self {
         match md.params {
-            Params::Linear { loss: LossSpec::Softmax, .. } => Self::Probability,
+            Params::Linear { loss: imgclass_linear::Loss::Softmax, .. } => Self::Probability,
             Params::Linear { .. } => Self::Score,
             Params::Knn { k, .. } => Self::Votes { k },
         }

@@ -168,7 +168,7 @@ pub fn save_linear(
         ("b", view(Dtype::F32, vec![c], &b)?),
         ("mean", view(Dtype::F32, vec![d], &mean)?),
     ];
-    let params = Params::Linear { loss: model.loss().into(), input_scale: model.input_scale() };
+    let params = Params::Linear { loss: model.loss(), input_scale: model.input_scale() };
     write_pair(path.as_ref(), "linear", tensors, params, classes, model.shape(), meta, None)
 }
 
@@ -218,7 +218,7 @@ fn save_knn_impl(
     let p = model.params();
     let params = Params::Knn {
         k: p.k(),
-        metric: p.get_metric().into(),
+        metric: p.get_metric(),
         vote: p.get_vote().into(),
         n_train: n,
         ann: None,
@@ -463,7 +463,7 @@ fn decode(
                     ));
                 }
             }
-            let model = LinearModel::from_parts(w, b, mean, input_scale, shape, loss.into())
+            let model = LinearModel::from_parts(w, b, mean, input_scale, shape, loss)
                 .map_err(|e| invalid(json_path, e.to_string()))?;
             Ok(SavedModel::Linear { model, classes: md.classes })
         }
@@ -479,7 +479,7 @@ fn decode(
             let ds = Dataset::new(pixels, labels, shape, md.classes)
                 .map_err(|e| invalid(st_path, e.to_string()))?;
             let model = Knn::new(k)
-                .metric(metric.into())
+                .metric(metric)
                 .vote(vote.into())
                 .fit(&ds.all())
                 .map_err(|e| invalid(json_path, e.to_string()))?;

@@ -60,14 +60,8 @@ pub const MAX_TREES: usize = 256;
 /// Largest HNSW `m` (each node keeps up to `2m` links on layer 0).
 pub const MAX_HNSW_M: usize = 1024;
 
-/// The distance the indices rank by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Metric {
-    /// Manhattan distance `Σ |a_j − b_j|`.
-    L1,
-    /// Squared Euclidean distance `Σ (a_j − b_j)²` (same order as Euclidean).
-    L2,
-}
+/// The distance the indices rank by: imgclass-linalg's one [`Metric`](imgclass_linalg::Metric).
+pub use imgclass_linalg::Metric;
 
 /// An index kind with its parameters; a search grid is a `Vec` of these.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
