@@ -180,7 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let exact = AnnIndex::Exact.build(&train, Metric::L2, None, args.seed)?;
     let build = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (truth, _) = exact.search(&test, k)?;
+    let truth = exact.search(&test, k)?.indices;
     let exact_secs = t.elapsed().as_secs_f64();
     let mut rows = vec![Row {
         peer: "imgclass".into(),
@@ -237,7 +237,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for setting in &spec.sweep {
             ix.retune(*setting)?;
             let t = Instant::now();
-            let (found, _) = ix.search(&test, k)?;
+            let found = ix.search(&test, k)?.indices;
             let secs = t.elapsed().as_secs_f64();
             let mut pca = spec.pca.map(|p| format!(",pca={p}")).unwrap_or_default();
             if let Some(r) = spec.rerank {

@@ -34,7 +34,7 @@
 //! ```
 
 use imgclass_core::{Fit, Label, Predict, Subset, argmax_label};
-use imgclass_linalg::{Metric, Rows, RowsU8, knn_u8};
+use imgclass_linalg::{Metric, Neighbors, Rows, RowsU8, knn_u8};
 
 use crate::KnnError;
 
@@ -117,25 +117,6 @@ impl Default for Knn {
     /// `Knn::new(1)`: the lecture's nearest-neighbour classifier.
     fn default() -> Self {
         Self::new(1)
-    }
-}
-
-/// The `k` nearest training rows of each query: entries `q * k .. (q + 1) * k` belong to
-/// query `q`, sorted by (distance, training position).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Neighbors {
-    /// Neighbours per query.
-    pub k: usize,
-    /// Positions in the training [`Subset`] (not dataset rows), `n_queries * k`.
-    pub indices: Vec<u32>,
-    /// Exact distances (L1 or squared L2), `n_queries * k`.
-    pub distances: Vec<u32>,
-}
-
-impl Neighbors {
-    /// Number of queries.
-    pub fn n_queries(&self) -> usize {
-        self.indices.len().checked_div(self.k).unwrap_or(0)
     }
 }
 
@@ -224,8 +205,7 @@ impl KnnModel {
         if k > self.train.len() {
             return Err(KnnError::KTooLarge { k, n_train: self.train.len() });
         }
-        let top = knn_u8(rows(x)?, rows(&self.train)?, k, self.params.metric)?;
-        Ok(Neighbors { k, indices: top.indices, distances: top.distances })
+        Ok(knn_u8(rows(x)?, rows(&self.train)?, k, self.params.metric)?)
     }
 
     /// Vote shares per class for each row of `x`: `n_rows x n_classes`, row-major, each row

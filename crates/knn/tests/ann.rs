@@ -4,7 +4,9 @@
 
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{ClassNames, Dataset, ImageShape, ShapeMismatch, Subset};
-use imgclass_knn::ann::{AnnError, AnnIndex, Autotune, BuiltIndex, Metric, distance_u8, recall_at};
+use imgclass_knn::ann::{
+    AnnError, AnnIndex, Autotune, BuiltIndex, Metric, Neighbors, distance_u8, recall_at,
+};
 
 /// `n` rows of `dim` bytes around `clusters` seeded centers (Gaussian, sd 20).
 fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Dataset {
@@ -39,7 +41,7 @@ fn split(ds: &Dataset, n_train: usize) -> (Subset, Subset) {
 }
 
 /// Naive k-NN: every distance, sorted by (distance, index).
-fn naive(train: &Subset, queries: &Subset, k: usize, metric: Metric) -> (Vec<u32>, Vec<u32>) {
+fn naive(train: &Subset, queries: &Subset, k: usize, metric: Metric) -> Neighbors {
     let mut idx = Vec::new();
     let mut dist = Vec::new();
     for q in queries.rows() {
@@ -52,7 +54,7 @@ fn naive(train: &Subset, queries: &Subset, k: usize, metric: Metric) -> (Vec<u32
         idx.extend(all[..k].iter().map(|p| p.1));
         dist.extend(all[..k].iter().map(|p| p.0));
     }
-    (idx, dist)
+    Neighbors { k, indices: idx, distances: dist }
 }
 
 fn sorted_by_distance_then_index(idx: &[u32], dist: &[u32], k: usize) -> bool {
@@ -76,7 +78,7 @@ fn every_index_reaches_high_recall_on_clustered_data() {
     let ds = clustered(2200, 64, 10, 2);
     let (train, test) = split(&ds, 2000);
     let k = 10;
-    let (truth, _) = naive(&train, &test, k, Metric::L2);
+    let truth = naive(&train, &test, k, Metric::L2).indices;
     let truth1: Vec<u32> = truth.chunks(k).map(|c| c[0]).collect();
     // small budgets, so the indices are really approximate; with PCA (32 of 64 dims) the
     // projection loses the within-cluster noise, so the re-rank depth is raised to 100
@@ -93,7 +95,7 @@ fn every_index_reaches_high_recall_on_clustered_data() {
     for (kind, pca, min_recall) in cases {
         let mut ix = kind.build(&train, Metric::L2, pca, 7).expect("build");
         ix.set_rerank(100);
-        let (idx, dist) = ix.search(&test, k).expect("search");
+        let Neighbors { indices: idx, distances: dist, .. } = ix.search(&test, k).expect("search");
         assert!(sorted_by_distance_then_index(&idx, &dist, k));
         // reported distances are the exact distances of the reported rows
         for (q, (i, d)) in idx.chunks(k).zip(dist.chunks(k)).enumerate() {
@@ -118,12 +120,12 @@ fn kd_tree_eps_guarantee_holds_for_every_query_and_rank() {
     let (train, test) = split(&ds, 2500);
     let k = 5;
     for metric in [Metric::L2, Metric::L1] {
-        let (_, truth) = naive(&train, &test, k, metric);
+        let truth = naive(&train, &test, k, metric).distances;
         for eps in [0.25f32, 1.0, 3.0] {
             let ix = AnnIndex::KdTree { leaf_size: 2, eps }
                 .build(&train, metric, None, 0)
                 .expect("build");
-            let (_, dist) = ix.search(&test, k).expect("search");
+            let dist = ix.search(&test, k).expect("search").distances;
             // squared L2 scales by (1 + eps)^2
             let fac = match metric {
                 Metric::L2 => (1.0 + eps as f64).powi(2),
@@ -330,8 +332,8 @@ fn a_huge_search_budget_does_not_allocate_it() {
     let ix = AnnIndex::Hnsw { m: 4, ef_construction: 16, ef_search: 1 << 60 }
         .build(&train, Metric::L2, None, 0)
         .expect("build");
-    let (idx, dist) = ix.search(&test, 3).expect("search");
-    let (nidx, ndist) = naive(&train, &test, 3, Metric::L2);
+    let Neighbors { indices: idx, distances: dist, .. } = ix.search(&test, 3).expect("search");
+    let Neighbors { indices: nidx, distances: ndist, .. } = naive(&train, &test, 3, Metric::L2);
     assert_eq!(dist, ndist);
     assert_eq!(idx, nidx);
 }
@@ -353,7 +355,7 @@ fn rows_at_the_length_limit_are_exact_and_longer_ones_are_refused() {
     let query = ds.subset(vec![0]).expect("row");
     for kind in [AnnIndex::Exact, AnnIndex::KdTree { leaf_size: 1, eps: 0.0 }] {
         let ix = kind.build(&train, Metric::L2, None, 0).expect("the longest rows build");
-        let (idx, dist) = ix.search(&query, 2).expect("search");
+        let Neighbors { indices: idx, distances: dist, .. } = ix.search(&query, 2).expect("search");
         // all-0 query: the all-1 row (position 1) first, then the all-255 row, exact
         assert_eq!(idx, vec![1, 0], "{kind:?}");
         let far = distance_u8(Metric::L2, ds.row(0), ds.row(1));

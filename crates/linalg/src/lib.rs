@@ -26,4 +26,4 @@ pub use distance::{
 pub use error::LinalgError;
 pub use kernel::{KERNEL_ENV, KernelError, KernelKind};
 pub use rows::{Rows, RowsF32, RowsU8};
-pub use topk::{TopK, TopKF32, knn_f32, knn_f32_with, knn_u8, knn_u8_with};
+pub use topk::{Neighbors, knn_f32, knn_f32_with, knn_u8, knn_u8_with};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, Subset, argmax_label};
 use imgclass_knn::ann::{BuiltIndex, data_checksum};
-use imgclass_knn::{Knn, KnnModel, Neighbors};
+use imgclass_knn::{Knn, KnnModel};
 use imgclass_linear::LinearModel;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
@@ -134,8 +134,7 @@ impl SavedModel {
             Self::Knn { model, index: None } => Ok(model.predict_proba(x)?),
             Self::Knn { model, index: Some(ix) } => {
                 let k = model.params().k();
-                let (indices, distances) = ix.search(x, k)?;
-                Ok(model.proba_from(&Neighbors { k, indices, distances }, k)?)
+                Ok(model.proba_from(&ix.search(x, k)?, k)?)
             }
         }
     }

@@ -179,7 +179,7 @@ fn knn_with_an_approximate_index_round_trips_the_index() {
     let Params::Knn { ann: Some(ann), .. } = &md.params else { panic!("no ann in metadata") };
     assert_eq!(ann.file, "knn.ann");
     // probabilities are the vote shares over the index's neighbours
-    let (idx, _) = ix.search(&test, 4).expect("search");
+    let idx = ix.search(&test, 4).expect("search").indices;
     let p = model.predict_proba(&test).expect("proba");
     for q in 0..test.len() {
         for c in 0..3u32 {

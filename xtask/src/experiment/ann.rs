@@ -101,9 +101,9 @@ pub fn run(
             Ok(b) => {
                 let t = Instant::now();
                 match b.search(&queries, k) {
-                    Ok((found, _)) => {
+                    Ok(found) => {
                         let s = t.elapsed().as_secs_f64();
-                        (Some(ann::recall_at(&found, &exact.indices, k)), None, s)
+                        (Some(ann::recall_at(&found.indices, &exact.indices, k)), None, s)
                     }
                     Err(e) => (None, Some(e.to_string()), 0.0),
                 }

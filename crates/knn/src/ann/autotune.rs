@@ -133,7 +133,7 @@ impl Autotune {
             pick(self.sample..self.sample + self.queries).map_err(|_| AnnError::EmptyTrain)?;
         let held_q = pick(self.sample + self.queries..need).map_err(|_| AnnError::EmptyTrain)?;
         let exact = AnnIndex::Exact.build(&sample, self.metric, None, self.seed)?;
-        let (truth, _) = exact.search(&tune_q, 1)?;
+        let truth = exact.search(&tune_q, 1)?.indices;
         let sample_bytes = (sample.len() * sample.dim()).max(1) as f64;
 
         let mut trials = Vec::new();
@@ -150,7 +150,7 @@ impl Autotune {
             for &p in params {
                 ix.retune(base_with(*base, p))?;
                 let t = Instant::now();
-                let (found, _) = ix.search(&tune_q, 1)?;
+                let found = ix.search(&tune_q, 1)?.indices;
                 let secs = t.elapsed().as_secs_f64() / tune_q.len() as f64;
                 let recall = recall_at(&found, &truth, 1);
                 trials.push(Trial {
@@ -194,8 +194,8 @@ impl Autotune {
             AnnError::InvalidParam { name: "candidates", reason: "lost the chosen".into() },
         )?;
         ix.retune(chosen)?;
-        let (truth_h, _) = exact.search(&held_q, 1)?;
-        let (found_h, _) = ix.search(&held_q, 1)?;
+        let truth_h = exact.search(&held_q, 1)?.indices;
+        let found_h = ix.search(&held_q, 1)?.indices;
         let held = recall_at(&found_h, &truth_h, 1);
         tracing::debug!(chosen = %chosen.spec(), held_out_recall = held, "autotune chose");
         Ok(AutotuneReport { trials, chosen, met_target: met, held_out_recall_at_1: held })

@@ -22,9 +22,9 @@
 //! let query = Dataset::new(vec![12], vec![0], ImageShape::new(1, 1, 1),
 //!     ClassNames::new(["a"]))?.all();
 //! let index = AnnIndex::KdTree { leaf_size: 1, eps: 0.0 }.build(&train, Metric::L2, None, 7)?;
-//! let (idx, dist) = index.search(&query, 2)?;
-//! assert_eq!(idx, vec![1, 2]);
-//! assert_eq!(dist, vec![4, 64]);
+//! let nb = index.search(&query, 2)?;
+//! assert_eq!(nb.indices, vec![1, 2]);
+//! assert_eq!(nb.distances, vec![4, 64]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -61,7 +61,7 @@ pub const MAX_TREES: usize = 256;
 pub const MAX_HNSW_M: usize = 1024;
 
 /// The distance the indices rank by: imgclass-linalg's one [`Metric`](imgclass_linalg::Metric).
-pub use imgclass_linalg::Metric;
+pub use imgclass_linalg::{Metric, Neighbors};
 
 /// An index kind with its parameters; a search grid is a `Vec` of these.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -566,7 +566,7 @@ pub struct BuiltIndex {
 }
 
 /// A bounded set of the best candidates in the search space, by (distance, index).
-pub(crate) struct TopK {
+pub(crate) struct KBest {
     cap: usize,
     heap: BinaryHeap<Cand>,
 }
@@ -595,7 +595,7 @@ impl Ord for Cand {
     }
 }
 
-impl TopK {
+impl KBest {
     pub(crate) fn new(cap: usize) -> Self {
         Self { cap, heap: BinaryHeap::with_capacity(cap + 1) }
     }
@@ -729,11 +729,11 @@ impl BuiltIndex {
         s + p + t
     }
 
-    /// The `k` nearest training rows of every query, in query order: flat row-major
-    /// `(indices, distances)` of `queries.len() * k` entries each. Indices are positions in
-    /// the training [`Subset`]; distances are exact (squared for L2); each query's list is
-    /// sorted by (distance, index). Parallel over queries, deterministic.
-    pub fn search(&self, queries: &Subset, k: usize) -> Result<(Vec<u32>, Vec<u32>), AnnError> {
+    /// The `k` nearest training rows of every query, in query order (`queries.len() * k`
+    /// entries). Indices are positions in the training [`Subset`]; distances are exact
+    /// (squared for L2); each query's list is sorted by (distance, index). Parallel over
+    /// queries, deterministic.
+    pub fn search(&self, queries: &Subset, k: usize) -> Result<Neighbors, AnnError> {
         if k == 0 {
             return Err(AnnError::ZeroK);
         }
@@ -785,11 +785,11 @@ impl BuiltIndex {
             idx.extend(i);
             dist.extend(d);
         }
-        Ok((idx, dist))
+        Ok(Neighbors { k, indices: idx, distances: dist })
     }
 
     /// Exact search with imgclass-linalg's batch kernels (integer accumulation, SIMD).
-    fn exact(&self, queries: &Subset, k: usize) -> Result<(Vec<u32>, Vec<u32>), AnnError> {
+    fn exact(&self, queries: &Subset, k: usize) -> Result<Neighbors, AnnError> {
         let dim = self.train.dim();
         let q =
             imgclass_linalg::RowsU8::gather(queries.dataset().pixels(), dim, queries.indices())?;
@@ -798,12 +798,7 @@ impl BuiltIndex {
             dim,
             self.train.indices(),
         )?;
-        let metric = match self.metric {
-            Metric::L1 => imgclass_linalg::Metric::L1,
-            Metric::L2 => imgclass_linalg::Metric::L2,
-        };
-        let top = imgclass_linalg::knn_u8(q, t, k, metric)?;
-        Ok((top.indices, top.distances))
+        Ok(imgclass_linalg::knn_u8(q, t, k, self.metric)?)
     }
 
     /// Candidates for the search-space query `qv`.
