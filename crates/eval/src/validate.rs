@@ -109,7 +109,7 @@ fn check_folds(data: &Subset, folds: &[Fold]) -> Result<(), EvalError> {
         return Err(EvalError::Empty { what: "fold list" });
     }
     for (i, f) in folds.iter().enumerate() {
-        f.check(data.len(), i)?;
+        crate::check_fold(f, data.len(), i)?;
     }
     Ok(())
 }
