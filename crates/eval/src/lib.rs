@@ -49,8 +49,8 @@ pub use error::EvalError;
 pub use folds::{Fold, check_fold, folds_from_assignment, stratified_kfold, stratified_split};
 pub use metrics::{ClassReport, ConfusionMatrix, accuracy};
 pub use validate::{
-    CvScores, GridPoint, GridResult, Holdout, cross_validate, cross_validate_k, grid_search,
-    holdout,
+    CvScores, GridPoint, GridResult, Holdout, HoldoutGrid, HoldoutPoint, cross_validate,
+    cross_validate_k, grid_search, holdout, holdout_grid_search,
 };
 
 /// Version of the JSON layout of [`GridResult`] and [`CvCurve`]; bumped on any incompatible
