@@ -286,7 +286,7 @@ fn save_models(
                 return crate::knn_ref::save(
                     &path,
                     k.best_k,
-                    &k.best_metric,
+                    crate::knn_cv::metric_label(k.best_metric),
                     &cifar,
                     train,
                     Some(k.test_accuracy),
@@ -297,10 +297,7 @@ fn save_models(
                 "a k-NN reference needs CIFAR-10 files; saving a copy of the training rows"
             );
         }
-        let metric = match k.best_metric.as_str() {
-            "L1" => imgclass_linalg::Metric::L1,
-            _ => imgclass_linalg::Metric::L2,
-        };
+        let metric = k.best_metric;
         let model = imgclass_knn::Knn::new(k.best_k).metric(metric).fit(train)?;
         save_knn(&model, &prov(Some(k.cv_mean), k.test_accuracy), dir.join("model-knn"))?;
     }

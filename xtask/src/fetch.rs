@@ -69,7 +69,14 @@ pub struct Args {
 /// Runs `fetch-data`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = data_dir(args.data_dir.as_deref());
-    let source = sources::source(args.dataset);
+    let source = sources::source(args.dataset).with_context(|| {
+        let valid: Vec<&str> = DatasetName::fetchable().map(DatasetName::name).collect();
+        format!(
+            "--dataset {} has nothing to fetch (fetch-data takes: {})",
+            args.dataset.name(),
+            valid.join(", ")
+        )
+    })?;
     let checksum = check_flags(&args, &source)?;
     let dataset_dir = data_dir.join(source.name);
     fetch_checked(&args, &source, &data_dir, &dataset_dir, checksum)
@@ -441,7 +448,7 @@ mod tests {
             ("fashion-mnist", vec!["--url", "http://m/base/"]),
         ] {
             let cli = Cli::parse_from(["x", "--dataset", name]);
-            let source = sources::source(cli.args.dataset);
+            let source = sources::source(cli.args.dataset).expect("a fetchable dataset");
             let e = download::DownloadError::Unreachable { url: "u".into(), reason: "r".into() };
             let hint = download_failure(e, &source, true).to_string();
             assert!(hint.contains(mirror_flags(&source)), "{name}: {hint}");

@@ -21,6 +21,11 @@ pub fn metric_label(m: Metric) -> &'static str {
     }
 }
 
+/// Serialises a metric as [`metric_label`] spells it (results.json's `"L1"`, `"L2"`).
+pub fn serialize_metric_label<S: serde::Serializer>(m: &Metric, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(metric_label(*m))
+}
+
 /// A majority-vote k-NN model on `train` and the exact `k` nearest training positions of
 /// every row of `queries`, sorted by (distance, position).
 pub fn exact_neighbors(
@@ -28,7 +33,7 @@ pub fn exact_neighbors(
     queries: &Subset,
     k: usize,
     metric: Metric,
-) -> anyhow::Result<(KnnModel, Neighbors)> {
+) -> anyhow::Result<(KnnModel, Neighbors<f64>)> {
     let model = Knn::new(k).metric(metric).fit(train)?;
     let nb = model.kneighbors(queries, k)?;
     Ok((model, nb))

@@ -155,11 +155,7 @@ impl KnnReference {
             None => (0..tt.train.len()).collect(),
         };
         let train = tt.train.subset(rows).context("the recorded training rows")?;
-        let metric = match self.metric.as_str() {
-            "L1" => Metric::L1,
-            "L2" => Metric::L2,
-            m => bail!("unknown metric {m:?} in the k-NN reference"),
-        };
+        let metric: Metric = self.metric.parse().context("the k-NN reference's metric")?;
         let model = Knn::new(self.k).metric(metric).fit(&train)?;
         Ok(SavedModel::Knn { model, index: None })
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use image::imageops::FilterType;
 use imgclass_core::{Dataset, ImageShape};
-use imgclass_model::{LossSpec, Metadata, Params, SavedModel};
+use imgclass_model::{Metadata, Params, SavedModel};
 
 /// Arguments of `cargo xtask predict`.
 #[derive(Debug, clap::Args)]
@@ -54,8 +54,8 @@ enum Measure {
 impl Measure {
     fn of(md: &Metadata) -> Self {
         match md.params {
-            Params::Linear { loss: LossSpec::Softmax, .. }
-            | Params::Net { loss: LossSpec::Softmax, .. } => Self::Probability,
+            Params::Linear { loss: imgclass_linear::Loss::Softmax, .. }
+            | Params::Net { loss: imgclass_linear::Loss::Softmax, .. } => Self::Probability,
             Params::Linear { .. } => Self::Score,
             // an SVM-trained network's scores are printed as the softmax of its scores
             Params::Net { .. } => Self::Probability,

@@ -30,19 +30,29 @@
 //! # Ok::<(), imgclass_data::DataError>(())
 //! ```
 
-use imgclass_core::Label;
 use imgclass_core::rng::SplitMix64;
+use imgclass_core::{DatasetError, Label, Subset};
 
 use crate::DataError;
 
-/// One fold of a k-fold split: the rows to train on and the rows to validate on (each
-/// sorted ascending; together every row exactly once).
+/// One train/validation split, the one fold type of the workspace (imgclass-eval re-exports
+/// it): the rows to train on and the rows to validate on, each sorted ascending, the two
+/// sides disjoint (for a k-fold split, together every row exactly once). Rows are positions
+/// into whatever the labels came from: dataset rows, or positions into a [`Subset`] view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fold {
     /// Rows to train on.
     pub train: Vec<usize>,
     /// Rows held out for validation.
     pub validation: Vec<usize>,
+}
+
+impl Fold {
+    /// The training and validation views of `data` (the fold's rows are positions into
+    /// `data`); never copies pixels.
+    pub fn apply(&self, data: &Subset) -> Result<(Subset, Subset), DatasetError> {
+        Ok((data.select(&self.train)?, data.select(&self.validation)?))
+    }
 }
 
 /// `0..n` in a seeded random order (Fisher-Yates with `SplitMix64::new(seed)`).

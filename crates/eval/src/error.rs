@@ -52,6 +52,9 @@ pub enum EvalError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The seeded split rejected its input (e.g. a label out of range).
+    #[error("split: {0}")]
+    Split(imgclass_data::DataError),
     /// A row view could not be built.
     #[error("could not build a row view: {0}")]
     Dataset(#[from] DatasetError),

@@ -1,9 +1,12 @@
-//! Splitting rows into training and validation sides: a stratified hold-out split, stratified
-//! k-fold cross-validation folds, and folds from a given assignment (scikit-learn's
-//! `PredefinedSplit`).
+//! Splitting rows into training and validation sides for evaluation: stratified k-fold
+//! cross-validation folds, a stratified hold-out split by fraction, and folds from a given
+//! assignment (scikit-learn's `PredefinedSplit`).
 //!
-//! A [`Fold`] holds *positions* into the labels it was built from (for a [`Subset`], positions
-//! into the view: turn them into views with [`Fold::apply`], which never copies pixels).
+//! The seeded dealing itself is `imgclass_data::split` (one implementation; this module
+//! adapts its signatures: the class count is taken from the labels, the hold-out size from a
+//! fraction), and [`Fold`] is its fold type. A fold holds *positions* into the labels it was
+//! built from (for a [`Subset`](imgclass_core::Subset), positions into the view: turn them into views with
+//! [`Fold::apply`], which never copies pixels).
 //!
 //! Stratification: the positions of each class are shuffled with their own generator
 //! (`SplitMix64::new(seed).fork(class)`), the shuffled classes are laid end to end in label
@@ -22,61 +25,33 @@
 //! # Ok::<(), imgclass_eval::EvalError>(())
 //! ```
 
-use imgclass_core::{Label, Subset, rng::SplitMix64};
-use serde::{Deserialize, Serialize};
+use imgclass_core::Label;
+pub use imgclass_data::split::Fold;
+use imgclass_data::{DataError, split};
 
 use crate::EvalError;
 
-/// One train/validation split: positions into the rows it was built from, each side sorted
-/// ascending, the two sides disjoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fold {
-    /// Positions of the training rows.
-    pub train: Vec<usize>,
-    /// Positions of the validation rows.
-    pub validation: Vec<usize>,
+/// Checks that both sides of `fold` are non-empty, in range of `n_rows`, without repeats and
+/// disjoint; `index` names the fold in the error.
+pub fn check_fold(fold: &Fold, n_rows: usize, index: usize) -> Result<(), EvalError> {
+    let bad = |reason: String| EvalError::BadFold { fold: index, reason };
+    if fold.train.is_empty() || fold.validation.is_empty() {
+        return Err(bad("a side is empty".into()));
+    }
+    let mut seen = vec![false; n_rows];
+    for &p in fold.train.iter().chain(&fold.validation) {
+        match seen.get_mut(p) {
+            None => return Err(bad(format!("position {p} is out of range for {n_rows} rows"))),
+            Some(true) => return Err(bad(format!("position {p} is used twice"))),
+            Some(s) => *s = true,
+        }
+    }
+    Ok(())
 }
 
-impl Fold {
-    /// The training and validation views of `data` (positions index into `data`).
-    pub fn apply(&self, data: &Subset) -> Result<(Subset, Subset), EvalError> {
-        Ok((data.select(&self.train)?, data.select(&self.validation)?))
-    }
-
-    /// Checks that both sides are non-empty, in range of `n_rows`, without repeats and
-    /// disjoint; `index` names the fold in the error.
-    pub fn check(&self, n_rows: usize, index: usize) -> Result<(), EvalError> {
-        let bad = |reason: String| EvalError::BadFold { fold: index, reason };
-        if self.train.is_empty() || self.validation.is_empty() {
-            return Err(bad("a side is empty".into()));
-        }
-        let mut seen = vec![false; n_rows];
-        for &p in self.train.iter().chain(&self.validation) {
-            match seen.get_mut(p) {
-                None => return Err(bad(format!("position {p} is out of range for {n_rows} rows"))),
-                Some(true) => return Err(bad(format!("position {p} is used twice"))),
-                Some(s) => *s = true,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Positions grouped by class, each group shuffled with its own forked generator, the groups
-/// laid end to end in label order.
-fn shuffled_by_class(labels: &[Label], seed: u64) -> Vec<usize> {
-    let n_classes = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
-    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
-    for (i, &l) in labels.iter().enumerate() {
-        groups[l as usize].push(i);
-    }
-    let root = SplitMix64::new(seed);
-    let mut order = Vec::with_capacity(labels.len());
-    for (c, mut g) in groups.into_iter().enumerate() {
-        root.fork(c as u64).shuffle(&mut g);
-        order.extend(g);
-    }
-    order
+/// The number of classes the labels imply (largest label plus one).
+fn n_classes(labels: &[Label]) -> usize {
+    labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0)
 }
 
 /// `k` stratified folds of `labels` (see the module doc): each fold's validation side is
@@ -85,15 +60,10 @@ fn shuffled_by_class(labels: &[Label], seed: u64) -> Vec<usize> {
 ///
 /// Errors: [`EvalError::BadFoldCount`] when `k < 2` or `k > labels.len()`.
 pub fn stratified_kfold(labels: &[Label], k: usize, seed: u64) -> Result<Vec<Fold>, EvalError> {
-    if k < 2 || k > labels.len() {
-        return Err(EvalError::BadFoldCount { k, n_rows: labels.len() });
-    }
-    let order = shuffled_by_class(labels, seed);
-    let mut assignment = vec![0usize; labels.len()];
-    for (j, &p) in order.iter().enumerate() {
-        assignment[p] = j % k;
-    }
-    folds_from_assignment(&assignment)
+    split::stratified_kfold(labels, n_classes(labels), k, seed).map_err(|e| match e {
+        DataError::BadFoldCount { k, n } => EvalError::BadFoldCount { k, n_rows: n },
+        other => EvalError::Split(other),
+    })
 }
 
 /// Folds from a fold number per row: fold `f` validates on the rows assigned `f` and trains
@@ -120,8 +90,9 @@ pub fn folds_from_assignment(assignment: &[usize]) -> Result<Vec<Fold>, EvalErro
     Ok(folds)
 }
 
-/// A stratified hold-out split: about `validation_fraction` of each class goes to the
-/// validation side (exactly `⌊n · fraction⌋` rows in all), the rest to training.
+/// A stratified hold-out split: `⌊n · validation_fraction⌋` rows go to the validation side,
+/// each class's share within one row of its share of all rows (`imgclass_data::split`'s
+/// largest-remainder allocation), the rest to training.
 ///
 /// Errors: [`EvalError::BadFraction`] unless both sides get at least one row.
 pub fn stratified_split(
@@ -135,18 +106,10 @@ pub fn stratified_split(
     {
         return Err(EvalError::BadFraction { fraction: validation_fraction, n_rows: n });
     }
-    let order = shuffled_by_class(labels, seed);
-    let mut fold = Fold { train: Vec::new(), validation: Vec::new() };
-    // Bresenham: position j of the class-ordered sequence is a validation row when
-    // floor((j + 1) f) > floor(j f); that picks floor(n f) rows, spread evenly over classes.
-    for (j, &p) in order.iter().enumerate() {
-        let before = (j as f64 * validation_fraction).floor();
-        let after = ((j + 1) as f64 * validation_fraction).floor();
-        if after > before { fold.validation.push(p) } else { fold.train.push(p) }
-    }
-    fold.train.sort_unstable();
-    fold.validation.sort_unstable();
-    Ok(fold)
+    let (train, validation) =
+        split::stratified_split(labels, n_classes(labels), n_val as usize, seed)
+            .map_err(EvalError::Split)?;
+    Ok(Fold { train, validation })
 }
 
 #[cfg(test)]
@@ -188,7 +151,7 @@ mod tests {
             all.sort_unstable();
             assert_eq!(all, (0..labels.len()).collect::<Vec<_>>(), "k={k}: not a partition");
             for (i, f) in folds.iter().enumerate() {
-                f.check(labels.len(), i).expect("valid fold");
+                check_fold(f, labels.len(), i).expect("valid fold");
                 assert_eq!(f.train.len() + f.validation.len(), labels.len());
                 let n = f.validation.len();
                 assert!(n == labels.len() / k || n == labels.len().div_ceil(k), "k={k} n={n}");
@@ -215,7 +178,7 @@ mod tests {
         let labels = labels();
         let total = class_counts(&labels, &(0..labels.len()).collect::<Vec<_>>());
         let f = stratified_split(&labels, 0.3, 5).expect("valid");
-        f.check(labels.len(), 0).expect("valid fold");
+        check_fold(&f, labels.len(), 0).expect("valid fold");
         assert_eq!(f.validation.len(), 30);
         assert_eq!(f.train.len(), 70);
         for (c, &got) in class_counts(&labels, &f.validation).iter().enumerate() {
@@ -237,8 +200,8 @@ mod tests {
         assert_eq!(folds[2].validation, vec![4]);
         assert!(matches!(folds_from_assignment(&[0, 2]), Err(EvalError::BadFold { fold: 1, .. })));
         let overlap = Fold { train: vec![0, 1], validation: vec![1] };
-        assert!(matches!(overlap.check(2, 3), Err(EvalError::BadFold { fold: 3, .. })));
+        assert!(matches!(check_fold(&overlap, 2, 3), Err(EvalError::BadFold { fold: 3, .. })));
         let outside = Fold { train: vec![0], validation: vec![2] };
-        assert!(outside.check(2, 0).is_err());
+        assert!(check_fold(&outside, 2, 0).is_err());
     }
 }

@@ -6,10 +6,10 @@
 //! at the end. This crate knows no concrete classifier: it is generic over
 //! [`imgclass_core::Fit`] / [`imgclass_core::Predict`] (docs/ARCHITECTURE.md).
 //!
-//! Folds are implemented here ([`stratified_kfold`], [`stratified_split`],
-//! [`folds_from_assignment`]) rather than taken from `imgclass-data`: they need only labels
-//! and the seeded RNG of `imgclass-core`, so eval stays above core alone and can be used
-//! without the file readers.
+//! Folds: [`Fold`] and the seeded dealing are `imgclass_data::split`'s (one implementation;
+//! eval depends on data sideways, as the layer table allows); [`stratified_kfold`] and
+//! [`stratified_split`] adapt its signatures, [`folds_from_assignment`] and [`check_fold`]
+//! are eval's own.
 //!
 //! ```
 //! use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, Subset};
@@ -47,11 +47,11 @@ mod validate;
 
 pub use curve::{CvCurve, CvPoint, CvSeries};
 pub use error::EvalError;
-pub use folds::{Fold, folds_from_assignment, stratified_kfold, stratified_split};
+pub use folds::{Fold, check_fold, folds_from_assignment, stratified_kfold, stratified_split};
 pub use metrics::{ClassReport, ConfusionMatrix, accuracy};
 pub use validate::{
-    CvScores, GridPoint, GridResult, Holdout, cross_validate, cross_validate_k, grid_search,
-    holdout,
+    CvScores, GridPoint, GridResult, Holdout, HoldoutGrid, HoldoutPoint, cross_validate,
+    cross_validate_k, grid_search, holdout, holdout_grid_search,
 };
 
 /// Version of the JSON layout of [`GridResult`] and [`CvCurve`]; bumped on any incompatible

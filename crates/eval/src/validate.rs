@@ -109,7 +109,7 @@ fn check_folds(data: &Subset, folds: &[Fold]) -> Result<(), EvalError> {
         return Err(EvalError::Empty { what: "fold list" });
     }
     for (i, f) in folds.iter().enumerate() {
-        f.check(data.len(), i)?;
+        crate::check_fold(f, data.len(), i)?;
     }
     Ok(())
 }
@@ -258,6 +258,83 @@ pub fn grid_search<P: Fit + Sync>(
         n_folds,
         wall_seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// One cell of a [`holdout_grid_search`]: the validation accuracy, or why the fit failed
+/// (a failure the caller chose to tolerate, e.g. divergence), and the timings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutPoint {
+    /// Validation accuracy; `None` when the fit failed.
+    pub accuracy: Option<f64>,
+    /// The tolerated fit error's message, when it failed.
+    pub failure: Option<String>,
+    /// Seconds spent fitting.
+    pub fit_seconds: f64,
+    /// Seconds spent predicting (0 when the fit failed).
+    pub predict_seconds: f64,
+}
+
+/// The result of a [`holdout_grid_search`]: one [`HoldoutPoint`] per grid value, in grid order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutGrid {
+    /// One entry per grid value, in grid order.
+    pub points: Vec<HoldoutPoint>,
+    /// Index of the highest validation accuracy (the first on ties); `None` when every fit
+    /// failed.
+    pub best: Option<usize>,
+}
+
+/// Hold-out grid search: fits every value of `grid` on `train` in grid order (one at a time,
+/// so a fit may use every core) and scores it on `validation`; picks the highest accuracy,
+/// the first in grid order on ties. A fit error for which `tolerate` is true is recorded in
+/// its cell (the search goes on); any other error ends the search. `on_point` sees each
+/// cell as soon as it is scored (progress display, logging).
+pub fn holdout_grid_search<P: Fit>(
+    grid: &[P],
+    train: &Subset,
+    validation: &Subset,
+    tolerate: impl Fn(&P::Error) -> bool,
+    mut on_point: impl FnMut(usize, &HoldoutPoint),
+) -> Result<HoldoutGrid, EvalError> {
+    if grid.is_empty() {
+        return Err(EvalError::Empty { what: "parameter grid" });
+    }
+    let truth = validation.labels();
+    let mut points = Vec::with_capacity(grid.len());
+    let mut best: Option<(usize, f64)> = None;
+    for (i, params) in grid.iter().enumerate() {
+        let t0 = Instant::now();
+        let fitted = params.fit(train);
+        let fit_seconds = t0.elapsed().as_secs_f64();
+        let point = match fitted {
+            Ok(model) => {
+                let t1 = Instant::now();
+                let pred = model
+                    .predict(validation)
+                    .map_err(|e| EvalError::Predict { fold: 0, source: Box::new(e) })?;
+                let acc = accuracy(&truth, &pred)?;
+                if best.is_none_or(|(_, b)| acc > b) {
+                    best = Some((i, acc));
+                }
+                HoldoutPoint {
+                    accuracy: Some(acc),
+                    failure: None,
+                    fit_seconds,
+                    predict_seconds: t1.elapsed().as_secs_f64(),
+                }
+            }
+            Err(e) if tolerate(&e) => HoldoutPoint {
+                accuracy: None,
+                failure: Some(e.to_string()),
+                fit_seconds,
+                predict_seconds: 0.0,
+            },
+            Err(e) => return Err(EvalError::Fit { fold: 0, source: Box::new(e) }),
+        };
+        on_point(i, &point);
+        points.push(point);
+    }
+    Ok(HoldoutGrid { points, best: best.map(|(i, _)| i) })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, Subset};
 use imgclass_eval::{
     ConfusionMatrix, EvalError, cross_validate, cross_validate_k, folds_from_assignment,
-    grid_search, holdout, stratified_kfold, stratified_split,
+    grid_search, holdout, holdout_grid_search, stratified_kfold, stratified_split,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -308,4 +308,34 @@ fn fit_errors_carry_the_fold() {
         grid_search(&empty, &data, &folds, |_| String::new()),
         Err(EvalError::Empty { .. })
     ));
+}
+
+#[test]
+fn holdout_grid_search_scores_each_cell_records_tolerated_failures_and_takes_the_first_best() {
+    let data = lcg_dataset().all();
+    let split = stratified_split(&data.labels(), 0.2, 8).expect("ok");
+    let (train, val) = split.apply(&data).expect("in range");
+    let grid = [BruteKnn { k: 1 }, BruteKnn { k: 500 }, BruteKnn { k: 5 }, BruteKnn { k: 1 }];
+    let mut seen = Vec::new();
+    let g = holdout_grid_search(&grid, &train, &val, |_| true, |i, p| seen.push((i, p.accuracy)))
+        .expect("runs");
+    assert_eq!(g.points.len(), 4);
+    // independent path: the single hold-out of each value
+    for i in [0, 2, 3] {
+        let h = holdout(&grid[i], &train, &val).expect("fits");
+        assert_eq!(g.points[i].accuracy, Some(h.accuracy), "cell {i}");
+        assert_eq!(g.points[i].failure, None);
+    }
+    assert_eq!(g.points[1].accuracy, None);
+    assert_eq!(g.points[1].failure.as_deref(), Some("k 500 is larger than the 72 training rows"));
+    let acc = |i: usize| g.points[i].accuracy.expect("scored");
+    let want = if acc(2) > acc(0) { 2 } else { 0 }; // cell 3 ties cell 0: the first wins
+    assert_eq!(g.best, Some(want));
+    assert_eq!(seen, g.points.iter().map(|p| p.accuracy).enumerate().collect::<Vec<_>>());
+    // an error not tolerated ends the search
+    let err = holdout_grid_search(&grid, &train, &val, |_| false, |_, _| {}).expect_err("k = 500");
+    assert!(matches!(err, EvalError::Fit { fold: 0, .. }), "{err}");
+    // every cell failing leaves no best
+    let g = holdout_grid_search(&grid[1..2], &train, &val, |_| true, |_, _| {}).expect("runs");
+    assert_eq!(g.best, None);
 }

@@ -37,7 +37,7 @@
 //! ```
 
 use imgclass_core::{Fit, Label, Predict, Subset, Values, argmax_label};
-use imgclass_linalg::{Metric, knn_f32, knn_u8};
+use imgclass_linalg::{Metric, Neighbors, knn_f32, knn_u8};
 
 use crate::KnnError;
 
@@ -123,45 +123,6 @@ impl Default for Knn {
     }
 }
 
-/// The `k` nearest training rows of each query: entries `q * k .. (q + 1) * k` belong to
-/// query `q`, sorted by (distance, training position). The one neighbour-result type of
-/// exact and approximate search.
-///
-/// Distances are f64 so that one type holds both paths exactly: the u8 kernels' integer
-/// distances (up to 2^32, beyond f32's 24-bit mantissa) and the f32 kernels' distances.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Neighbors {
-    /// Neighbours per query.
-    pub k: usize,
-    /// Positions in the training [`Subset`] (not dataset rows), `n_queries * k`.
-    pub indices: Vec<u32>,
-    /// Distances (L1 or squared L2), `n_queries * k`.
-    pub distances: Vec<f64>,
-}
-
-impl Neighbors {
-    /// Number of queries.
-    pub fn n_queries(&self) -> usize {
-        self.indices.len().checked_div(self.k).unwrap_or(0)
-    }
-
-    /// The neighbours of query `q`: (training positions, distances).
-    pub fn query(&self, q: usize) -> (&[u32], &[f64]) {
-        let r = q * self.k..(q + 1) * self.k;
-        (&self.indices[r.clone()], &self.distances[r])
-    }
-
-    /// Integer distances of the u8 kernels, exactly.
-    pub fn from_u32(k: usize, indices: Vec<u32>, distances: Vec<u32>) -> Self {
-        Self { k, indices, distances: distances.into_iter().map(f64::from).collect() }
-    }
-
-    /// f32 distances of the f32 kernels, exactly.
-    pub fn from_f32(k: usize, indices: Vec<u32>, distances: Vec<f32>) -> Self {
-        Self { k, indices, distances: distances.into_iter().map(f64::from).collect() }
-    }
-}
-
 /// A fitted k-NN classifier: the parameters plus a shared view of the training rows (no
 /// pixels are copied, not even for a gathered cross-validation fold).
 #[derive(Debug, Clone)]
@@ -226,7 +187,7 @@ impl KnnModel {
 
     /// The `k` nearest training rows of every row of `x` (any `k` from 1 to the number of
     /// training rows, independent of the fitted `k`), sorted by (distance, position).
-    pub fn kneighbors(&self, x: &Subset, k: usize) -> Result<Neighbors, KnnError> {
+    pub fn kneighbors(&self, x: &Subset, k: usize) -> Result<Neighbors<f64>, KnnError> {
         if x.is_empty() {
             return Err(KnnError::EmptyQueries);
         }
@@ -239,14 +200,8 @@ impl KnnModel {
         }
         let metric = self.params.metric;
         Ok(match (x.values(), self.train.values()) {
-            (Values::Pixels(q), Values::Pixels(t)) => {
-                let top = knn_u8(q, t, k, metric)?;
-                Neighbors::from_u32(k, top.indices, top.distances)
-            }
-            (Values::Features(q), Values::Features(t)) => {
-                let top = knn_f32(q, t, k, metric)?;
-                Neighbors::from_f32(k, top.indices, top.distances)
-            }
+            (Values::Pixels(q), Values::Pixels(t)) => knn_u8(q, t, k, metric)?.into_f64(),
+            (Values::Features(q), Values::Features(t)) => knn_f32(q, t, k, metric)?.into_f64(),
             // equal row shapes (checked above) imply the same value type
             _ => unreachable!("row shapes matched but value types differ"),
         })
@@ -261,7 +216,7 @@ impl KnnModel {
 
     /// Predicted labels from the first `k` (at most `neighbors.k`) of precomputed
     /// neighbours, with this model's vote: one search serves every `k` of a grid.
-    pub fn vote_from(&self, neighbors: &Neighbors, k: usize) -> Result<Vec<Label>, KnnError> {
+    pub fn vote_from(&self, neighbors: &Neighbors<f64>, k: usize) -> Result<Vec<Label>, KnnError> {
         let mut scores = vec![0f64; self.n_classes];
         self.check_neighbors(neighbors, k)?;
         Ok((0..neighbors.n_queries())
@@ -274,7 +229,7 @@ impl KnnModel {
 
     /// Vote shares (as in [`Self::predict_proba`]) from the first `k` of precomputed
     /// neighbours.
-    pub fn proba_from(&self, neighbors: &Neighbors, k: usize) -> Result<Vec<f32>, KnnError> {
+    pub fn proba_from(&self, neighbors: &Neighbors<f64>, k: usize) -> Result<Vec<f32>, KnnError> {
         self.check_neighbors(neighbors, k)?;
         let mut scores = vec![0f64; self.n_classes];
         let mut out = Vec::with_capacity(neighbors.n_queries() * self.n_classes);
@@ -286,7 +241,7 @@ impl KnnModel {
         Ok(out)
     }
 
-    fn check_neighbors(&self, nb: &Neighbors, k: usize) -> Result<(), KnnError> {
+    fn check_neighbors(&self, nb: &Neighbors<f64>, k: usize) -> Result<(), KnnError> {
         if k == 0 {
             return Err(KnnError::ZeroK);
         }
@@ -301,7 +256,7 @@ impl KnnModel {
     }
 
     /// Class scores of query `q` from its first `k` neighbours into `scores`.
-    fn scores(&self, nb: &Neighbors, q: usize, k: usize, scores: &mut [f64]) {
+    fn scores(&self, nb: &Neighbors<f64>, q: usize, k: usize, scores: &mut [f64]) {
         scores.fill(0.0);
         let idx = &nb.indices[q * nb.k..q * nb.k + k];
         let dst = &nb.distances[q * nb.k..q * nb.k + k];

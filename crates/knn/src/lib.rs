@@ -8,5 +8,6 @@ mod error;
 pub mod exact;
 
 pub use error::KnnError;
-pub use exact::{DISTANCE_EPS, Index, Knn, KnnModel, Neighbors, Vote};
+pub use exact::{DISTANCE_EPS, Index, Knn, KnnModel, Vote};
 pub use imgclass_linalg::Metric;
+pub use imgclass_linalg::Neighbors;

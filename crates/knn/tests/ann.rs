@@ -4,8 +4,9 @@
 
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{ClassNames, Dataset, ImageShape, ShapeMismatch, Subset};
-use imgclass_knn::Neighbors;
-use imgclass_knn::ann::{AnnError, AnnIndex, Autotune, BuiltIndex, Metric, distance_u8, recall_at};
+use imgclass_knn::ann::{
+    AnnError, AnnIndex, Autotune, BuiltIndex, Metric, Neighbors, distance_u8, recall_at,
+};
 
 /// `n` rows of `dim` bytes around `clusters` seeded centers (Gaussian, sd 20).
 fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Dataset {
@@ -40,7 +41,7 @@ fn split(ds: &Dataset, n_train: usize) -> (Subset, Subset) {
 }
 
 /// Naive k-NN: every distance, sorted by (distance, index).
-fn naive(train: &Subset, queries: &Subset, k: usize, metric: Metric) -> Neighbors {
+fn naive(train: &Subset, queries: &Subset, k: usize, metric: Metric) -> Neighbors<f64> {
     let mut idx = Vec::new();
     let mut dist = Vec::new();
     for q in queries.pixels().expect("images").iter() {
@@ -130,8 +131,7 @@ fn kd_tree_eps_guarantee_holds_for_every_query_and_rank() {
             let ix = AnnIndex::KdTree { leaf_size: 2, eps }
                 .build(&train, metric, None, 0)
                 .expect("build");
-            let Neighbors { indices: _, distances: dist, .. } =
-                ix.search(&test, k).expect("search");
+            let dist = ix.search(&test, k).expect("search").distances;
             // squared L2 scales by (1 + eps)^2
             let fac = match metric {
                 Metric::L2 => (1.0 + eps as f64).powi(2),

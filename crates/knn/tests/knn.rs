@@ -5,16 +5,7 @@ use imgclass_core::rng::SplitMix64;
 use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Label, Predict, ShapeMismatch, Subset};
 use imgclass_knn::{DISTANCE_EPS, Knn, KnnError, Metric, Neighbors, Vote};
 use imgclass_linalg::LinalgError;
-use imgclass_testkit::random::{
-    NaiveMetric, naive_knn, naive_majority, naive_pairwise_u8, u8_rows,
-};
-
-fn naive(m: Metric) -> NaiveMetric {
-    match m {
-        Metric::L1 => NaiveMetric::L1,
-        Metric::L2 => NaiveMetric::L2,
-    }
-}
+use imgclass_testkit::random::{naive_knn, naive_majority, naive_pairwise_u8, u8_rows};
 
 /// A dataset of `n` random images of shape `shape` with values in `0..=max` and labels in
 /// `0..n_classes`.
@@ -42,7 +33,7 @@ fn naive_neighbors(x: &Subset, train: &Subset, k: usize, m: Metric) -> (Vec<u32>
         &train.pixels().expect("images").to_contiguous(),
         train.len(),
         x.dim(),
-        naive(m),
+        m,
     );
     naive_knn(&d, x.len(), train.len(), k)
 }

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use imgclass_linalg::gemm::{
-    Affine, GemmKernel, NtPacked, NtPackedI8, gemm_nt_u8_i8_serial, gemm_nt_u8_packed_serial,
+    Affine, KernelKind, NtPacked, NtPackedI8, gemm_nt_u8_i8_serial, gemm_nt_u8_packed_serial,
 };
 
 struct Rng(u64);
@@ -30,7 +30,7 @@ fn stats(v: &mut [f64]) -> (f64, f64) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let calls: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(400);
-    let kernel = GemmKernel::Avx512;
+    let kernel = KernelKind::Avx512;
     if !kernel.is_available() {
         println!("no AVX-512 on this CPU: nothing to compare");
         return Ok(());

@@ -12,7 +12,7 @@
 //!
 //! `cargo run --release -p imgclass-linalg --example tn_speed [reps]`
 
-use imgclass_linalg::gemm::{Affine, GemmKernel, gemm_tn_u8_cols_with};
+use imgclass_linalg::gemm::{Affine, KernelKind, gemm_tn_u8_cols_with};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -196,7 +196,7 @@ fn main() {
     let scale = vec![1.0f32; k];
     let offset: Vec<f32> = (0..k).map(|kk| -120.0 - (kk % 16) as f32).collect();
     let pre = Affine { scale: &scale, offset: &offset };
-    let kernel = GemmKernel::Avx512;
+    let kernel = KernelKind::Avx512;
     if !kernel.is_available() {
         eprintln!("this example needs AVX-512F");
         return;

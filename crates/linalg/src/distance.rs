@@ -35,8 +35,14 @@ use crate::arch::{U8Kernel, scalar};
 use crate::driver::{block_queries, block_u8, norms};
 use crate::{KernelKind, LinalgError, RowsF32, RowsU8};
 
-/// A distance between rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// A distance between rows: the one metric type of the workspace (exact and approximate
+/// k-NN, saved models, the experiment's configuration). Serialised as its lowercase
+/// [`name`](Self::name) (`"l1"`, `"l2"`); [`FromStr`](std::str::FromStr) reads the same
+/// names. A new variant is added here, to [`Metric::ALL`] and to the kernel dispatch.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Manhattan distance `Σ |q_i − t_i|`.
     L1,
@@ -46,6 +52,9 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every metric, in the order error messages list them.
+    pub const ALL: [Metric; 2] = [Metric::L1, Metric::L2];
+
     /// The lowercase name (`"l1"` or `"l2"`).
     pub fn name(self) -> &'static str {
         match self {
@@ -61,10 +70,15 @@ impl std::fmt::Display for Metric {
     }
 }
 
-/// A metric name that is neither `l1` nor `l2` (in any case).
+/// A metric name that names no [`Metric`] (in any case); the message lists the valid names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown metric {0:?} (expected l1 or l2)")]
+#[error("unknown metric {0:?} (valid: {valid})", valid = metric_names())]
 pub struct UnknownMetric(pub String);
+
+/// The valid metric names, comma-separated (`"l1, l2"`).
+fn metric_names() -> String {
+    Metric::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+}
 
 impl std::str::FromStr for Metric {
     type Err = UnknownMetric;
@@ -75,14 +89,12 @@ impl std::str::FromStr for Metric {
     /// use imgclass_linalg::Metric;
     /// assert_eq!(" L1 ".parse::<Metric>(), Ok(Metric::L1));
     /// assert_eq!("l2".parse::<Metric>(), Ok(Metric::L2));
-    /// assert!("cosine".parse::<Metric>().is_err());
+    /// let err = "chebyshev".parse::<Metric>().unwrap_err();
+    /// assert_eq!(err.to_string(), r#"unknown metric "chebyshev" (valid: l1, l2)"#);
     /// ```
     fn from_str(s: &str) -> Result<Self, UnknownMetric> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "l1" => Ok(Self::L1),
-            "l2" => Ok(Self::L2),
-            _ => Err(UnknownMetric(s.to_string())),
-        }
+        let name = s.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| UnknownMetric(s.to_string()))
     }
 }
 
@@ -103,32 +115,42 @@ macro_rules! with_u8_kernel {
             ($crate::KernelKind::Avx2, $crate::Metric::L1) => {
                 match $crate::arch::x86_64::avx2::L1::new() {
                     Some($k) => Ok($body),
-                    None => Err($crate::LinalgError::KernelUnavailable { name: "avx2" }),
+                    None => Err($crate::LinalgError::Kernel($crate::KernelError::Unavailable {
+                        name: "avx2",
+                    })),
                 }
             }
             #[cfg(target_arch = "x86_64")]
             ($crate::KernelKind::Avx2, $crate::Metric::L2) => {
                 match $crate::arch::x86_64::avx2::L2::new() {
                     Some($k) => Ok($body),
-                    None => Err($crate::LinalgError::KernelUnavailable { name: "avx2" }),
+                    None => Err($crate::LinalgError::Kernel($crate::KernelError::Unavailable {
+                        name: "avx2",
+                    })),
                 }
             }
             #[cfg(target_arch = "x86_64")]
             ($crate::KernelKind::Avx512, $crate::Metric::L1) => {
                 match $crate::arch::x86_64::avx512::L1::new() {
                     Some($k) => Ok($body),
-                    None => Err($crate::LinalgError::KernelUnavailable { name: "avx512" }),
+                    None => Err($crate::LinalgError::Kernel($crate::KernelError::Unavailable {
+                        name: "avx512",
+                    })),
                 }
             }
             #[cfg(target_arch = "x86_64")]
             ($crate::KernelKind::Avx512, $crate::Metric::L2) => {
                 match $crate::arch::x86_64::avx512::L2::new() {
                     Some($k) => Ok($body),
-                    None => Err($crate::LinalgError::KernelUnavailable { name: "avx512" }),
+                    None => Err($crate::LinalgError::Kernel($crate::KernelError::Unavailable {
+                        name: "avx512",
+                    })),
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
-            (other, _) => Err($crate::LinalgError::KernelUnavailable { name: other.name() }),
+            (other, _) => Err($crate::LinalgError::Kernel($crate::KernelError::Unavailable {
+                name: other.name(),
+            })),
         }
     }};
 }
@@ -220,7 +242,7 @@ pub(crate) type F32Distance = fn(&[f32], &[f32]) -> f32;
 /// The f32 distance function of `kernel` and `metric`.
 pub(crate) fn f32_distance(kernel: KernelKind, metric: Metric) -> Result<F32Distance, LinalgError> {
     if !kernel.is_available() {
-        return Err(LinalgError::KernelUnavailable { name: kernel.name() });
+        return Err(LinalgError::Kernel(crate::KernelError::Unavailable { name: kernel.name() }));
     }
     Ok(match (kernel, metric) {
         (KernelKind::Scalar, Metric::L1) => scalar::l1_f32,
@@ -246,7 +268,11 @@ pub(crate) fn f32_distance(kernel: KernelKind, metric: Metric) -> Result<F32Dist
             unsafe { crate::arch::x86_64::avx512::l2_f32(a, b) }
         },
         #[cfg(not(target_arch = "x86_64"))]
-        (other, _) => return Err(LinalgError::KernelUnavailable { name: other.name() }),
+        (other, _) => {
+            return Err(LinalgError::Kernel(crate::KernelError::Unavailable {
+                name: other.name(),
+            }));
+        }
     })
 }
 

@@ -70,16 +70,8 @@ pub enum LinalgError {
         /// Training rows given.
         n_train: usize,
     },
-    /// `IMGCLASS_KERNEL` names no known kernel.
-    #[error("unknown kernel {name:?} (expected scalar, avx2 or avx512)")]
-    UnknownKernel {
-        /// The value given.
-        name: String,
-    },
-    /// The requested kernel needs CPU features this machine lacks.
-    #[error("kernel {name} is not available on this cpu")]
-    KernelUnavailable {
-        /// The kernel's name.
-        name: &'static str,
-    },
+    /// No kernel could be selected (`IMGCLASS_KERNEL` unknown, or names a path this CPU
+    /// cannot run).
+    #[error(transparent)]
+    Kernel(#[from] crate::KernelError),
 }

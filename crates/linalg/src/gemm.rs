@@ -36,7 +36,7 @@
 //! `(N·dS)ᵀ X` exactly in i32 with AVX-512 VNNI on a copy of the batch interleaved 4 rows by
 //! 4; the caller applies the affine map and `1/N` in f64 with one rounding.
 //!
-//! The kernel is chosen once per call ([`GemmKernel::detect`], overridable by
+//! The kernel is chosen once per call ([`KernelKind::detect`], overridable by
 //! `IMGCLASS_KERNEL=scalar|avx2|avx512`). Large products are split over rayon tasks by output
 //! rows (forward) or by 32-aligned feature blocks (backward); every output element is
 //! computed by the same instruction sequence whatever the split, so results do not depend on
@@ -65,8 +65,7 @@
 
 use rayon::prelude::*;
 
-/// The environment variable that forces a kernel (`scalar`, `avx2` or `avx512`).
-pub const KERNEL_ENV: &str = "IMGCLASS_KERNEL";
+pub use crate::kernel::{KernelError, KernelKind};
 
 /// Products at least this large (`m·n·k` multiply-adds) are split over rayon tasks.
 pub const PARALLEL_THRESHOLD: usize = 1 << 21;
@@ -84,12 +83,9 @@ pub enum GemmError {
         /// Actual length.
         found: usize,
     },
-    /// The requested kernel cannot run on this CPU.
-    #[error("kernel {kernel} is not available on this cpu")]
-    KernelUnavailable {
-        /// The kernel's name.
-        kernel: &'static str,
-    },
+    /// No kernel could be selected, or the requested one cannot run on this CPU.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
     /// An input that must be finite holds a NaN or an infinity.
     #[error("{what}[{index}] is not finite")]
     NonFinite {
@@ -98,85 +94,6 @@ pub enum GemmError {
         /// The flat index of the first such value.
         index: usize,
     },
-    /// `IMGCLASS_KERNEL` names no kernel.
-    #[error("unknown kernel {name:?} (expected scalar, avx2 or avx512)")]
-    UnknownKernel {
-        /// The value that was given.
-        name: String,
-    },
-}
-
-/// Which implementation computes a product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GemmKernel {
-    /// Portable loops accumulating in f64: the reference.
-    Scalar,
-    /// x86-64 AVX2 + FMA, 8 lanes.
-    Avx2,
-    /// x86-64 AVX-512F, 16 lanes.
-    Avx512,
-}
-
-impl GemmKernel {
-    /// All kernels, portable first.
-    pub const ALL: [GemmKernel; 3] = [GemmKernel::Scalar, GemmKernel::Avx2, GemmKernel::Avx512];
-
-    /// The lowercase name used by `IMGCLASS_KERNEL`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Scalar => "scalar",
-            Self::Avx2 => "avx2",
-            Self::Avx512 => "avx512",
-        }
-    }
-
-    /// Parses a name as `IMGCLASS_KERNEL` spells it.
-    pub fn from_name(name: &str) -> Result<Self, GemmError> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "scalar" => Ok(Self::Scalar),
-            "avx2" => Ok(Self::Avx2),
-            "avx512" => Ok(Self::Avx512),
-            _ => Err(GemmError::UnknownKernel { name: name.to_owned() }),
-        }
-    }
-
-    /// True when this CPU can run the kernel.
-    pub fn is_available(self) -> bool {
-        match self {
-            Self::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Self::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Self::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
-    }
-
-    /// The kernels this CPU can run.
-    pub fn available() -> Vec<GemmKernel> {
-        Self::ALL.into_iter().filter(|k| k.is_available()).collect()
-    }
-
-    /// The kernel named by `IMGCLASS_KERNEL` if set (an error if unknown or unavailable),
-    /// else the widest one this CPU supports.
-    pub fn detect() -> Result<GemmKernel, GemmError> {
-        if let Ok(name) = std::env::var(KERNEL_ENV) {
-            let k = Self::from_name(&name)?;
-            return if k.is_available() {
-                Ok(k)
-            } else {
-                Err(GemmError::KernelUnavailable { kernel: k.name() })
-            };
-        }
-        Ok([Self::Avx512, Self::Avx2]
-            .into_iter()
-            .find(|k| k.is_available())
-            .unwrap_or(Self::Scalar))
-    }
 }
 
 /// The per-feature affine map that turns a u8 feature into f32:
@@ -203,7 +120,7 @@ fn check_rows(rows: &[&[u8]], pre: Affine<'_>) -> Result<usize, GemmError> {
 }
 
 /// Forward product `out = X̃ Wᵀ` (`out`: `rows.len() x n`, `w`: `n x k`, `k = scale.len()`),
-/// with the kernel from [`GemmKernel::detect`].
+/// with the kernel from [`KernelKind::detect`].
 pub fn gemm_nt_u8(
     rows: &[&[u8]],
     pre: Affine<'_>,
@@ -211,12 +128,12 @@ pub fn gemm_nt_u8(
     n: usize,
     out: &mut [f32],
 ) -> Result<(), GemmError> {
-    gemm_nt_u8_with(GemmKernel::detect()?, rows, pre, w, n, out)
+    gemm_nt_u8_with(KernelKind::detect()?, rows, pre, w, n, out)
 }
 
 /// [`gemm_nt_u8`] with an explicit kernel.
 pub fn gemm_nt_u8_with(
-    kernel: GemmKernel,
+    kernel: KernelKind,
     rows: &[&[u8]],
     pre: Affine<'_>,
     w: &[f32],
@@ -227,7 +144,7 @@ pub fn gemm_nt_u8_with(
     check("w", n * k, w.len())?;
     check("out", rows.len() * n, out.len())?;
     if !kernel.is_available() {
-        return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+        return Err(GemmError::Kernel(KernelError::Unavailable { name: kernel.name() }));
     }
     if n == 0 || rows.is_empty() {
         return Ok(());
@@ -239,7 +156,7 @@ pub fn gemm_nt_u8_with(
 
 /// The forward product on an already prepared `W` (shapes checked, `n > 0`, rows present).
 fn nt_run(
-    kernel: GemmKernel,
+    kernel: KernelKind,
     rows: &[&[u8]],
     prep: &NtPrep,
     pre: Affine<'_>,
@@ -275,7 +192,7 @@ fn nt_run(
 /// scores have the same bits either way.
 #[derive(Default)]
 pub struct NtPacked {
-    kernel: Option<GemmKernel>,
+    kernel: Option<KernelKind>,
     n: usize,
     k: usize,
     prep: NtPrep,
@@ -285,7 +202,7 @@ pub struct NtPacked {
 
 /// One feature block of an [`NtPacked`], to be repacked by one task.
 pub struct NtPackBlock<'a> {
-    kernel: GemmKernel,
+    kernel: KernelKind,
     index: usize,
     n: usize,
     wk: &'a mut [f32],
@@ -298,7 +215,7 @@ impl NtPacked {
 
     /// Packs all of `w` (`n x k`, `k = pre.scale.len()`) for `kernel`.
     pub fn new(
-        kernel: GemmKernel,
+        kernel: KernelKind,
         pre: Affine<'_>,
         w: &[f32],
         n: usize,
@@ -307,10 +224,10 @@ impl NtPacked {
         check("offset", k, pre.offset.len())?;
         check("w", n * k, w.len())?;
         if !kernel.is_available() {
-            return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+            return Err(GemmError::Kernel(KernelError::Unavailable { name: kernel.name() }));
         }
         let mut packed = Self { kernel: Some(kernel), n, k, ..Self::default() };
-        if kernel == GemmKernel::Avx512 && n > 0 {
+        if kernel == KernelKind::Avx512 && n > 0 {
             let nkb = (k / 16 * 16).div_ceil(Self::BLOCK);
             packed.prep.wk = vec![0.0; nkb * n * Self::BLOCK];
             packed.prep.beta = vec![0.0; n];
@@ -387,7 +304,7 @@ impl NtPackBlock<'_> {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: only AVX-512 packings have blocks (`NtPacked::new` checked the kernel is
             // available); segment and block lengths checked above.
-            GemmKernel::Avx512 => unsafe {
+            KernelKind::Avx512 => unsafe {
                 avx512::prepare_block(pre, segs, self.index, self.wk, self.beta)
             },
             _ => {}
@@ -405,7 +322,7 @@ fn check_packed(
     n: usize,
     packed: &NtPacked,
     out_len: usize,
-) -> Result<Option<GemmKernel>, GemmError> {
+) -> Result<Option<KernelKind>, GemmError> {
     let k = check_rows(rows, pre)?;
     check("w", n * k, w.len())?;
     check("out", rows.len() * n, out_len)?;
@@ -453,7 +370,7 @@ pub fn gemm_nt_u8_packed_serial(
 }
 
 /// Backward product `out = Gᵀ X̃` (`g`: `rows.len() x n`, `out`: `n x k`), with the kernel
-/// from [`GemmKernel::detect`].
+/// from [`KernelKind::detect`].
 ///
 /// Error bound of every kernel, per element (`m` rows, `u = 2⁻²⁴`; `c_k = clamp(round(−o_k /
 /// s_k), 0, 255)` and `o'_k = fl(o_k + c_k s_k)`, so `x s + o = (x − c) s + o'` up to that one
@@ -477,12 +394,12 @@ pub fn gemm_tn_u8(
     pre: Affine<'_>,
     out: &mut [f32],
 ) -> Result<(), GemmError> {
-    gemm_tn_u8_with(GemmKernel::detect()?, g, n, rows, pre, out)
+    gemm_tn_u8_with(KernelKind::detect()?, g, n, rows, pre, out)
 }
 
 /// [`gemm_tn_u8`] with an explicit kernel.
 pub fn gemm_tn_u8_with(
-    kernel: GemmKernel,
+    kernel: KernelKind,
     g: &[f32],
     n: usize,
     rows: &[&[u8]],
@@ -493,7 +410,7 @@ pub fn gemm_tn_u8_with(
     check("g", rows.len() * n, g.len())?;
     check("out", n * k, out.len())?;
     if !kernel.is_available() {
-        return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+        return Err(GemmError::Kernel(KernelError::Unavailable { name: kernel.name() }));
     }
     if n == 0 || k == 0 {
         return Ok(());
@@ -529,7 +446,7 @@ pub fn gemm_tn_u8_with(
 /// `crates/linalg/examples/tn_speed.rs` measures both.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_tn_u8_cols_with(
-    kernel: GemmKernel,
+    kernel: KernelKind,
     g: &[f32],
     n: usize,
     rows: &[&[u8]],
@@ -545,7 +462,7 @@ pub fn gemm_tn_u8_cols_with(
     }
     check("out", n * (k1 - k0), out.len())?;
     if !kernel.is_available() {
-        return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+        return Err(GemmError::Kernel(KernelError::Unavailable { name: kernel.name() }));
     }
     if n == 0 || k0 == k1 {
         return Ok(());
@@ -614,17 +531,17 @@ struct NtPrep {
     beta: Vec<f32>,
 }
 
-fn nt_prepare(kernel: GemmKernel, pre: Affine<'_>, w: &[f32], n: usize) -> NtPrep {
+fn nt_prepare(kernel: KernelKind, pre: Affine<'_>, w: &[f32], n: usize) -> NtPrep {
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers checked `kernel.is_available()` (avx512f detected) and the shapes.
-        GemmKernel::Avx512 => unsafe { avx512::prepare(pre, w, n) },
+        KernelKind::Avx512 => unsafe { avx512::prepare(pre, w, n) },
         _ => NtPrep::default(),
     }
 }
 
 fn nt_serial(
-    kernel: GemmKernel,
+    kernel: KernelKind,
     rows: &[&[u8]],
     prep: &NtPrep,
     pre: Affine<'_>,
@@ -633,14 +550,14 @@ fn nt_serial(
     out: &mut [f32],
 ) {
     match kernel {
-        GemmKernel::Scalar => scalar::nt(rows, pre, w, n, out),
+        KernelKind::Scalar => scalar::nt(rows, pre, w, n, out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers checked `kernel.is_available()` (avx2 and fma detected).
-        GemmKernel::Avx2 => unsafe { avx2::nt(rows, pre, w, n, out) },
+        KernelKind::Avx2 => unsafe { avx2::nt(rows, pre, w, n, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers checked `kernel.is_available()` (avx512f detected); `prep` was
         // made by `nt_prepare` for this kernel, `pre`, `w` and `n`.
-        GemmKernel::Avx512 => unsafe { avx512::nt(rows, prep, pre, w, n, out) },
+        KernelKind::Avx512 => unsafe { avx512::nt(rows, prep, pre, w, n, out) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => scalar::nt(rows, pre, w, n, out),
     }
@@ -648,7 +565,7 @@ fn nt_serial(
 
 #[allow(clippy::too_many_arguments)]
 fn tn_serial(
-    kernel: GemmKernel,
+    kernel: KernelKind,
     g: &[f32],
     n: usize,
     rows: &[&[u8]],
@@ -658,14 +575,14 @@ fn tn_serial(
     out: OutPtr,
 ) {
     match kernel {
-        GemmKernel::Scalar => scalar::tn(g, n, rows, pre, k0, k1, out),
+        KernelKind::Scalar => scalar::tn(g, n, rows, pre, k0, k1, out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers checked `kernel.is_available()` (avx2 and fma detected); `out`
         // points at `n * k` floats and this call writes only columns `k0..k1`.
-        GemmKernel::Avx2 => unsafe { avx2::tn(g, n, rows, pre, k0, k1, out) },
+        KernelKind::Avx2 => unsafe { avx2::tn(g, n, rows, pre, k0, k1, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers checked `kernel.is_available()` (avx512f detected); as above.
-        GemmKernel::Avx512 => unsafe { avx512::tn(g, n, rows, pre, k0, k1, out) },
+        KernelKind::Avx512 => unsafe { avx512::tn(g, n, rows, pre, k0, k1, out) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => scalar::tn(g, n, rows, pre, k0, k1, out),
     }
@@ -1491,13 +1408,13 @@ mod tests {
                     let rows: Vec<&[u8]> = c.rows.iter().map(Vec::as_slice).collect();
                     let pre = Affine { scale: &c.scale, offset: &c.offset };
                     let mut want = vec![0.0f32; m * n];
-                    gemm_nt_u8_with(GemmKernel::Scalar, &rows, pre, &c.w, n, &mut want)
+                    gemm_nt_u8_with(KernelKind::Scalar, &rows, pre, &c.w, n, &mut want)
                         .expect("shapes");
                     let mut want_t = vec![0.0f32; n * k];
-                    gemm_tn_u8_with(GemmKernel::Scalar, &c.g, n, &rows, pre, &mut want_t)
+                    gemm_tn_u8_with(KernelKind::Scalar, &c.g, n, &rows, pre, &mut want_t)
                         .expect("shapes");
                     let scale_nt = abs_dot_nt(&c, n);
-                    for kernel in GemmKernel::available() {
+                    for kernel in KernelKind::available() {
                         let mut got = vec![f32::NAN; m * n];
                         gemm_nt_u8_with(kernel, &rows, pre, &c.w, n, &mut got).expect("shapes");
                         for (idx, (a, b)) in got.iter().zip(&want).enumerate() {
@@ -1603,7 +1520,7 @@ mod tests {
                 for &len in &[1usize, 15, 16, 17, 31, 33, 255, 256, 1536] {
                     for &k0 in &[0usize, 5, 16, 48] {
                         let k1 = k0 + len;
-                        for kernel in GemmKernel::available() {
+                        for kernel in KernelKind::available() {
                             let mut out = vec![f32::NAN; n * len];
                             gemm_tn_u8_cols_with(kernel, &g, n, &refs, pre, k0, k1, &mut out)
                                 .expect("shapes");
@@ -1636,7 +1553,7 @@ mod tests {
             let (rows, scale, offset, g) = tn_case(m, n, k, 77 + u64::from(kind), kind);
             let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
             let pre = Affine { scale: &scale, offset: &offset };
-            for kernel in GemmKernel::available() {
+            for kernel in KernelKind::available() {
                 let mut whole = vec![0.0f32; n * k];
                 gemm_tn_u8_with(kernel, &g, n, &refs, pre, &mut whole).expect("shapes");
                 for cuts in [&[1usize, 17, 33, 300, 511][..], &[5, 16, 256, 512], &[255, 699]] {
@@ -1680,7 +1597,7 @@ mod tests {
         let w: Vec<f32> = (0..n * k).map(|_| 1e-3 + 1e-4 * r.f32()).collect();
         let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
         let pre = Affine { scale: &scale, offset: &offset };
-        for kernel in GemmKernel::available() {
+        for kernel in KernelKind::available() {
             let mut s = vec![0.0f32; m * n];
             gemm_nt_u8_with(kernel, &refs, pre, &w, n, &mut s).expect("shapes");
             for i in 0..m {
@@ -1705,7 +1622,7 @@ mod tests {
                 let c = case(m, n, k, (m * k) as u64 + 3, adversarial);
                 let refs: Vec<&[u8]> = c.rows.iter().map(Vec::as_slice).collect();
                 let pre = Affine { scale: &c.scale, offset: &c.offset };
-                for kernel in GemmKernel::available() {
+                for kernel in KernelKind::available() {
                     let mut w = c.w.clone();
                     let mut packed = NtPacked::new(kernel, pre, &w, n).expect("shapes");
                     for round in 0..2 {
@@ -1759,7 +1676,7 @@ mod tests {
             .collect();
         let mut s = vec![0.0f32; m * n];
         gemm_nt_u8_with(
-            GemmKernel::Scalar,
+            KernelKind::Scalar,
             &rows,
             Affine { scale: &c.scale, offset: &c.offset },
             &c.w,
@@ -1781,7 +1698,7 @@ mod tests {
         let c = case(m, n, k, 5, false);
         let rows: Vec<&[u8]> = c.rows.iter().map(Vec::as_slice).collect();
         let pre = Affine { scale: &c.scale, offset: &c.offset };
-        for kernel in GemmKernel::available() {
+        for kernel in KernelKind::available() {
             let mut results = vec![];
             for threads in [1, 2, 3] {
                 let pool =
@@ -1806,14 +1723,14 @@ mod tests {
         let pre = Affine { scale: &scale, offset: &offset };
         let mut out = [0.0f32; 2];
         assert_eq!(
-            gemm_nt_u8_with(GemmKernel::Scalar, &rows, pre, &[0.0; 3], 2, &mut out),
+            gemm_nt_u8_with(KernelKind::Scalar, &rows, pre, &[0.0; 3], 2, &mut out),
             Err(GemmError::ShapeMismatch { what: "w", expected: 4, found: 3 })
         );
         let short: [&[u8]; 1] = [&[1]];
         assert_eq!(
-            gemm_tn_u8_with(GemmKernel::Scalar, &[1.0], 1, &short, pre, &mut out),
+            gemm_tn_u8_with(KernelKind::Scalar, &[1.0], 1, &short, pre, &mut out),
             Err(GemmError::ShapeMismatch { what: "row", expected: 2, found: 1 })
         );
-        assert!(matches!(GemmKernel::from_name("neon"), Err(GemmError::UnknownKernel { .. })));
+        assert!(matches!(KernelKind::from_name("neon"), Err(KernelError::Unknown { .. })));
     }
 }

@@ -24,6 +24,6 @@ pub use distance::{
     pairwise_u8_with,
 };
 pub use error::LinalgError;
-pub use kernel::{KERNEL_ENV, KernelKind};
+pub use kernel::{KERNEL_ENV, KernelError, KernelKind};
 pub use rows::{Element, Rows, RowsF32, RowsU8};
-pub use topk::{TopK, TopKF32, knn_f32, knn_f32_with, knn_u8, knn_u8_with};
+pub use topk::{Neighbors, knn_f32, knn_f32_with, knn_u8, knn_u8_with};

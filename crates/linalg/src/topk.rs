@@ -29,37 +29,45 @@ use crate::distance::{F32_BLOCK, check_dims, f32_chunk, f32_distance, with_u8_ke
 use crate::driver::{block_queries, block_u8, norms};
 use crate::{KernelKind, LinalgError, Metric, RowsF32, RowsU8};
 
-/// The `k` nearest training rows of each query, row-major: entries `q * k .. (q + 1) * k`
-/// belong to query `q`, sorted by (distance, training index).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TopK {
-    /// Neighbours per query.
-    pub k: usize,
-    /// Training row indices (positions in the training view), `n_queries * k`.
-    pub indices: Vec<u32>,
-    /// Exact distances (L1 or squared L2), `n_queries * k`.
-    pub distances: Vec<u32>,
-}
-
-/// [`TopK`] for f32 rows.
+/// The `k` nearest training rows of each query, in rank order: entries `q * k .. (q + 1) * k`
+/// belong to query `q`, sorted by (distance, training index). The one neighbour-result type of
+/// the workspace: linalg's exact top-k ([`knn_u8`], [`knn_f32`]), imgclass-knn's `kneighbors`
+/// and its approximate indices' `search`.
+///
+/// The distance type is a parameter rather than always `f32`: the u8 kernels (and the ANN
+/// indices' exact re-rank) produce exact integer distances in `u32` (the default), and tests
+/// and the distance-weighted vote rely on that exactness (an `f32` holds integers exactly only
+/// up to 2²⁴, below the largest L2² of a CIFAR row); the f32 kernels give `Neighbors<f32>`.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct TopKF32 {
+pub struct Neighbors<D = u32> {
     /// Neighbours per query.
     pub k: usize,
-    /// Training row indices, `n_queries * k`.
+    /// Training row indices (positions in the training view, e.g. a `Subset`), `n_queries * k`.
     pub indices: Vec<u32>,
-    /// Distances, `n_queries * k`.
-    pub distances: Vec<f32>,
+    /// Distances (L1 or squared L2; exact for `u32`), `n_queries * k`.
+    pub distances: Vec<D>,
 }
 
-impl TopK {
+impl<D: Copy + Into<f64>> Neighbors<D> {
+    /// The same neighbours with f64 distances (exact for `u32` and `f32`): the one type
+    /// imgclass-knn's classifiers and indices return for pixels and features alike.
+    pub fn into_f64(self) -> Neighbors<f64> {
+        let distances = self.distances.into_iter().map(Into::into).collect();
+        Neighbors { k: self.k, indices: self.indices, distances }
+    }
+}
+
+impl<D> Neighbors<D> {
     /// Number of queries.
     pub fn n_queries(&self) -> usize {
         self.indices.len().checked_div(self.k).unwrap_or(0)
     }
 
-    /// The neighbours of query `q` (indices, distances).
-    pub fn query(&self, q: usize) -> (&[u32], &[u32]) {
+    /// The neighbours of query `q` (indices, distances), nearest first.
+    ///
+    /// # Panics
+    /// When `q >= self.n_queries()`.
+    pub fn query(&self, q: usize) -> (&[u32], &[D]) {
         let r = q * self.k..(q + 1) * self.k;
         (&self.indices[r.clone()], &self.distances[r])
     }
@@ -86,7 +94,7 @@ pub fn knn_u8(
     train: RowsU8<'_>,
     k: usize,
     metric: Metric,
-) -> Result<TopK, LinalgError> {
+) -> Result<Neighbors, LinalgError> {
     knn_u8_with(KernelKind::detect()?, queries, train, k, metric)
 }
 
@@ -97,7 +105,7 @@ pub fn knn_u8_with(
     train: RowsU8<'_>,
     k: usize,
     metric: Metric,
-) -> Result<TopK, LinalgError> {
+) -> Result<Neighbors, LinalgError> {
     check_dims(&queries, &train)?;
     crate::distance::check_u8_dim(train.dim(), metric)?;
     check_k(k, train.len())?;
@@ -113,12 +121,12 @@ pub fn knn_u8_with(
     with_u8_kernel!(kernel, metric, |kern| knn_impl(kern, queries, train, k))
 }
 
-fn knn_impl<K: U8Kernel>(kern: K, queries: RowsU8<'_>, train: RowsU8<'_>, k: usize) -> TopK {
+fn knn_impl<K: U8Kernel>(kern: K, queries: RowsU8<'_>, train: RowsU8<'_>, k: usize) -> Neighbors {
     let nq = queries.len();
     let mut indices = vec![0u32; nq * k];
     let mut distances = vec![0u32; nq * k];
     if nq == 0 {
-        return TopK { k, indices, distances };
+        return Neighbors { k, indices, distances };
     }
     let tn = if K::METRIC == Metric::L2 { norms(train) } else { Vec::new() };
     let bq = block_queries::<K>(nq);
@@ -149,7 +157,7 @@ fn knn_impl<K: U8Kernel>(kern: K, queries: RowsU8<'_>, train: RowsU8<'_>, k: usi
             }
         },
     );
-    TopK { k, indices, distances }
+    Neighbors { k, indices, distances }
 }
 
 /// An f32 distance ordered by `total_cmp`.
@@ -175,7 +183,7 @@ pub fn knn_f32(
     train: RowsF32<'_>,
     k: usize,
     metric: Metric,
-) -> Result<TopKF32, LinalgError> {
+) -> Result<Neighbors<f32>, LinalgError> {
     knn_f32_with(KernelKind::detect()?, queries, train, k, metric)
 }
 
@@ -186,7 +194,7 @@ pub fn knn_f32_with(
     train: RowsF32<'_>,
     k: usize,
     metric: Metric,
-) -> Result<TopKF32, LinalgError> {
+) -> Result<Neighbors<f32>, LinalgError> {
     check_dims(&queries, &train)?;
     check_k(k, train.len())?;
     let dist = f32_distance(kernel, metric)?;
@@ -225,5 +233,5 @@ pub fn knn_f32_with(
                 }
             }
         });
-    Ok(TopKF32 { k, indices, distances })
+    Ok(Neighbors { k, indices, distances })
 }

@@ -8,18 +8,10 @@ use imgclass_linalg::{
     max_u8_dim, pairwise_f32_with, pairwise_u8_with,
 };
 use imgclass_testkit::random::{
-    NaiveMetric, adversarial_u8_rows, f32_rows, naive_distance_f32, naive_knn, naive_pairwise_u8,
-    u8_rows,
+    adversarial_u8_rows, f32_rows, naive_distance_f32, naive_knn, naive_pairwise_u8, u8_rows,
 };
 
 const DIMS: [usize; 9] = [0, 1, 7, 8, 9, 63, 64, 65, 3072];
-
-fn naive(m: Metric) -> NaiveMetric {
-    match m {
-        Metric::L1 => NaiveMetric::L1,
-        Metric::L2 => NaiveMetric::L2,
-    }
-}
 
 /// Queries mixing adversarial and random rows, training rows likewise, for one dimension.
 fn data(dim: usize, nq: usize, nt: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
@@ -39,7 +31,7 @@ fn every_u8_kernel_equals_scalar_and_naive_at_every_tail_length() {
         let qr = Rows::new(&q, nq, dim).unwrap();
         let tr = Rows::new(&t, nt, dim).unwrap();
         for metric in [Metric::L1, Metric::L2] {
-            let expect: Vec<u32> = naive_pairwise_u8(&q, nq, &t, nt, dim, naive(metric))
+            let expect: Vec<u32> = naive_pairwise_u8(&q, nq, &t, nt, dim, metric)
                 .into_iter()
                 .map(|d| u32::try_from(d).unwrap())
                 .collect();
@@ -86,7 +78,7 @@ fn u8_rows_at_the_length_limit_are_exact_and_longer_rows_are_refused() {
     // queries: all-255 and all-0; training rows: all-255, all-0, and all-1
     let q: Vec<u8> = [vec![255u8; dim], vec![0u8; dim]].concat();
     let t: Vec<u8> = [vec![255u8; dim], vec![0u8; dim], vec![1u8; dim]].concat();
-    let expect: Vec<u32> = naive_pairwise_u8(&q, 2, &t, 3, dim, NaiveMetric::L2)
+    let expect: Vec<u32> = naive_pairwise_u8(&q, 2, &t, 3, dim, Metric::L2)
         .into_iter()
         .map(|d| u32::try_from(d).unwrap())
         .collect();
@@ -170,7 +162,7 @@ fn top_k_equals_the_naive_loop_on_data_full_of_ties() {
     let qr = Rows::new(&q, nq, dim).unwrap();
     let tr = Rows::new(&t, nt, dim).unwrap();
     for metric in [Metric::L1, Metric::L2] {
-        let dists: Vec<u64> = naive_pairwise_u8(&q, nq, &t, nt, dim, naive(metric));
+        let dists: Vec<u64> = naive_pairwise_u8(&q, nq, &t, nt, dim, metric);
         for k in [1, 2, 7, 100, nt] {
             let (ei, ed) = naive_knn(&dists, nq, nt, k);
             let ed: Vec<u32> = ed.into_iter().map(|d| d as u32).collect();
@@ -213,7 +205,7 @@ fn f32_kernels_agree_within_tolerance() {
                     for j in 0..nt {
                         let a = &q[i * dim..(i + 1) * dim];
                         let b = &t[j * dim..(j + 1) * dim];
-                        let exact = naive_distance_f32(a, b, naive(metric));
+                        let exact = naive_distance_f32(a, b, metric);
                         let err = (f64::from(got[i * nt + j]) - exact).abs();
                         assert!(err <= 1e-5 * exact + 1e-6, "{kernel} {metric} dim {dim}: {err}");
                     }
@@ -273,7 +265,7 @@ fn env_forced_kernel_probe() {
     let (q, t) = data(dim, nq, nt, 5);
     let (qr, tr) = (Rows::new(&q, nq, dim).unwrap(), Rows::new(&t, nt, dim).unwrap());
     for metric in [Metric::L1, Metric::L2] {
-        let dists = naive_pairwise_u8(&q, nq, &t, nt, dim, naive(metric));
+        let dists = naive_pairwise_u8(&q, nq, &t, nt, dim, metric);
         let (ei, _) = naive_knn(&dists, nq, nt, 3);
         let top = knn_u8(qr, tr, 3, metric).unwrap();
         assert_eq!(top.indices, ei, "{kind} {metric}");

@@ -5,7 +5,7 @@
 //! (default 200; below about 68 the products run serially on the calling thread).
 
 use imgclass_core::rng::SplitMix64;
-use imgclass_linalg::gemm::{Affine, GemmKernel, gemm_nt_u8_with, gemm_tn_u8_with};
+use imgclass_linalg::gemm::{Affine, KernelKind, gemm_nt_u8_with, gemm_tn_u8_with};
 use std::time::Instant;
 
 fn main() {
@@ -23,7 +23,7 @@ fn main() {
     let scale = vec![1.0f32; k];
     let offset = vec![-120.0f32; k];
     let pre = Affine { scale: &scale, offset: &offset };
-    for kernel in GemmKernel::available() {
+    for kernel in KernelKind::available() {
         if only_kernel.as_deref().is_some_and(|o| o != kernel.name()) {
             continue;
         }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use imgclass_core::Subset;
 use imgclass_core::rng::SplitMix64;
 use imgclass_linalg::gemm::{
-    Affine, GemmError, GemmKernel, I8Grad, I8U8_MAX_ROWS, NtPacked, NtPackedI8,
+    Affine, GemmError, I8Grad, I8U8_MAX_ROWS, KernelKind, NtPacked, NtPackedI8,
     gemm_nt_u8_i8_serial, gemm_nt_u8_packed_serial, gemm_tn_i8u8_cols_prepared,
     gemm_tn_u8_cols_with, i8u8_is_simd, i32_affine_to_f32, prefetch_rows,
 };
@@ -59,7 +59,7 @@ pub(crate) fn part_bounds(d: usize) -> Vec<(usize, usize)> {
 pub(crate) struct Problem<'a> {
     pub(crate) loss: Loss,
     pub(crate) reg: Regularizer,
-    pub(crate) kernel: GemmKernel,
+    pub(crate) kernel: KernelKind,
     pub(crate) pre: Affine<'a>,
     pub(crate) n_classes: usize,
 }
@@ -360,7 +360,7 @@ pub(crate) fn combine(partials: &[&[f32]], b: &[f32], scores: &mut [f32]) {
 /// same code is compiled for AVX-512 (no reassociation, no FMA contraction: the same bits,
 /// tested against the portable build).
 pub(crate) fn l2_step(
-    kernel: GemmKernel,
+    kernel: KernelKind,
     l2: f64,
     lr: f32,
     w: &mut [f32],
@@ -369,7 +369,7 @@ pub(crate) fn l2_step(
     let two_l2 = (2.0 * l2) as f32;
     let total = match kernel {
         #[cfg(target_arch = "x86_64")]
-        GemmKernel::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
+        KernelKind::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
             // SAFETY: avx512f detected just above.
             unsafe { l2_step_avx512(two_l2, lr, w, g) }
         }

@@ -3,7 +3,7 @@
 
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{Fit, Rows, Subset, Values};
-use imgclass_linalg::gemm::{Affine, GemmKernel};
+use imgclass_linalg::gemm::{Affine, KernelKind};
 use imgclass_loss::{Loss, Regularizer};
 
 use crate::LinearError;
@@ -309,7 +309,7 @@ impl Fit for Linear {
         if c < 2 {
             return Err(LinearError::TooFewClasses { n_classes: c });
         }
-        let kernel = GemmKernel::detect()?;
+        let kernel = KernelKind::detect().map_err(imgclass_linalg::gemm::GemmError::from)?;
         let (n, d) = (train.len(), train.dim());
         let s = self.sgd;
         let bs = s.batch_size.min(n);
@@ -472,7 +472,7 @@ mod tests {
                 Regularizer::ElasticNet { lambda: 0.1, beta: 2.0 },
             ] {
                 for with_bias in [false, true] {
-                    for kernel in GemmKernel::available() {
+                    for kernel in KernelKind::available() {
                         let w: Vec<f32> = (0..c * d)
                             .map(|_| (g.next_normal() * 0.02) as f32)
                             .map(|v| if v.abs() < 1e-3 { v + 3e-3 } else { v })
@@ -545,7 +545,7 @@ mod tests {
             let pen_ref = Regularizer::L2(lam).add_grad(&w_ref, &mut g_ref).expect("finite");
             w_ref.iter_mut().zip(&g_ref).for_each(|(wi, gi)| *wi -= lr * gi);
             let mut pens = Vec::new();
-            for kernel in GemmKernel::available() {
+            for kernel in KernelKind::available() {
                 let (mut w2, mut g2) = (w.clone(), dw.clone());
                 let pen = l2_step(kernel, lam, lr, &mut w2, &mut g2).expect("finite");
                 assert_eq!(g2, g_ref, "len {len} {kernel:?}");
@@ -560,7 +560,7 @@ mod tests {
             // the portable and the AVX-512 builds: the same bits
             assert!(pens.windows(2).all(|p| p[0] == p[1]), "len {len}");
         }
-        for kernel in GemmKernel::available() {
+        for kernel in KernelKind::available() {
             let mut bad = vec![1.0f32, f32::NAN, 2.0];
             let mut gb = vec![0.0f32; 3];
             assert!(matches!(
@@ -667,7 +667,7 @@ mod tests {
         let scale = vec![1.0f32; d];
         let offset: Vec<f32> = (0..d).map(|k| -120.0 - (k % 7) as f32).collect();
         let w: Vec<f32> = (0..c * d).map(|_| (g.next_normal() * 1e-3) as f32).collect();
-        for kernel in GemmKernel::available() {
+        for kernel in KernelKind::available() {
             let p = Problem {
                 loss: Loss::Svm { margin: 1.0 },
                 reg: Regularizer::None,
@@ -733,7 +733,7 @@ mod tests {
         let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
         let pre = Affine { scale: &scale, offset: &offset };
         let lam = 0.3;
-        for kernel in GemmKernel::available() {
+        for kernel in KernelKind::available() {
             let p = Problem { loss, reg: Regularizer::L2(lam), kernel, pre, n_classes: c };
             let Evaluated { data, reg, sc, ds, dw, db } = evaluate(&p, &row_refs, &labels, &w, &b);
             // scores: f64 oracle; the bound is f32 rounding of the two parts' uncentred
@@ -805,7 +805,7 @@ mod tests {
     fn svm_falls_back_to_f32_when_n_ds_leaves_i8() {
         // 130 classes, all margins violated (W = 0): N·dS of the label is −129, outside i8;
         // the integer gradient does not apply and the iteration still matches f64
-        let kernel = GemmKernel::Avx512;
+        let kernel = KernelKind::Avx512;
         let (n, d, c) = (12, 64, 130);
         let rows: Vec<Vec<u8>> = (0..n).map(|i| vec![(i * 20) as u8; d]).collect();
         let row_refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
@@ -815,7 +815,7 @@ mod tests {
         let p = Problem {
             loss: Loss::Svm { margin: 1.0 },
             reg: Regularizer::None,
-            kernel: if kernel.is_available() { kernel } else { GemmKernel::Scalar },
+            kernel: if kernel.is_available() { kernel } else { KernelKind::Scalar },
             pre,
             n_classes: c,
         };

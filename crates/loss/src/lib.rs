@@ -74,8 +74,11 @@ pub enum LossError {
     },
 }
 
-/// The data loss of a linear classifier. A grid of losses is a `Vec<Loss>`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The data loss of a linear classifier. A grid of losses is a `Vec<Loss>`. Saved-model
+/// metadata stores it as JSON tagged by a snake-case `name`: `{"name": "svm", "margin": 1.0}`,
+/// `{"name": "squared_hinge", "margin": 1.0}`, `{"name": "softmax"}`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
 pub enum Loss {
     /// Multiclass SVM hinge loss with margin `Δ` (see [`mod@svm`]).
     Svm {

@@ -55,9 +55,7 @@ mod meta;
 mod saved;
 
 pub use error::ModelError;
-pub use meta::{
-    AnnFile, FORMAT_VERSION, LossSpec, Metadata, MetricSpec, Params, Provenance, StepMeta, VoteSpec,
-};
+pub use meta::{AnnFile, FORMAT_VERSION, Metadata, Params, Provenance, StepMeta, VoteSpec};
 pub use saved::{
     SavedModel, load_knn, load_linear, parse, save_knn, save_knn_with_index, save_linear,
     save_pipeline,

@@ -29,72 +29,6 @@ pub struct Provenance {
     pub hyperparameters: BTreeMap<String, serde_json::Value>,
 }
 
-/// The loss a linear model was trained with, as stored in the metadata.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "name", rename_all = "snake_case")]
-pub enum LossSpec {
-    /// Multiclass SVM hinge loss.
-    Svm {
-        /// The margin `Δ`.
-        margin: f64,
-    },
-    /// Squared hinge loss.
-    SquaredHinge {
-        /// The margin `Δ`.
-        margin: f64,
-    },
-    /// Softmax cross-entropy.
-    Softmax,
-}
-
-impl From<Loss> for LossSpec {
-    fn from(l: Loss) -> Self {
-        match l {
-            Loss::Svm { margin } => Self::Svm { margin },
-            Loss::SquaredHinge { margin } => Self::SquaredHinge { margin },
-            Loss::Softmax => Self::Softmax,
-        }
-    }
-}
-
-impl From<LossSpec> for Loss {
-    fn from(l: LossSpec) -> Self {
-        match l {
-            LossSpec::Svm { margin } => Self::Svm { margin },
-            LossSpec::SquaredHinge { margin } => Self::SquaredHinge { margin },
-            LossSpec::Softmax => Self::Softmax,
-        }
-    }
-}
-
-/// A k-NN distance as stored in the metadata (`"l1"` or `"l2"`, squared Euclidean).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MetricSpec {
-    /// Manhattan distance.
-    L1,
-    /// Squared Euclidean distance.
-    L2,
-}
-
-impl From<Metric> for MetricSpec {
-    fn from(m: Metric) -> Self {
-        match m {
-            Metric::L1 => Self::L1,
-            Metric::L2 => Self::L2,
-        }
-    }
-}
-
-impl From<MetricSpec> for Metric {
-    fn from(m: MetricSpec) -> Self {
-        match m {
-            MetricSpec::L1 => Self::L1,
-            MetricSpec::L2 => Self::L2,
-        }
-    }
-}
-
 /// A k-NN vote as stored in the metadata (`"majority"` or `"distance"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,7 +65,7 @@ pub enum Params {
     /// `[C, D]`, `b` f32 `[C]`, `mean` f32 `[D]`.
     Linear {
         /// The training loss (decides nothing at prediction time; recorded for the reader).
-        loss: LossSpec,
+        loss: Loss,
         /// The scale `s` applied after mean subtraction.
         input_scale: f32,
     },
@@ -139,7 +73,7 @@ pub enum Params {
     /// tensors `W1` f32 `[H, D]`, `b1` `[H]`, `W2` `[C, H]`, `b2` `[C]`, `mean` `[D]`.
     Net {
         /// The training loss.
-        loss: LossSpec,
+        loss: Loss,
         /// The scale `s` applied after mean subtraction.
         input_scale: f32,
         /// Hidden units `H`.
@@ -151,7 +85,7 @@ pub enum Params {
         /// Neighbours voting.
         k: usize,
         /// The distance.
-        metric: MetricSpec,
+        metric: Metric,
         /// The vote.
         vote: VoteSpec,
         /// Training rows `N`.

@@ -225,7 +225,7 @@ fn encode_linear(model: &LinearModel, classes: &ClassNames) -> Result<Encoded, M
         ("b".into(), Dtype::F32, vec![c], f32_bytes(model.bias())),
         ("mean".into(), Dtype::F32, vec![d], f32_bytes(model.mean_image())),
     ];
-    let params = Params::Linear { loss: model.loss().into(), input_scale: model.input_scale() };
+    let params = Params::Linear { loss: model.loss(), input_scale: model.input_scale() };
     Ok(Encoded { kind: "linear", tensors, params, classes: classes.clone(), shape: model.shape() })
 }
 
@@ -242,8 +242,7 @@ fn encode_net(model: &NetModel, classes: &ClassNames) -> Result<Encoded, ModelEr
         ("b2".into(), Dtype::F32, vec![c], f32_bytes(model.b2())),
         ("mean".into(), Dtype::F32, vec![d], f32_bytes(model.mean())),
     ];
-    let params =
-        Params::Net { loss: model.loss().into(), input_scale: model.input_scale(), hidden: h };
+    let params = Params::Net { loss: model.loss(), input_scale: model.input_scale(), hidden: h };
     Ok(Encoded { kind: "net", tensors, params, classes: classes.clone(), shape: model.shape() })
 }
 
@@ -270,7 +269,7 @@ fn encode_knn(model: &KnnModel, index: Option<&BuiltIndex>) -> Result<Encoded, M
     let p = model.params();
     let params = Params::Knn {
         k: p.k(),
-        metric: p.get_metric().into(),
+        metric: p.get_metric(),
         vote: p.get_vote().into(),
         n_train: n,
         ann: None,
@@ -692,7 +691,7 @@ fn decode(
                     ));
                 }
             }
-            let model = LinearModel::from_parts(w, b, mean, input_scale, shape, loss.into())
+            let model = LinearModel::from_parts(w, b, mean, input_scale, shape, loss)
                 .map_err(|e| invalid(json_path, e.to_string()))?;
             SavedModel::Linear { model, classes: md.classes }
         }
@@ -706,7 +705,7 @@ fn decode(
             let w2 = f32s(t.get("W2", Dtype::F32, &[c, hidden])?);
             let b2 = f32s(t.get("b2", Dtype::F32, &[c])?);
             let mean = f32s(t.get("mean", Dtype::F32, &[d])?);
-            let model = NetModel::from_parts(w1, b1, w2, b2, mean, input_scale, shape, loss.into())
+            let model = NetModel::from_parts(w1, b1, w2, b2, mean, input_scale, shape, loss)
                 .map_err(|e| invalid(st_path, e.to_string()))?;
             SavedModel::Net { model, classes: md.classes }
         }
@@ -734,7 +733,7 @@ fn decode(
             }
             .map_err(|e| invalid(st_path, e.to_string()))?;
             let model = Knn::new(k)
-                .metric(metric.into())
+                .metric(metric)
                 .vote(vote.into())
                 .fit(&ds.all())
                 .map_err(|e| invalid(json_path, e.to_string()))?;

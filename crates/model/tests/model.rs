@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict, RowShape};
-use imgclass_knn::ann::{AnnIndex, Metric as AnnMetric};
+use imgclass_knn::ann::AnnIndex;
 use imgclass_knn::{Knn, Metric, Vote};
 use imgclass_linear::{Linear, LinearModel, Loss, Reg, Sgd, Stop};
 use imgclass_model::{
@@ -166,7 +166,7 @@ fn knn_with_an_approximate_index_round_trips_the_index() {
     let test = data(7, 10).all();
     let m = Knn::new(4).fit(&train).expect("fit");
     let ix = AnnIndex::KdTree { leaf_size: 4, eps: 0.5 }
-        .build(&train, AnnMetric::L2, None, 11)
+        .build(&train, Metric::L2, None, 11)
         .expect("build");
     let dir = tmp();
     save_knn_with_index(&m, &ix, &prov(), dir.path().join("knn")).expect("save");
@@ -189,7 +189,7 @@ fn knn_with_an_approximate_index_round_trips_the_index() {
         }
     }
     // an index built on other rows is refused
-    let other = AnnIndex::Exact.build(&data(8, 60).all(), AnnMetric::L2, None, 1).expect("build");
+    let other = AnnIndex::Exact.build(&data(8, 60).all(), Metric::L2, None, 1).expect("build");
     assert!(matches!(
         save_knn_with_index(&m, &other, &prov(), dir.path().join("x")),
         Err(ModelError::IndexMismatch)

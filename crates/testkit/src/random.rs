@@ -3,6 +3,7 @@
 //! distance and k-NN code is tested against.
 
 use imgclass_core::rng::SplitMix64;
+use imgclass_linalg::Metric;
 
 /// `n * dim` bytes, each uniform in `0..=max`, from `seed`.
 pub fn u8_rows(seed: u64, n: usize, dim: usize, max: u8) -> Vec<u8> {
@@ -47,36 +48,27 @@ pub fn f32_rows(seed: u64, n: usize, dim: usize) -> Vec<f32> {
     (0..n * dim).map(|_| g.next_normal() as f32).collect()
 }
 
-/// Which naive distance to compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NaiveMetric {
-    /// `Σ |a_i − b_i|`.
-    L1,
-    /// `Σ (a_i − b_i)²`.
-    L2,
-}
-
 /// The naive distance between two u8 rows, in i64 straight from the definition.
-pub fn naive_distance_u8(a: &[u8], b: &[u8], metric: NaiveMetric) -> u64 {
+pub fn naive_distance_u8(a: &[u8], b: &[u8], metric: Metric) -> u64 {
     let mut s: i64 = 0;
     for (&x, &y) in a.iter().zip(b) {
         let d = i64::from(x) - i64::from(y);
         s += match metric {
-            NaiveMetric::L1 => d.abs(),
-            NaiveMetric::L2 => d * d,
+            Metric::L1 => d.abs(),
+            Metric::L2 => d * d,
         };
     }
     s as u64
 }
 
 /// The naive distance between two f32 rows, accumulated in f64.
-pub fn naive_distance_f32(a: &[f32], b: &[f32], metric: NaiveMetric) -> f64 {
+pub fn naive_distance_f32(a: &[f32], b: &[f32], metric: Metric) -> f64 {
     let mut s = 0.0f64;
     for (&x, &y) in a.iter().zip(b) {
         let d = f64::from(x) - f64::from(y);
         s += match metric {
-            NaiveMetric::L1 => d.abs(),
-            NaiveMetric::L2 => d * d,
+            Metric::L1 => d.abs(),
+            Metric::L2 => d * d,
         };
     }
     s
@@ -90,7 +82,7 @@ pub fn naive_pairwise_u8(
     train: &[u8],
     n_train: usize,
     dim: usize,
-    metric: NaiveMetric,
+    metric: Metric,
 ) -> Vec<u64> {
     let mut out = Vec::with_capacity(n_queries * n_train);
     for q in 0..n_queries {
@@ -159,8 +151,8 @@ mod tests {
         // q = (1, 2, 3); t0 = (4, 0, 3): L1 = 5, L2 = 13; t1 = q: 0; t2 = (1, 2, 4): 1, 1
         let q = [1u8, 2, 3];
         let t = [4u8, 0, 3, 1, 2, 3, 1, 2, 4];
-        assert_eq!(naive_pairwise_u8(&q, 1, &t, 3, 3, NaiveMetric::L1), vec![5, 0, 1]);
-        assert_eq!(naive_pairwise_u8(&q, 1, &t, 3, 3, NaiveMetric::L2), vec![13, 0, 1]);
+        assert_eq!(naive_pairwise_u8(&q, 1, &t, 3, 3, Metric::L1), vec![5, 0, 1]);
+        assert_eq!(naive_pairwise_u8(&q, 1, &t, 3, 3, Metric::L2), vec![13, 0, 1]);
         let (i, d) = naive_knn(&[3u64, 1, 3, 1], 1, 4, 3);
         assert_eq!((i, d), (vec![1, 3, 0], vec![1, 1, 3]));
         assert_eq!(naive_majority(&[2, 1, 2, 1]), 1);

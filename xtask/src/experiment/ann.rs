@@ -10,13 +10,11 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
 use imgclass_core::Subset;
 use imgclass_knn::ann::{self, AnnIndex};
-use imgclass_linalg::Metric;
 use serde::Serialize;
 
-use super::config::{AnnConfig, parse_metric};
+use super::config::AnnConfig;
 use super::knn::{kneighbors, metric_label};
 use super::progress::Progress;
 
@@ -76,11 +74,7 @@ pub fn run(
     seed: u64,
     progress: &mut Progress,
 ) -> anyhow::Result<AnnResult> {
-    let metric = parse_metric(&cfg.metric).context("unknown ann metric")?;
-    let ann_metric = match metric {
-        Metric::L1 => ann::Metric::L1,
-        Metric::L2 => ann::Metric::L2,
-    };
+    let metric = cfg.metric;
     let n = cfg.n_train.min(train.len());
     let positions = if n < train.len() {
         imgclass_data::split::subsample(&train.labels(), train.n_classes(), n, seed)?
@@ -101,7 +95,7 @@ pub fn run(
         let index = AnnIndex::parse(spec)?;
         let pca = if index == AnnIndex::Exact { None } else { pca };
         let t = Instant::now();
-        let built = index.build(&base, ann_metric, pca, seed);
+        let built = index.build(&base, metric, pca, seed);
         let build_seconds = t.elapsed().as_secs_f64();
         let (recall, failure, search_seconds) = match built {
             Ok(b) => {

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use imgclass_linalg::Metric;
 use serde::{Deserialize, Serialize};
 
 /// Why a configuration could not be read.
@@ -65,8 +66,10 @@ pub struct Config {
 pub struct KnnConfig {
     /// Run this phase.
     pub enabled: bool,
-    /// Distances: `"l1"`, `"l2"`.
-    pub metrics: Vec<String>,
+    /// Distances: `"l1"`, `"l2"` (any case; parsed when the file is read, an unknown name
+    /// is a parse error listing the valid ones).
+    #[serde(deserialize_with = "metrics_by_name")]
+    pub metrics: Vec<Metric>,
     /// The grid of k.
     pub ks: Vec<usize>,
     /// Number of CV folds.
@@ -101,7 +104,7 @@ impl Default for KnnConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            metrics: vec!["l1".into(), "l2".into()],
+            metrics: vec![Metric::L1, Metric::L2],
             ks: vec![1, 3, 5, 7, 10, 15, 20, 50, 100],
             folds: 5,
             gallery_rows: 10,
@@ -188,8 +191,9 @@ pub struct AnnConfig {
     pub n_queries: usize,
     /// Neighbours per query (recall@k).
     pub k: usize,
-    /// Distance: `"l1"` or `"l2"`.
-    pub metric: String,
+    /// Distance: `"l1"` or `"l2"` (parsed like `knn.metrics`).
+    #[serde(deserialize_with = "metric_by_name")]
+    pub metric: Metric,
     /// PCA components ahead of the tree and graph indices (0 = none).
     pub pca: usize,
     /// Index settings as specs (`kdforest:trees=4,checks=256`, `hnsw:m=16,efc=200,ef=64`, ...).
@@ -203,7 +207,7 @@ impl Default for AnnConfig {
             n_train: 10_000,
             n_queries: 500,
             k: 10,
-            metric: "l2".into(),
+            metric: Metric::L2,
             pca: 64,
             indices: [
                 "kdforest:trees=4,checks=128",
@@ -293,12 +297,7 @@ impl Config {
         let k = &self.knn;
         if k.enabled {
             if k.metrics.is_empty() {
-                return Err(bad("knn.metrics", &k.metrics, "needs at least one of \"l1\", \"l2\""));
-            }
-            for m in &k.metrics {
-                if parse_metric(m).is_none() {
-                    return Err(bad("knn.metrics", m, "must be \"l1\" or \"l2\""));
-                }
+                return Err(bad("knn.metrics", "[]", "needs at least one of \"l1\", \"l2\""));
             }
             if k.ks.is_empty() || k.ks.contains(&0) {
                 return Err(bad("knn.ks", &k.ks, "must be a non-empty list of positive k"));
@@ -381,9 +380,6 @@ impl Config {
                     "must all be at least 1",
                 ));
             }
-            if parse_metric(&a.metric).is_none() {
-                return Err(bad("ann.metric", &a.metric, "must be \"l1\" or \"l2\""));
-            }
             if a.indices.is_empty() {
                 return Err(bad("ann.indices", &a.indices, "needs at least one index spec"));
             }
@@ -419,13 +415,32 @@ const GALLERY_ROWS_RANGE: &str = "must be at most 50 (one gallery row per test i
 const GALLERY_NEIGHBOURS_RANGE: &str = "must be at most 30 (neighbours per gallery row)";
 
 /// `"l1"` / `"l2"` (any case) as a distance.
-pub fn parse_metric(name: &str) -> Option<imgclass_linalg::Metric> {
-    name.parse().ok()
+fn metric_by_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Metric, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(serde::de::Error::custom)
+}
+
+/// A list of metric names, each parsed as [`metric_by_name`] does.
+fn metrics_by_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Metric>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names.iter().map(|n| n.parse().map_err(serde::de::Error::custom)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_typed_when_read_and_unknown_names_list_the_valid_ones() {
+        let c = Config::from_toml("[knn]\nmetrics = [\"L1\"]\n[ann]\nmetric = \"l1\"\n")
+            .expect("known metrics in any case");
+        assert_eq!(c.knn.metrics, vec![Metric::L1]);
+        assert_eq!(c.ann.metric, Metric::L1);
+        for toml in ["[knn]\nmetrics = [\"l3\"]\n", "[ann]\nmetric = \"l3\"\n"] {
+            let e = Config::from_toml(toml).expect_err("unknown metric").to_string();
+            assert!(e.contains("\"l3\"") && e.contains("valid: l1, l2"), "{e}");
+        }
+    }
 
     #[test]
     fn empty_file_is_the_default_and_example_parses() {

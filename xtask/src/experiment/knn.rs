@@ -13,7 +13,7 @@ use imgclass_knn::{Metric, Neighbors};
 use imgclass_report::GalleryRow;
 use serde::Serialize;
 
-use super::config::{KnnConfig, parse_metric};
+use super::config::KnnConfig;
 use super::progress::Progress;
 use crate::knn_cv::{exact_neighbors, fast_knn_cv};
 
@@ -26,7 +26,7 @@ pub fn kneighbors(
     queries: &Subset,
     k: usize,
     metric: Metric,
-) -> anyhow::Result<Neighbors> {
+) -> anyhow::Result<Neighbors<f64>> {
     Ok(exact_neighbors(train, queries, k, metric)?.1)
 }
 
@@ -39,8 +39,9 @@ pub struct KnnResult {
     pub ks: Vec<usize>,
     /// Accuracy against k per metric, per fold; the best series carries the test accuracy.
     pub curve: CvCurve,
-    /// The chosen metric.
-    pub best_metric: String,
+    /// The chosen metric (results.json spells it as [`metric_label`] does: `"L1"`, `"L2"`).
+    #[serde(serialize_with = "crate::knn_cv::serialize_metric_label")]
+    pub best_metric: Metric,
     /// The chosen k.
     pub best_k: usize,
     /// Its mean CV accuracy.
@@ -89,11 +90,7 @@ pub fn run(
     seed: u64,
     progress: &mut Progress,
 ) -> anyhow::Result<KnnResult> {
-    let metrics: Vec<Metric> = cfg
-        .metrics
-        .iter()
-        .map(|m| parse_metric(m).context("unknown metric"))
-        .collect::<Result<_, _>>()?;
+    let metrics: Vec<Metric> = cfg.metrics.clone();
     let folds = stratified_kfold(&train.labels(), cfg.folds, seed)?;
     let min_fold_train = folds.iter().map(|f| f.train.len()).min().unwrap_or(0);
     let (ks, dropped) = usable_ks(&cfg.ks, min_fold_train);
@@ -167,7 +164,7 @@ pub fn run(
         folds: folds.len(),
         ks,
         curve: CvCurve::new("k", series),
-        best_metric: metric_label(metric).into(),
+        best_metric: metric,
         best_k,
         cv_mean,
         cv_std,

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use imgclass_core::{Fit, Predict, Subset};
-use imgclass_eval::{ClassReport, ConfusionMatrix, accuracy, stratified_split};
+use imgclass_eval::{
+    ClassReport, ConfusionMatrix, accuracy, holdout_grid_search, stratified_split,
+};
 use imgclass_linear::{Linear, LinearError, LinearModel, Loss, Reg, Sgd, Stop};
 use serde::Serialize;
 
@@ -118,44 +120,43 @@ pub fn run(
 ) -> anyhow::Result<LinearResult> {
     let split = stratified_split(&train.labels(), cfg.validation_fraction, seed)?;
     let (fit_set, val_set) = split.apply(train)?;
-    let val_truth = val_set.labels();
     let sgd_seed = seed.wrapping_add(1);
     let mut losses = Vec::new();
     for (name, loss, lgrid) in grids(cfg) {
-        let mut grid = Vec::new();
-        for &lr in &lgrid.learning_rates {
-            for &reg in &lgrid.regularizations {
-                let t = Instant::now();
-                let fitted = params(cfg, loss, lr, reg, sgd_seed).fit(&fit_set);
-                let (val_accuracy, failure) = match fitted {
-                    Ok(model) => (Some(accuracy(&val_truth, &model.predict(&val_set)?)?), None),
-                    Err(e @ LinearError::Diverged { .. }) => (None, Some(e.to_string())),
-                    Err(e) => return Err(e.into()),
-                };
-                let train_seconds = t.elapsed().as_secs_f64();
-                tracing::debug!(loss = name, lr, reg, ?val_accuracy, "grid point");
+        let cells: Vec<(f64, f64)> = lgrid
+            .learning_rates
+            .iter()
+            .flat_map(|&lr| lgrid.regularizations.iter().map(move |&reg| (lr, reg)))
+            .collect();
+        let candidates: Vec<Linear> =
+            cells.iter().map(|&(lr, reg)| params(cfg, loss, lr, reg, sgd_seed)).collect();
+        let search = holdout_grid_search(
+            &candidates,
+            &fit_set,
+            &val_set,
+            |e| matches!(e, LinearError::Diverged { .. }),
+            |i, p| {
+                let (lr, reg) = cells[i];
+                tracing::debug!(loss = name, lr, reg, val_accuracy = ?p.accuracy, "grid point");
                 progress.step(&format!(
                     "{name} lr={lr:e} reg={reg:e}: {}",
-                    val_accuracy.map_or("diverged".into(), |a| format!("{a:.3}"))
+                    p.accuracy.map_or("diverged".into(), |a| format!("{a:.3}"))
                 ));
-                grid.push(GridPoint {
-                    learning_rate: lr,
-                    regularization: reg,
-                    val_accuracy,
-                    failure,
-                    train_seconds,
-                });
-            }
-        }
+            },
+        )?;
+        let grid: Vec<GridPoint> = cells
+            .iter()
+            .zip(search.points)
+            .map(|(&(learning_rate, regularization), p)| GridPoint {
+                learning_rate,
+                regularization,
+                val_accuracy: p.accuracy,
+                failure: p.failure,
+                train_seconds: p.fit_seconds + p.predict_seconds,
+            })
+            .collect();
         // best: highest validation accuracy, ties to the first in grid order
-        let mut best: Option<usize> = None;
-        for (i, p) in grid.iter().enumerate() {
-            if let Some(a) = p.val_accuracy
-                && best.is_none_or(|b| grid[b].val_accuracy.is_some_and(|ba| a > ba))
-            {
-                best = Some(i);
-            }
-        }
+        let best = search.best;
         let best = best.with_context(|| all_diverged(name, lgrid))?;
         let (lr, reg) = (grid[best].learning_rate, grid[best].regularization);
         let t = Instant::now();

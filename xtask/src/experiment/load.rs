@@ -8,62 +8,12 @@ use anyhow::Context;
 use imgclass_core::{Dataset, Subset};
 use imgclass_data::TrainTest;
 
-use crate::fetch::{self, DatasetName};
+use crate::fetch;
 
 use super::demo;
 
-/// Which dataset `--dataset` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum DatasetKind {
-    /// CIFAR-10 binary (the default; fetched when absent).
-    #[value(name = "cifar-10")]
-    #[serde(rename = "cifar-10")]
-    Cifar10,
-    /// CIFAR-100 binary, the 100 fine labels.
-    #[value(name = "cifar-100")]
-    #[serde(rename = "cifar-100")]
-    Cifar100,
-    /// MNIST (IDX files, gzipped or not).
-    #[value(name = "mnist")]
-    #[serde(rename = "mnist")]
-    Mnist,
-    /// Fashion-MNIST (IDX files, gzipped or not).
-    #[value(name = "fashion-mnist")]
-    #[serde(rename = "fashion-mnist")]
-    FashionMnist,
-    /// An image folder `DIR/{train,test}/<class>/*.{png,jpg,jpeg}` given by `--data-dir`.
-    #[value(name = "folder")]
-    #[serde(rename = "folder")]
-    Folder,
-    /// Generated in code: no download, no files.
-    #[value(name = "demo")]
-    #[serde(rename = "demo")]
-    Demo,
-}
-
-impl DatasetKind {
-    /// The `--dataset` spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Cifar10 => "cifar-10",
-            Self::Cifar100 => "cifar-100",
-            Self::Mnist => "mnist",
-            Self::FashionMnist => "fashion-mnist",
-            Self::Folder => "folder",
-            Self::Demo => "demo",
-        }
-    }
-
-    fn fetch_name(self) -> Option<DatasetName> {
-        match self {
-            Self::Cifar10 => Some(DatasetName::Cifar10),
-            Self::Cifar100 => Some(DatasetName::Cifar100),
-            Self::Mnist => Some(DatasetName::Mnist),
-            Self::FashionMnist => Some(DatasetName::FashionMnist),
-            Self::Folder | Self::Demo => None,
-        }
-    }
-}
+/// Which dataset `--dataset` names: the one dataset enum of xtask.
+pub use crate::fetch::DatasetName as DatasetKind;
 
 pub use crate::paths::data_dir;
 
@@ -145,9 +95,10 @@ pub fn load(kind: DatasetKind, data_dir: &Path, seed: u64) -> anyhow::Result<Tra
     if let Some(tt) = read(kind, data_dir, seed)? {
         return Ok(tt);
     }
-    let Some(name) = kind.fetch_name() else {
+    if !kind.is_fetchable() {
         anyhow::bail!("no {} dataset at {}", kind.name(), data_dir.display());
-    };
+    }
+    let name = kind;
     eprintln!(
         "{} is not in {}: fetching it (cargo xtask fetch-data)",
         kind.name(),

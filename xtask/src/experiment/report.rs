@@ -269,7 +269,7 @@ pub fn summary(
     if let Some(k) = knn {
         rows.push(SummaryRow {
             model: "k-NN".into(),
-            chosen: format!("{}, k = {}", k.best_metric, k.best_k),
+            chosen: format!("{}, k = {}", crate::knn_cv::metric_label(k.best_metric), k.best_k),
             validation: format!("{}-fold CV {:.4} ± {:.4}", k.folds, k.cv_mean, k.cv_std),
             test_accuracy: Some(k.test_accuracy),
             speedup_seconds_ratio: None,
@@ -523,7 +523,11 @@ pub fn render(
         let cm = confusion_svg(&k.confusion, names);
         add(
             "knn_confusion.svg",
-            format!("k-NN test confusion matrix ({}, k = {})", k.best_metric, k.best_k),
+            format!(
+                "k-NN test confusion matrix ({}, k = {})",
+                crate::knn_cv::metric_label(k.best_metric),
+                k.best_k
+            ),
             "knn.confusion",
             cm.clone().into_bytes(),
         );
@@ -533,7 +537,12 @@ pub fn render(
                  neighbour search per fold and distance up to the largest k scores every k. The \
                  best configuration ({}, k = {}, CV {:.4} ± {:.4}) was scored once on the test \
                  set: {:.4}.",
-                k.folds, k.best_metric, k.best_k, k.cv_mean, k.cv_std, k.test_accuracy
+                k.folds,
+                crate::knn_cv::metric_label(k.best_metric),
+                k.best_k,
+                k.cv_mean,
+                k.cv_std,
+                k.test_accuracy
             )),
             Block::Svg(cv),
             Block::Table(cv_table(&k.curve)),
@@ -541,7 +550,11 @@ pub fn render(
         sections
             .push(Section::new("k-NN: choosing k and the distance", std::mem::take(&mut blocks)));
         sections.push(Section::new(
-            format!("k-NN: test confusion matrix ({}, k = {})", k.best_metric, k.best_k),
+            format!(
+                "k-NN: test confusion matrix ({}, k = {})",
+                crate::knn_cv::metric_label(k.best_metric),
+                k.best_k
+            ),
             vec![Block::Svg(cm)],
         ));
         if !k.gallery.is_empty() {
@@ -553,7 +566,10 @@ pub fn render(
                 png.clone(),
             );
             sections.push(Section::new(
-                format!("k-NN: nearest training images ({})", k.best_metric),
+                format!(
+                    "k-NN: nearest training images ({})",
+                    crate::knn_cv::metric_label(k.best_metric)
+                ),
                 vec![
                     Block::Text(
                         "Each row: a test image (true class, then the k-NN prediction), followed \
@@ -691,7 +707,7 @@ pub fn render(
     let mut models: Vec<(String, &ConfusionMatrix, &[Mistake])> = Vec::new();
     if let Some(k) = knn {
         models.push((
-            format!("k-NN ({}, k = {})", k.best_metric, k.best_k),
+            format!("k-NN ({}, k = {})", crate::knn_cv::metric_label(k.best_metric), k.best_k),
             &k.confusion,
             &k.misclassified,
         ));

@@ -1,21 +1,59 @@
 //! The one table of official dataset sources: URLs, file names and published checksums.
 //! datasets/README.md repeats it; keep the two in step.
 
-/// A dataset `fetch-data` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// A dataset the tools know: `--dataset` of both `fetch-data` (the downloadable ones, see
+/// [`source`]) and `experiment` (all of them), and results.json's `dataset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum DatasetName {
-    /// CIFAR-10, binary version (the default).
+    /// CIFAR-10, binary version (the default; the experiment fetches it when absent).
     #[value(name = "cifar-10")]
+    #[serde(rename = "cifar-10")]
     Cifar10,
-    /// CIFAR-100, binary version.
+    /// CIFAR-100, binary version (the experiment uses the 100 fine labels).
     #[value(name = "cifar-100")]
+    #[serde(rename = "cifar-100")]
     Cifar100,
-    /// MNIST handwritten digits (four IDX .gz files).
+    /// MNIST handwritten digits (four IDX files, gzipped or not).
     #[value(name = "mnist")]
+    #[serde(rename = "mnist")]
     Mnist,
-    /// Fashion-MNIST (four IDX .gz files).
+    /// Fashion-MNIST (four IDX files, gzipped or not).
     #[value(name = "fashion-mnist")]
+    #[serde(rename = "fashion-mnist")]
     FashionMnist,
+    /// An image folder `DIR/{train,test}/<class>/*.{png,jpg,jpeg}` given by `--data-dir`
+    /// (experiment only: nothing to download).
+    #[value(name = "folder")]
+    #[serde(rename = "folder")]
+    Folder,
+    /// Generated in code: no download, no files (experiment only).
+    #[value(name = "demo")]
+    #[serde(rename = "demo")]
+    Demo,
+}
+
+impl DatasetName {
+    /// The `--dataset` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cifar10 => "cifar-10",
+            Self::Cifar100 => "cifar-100",
+            Self::Mnist => "mnist",
+            Self::FashionMnist => "fashion-mnist",
+            Self::Folder => "folder",
+            Self::Demo => "demo",
+        }
+    }
+
+    /// True when `fetch-data` can download or import it (it has a [`source`]).
+    pub fn is_fetchable(self) -> bool {
+        source(self).is_some()
+    }
+
+    /// The datasets `fetch-data` can download or import.
+    pub fn fetchable() -> impl Iterator<Item = DatasetName> {
+        <Self as clap::ValueEnum>::value_variants().iter().copied().filter(|d| source(*d).is_some())
+    }
 }
 
 /// How a dataset is published.
@@ -66,8 +104,9 @@ pub const CIFAR10_FILES: &[&str] = &[
 /// ../shared/datasets/README.md). MNIST and Fashion-MNIST mirrors and MD5s: torchvision,
 /// `torchvision/datasets/mnist.py` (classes `MNIST` and `FashionMNIST`, `mirrors` and
 /// `resources`).
-pub fn source(name: DatasetName) -> Source {
-    match name {
+/// `None` for the datasets nothing is fetched for (`folder`, `demo`).
+pub fn source(name: DatasetName) -> Option<Source> {
+    Some(match name {
         DatasetName::Cifar10 => Source {
             name: "cifar-10",
             kind: Kind::Archive {
@@ -113,7 +152,8 @@ pub fn source(name: DatasetName) -> Source {
                 ],
             },
         },
-    }
+        DatasetName::Folder | DatasetName::Demo => return None,
+    })
 }
 
 /// SHA-256 of the *decompressed* content of a files dataset's `.gz` files, as
@@ -183,10 +223,9 @@ mod tests {
 
     #[test]
     fn content_hashes_are_sha256_hex_of_files_the_dataset_lists() {
-        use clap::ValueEnum;
         for (dataset, file, sha) in CONTENT_SHA256 {
             assert!(imgclass_data::checksum::Checksum::sha256(sha).is_ok(), "{file}: {sha}");
-            let listed = DatasetName::value_variants().iter().map(|d| source(*d)).any(|s| {
+            let listed = DatasetName::fetchable().filter_map(source).any(|s| {
                 s.name == *dataset
                     && matches!(s.kind, Kind::Files { files, .. } if files.iter().any(|f| f.0 == *file))
             });
@@ -196,9 +235,8 @@ mod tests {
 
     #[test]
     fn table_checksums_are_md5_hex() {
-        use clap::ValueEnum;
-        for d in DatasetName::value_variants() {
-            let s = source(*d);
+        assert_eq!(DatasetName::fetchable().count(), 4);
+        for s in DatasetName::fetchable().filter_map(source) {
             let md5s: Vec<&str> = match s.kind {
                 Kind::Archive { md5, .. } => vec![md5],
                 Kind::Files { files, .. } => files.iter().map(|f| f.1).collect(),

@@ -18,6 +18,7 @@
 //! ```
 
 use super::Metric;
+use imgclass_linalg::{KernelError, KernelKind};
 
 /// Exact squared Euclidean distance between two `u8` rows.
 #[inline]
@@ -122,45 +123,16 @@ pub(crate) fn dist_f32(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// The `IMGCLASS_KERNEL` override as a ceiling: `scalar` forces the portable loops, `avx2`
-/// allows at most AVX2; unset, empty or `avx512` allows the best this CPU runs.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Level {
-    Portable,
-    Avx2,
-    Avx512,
-}
-
-fn level_allowed() -> Level {
-    match std::env::var("IMGCLASS_KERNEL").map(|v| v.trim().to_ascii_lowercase()) {
-        Ok(v) if v == "scalar" => Level::Portable,
-        Ok(v) if v == "avx2" => Level::Avx2,
-        _ => Level::Avx512,
-    }
-}
-
-/// The best kernel level this CPU runs within the `IMGCLASS_KERNEL` ceiling.
-fn level() -> Level {
-    let allowed = level_allowed();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if allowed >= Level::Avx512
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-        {
-            return Level::Avx512;
-        }
-        if allowed >= Level::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
-            return Level::Avx2;
-        }
-    }
-    let _ = allowed;
-    Level::Portable
+/// The kernel level: imgclass-linalg's one selection rule ([`KernelKind::detect`]: unset
+/// means the best this CPU runs, `IMGCLASS_KERNEL=scalar|avx2|avx512` forces that path, an
+/// unknown or unrunnable value is an error). The kernels themselves stay here.
+fn level() -> Result<KernelKind, KernelError> {
+    KernelKind::detect()
 }
 
 /// The search-space distance kernel, chosen once per build or search call (never per pair):
 /// the portable loops, or the same loops compiled for AVX2 or AVX-512 when the CPU has them
-/// (`IMGCLASS_KERNEL=scalar|avx2` caps the choice). All add the same products in the same
+/// (`IMGCLASS_KERNEL=scalar|avx2|avx512` forces one). All add the same products in the same
 /// order (no fused multiply-add), so they return bit-identical distances.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernel {
@@ -288,21 +260,21 @@ unsafe fn l1_avx512(a: &[f32], b: &[f32]) -> f32 {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU runs for `metric` (within the `IMGCLASS_KERNEL` cap).
-    pub(crate) fn select(metric: Metric) -> Self {
-        Self::at(level(), metric)
+    /// The kernel for `metric` at the level [`level`] selects.
+    pub(crate) fn select(metric: Metric) -> Result<Self, KernelError> {
+        Ok(Self::at(level()?, metric))
     }
 
-    fn at(level: Level, metric: Metric) -> Self {
+    fn at(level: KernelKind, metric: Metric) -> Self {
         let f: unsafe fn(&[f32], &[f32]) -> f32 = match (level, metric) {
             #[cfg(target_arch = "x86_64")]
-            (Level::Avx512, Metric::L2) => l2sq_avx512,
+            (KernelKind::Avx512, Metric::L2) => l2sq_avx512,
             #[cfg(target_arch = "x86_64")]
-            (Level::Avx512, Metric::L1) => l1_avx512,
+            (KernelKind::Avx512, Metric::L1) => l1_avx512,
             #[cfg(target_arch = "x86_64")]
-            (Level::Avx2, Metric::L2) => l2sq_avx2,
+            (KernelKind::Avx2, Metric::L2) => l2sq_avx2,
             #[cfg(target_arch = "x86_64")]
-            (Level::Avx2, Metric::L1) => l1_avx2,
+            (KernelKind::Avx2, Metric::L1) => l1_avx2,
             (_, Metric::L2) => l2sq_portable,
             (_, Metric::L1) => l1_portable,
         };
@@ -474,21 +446,21 @@ unsafe fn l1_u8_avx2(a: &[u8], b: &[u8]) -> u32 {
 }
 
 impl U8Kernel {
-    /// The fastest kernel this CPU runs for `metric` (within the `IMGCLASS_KERNEL` cap).
-    pub(crate) fn select(metric: Metric) -> Self {
-        Self::at(level(), metric)
+    /// The kernel for `metric` at the level [`level`] selects.
+    pub(crate) fn select(metric: Metric) -> Result<Self, KernelError> {
+        Ok(Self::at(level()?, metric))
     }
 
-    fn at(level: Level, metric: Metric) -> Self {
+    fn at(level: KernelKind, metric: Metric) -> Self {
         let f: unsafe fn(&[u8], &[u8]) -> u32 = match (level, metric) {
             #[cfg(target_arch = "x86_64")]
-            (Level::Avx512, Metric::L2) => l2sq_u8_avx512,
+            (KernelKind::Avx512, Metric::L2) => l2sq_u8_avx512,
             #[cfg(target_arch = "x86_64")]
-            (Level::Avx512, Metric::L1) => l1_u8_avx512,
+            (KernelKind::Avx512, Metric::L1) => l1_u8_avx512,
             #[cfg(target_arch = "x86_64")]
-            (Level::Avx2, Metric::L2) => l2sq_u8_avx2,
+            (KernelKind::Avx2, Metric::L2) => l2sq_u8_avx2,
             #[cfg(target_arch = "x86_64")]
-            (Level::Avx2, Metric::L1) => l1_u8_avx2,
+            (KernelKind::Avx2, Metric::L1) => l1_u8_avx2,
             (_, Metric::L2) => l2sq_u8_portable,
             (_, Metric::L1) => l1_u8_portable,
         };
@@ -547,7 +519,7 @@ mod tests {
             let a: Vec<f32> = (0..d).map(|_| g.next_normal() as f32 * 37.5).collect();
             let b: Vec<f32> = (0..d).map(|_| g.next_normal() as f32 * 12.25).collect();
             for m in [Metric::L1, Metric::L2] {
-                let fast = Kernel::select(m).dist(&a, &b);
+                let fast = Kernel::select(m).unwrap().dist(&a, &b);
                 let slow = Kernel::portable(m).dist(&a, &b);
                 assert_eq!(fast.to_bits(), slow.to_bits(), "d {d} {m:?}");
                 assert_eq!(slow.to_bits(), dist_f32(m, &a, &b).to_bits());
@@ -556,20 +528,8 @@ mod tests {
     }
 
     /// Every level this CPU runs (the portable one always).
-    fn levels() -> Vec<Level> {
-        let mut v = vec![Level::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") {
-                v.push(Level::Avx2);
-            }
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-            {
-                v.push(Level::Avx512);
-            }
-        }
-        v
+    fn levels() -> Vec<KernelKind> {
+        KernelKind::available()
     }
 
     #[test]

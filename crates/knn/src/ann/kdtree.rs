@@ -9,7 +9,7 @@ use imgclass_core::rng::SplitMix64;
 use rayon::prelude::*;
 
 use super::dist::Kernel;
-use super::{AnnError, Cand, Metric, Space, TopK, Visited};
+use super::{AnnError, Cand, KBest, Metric, Space, Visited};
 
 /// Marks a leaf in [`KdTree::split_dim`].
 pub(crate) const LEAF: u32 = u32::MAX;
@@ -125,7 +125,7 @@ impl KdTree {
             Metric::L2 => (1.0 + eps) * (1.0 + eps),
             Metric::L1 => 1.0 + eps,
         };
-        let mut top = TopK::new(r);
+        let mut top = KBest::new(r);
         let mut off = vec![0f32; space.dim];
         self.descend_eps(0, 0.0, &mut off, space, metric, q, fac, &mut top);
         top.into_indices()
@@ -141,7 +141,7 @@ impl KdTree {
         metric: Kernel,
         q: &[f32],
         fac: f32,
-        top: &mut TopK,
+        top: &mut KBest,
     ) {
         let d = self.split_dim[node];
         if d == LEAF {
@@ -229,7 +229,7 @@ pub(crate) fn search_forest(
     vis: &mut Visited,
 ) -> Vec<u32> {
     vis.clear();
-    let mut top = TopK::new(r);
+    let mut top = KBest::new(r);
     // (Reverse(lower bound), tree, node); ties resolved by tree then node for determinism
     let mut queue: BinaryHeap<Reverse<(OrdF32, u32, u32)>> = BinaryHeap::new();
     let mut checked = 0usize;

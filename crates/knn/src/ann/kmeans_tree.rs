@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::dist::Kernel;
 use super::kdtree::OrdF32;
-use super::{AnnError, Cand, Space, TopK};
+use super::{AnnError, Cand, KBest, Space};
 
 /// Nodes in breadth-first order (node 0 is the root); the children of an internal node are
 /// contiguous: `first[i] .. first[i] + count[i]`. A leaf (`leaf[i] == 1`) holds the points
@@ -139,7 +139,7 @@ impl KMeansTree {
         r: usize,
         checks: usize,
     ) -> Vec<u32> {
-        let mut top = TopK::new(r);
+        let mut top = KBest::new(r);
         let mut queue: BinaryHeap<Reverse<(OrdF32, u32)>> = BinaryHeap::new();
         queue.push(Reverse((OrdF32(0.0), 0)));
         let mut checked = 0usize;

@@ -45,8 +45,6 @@ use std::collections::BinaryHeap;
 use imgclass_core::{Element, Rows, Subset, Values};
 use rayon::prelude::*;
 
-use crate::Neighbors;
-
 pub use autotune::{Autotune, AutotuneReport, Trial};
 pub use dist::distance_u8;
 /// The PCA projection of the indices is imgclass-features' (the same type as the PCA step).
@@ -62,14 +60,8 @@ pub const MAX_TREES: usize = 256;
 /// Largest HNSW `m` (each node keeps up to `2m` links on layer 0).
 pub const MAX_HNSW_M: usize = 1024;
 
-/// The distance the indices rank by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Metric {
-    /// Manhattan distance `Σ |a_j − b_j|`.
-    L1,
-    /// Squared Euclidean distance `Σ (a_j − b_j)²` (same order as Euclidean).
-    L2,
-}
+/// The distance the indices rank by: imgclass-linalg's one [`Metric`](imgclass_linalg::Metric).
+pub use imgclass_linalg::{Metric, Neighbors};
 
 /// An index kind with its parameters; a search grid is a `Vec` of these.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -358,7 +350,7 @@ impl AnnIndex {
             Self::KMeansTree { branching, iterations, .. } => {
                 Structure::KMeans(kmeans_tree::KMeansTree::build(
                     &space,
-                    dist::Kernel::select(metric),
+                    dist::Kernel::select(metric)?,
                     branching,
                     iterations,
                     seed,
@@ -366,7 +358,7 @@ impl AnnIndex {
             }
             Self::Hnsw { m, ef_construction, .. } => Structure::Hnsw(hnsw::Hnsw::build(
                 &space,
-                dist::Kernel::select(metric),
+                dist::Kernel::select(metric)?,
                 m,
                 ef_construction,
                 seed,
@@ -468,6 +460,10 @@ pub enum AnnError {
         /// What is wrong.
         reason: String,
     },
+    /// No kernel could be selected (`IMGCLASS_KERNEL` unknown, or names a path this CPU
+    /// cannot run).
+    #[error(transparent)]
+    Kernel(#[from] imgclass_linalg::KernelError),
     /// The exact-search kernels failed.
     #[error("exact search failed: {0}")]
     Linalg(#[from] imgclass_linalg::LinalgError),
@@ -577,7 +573,7 @@ pub struct BuiltIndex {
 }
 
 /// A bounded set of the best candidates in the search space, by (distance, index).
-pub(crate) struct TopK {
+pub(crate) struct KBest {
     cap: usize,
     heap: BinaryHeap<Cand>,
 }
@@ -606,7 +602,7 @@ impl Ord for Cand {
     }
 }
 
-impl TopK {
+impl KBest {
     pub(crate) fn new(cap: usize) -> Self {
         Self { cap, heap: BinaryHeap::with_capacity(cap + 1) }
     }
@@ -744,7 +740,7 @@ impl BuiltIndex {
     /// (positions in the training [`Subset`]; exact distances, squared for L2, in the
     /// rows' own space: integers for pixels, f32 for features; each query's list sorted by
     /// (distance, index)). Parallel over queries, deterministic.
-    pub fn search(&self, queries: &Subset, k: usize) -> Result<Neighbors, AnnError> {
+    pub fn search(&self, queries: &Subset, k: usize) -> Result<Neighbors<f64>, AnnError> {
         if k == 0 {
             return Err(AnnError::ZeroK);
         }
@@ -762,10 +758,10 @@ impl BuiltIndex {
             (_, Some(p)) => Some(p.project(queries)),
         };
         let sd = self.space.dim;
-        let kern = dist::Kernel::select(self.metric);
+        let kern = dist::Kernel::select(self.metric)?;
         let per_query: Vec<Vec<(f64, u32)>> = match (queries.values(), self.train.values()) {
             (Values::Pixels(qs), Values::Pixels(ts)) => {
-                let exact = dist::U8Kernel::select(self.metric);
+                let exact = dist::U8Kernel::select(self.metric)?;
                 self.per_query(qs, ts, projected.as_deref(), sd, kern, k, |q, t| {
                     f64::from(exact.dist(q, t))
                 })
@@ -821,19 +817,14 @@ impl BuiltIndex {
 
     /// Exact search with imgclass-linalg's batch kernels (integer accumulation for pixels,
     /// f32 for features; SIMD).
-    fn exact(&self, queries: &Subset, k: usize) -> Result<Neighbors, AnnError> {
-        let metric = match self.metric {
-            Metric::L1 => imgclass_linalg::Metric::L1,
-            Metric::L2 => imgclass_linalg::Metric::L2,
-        };
+    fn exact(&self, queries: &Subset, k: usize) -> Result<Neighbors<f64>, AnnError> {
+        let metric = self.metric;
         Ok(match (queries.values(), self.train.values()) {
             (Values::Pixels(q), Values::Pixels(t)) => {
-                let top = imgclass_linalg::knn_u8(q, t, k, metric)?;
-                Neighbors::from_u32(k, top.indices, top.distances)
+                imgclass_linalg::knn_u8(q, t, k, metric)?.into_f64()
             }
             (Values::Features(q), Values::Features(t)) => {
-                let top = imgclass_linalg::knn_f32(q, t, k, metric)?;
-                Neighbors::from_f32(k, top.indices, top.distances)
+                imgclass_linalg::knn_f32(q, t, k, metric)?.into_f64()
             }
             _ => unreachable!("row shapes matched but value types differ"),
         })

@@ -30,6 +30,7 @@ const VERSION: u32 = 1;
 struct Header {
     version: u32,
     kind: AnnIndex,
+    #[serde(with = "file_metric")]
     metric: Metric,
     seed: u64,
     pca: Option<usize>,
@@ -38,6 +39,21 @@ struct Header {
     dim: usize,
     data_checksum: u64,
     sections: Vec<SectionInfo>,
+}
+
+/// The metric as index files spell it: the variant name (`"L1"`, `"L2"`), as files written
+/// before the metric types were merged do; read in any case.
+mod file_metric {
+    use super::Metric;
+
+    pub(super) fn serialize<S: serde::Serializer>(m: &Metric, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{m:?}"))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Metric, D::Error> {
+        let name: String = serde::Deserialize::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]

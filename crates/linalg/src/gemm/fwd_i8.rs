@@ -39,7 +39,7 @@
 //! (a quad), a 64-byte vector holds in lane `t = 3c + l` the limb-`l` digits of class `5v + c`
 //! for those 4 features (15 of 16 lanes used; `ceil(n / 5)` vectors per quad, zero-padded
 //! to 16 features). The AVX-512 kernel (`avx512f` + `avx512bw` + `avx512vnni`, detected at
-//! run time behind [`GemmKernel::Avx512`]) broadcasts each row's 4 bytes of a quad and
+//! run time behind [`KernelKind::Avx512`]) broadcasts each row's 4 bytes of a quad and
 //! multiplies them with the quad's vectors (`vpdpbusd`), 8 rows x 2 vectors (10 classes) per
 //! register block: every lane accumulates one (row, class, limb) sum, so no horizontal
 //! reduction is needed (a first version with one accumulator per (row, class, limb) over 64
@@ -50,7 +50,7 @@
 //! iteration), vectorised with AVX-512 when the product is.
 //!
 //! ```
-//! use imgclass_linalg::gemm::{Affine, GemmKernel, NtPackedI8, gemm_nt_u8_i8_serial};
+//! use imgclass_linalg::gemm::{Affine, KernelKind, NtPackedI8, gemm_nt_u8_i8_serial};
 //!
 //! // two 3-pixel images, mean [1, 2, 3] subtracted (scale 1, offset −mean)
 //! let rows: [&[u8]; 2] = [&[2, 2, 5], &[0, 4, 3]];
@@ -59,7 +59,7 @@
 //! // W: one row per class; every weight here is a multiple of the class's quantum, so the
 //! // scores are exact
 //! let w: [&[f32]; 2] = [&[1.0, 1.0, 1.0], &[0.5, -1.0, 2.0]];
-//! let mut packed = NtPackedI8::new(GemmKernel::Scalar);
+//! let mut packed = NtPackedI8::new(KernelKind::Scalar);
 //! packed.pack(pre, &w)?;
 //! let mut s = [0.0f32; 4];
 //! gemm_nt_u8_i8_serial(&rows, pre, &packed, &mut s)?;
@@ -69,7 +69,7 @@
 //! # Ok::<(), imgclass_linalg::gemm::GemmError>(())
 //! ```
 
-use super::{Affine, GemmError, GemmKernel, check};
+use super::{Affine, GemmError, KernelError, KernelKind, check};
 
 /// The largest quantised weight: `127·65536 + 127·256 + 127`, the top of the balanced
 /// three-digit base-256 range.
@@ -96,7 +96,7 @@ struct Line([i8; 64]);
 /// [`NtPackedI8::pack`]. [`Default`] is an empty packing for the scalar kernel.
 #[derive(Clone)]
 pub struct NtPackedI8 {
-    kernel: GemmKernel,
+    kernel: KernelKind,
     packed: bool,
     n: usize,
     k: usize,
@@ -119,13 +119,13 @@ pub struct NtPackedI8 {
 
 impl Default for NtPackedI8 {
     fn default() -> Self {
-        Self::new(GemmKernel::Scalar)
+        Self::new(KernelKind::Scalar)
     }
 }
 
 impl NtPackedI8 {
     /// An empty packing for `kernel` (no product can use it before [`Self::pack`]).
-    pub fn new(kernel: GemmKernel) -> Self {
+    pub fn new(kernel: KernelKind) -> Self {
         Self {
             kernel,
             packed: false,
@@ -143,12 +143,12 @@ impl NtPackedI8 {
     }
 
     /// The kernel this packing is for.
-    pub fn kernel(&self) -> GemmKernel {
+    pub fn kernel(&self) -> KernelKind {
         self.kernel
     }
 
     /// True when packing and products run the AVX-512 VNNI code (`kernel` is
-    /// [`GemmKernel::Avx512`] and this CPU has AVX-512 BW and VNNI); otherwise the scalar
+    /// [`KernelKind::Avx512`] and this CPU has AVX-512 BW and VNNI); otherwise the scalar
     /// twin runs, with the same results.
     pub fn is_simd(&self) -> bool {
         super::i8u8_is_simd(self.kernel)
@@ -182,7 +182,7 @@ impl NtPackedI8 {
             });
         }
         if !self.kernel.is_available() {
-            return Err(GemmError::KernelUnavailable { kernel: self.kernel.name() });
+            return Err(GemmError::Kernel(KernelError::Unavailable { name: self.kernel.name() }));
         }
         let n = segs.len();
         let (nv, nq) = (n.div_ceil(CPV), k.div_ceil(16) * 4);
@@ -761,10 +761,10 @@ mod tests {
     fn both(rows: &[&[u8]], pre: Affine<'_>, w: &[Vec<f32>]) -> (Vec<f32>, Vec<i32>) {
         let n = w.len();
         let mut want = vec![f32::NAN; rows.len() * n];
-        let mut sp = NtPackedI8::new(GemmKernel::Scalar);
+        let mut sp = NtPackedI8::new(KernelKind::Scalar);
         sp.pack(pre, w).expect("pack");
         gemm_nt_u8_i8_serial(rows, pre, &sp, &mut want).expect("product");
-        for kernel in GemmKernel::available() {
+        for kernel in KernelKind::available() {
             let mut p = NtPackedI8::new(kernel);
             p.pack(pre, w).expect("pack");
             assert_eq!(p.exponents(), sp.exponents(), "{kernel:?}");
@@ -1024,7 +1024,7 @@ mod tests {
                 assert!(check_bound(&rows, pre, &w, &s, &exps) <= 1.0);
                 // a row's scores do not depend on the rows computed with it
                 for (i, row) in rows.iter().enumerate() {
-                    let mut p = NtPackedI8::new(GemmKernel::detect().unwrap_or(GemmKernel::Scalar));
+                    let mut p = NtPackedI8::new(KernelKind::detect().unwrap_or(KernelKind::Scalar));
                     p.pack(pre, &w).expect("pack");
                     let mut one = vec![0.0f32; n];
                     gemm_nt_u8_i8_serial(&[row], pre, &p, &mut one).expect("product");
@@ -1037,7 +1037,7 @@ mod tests {
     #[test]
     fn repacking_reuses_the_buffers_for_new_shapes() {
         let mut r = Gen(5);
-        for kernel in GemmKernel::available() {
+        for kernel in KernelKind::available() {
             let mut p = NtPackedI8::new(kernel);
             for &(n, k) in &[(10usize, 1536usize), (3, 70), (10, 3072), (2, 5)] {
                 let bufs = rand_rows(&mut r, 3, k, 0);
@@ -1062,7 +1062,7 @@ mod tests {
     fn errors_are_typed() {
         let (scale, offset) = ([1.0f32; 3], [0.0f32; 3]);
         let pre = Affine { scale: &scale, offset: &offset };
-        for kernel in GemmKernel::available() {
+        for kernel in KernelKind::available() {
             let mut p = NtPackedI8::new(kernel);
             let rows: [&[u8]; 1] = [&[1, 2, 3]];
             let mut out = [0.0f32; 2];

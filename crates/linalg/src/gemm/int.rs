@@ -12,7 +12,7 @@
 //! instruction against 16 for an f32 FMA) on a copy of the batch interleaved 4 rows by 4;
 //! the scalar twin is plain loops. Both are exact, so they agree bit for bit.
 
-use super::{GemmError, GemmKernel, check};
+use super::{GemmError, KernelError, KernelKind, check};
 
 /// The most rows [`gemm_tn_i8u8_cols_with`] accepts: `128 · 255 · rows` must fit an `i32`.
 pub const I8U8_MAX_ROWS: usize = (i32::MAX as usize) / (128 * 255);
@@ -20,10 +20,10 @@ pub const I8U8_MAX_ROWS: usize = (i32::MAX as usize) / (128 * 255);
 /// True when [`gemm_tn_i8u8_cols_with`] runs a SIMD kernel for `kernel` on this CPU (AVX-512
 /// BW + VNNI behind the `avx512` kernel); otherwise it runs the scalar twin, exact but slower than
 /// the f32 product.
-pub fn i8u8_is_simd(kernel: GemmKernel) -> bool {
+pub fn i8u8_is_simd(kernel: KernelKind) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        kernel == GemmKernel::Avx512
+        kernel == KernelKind::Avx512
             && kernel.is_available()
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512vnni")
@@ -46,7 +46,7 @@ pub struct I8Grad<'a> {
 
 impl<'a> I8Grad<'a> {
     /// Prepares `g` (`m x n`, `m = g.len() / n`) for `kernel`.
-    pub fn new(kernel: GemmKernel, g: &'a [i8], n: usize) -> Result<Self, GemmError> {
+    pub fn new(kernel: KernelKind, g: &'a [i8], n: usize) -> Result<Self, GemmError> {
         if n == 0 || !g.len().is_multiple_of(n) {
             return Err(GemmError::ShapeMismatch {
                 what: "g",
@@ -73,7 +73,7 @@ impl<'a> I8Grad<'a> {
 /// `rows.len() x n`, `out` row-major `n x (k1 − k0)`. At most [`I8U8_MAX_ROWS`] rows.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_tn_i8u8_cols_with(
-    kernel: GemmKernel,
+    kernel: KernelKind,
     g: &[i8],
     n: usize,
     rows: &[&[u8]],
@@ -90,7 +90,7 @@ pub fn gemm_tn_i8u8_cols_with(
 
 /// [`gemm_tn_i8u8_cols_with`] on a gradient prepared by [`I8Grad::new`] (for this kernel).
 pub fn gemm_tn_i8u8_cols_prepared(
-    kernel: GemmKernel,
+    kernel: KernelKind,
     grad: &I8Grad<'_>,
     rows: &[&[u8]],
     k0: usize,
@@ -115,7 +115,7 @@ pub fn gemm_tn_i8u8_cols_prepared(
         });
     }
     if !kernel.is_available() {
-        return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+        return Err(GemmError::Kernel(KernelError::Unavailable { name: kernel.name() }));
     }
     if n == 0 || k0 == k1 {
         return Ok(());
@@ -138,7 +138,7 @@ pub fn gemm_tn_i8u8_cols_prepared(
 /// The AVX-512 kernel (8 lanes of `f64`) and the scalar twin give the same bits.
 #[allow(clippy::too_many_arguments)]
 pub fn i32_affine_to_f32(
-    kernel: GemmKernel,
+    kernel: KernelKind,
     exact: &[i32],
     scale: &[f32],
     offset: &[f32],
@@ -151,10 +151,10 @@ pub fn i32_affine_to_f32(
     check("exact", n * len, exact.len())?;
     check("out", n * len, out.len())?;
     if !kernel.is_available() {
-        return Err(GemmError::KernelUnavailable { kernel: kernel.name() });
+        return Err(GemmError::Kernel(KernelError::Unavailable { name: kernel.name() }));
     }
     #[cfg(target_arch = "x86_64")]
-    if kernel == GemmKernel::Avx512 {
+    if kernel == KernelKind::Avx512 {
         // SAFETY: avx512f detected (`is_available`); lengths checked above.
         unsafe { vnni::affine(exact, scale, offset, colsum, inv_n, out) };
         return Ok(());
@@ -452,7 +452,7 @@ mod tests {
                             .sum::<i64>() as i32
                     })
                     .collect();
-                for kernel in GemmKernel::available() {
+                for kernel in KernelKind::available() {
                     let mut got = vec![i32::MIN; n * (k1 - k0)];
                     gemm_tn_i8u8_cols_with(kernel, &g, n, &refs, k0, k1, &mut got).expect("shapes");
                     assert_eq!(
@@ -494,7 +494,7 @@ mod tests {
                         ((v * inv_n) as f32).to_bits()
                     })
                     .collect();
-                for kernel in GemmKernel::available() {
+                for kernel in KernelKind::available() {
                     let mut out = vec![f32::NAN; n * len];
                     i32_affine_to_f32(kernel, &exact, &scale, &offset, &colsum, inv_n, &mut out)
                         .expect("shapes");
@@ -503,7 +503,7 @@ mod tests {
                 }
             }
         }
-        let k = GemmKernel::Scalar;
+        let k = KernelKind::Scalar;
         assert!(i32_affine_to_f32(k, &[1, 2], &[1.0], &[0.0], &[1.0], 1.0, &mut [0.0]).is_err());
     }
 
@@ -511,7 +511,7 @@ mod tests {
     fn rejects_bad_shapes_and_accepts_the_whole_i8_range() {
         let rows: [&[u8]; 2] = [&[1, 2, 3], &[4, 5, 6]];
         let mut out = [0i32; 3];
-        let k = GemmKernel::Scalar;
+        let k = KernelKind::Scalar;
         assert!(gemm_tn_i8u8_cols_with(k, &[1, -1], 1, &rows, 0, 3, &mut out).is_ok());
         assert_eq!(out, [-3, -3, -3]);
         assert!(gemm_tn_i8u8_cols_with(k, &[i8::MIN, 1], 1, &rows, 0, 3, &mut out).is_ok());
