@@ -20,6 +20,7 @@ mod linear;
 mod load;
 mod progress;
 mod report;
+mod steps;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -64,6 +65,8 @@ mod stream {
     pub const KNN_FOLDS: u64 = 3;
     pub const LINEAR: u64 = 4;
     pub const ANN: u64 = 5;
+    pub const KNN_STEPS: u64 = 6;
+    pub const LINEAR_STEPS: u64 = 7;
 }
 
 /// Runs the experiment.
@@ -133,7 +136,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let knn = if cfg.knn.enabled {
         let mut p = Progress::new("k-NN", knn::steps(&cfg.knn));
-        let r = knn::run(&train, &test, &cfg.knn, seed_of(stream::KNN_FOLDS), &mut p)?;
+        let prep =
+            steps::prepare(&cfg.knn.steps, &train, &test, seed_of(stream::KNN_STEPS), "knn")?;
+        let shown = (&train, &test);
+        let r = knn::run(&prep, shown, &cfg.knn, seed_of(stream::KNN_FOLDS), &mut p)?;
         timings.knn_seconds = p.finish();
         Some(r)
     } else {
@@ -141,7 +147,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let linear = if cfg.linear.enabled {
         let mut p = Progress::new("linear", linear::steps(&cfg.linear));
-        let r = linear::run(&train, &test, &cfg.linear, seed_of(stream::LINEAR), &mut p)?;
+        let prep = steps::prepare(
+            &cfg.linear.steps,
+            &train,
+            &test,
+            seed_of(stream::LINEAR_STEPS),
+            "linear",
+        )?;
+        let r = linear::run(&prep, &test, &cfg.linear, seed_of(stream::LINEAR), &mut p)?;
         timings.linear_seconds = p.finish();
         Some(r)
     } else {
@@ -275,11 +288,20 @@ fn save_models(
             p.hyperparameters.insert("regularization".into(), g.regularization.into());
             p.hyperparameters.insert("iterations".into(), lin.iterations.into());
             let path = dir.join(format!("model-{}", l.loss));
-            save_linear(&l.model, &results.dataset.classes, &p, path)?;
+            if lin.steps.is_empty() {
+                save_linear(&l.model, &results.dataset.classes, &p, path)?;
+            } else {
+                // a pipeline: the fitted feature steps, then the model
+                let model = imgclass_model::SavedModel::Linear {
+                    model: l.model.clone(),
+                    classes: results.dataset.classes.clone(),
+                };
+                imgclass_model::save_pipeline(&lin.steps, &model, &p, path)?;
+            }
         }
     }
     if let Some(k) = results.knn.as_ref().filter(|_| results.config.knn.save_model) {
-        if results.config.knn.model_data == config::ModelData::Reference {
+        if results.config.knn.model_data == config::ModelData::Reference && k.steps.is_empty() {
             if dataset == DatasetKind::Cifar10 {
                 let path = dir.join("model-knn-ref.json");
                 let cifar = crate::paths::cifar10_dir(data_dir);
@@ -298,8 +320,18 @@ fn save_models(
             );
         }
         let metric = k.best_metric;
-        let model = imgclass_knn::Knn::new(k.best_k).metric(metric).fit(train)?;
-        save_knn(&model, &prov(Some(k.cv_mean), k.test_accuracy), dir.join("model-knn"))?;
+        let p = prov(Some(k.cv_mean), k.test_accuracy);
+        if k.steps.is_empty() {
+            let model = imgclass_knn::Knn::new(k.best_k).metric(metric).fit(train)?;
+            save_knn(&model, &p, dir.join("model-knn"))?;
+        } else {
+            // a pipeline: the fitted steps, then k-NN over the training rows' features (a
+            // reference to the image files cannot hold the steps, so this is a copy)
+            let rows = imgclass_features::apply(&k.steps, train)?;
+            let model = imgclass_knn::Knn::new(k.best_k).metric(metric).fit(&rows)?;
+            let saved = imgclass_model::SavedModel::Knn { model, index: None };
+            imgclass_model::save_pipeline(&k.steps, &saved, &p, dir.join("model-knn"))?;
+        }
     }
     Ok(())
 }

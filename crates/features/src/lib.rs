@@ -37,6 +37,6 @@ pub use error::{FeatureError, PipelineError};
 pub use hog::Hog;
 pub use hue::HueHistogram;
 pub use pca::Pca;
-pub use pipeline::{Pipeline, PipelineModel, apply};
+pub use pipeline::{Pipeline, PipelineModel, apply, fit_steps};
 pub use standardize::Standardizer;
 pub use step::{Step, StepSpec, Tensor, WHITEN_FLOOR};

@@ -78,21 +78,34 @@ where
 
     /// Fits each step on the output of the previous ones, then the classifier.
     fn fit(&self, train: &Subset) -> Result<Self::Model, PipelineError> {
-        let root = SplitMix64::new(self.seed);
-        let mut steps = Vec::with_capacity(self.steps.len());
-        let mut cur = train.clone();
-        for (index, spec) in self.steps.iter().enumerate() {
-            let wrap = |source| PipelineError::Step { index, step: spec.to_string(), source };
-            let t = std::time::Instant::now();
-            let step = spec.fit(&cur, root.fork(index as u64).next_u64()).map_err(wrap)?;
-            cur = step.transform(&cur).map_err(wrap)?.all();
-            tracing::debug!(index, step = %spec, dim = cur.dim(), secs = t.elapsed().as_secs_f64(), "pipeline step fitted");
-            steps.push(step);
-        }
+        let (steps, cur) = fit_steps(&self.steps, train, self.seed)?;
         let model =
             self.classifier.fit(&cur).map_err(|e| PipelineError::Classifier(Box::new(e)))?;
         Ok(PipelineModel { steps, model })
     }
+}
+
+/// Fits `specs` in order on `train` (each on the previous one's output; step `i` seeded by
+/// fork `i` of `seed`, as [`Pipeline::fit`] does) and returns the fitted steps with the
+/// transformed training rows.
+pub fn fit_steps(
+    specs: &[StepSpec],
+    train: &Subset,
+    seed: u64,
+) -> Result<(Vec<Step>, Subset), PipelineError> {
+    let root = SplitMix64::new(seed);
+    let mut steps = Vec::with_capacity(specs.len());
+    let mut cur = train.clone();
+    for (index, spec) in specs.iter().enumerate() {
+        let wrap = |source| PipelineError::Step { index, step: spec.to_string(), source };
+        let t = std::time::Instant::now();
+        let step = spec.fit(&cur, root.fork(index as u64).next_u64()).map_err(wrap)?;
+        cur = step.transform(&cur).map_err(wrap)?.all();
+        let secs = t.elapsed().as_secs_f64();
+        tracing::debug!(index, step = %spec, dim = cur.dim(), secs, "feature step fitted");
+        steps.push(step);
+    }
+    Ok((steps, cur))
 }
 
 /// Fitted steps and a fitted classifier; [`Predict`] on rows the first step takes.

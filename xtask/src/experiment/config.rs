@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use imgclass_features::StepSpec;
 use imgclass_linalg::Metric;
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,11 @@ pub struct KnnConfig {
     /// Save the chosen k-NN model beside the report. Off by default: a k-NN model is its
     /// training set.
     pub save_model: bool,
+    /// Feature steps fitted on the training images before the search (for example
+    /// `[{ kind = "standardize" }, { kind = "pca", components = 64 }]`; empty: raw pixels).
+    /// The steps are fitted once on all training images, then the CV runs on their output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepSpec>,
     /// How a saved k-NN model holds its training set: `"reference"` (`model-knn-ref.json`:
     /// the data folder's path and checksums, a few kB; CIFAR-10 only, other datasets fall back
     /// to a copy) or `"copy"` (`model-knn.json` + `.safetensors`, self-contained, about
@@ -110,6 +116,7 @@ impl Default for KnnConfig {
             gallery_rows: 10,
             gallery_neighbours: 10,
             save_model: false,
+            steps: Vec::new(),
             model_data: ModelData::Reference,
         }
     }
@@ -136,6 +143,10 @@ pub struct LinearConfig {
     pub momentum: f64,
     /// Learning-rate factor per epoch.
     pub decay: f64,
+    /// Feature steps fitted on the training images before the linear models (for example
+    /// `[{ kind = "standardize" }]`; empty: raw pixels, mean-subtracted by the model).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepSpec>,
 }
 
 impl Default for LinearConfig {
@@ -157,6 +168,7 @@ impl Default for LinearConfig {
             batch_size: 200,
             momentum: 0.0,
             decay: 0.9,
+            steps: Vec::new(),
         }
     }
 }
@@ -449,6 +461,21 @@ mod tests {
         let c = Config::from_toml(example).expect("the documented example parses");
         // the example documents the defaults, so it must equal them
         assert_eq!(c, Config::default());
+    }
+
+    /// The features example parses: typed steps per phase, the rest defaults.
+    #[test]
+    fn the_features_example_parses_into_typed_steps() {
+        let text = include_str!("../../../experiment.features.toml");
+        let c = Config::from_toml(text).expect("the features example parses");
+        assert_eq!(
+            c.knn.steps,
+            vec![StepSpec::Standardize, StepSpec::Pca { components: 64, whiten: false }]
+        );
+        assert_eq!(c.linear.steps, vec![StepSpec::Standardize]);
+        assert!(!c.linear.svm.enabled && c.linear.softmax.enabled);
+        let e = Config::from_toml("[knn]\nsteps = [{ kind = \"sift\" }]\n").expect_err("unknown");
+        assert!(e.to_string().contains("sift") && e.to_string().contains("pca"), "{e}");
     }
 
     #[test]

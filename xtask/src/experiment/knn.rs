@@ -66,6 +66,13 @@ pub struct KnnResult {
     /// The first misclassified test images: (pixels, true label, predicted label).
     #[serde(skip)]
     pub misclassified: Vec<super::report::Mistake>,
+    /// What the rows searched were: `raw` pixels or the feature steps' labels.
+    pub representation: String,
+    /// The fitted feature steps (saved with the model as a pipeline).
+    #[serde(skip)]
+    pub steps: Vec<imgclass_features::Step>,
+    /// Seconds to fit and apply the steps.
+    pub steps_seconds: f64,
 }
 
 /// Number of progress steps of [`run`].
@@ -84,12 +91,13 @@ fn usable_ks(grid: &[usize], min_fold_train: usize) -> (Vec<usize>, Vec<usize>) 
 
 /// Runs the phase on `train` (CV) and `test` (once).
 pub fn run(
-    train: &Subset,
-    test: &Subset,
+    prep: &super::steps::Prepared,
+    (shown_train, shown_test): (&Subset, &Subset),
     cfg: &KnnConfig,
     seed: u64,
     progress: &mut Progress,
 ) -> anyhow::Result<KnnResult> {
+    let (train, test) = (&prep.train, &prep.test);
     let metrics: Vec<Metric> = cfg.metrics.clone();
     let folds = stratified_kfold(&train.labels(), cfg.folds, seed)?;
     let min_fold_train = folds.iter().map(|f| f.train.len()).min().unwrap_or(0);
@@ -145,8 +153,9 @@ pub fn run(
     let rows = cfg.gallery_rows.min(test.len()).min(super::config::MAX_GALLERY_ROWS);
     let gallery_rows: Vec<usize> = (0..rows).map(|i| i * test.len() / rows.max(1)).collect();
     let n_show = cfg.gallery_neighbours.min(super::config::MAX_GALLERY_NEIGHBOURS).min(nb.k);
-    let (Some(qpx), Some(tpx)) = (test.pixels(), train.pixels()) else {
-        anyhow::bail!("the neighbour gallery shows images; these rows are features");
+    // the gallery shows the images (same positions as the rows searched)
+    let (Some(qpx), Some(tpx)) = (shown_test.pixels(), shown_train.pixels()) else {
+        anyhow::bail!("the neighbour gallery shows images; the experiment's rows are features");
     };
     let gallery = gallery_rows
         .iter()
@@ -175,7 +184,10 @@ pub fn run(
         fold_seconds,
         test_seconds,
         gallery,
-        misclassified: super::report::mistakes(test, &truth, &pred),
+        misclassified: super::report::mistakes(shown_test, &truth, &pred),
+        representation: prep.representation.clone(),
+        steps: prep.steps.clone(),
+        steps_seconds: prep.seconds,
     })
 }
 

@@ -72,6 +72,13 @@ pub struct LinearResult {
     pub batch_size: usize,
     /// One entry per loss.
     pub losses: Vec<LossResult>,
+    /// What the models saw: `raw` pixels or the feature steps' labels.
+    pub representation: String,
+    /// The fitted feature steps (saved with the models as pipelines).
+    #[serde(skip)]
+    pub steps: Vec<imgclass_features::Step>,
+    /// Seconds to fit and apply the steps.
+    pub steps_seconds: f64,
 }
 
 /// Number of progress steps of [`run`].
@@ -112,12 +119,13 @@ fn all_diverged(name: &str, grid: &LossGrid) -> String {
 }
 
 pub fn run(
-    train: &Subset,
-    test: &Subset,
+    prep: &super::steps::Prepared,
+    shown_test: &Subset,
     cfg: &LinearConfig,
     seed: u64,
     progress: &mut Progress,
 ) -> anyhow::Result<LinearResult> {
+    let (train, test) = (&prep.train, &prep.test);
     let split = stratified_split(&train.labels(), cfg.validation_fraction, seed)?;
     let (fit_set, val_set) = split.apply(train)?;
     let sgd_seed = seed.wrapping_add(1);
@@ -179,7 +187,7 @@ pub fn run(
             retrain_seconds,
             grid,
             model,
-            misclassified: super::report::mistakes(test, &truth, &pred),
+            misclassified: super::report::mistakes(shown_test, &truth, &pred),
         });
     }
     Ok(LinearResult {
@@ -188,5 +196,8 @@ pub fn run(
         iterations: cfg.iterations,
         batch_size: cfg.batch_size,
         losses,
+        representation: prep.representation.clone(),
+        steps: prep.steps.clone(),
+        steps_seconds: prep.seconds,
     })
 }

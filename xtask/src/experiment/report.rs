@@ -204,6 +204,8 @@ pub struct Figure {
 /// One row of the summary table.
 #[derive(Debug, Clone, Serialize)]
 pub struct SummaryRow {
+    /// What the model saw: `raw` pixels or the feature steps' labels.
+    pub representation: String,
     /// Model.
     pub model: String,
     /// Chosen hyperparameters.
@@ -215,6 +217,17 @@ pub struct SummaryRow {
     /// Approximate search only: exact search seconds / its search seconds (wall clock).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speedup_seconds_ratio: Option<f64>,
+}
+
+impl SummaryRow {
+    /// The model's name, with what it saw when that is not raw pixels.
+    pub fn label(&self) -> String {
+        if self.representation == "raw" {
+            self.model.clone()
+        } else {
+            format!("{} on {}", self.model, self.representation)
+        }
+    }
 }
 
 /// The approximate-search phase's outcome.
@@ -268,6 +281,7 @@ pub fn summary(
     let mut rows = Vec::new();
     if let Some(k) = knn {
         rows.push(SummaryRow {
+            representation: k.representation.clone(),
             model: "k-NN".into(),
             chosen: format!("{}, k = {}", crate::knn_cv::metric_label(k.best_metric), k.best_k),
             validation: format!("{}-fold CV {:.4} ± {:.4}", k.folds, k.cv_mean, k.cv_std),
@@ -279,6 +293,7 @@ pub fn summary(
         for r in &l.losses {
             let p = &r.grid[r.best];
             rows.push(SummaryRow {
+                representation: l.representation.clone(),
                 model: format!("linear {}", r.loss),
                 chosen: format!("lr {:e}, L2 {:e}", p.learning_rate, p.regularization),
                 validation: format!("hold-out {:.4}", p.val_accuracy.unwrap_or(f64::NAN)),
@@ -298,6 +313,7 @@ pub fn summary(
         });
         if let Some(p) = best {
             rows.push(SummaryRow {
+                representation: "raw".into(),
                 model: format!("ann ({} of {})", a.metric, a.n_train),
                 chosen: format!(
                     "{}{}",
@@ -448,7 +464,7 @@ pub fn summary_text(rows: &[SummaryRow], t: &Timings) -> String {
         .iter()
         .map(|r| {
             vec![
-                r.model.clone(),
+                r.label(),
                 r.chosen.clone(),
                 validation_cell(r),
                 r.test_accuracy.map_or("-".into(), |a| format!("{a:.4}")),
@@ -629,13 +645,17 @@ pub fn render(
                 &format!("linear.losses[{li}].confusion"),
                 cm.clone().into_bytes(),
             );
-            let tpl = templates_png(&res.model.templates(), shape, names)?;
-            add(
-                &format!("{name}_templates.png"),
-                format!("{title}: the rows of W as images"),
-                &format!("linear.losses[{li}]"),
-                tpl.clone(),
-            );
+            // the rows of W are images only when the model saw pixels
+            let on_images = res.model.shape().image().is_some();
+            if on_images {
+                let tpl = templates_png(&res.model.templates(), shape, names)?;
+                add(
+                    &format!("{name}_templates.png"),
+                    format!("{title}: the rows of W as images"),
+                    &format!("linear.losses[{li}]"),
+                    tpl.clone(),
+                );
+            }
             let p = &res.grid[res.best];
             let mut blocks = Vec::new();
             if let Some(w) = &warning {
@@ -662,8 +682,21 @@ pub fn render(
                         res.test_accuracy
                     )),
                     Block::Svg(heat),
-                    Block::Text("The learned templates (each row of W rescaled to 0..255):".into()),
-                    Block::Html(templates_html(&res.model.templates(), shape, names)?),
+                ])
+                .chain(if on_images {
+                    vec![
+                        Block::Text(
+                            "The learned templates (each row of W rescaled to 0..255):".into(),
+                        ),
+                        Block::Html(templates_html(&res.model.templates(), shape, names)?),
+                    ]
+                } else {
+                    vec![Block::Text(format!(
+                        "The models saw features ({}), not pixels: W has no image form.",
+                        l.representation
+                    ))]
+                })
+                .chain([
                     Block::Text(
                         "Test confusion matrix of the chosen model retrained on all training \
                          images (row = true class):"
@@ -882,7 +915,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> Table {
             .iter()
             .map(|r| {
                 vec![
-                    r.model.clone(),
+                    r.label(),
                     r.chosen.clone(),
                     validation_cell(r),
                     r.test_accuracy.map_or("-".into(), |a| format!("{a:.4}")),
@@ -972,6 +1005,7 @@ mod tests {
 
     fn row(model: &str, chosen: &str, validation: &str, test: Option<f64>) -> SummaryRow {
         SummaryRow {
+            representation: "raw".into(),
             model: model.into(),
             chosen: chosen.into(),
             validation: validation.into(),
