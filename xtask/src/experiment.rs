@@ -29,7 +29,7 @@ use anyhow::Context;
 use imgclass_core::rng::SplitMix64;
 
 pub use config::Config;
-pub use load::DatasetKind;
+pub use load::DatasetName;
 use progress::Progress;
 use report::{AnnOutcome, DatasetInfo, Results, RunInfo, Timings};
 
@@ -44,8 +44,8 @@ pub struct Args {
     pub quick: bool,
     /// Dataset: cifar-10, cifar-100, mnist, fashion-mnist, folder (--data-dir is the image
     /// folder), demo (generated, offline, seconds; implies --quick).
-    #[arg(long, value_enum, default_value_t = DatasetKind::Cifar10)]
-    pub dataset: DatasetKind,
+    #[arg(long, value_enum, default_value_t = DatasetName::Cifar10)]
+    pub dataset: DatasetName,
     /// Data directory (default: `$IMGCLASS_DATA_DIR`, else `<workspace>/datasets`); for
     /// `--dataset folder`, the folder holding train/ and test/.
     #[arg(long, value_name = "DIR")]
@@ -80,11 +80,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(seed) = args.seed {
         cfg.seed = seed;
     }
-    let quick = args.quick || args.dataset == DatasetKind::Demo;
+    let quick = args.quick || args.dataset == DatasetName::Demo;
     if quick {
         cfg = cfg.quick();
     }
-    if args.dataset == DatasetKind::Demo && args.config.is_none() {
+    if args.dataset == DatasetName::Demo && args.config.is_none() {
         // the demo's per-pixel noise is independent, so no low-dimensional projection keeps
         // the neighbours: index the raw pixels
         cfg.ann.pca = 0;
@@ -267,7 +267,7 @@ fn save_models(
     dir: &Path,
     results: &Results,
     train: &imgclass_core::Subset,
-    dataset: DatasetKind,
+    dataset: DatasetName,
     data_dir: &Path,
 ) -> anyhow::Result<()> {
     use imgclass_core::Fit;
@@ -302,7 +302,7 @@ fn save_models(
     }
     if let Some(k) = results.knn.as_ref().filter(|_| results.config.knn.save_model) {
         if results.config.knn.model_data == config::ModelData::Reference && k.steps.is_empty() {
-            if dataset == DatasetKind::Cifar10 {
+            if dataset == DatasetName::Cifar10 {
                 let path = dir.join("model-knn-ref.json");
                 let cifar = crate::paths::cifar10_dir(data_dir);
                 return crate::knn_ref::save(

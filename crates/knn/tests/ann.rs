@@ -378,3 +378,22 @@ fn rows_at_the_length_limit_are_exact_and_longer_ones_are_refused() {
         matches!(e, AnnError::DimTooLarge { dim, max } if dim == MAX_DIM + 1 && max == MAX_DIM)
     );
 }
+
+/// Index files spell the metric as files written before the metric types were merged did
+/// (`"L1"`, `"L2"`), and load back to the same metric.
+#[test]
+fn index_files_keep_the_metric_spelling() {
+    let ds = uniform(40, 6, 255, 3);
+    let (train, _) = split(&ds, 30);
+    for (metric, spelled) in
+        [(Metric::L1, &b"\"metric\":\"L1\""[..]), (Metric::L2, b"\"metric\":\"L2\"")]
+    {
+        let ix = AnnIndex::KdTree { leaf_size: 4, eps: 0.0 }
+            .build(&train, metric, None, 1)
+            .expect("build");
+        let bytes = ix.to_bytes();
+        assert!(bytes.windows(spelled.len()).any(|w| w == spelled), "{metric:?}");
+        let back = BuiltIndex::from_bytes(&bytes, &train).expect("load");
+        assert!(back.to_bytes() == bytes, "{metric:?}");
+    }
+}

@@ -13,16 +13,16 @@ use crate::fetch;
 use super::demo;
 
 /// Which dataset `--dataset` names: the one dataset enum of xtask.
-pub use crate::fetch::DatasetName as DatasetKind;
+pub use crate::fetch::DatasetName;
 
 pub use crate::paths::data_dir;
 
 /// Reads the dataset from its folder under `data_dir` (for `folder`, `data_dir` is the image
 /// folder itself); `None` when its files are absent (so fetch-data can be run).
-fn read(kind: DatasetKind, data_dir: &Path, seed: u64) -> anyhow::Result<Option<TrainTest>> {
+fn read(kind: DatasetName, data_dir: &Path, seed: u64) -> anyhow::Result<Option<TrainTest>> {
     match kind {
-        DatasetKind::Demo => Ok(Some(demo::generate(seed))),
-        DatasetKind::Cifar10 => {
+        DatasetName::Demo => Ok(Some(demo::generate(seed))),
+        DatasetName::Cifar10 => {
             let dir = crate::paths::cifar10_dir(data_dir);
             if !dir.join("test_batch.bin").exists() {
                 return Ok(None);
@@ -31,7 +31,7 @@ fn read(kind: DatasetKind, data_dir: &Path, seed: u64) -> anyhow::Result<Option<
                 .with_context(|| format!("reading CIFAR-10 from {}", dir.display()))?;
             Ok(Some(tt))
         }
-        DatasetKind::Cifar100 => {
+        DatasetName::Cifar100 => {
             let dir = data_dir.join("cifar-100").join("cifar-100-binary");
             if !dir.join("test.bin").exists() {
                 return Ok(None);
@@ -43,9 +43,9 @@ fn read(kind: DatasetKind, data_dir: &Path, seed: u64) -> anyhow::Result<Option<
             .with_context(|| format!("reading CIFAR-100 from {}", dir.display()))?;
             Ok(Some(tt))
         }
-        DatasetKind::Mnist | DatasetKind::FashionMnist => {
+        DatasetName::Mnist | DatasetName::FashionMnist => {
             let dir = data_dir.join(kind.name());
-            let classes = if kind == DatasetKind::Mnist {
+            let classes = if kind == DatasetName::Mnist {
                 imgclass_data::idx::mnist_classes()
             } else {
                 imgclass_data::idx::fashion_mnist_classes()
@@ -72,7 +72,7 @@ fn read(kind: DatasetKind, data_dir: &Path, seed: u64) -> anyhow::Result<Option<
             let test = read_pair(&p[2], &p[3])?;
             Ok(Some(TrainTest { train, test }))
         }
-        DatasetKind::Folder => {
+        DatasetName::Folder => {
             anyhow::ensure!(
                 data_dir.join("train").is_dir(),
                 "--dataset folder reads DIR/train/<class>/* and DIR/test/<class>/*: no train \
@@ -91,7 +91,7 @@ fn read(kind: DatasetKind, data_dir: &Path, seed: u64) -> anyhow::Result<Option<
 
 /// Loads `kind`; a missing download is fetched with `cargo xtask fetch-data`'s logic, and
 /// when that fails the error names the offline import. `seed` only affects the demo set.
-pub fn load(kind: DatasetKind, data_dir: &Path, seed: u64) -> anyhow::Result<TrainTest> {
+pub fn load(kind: DatasetName, data_dir: &Path, seed: u64) -> anyhow::Result<TrainTest> {
     if let Some(tt) = read(kind, data_dir, seed)? {
         return Ok(tt);
     }

@@ -60,7 +60,7 @@ pub const MAX_TREES: usize = 256;
 /// Largest HNSW `m` (each node keeps up to `2m` links on layer 0).
 pub const MAX_HNSW_M: usize = 1024;
 
-/// The distance the indices rank by: imgclass-linalg's one [`Metric`](imgclass_linalg::Metric).
+/// The distance the indices rank by: imgclass-linalg's one [`Metric`].
 pub use imgclass_linalg::{Metric, Neighbors};
 
 /// An index kind with its parameters; a search grid is a `Vec` of these.
