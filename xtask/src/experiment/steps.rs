@@ -46,7 +46,7 @@ pub fn prepare(
     let ftest =
         apply(&steps, test).with_context(|| format!("applying the [{phase}] feature steps"))?;
     let representation = representation(specs);
-    tracing::info!(phase, %representation, dim = ftrain.dim(), "feature steps fitted");
+    tracing::debug!(phase, %representation, dim = ftrain.dim(), "feature steps fitted");
     Ok(Prepared {
         train: ftrain,
         test: ftest,
