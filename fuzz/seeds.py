@@ -39,12 +39,17 @@ put("archive", "tar", b"\x00" + buf.getvalue())
 put("archive", "targz", b"\x01" + gzip.compress(buf.getvalue()))
 
 
-def model(name, kind, params, tensors, shape, classes):
-    # the tensor file records the image shape, cross-checked against the JSON's
-    st = save(tensors, metadata={"image_shape": "x".join(str(n) for n in shape)})
+def model(name, kind, params, tensors, shape, classes, steps=()):
+    # the tensor file records the input shape, cross-checked against the JSON's
+    if isinstance(shape, int):
+        record, inp = f"{shape} features", {"features": shape}
+    else:
+        record = "x".join(str(n) for n in shape) + " images"
+        inp = {"image": {"channels": shape[0], "height": shape[1], "width": shape[2]}}
+    st = save(tensors, metadata={"input": record})
     meta = {
-        "format_version": 1, "kind": kind, "params": params, "classes": classes,
-        "image_shape": {"channels": shape[0], "height": shape[1], "width": shape[2]},
+        "format_version": 2, "kind": kind, "params": params, "classes": classes,
+        "input": inp, "steps": list(steps),
         "tensors": "m.safetensors", "tensors_size": len(st),
         "tensors_sha256": hashlib.sha256(st).hexdigest(),
         "provenance": {"dataset": "seed", "seed": 1, "validation_accuracy": 0.5,
@@ -67,3 +72,17 @@ model("knn", "knn", {"k": 2, "metric": "l1", "vote": "distance", "n_train": 4, "
       {"train_pixels": rng.integers(0, 256, (4, d), dtype=np.uint8),
        "train_labels": np.array([0, 1, 2, 1], np.uint32)},
       (3, 2, 2), ["a", "b", "c"])
+# a pipeline: standardize the 12 pixels, then the linear model on the 12 features
+model("pipeline", "linear", {"loss": {"name": "softmax"}, "input_scale": 1.0},
+      {"W": rng.standard_normal((3, d)).astype(np.float32),
+       "b": np.zeros(3, np.float32), "mean": np.zeros(d, np.float32),
+       "steps.0.mean": np.full(d, 100, np.float32), "steps.0.scale": np.full(d, 50, np.float32)},
+      (3, 2, 2), ["a", "b", "c"],
+      steps=[{"spec": {"kind": "standardize"},
+              "input": {"image": {"channels": 3, "height": 2, "width": 2}}, "output": d}])
+# a two-layer network on 5 features
+model("net", "net", {"loss": {"name": "softmax"}, "input_scale": 1.0, "hidden": 4},
+      {"W1": rng.standard_normal((4, 5)).astype(np.float32), "b1": np.zeros(4, np.float32),
+       "W2": rng.standard_normal((2, 4)).astype(np.float32), "b2": np.zeros(2, np.float32),
+       "mean": np.zeros(5, np.float32)},
+      5, ["x", "y"])

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use imgclass_core::{Dataset, Label};
+use imgclass_core::{Dataset, Label, RowShape};
 use libfuzzer_sys::fuzz_target;
 use sha2::Digest;
 
@@ -21,11 +21,16 @@ fn check(json: &[u8], tensors: &[u8]) {
     };
     assert_eq!(model.classes(), &md.classes);
     let shape = model.shape();
-    // keep the probe cheap: only models with small images and few rows
-    if shape.len() > 1 << 16 {
+    // keep the probe cheap: only models with small inputs
+    if shape.dim() > 1 << 16 {
         return;
     }
-    let x = Dataset::new(vec![0; shape.len()], vec![0 as Label], shape, md.classes.clone());
+    let x = match shape {
+        RowShape::Image(s) => Dataset::new(vec![0; s.len()], vec![0 as Label], s, md.classes.clone()),
+        RowShape::Features(d) => {
+            Dataset::from_features(vec![0.0; d], d, vec![0 as Label], md.classes.clone())
+        }
+    };
     if let Ok(x) = x {
         // extreme but finite weights may overflow the scores: an error is fine, a panic not
         if let Ok(p) = model.predict_proba(&x.all()) {
