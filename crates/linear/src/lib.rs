@@ -1,6 +1,6 @@
-//! Linear classifiers for imgclass: scores `f(x) = W x̃ + b` on mean-subtracted raw pixels,
-//! trained by minibatch SGD on the multiclass SVM or softmax loss with L2/L1/elastic-net
-//! regularisation.
+//! Linear classifiers for imgclass: scores `f(x) = W x̃ + b` on mean-subtracted rows (raw u8
+//! pixels or f32 features, through the same API), trained by minibatch SGD on the multiclass
+//! SVM or softmax loss with L2/L1/elastic-net regularisation.
 //!
 //! ```text
 //! x̃ = (x − μ) · s                  μ: the mean training image, s: an optional scale (1)
@@ -10,7 +10,9 @@
 //! W ← W − η dW  (or with momentum μ_m: v ← μ_m v − η dW, W ← W + v), η ← η·decay per epoch
 //! ```
 //!
-//! The forward and backward passes are the fused u8 products of [`imgclass_linalg::gemm`]: a
+//! On f32 features the passes are general products (`linalg::gemm::sgemm`, see `dense.rs`).
+//! On raw pixels, the forward and backward passes are the fused u8 products of
+//! [`imgclass_linalg::gemm`]: a
 //! minibatch is a list of row slices into the shared dataset, never materialised as f32 (the
 //! SVM's exact integer backward pass copies it as bytes, interleaved 4 rows by 4). With
 //! AVX-512 VNNI the forward product is exact in integers on `W'` quantised per class to
