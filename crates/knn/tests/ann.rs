@@ -138,10 +138,7 @@ fn kd_tree_eps_guarantee_holds_for_every_query_and_rank() {
                 Metric::L1 => 1.0 + eps as f64,
             };
             for (j, (&d, &t)) in dist.iter().zip(&truth).enumerate() {
-                assert!(
-                    d <= fac * t + 1e-9,
-                    "{metric:?} eps {eps} entry {j}: {d} > {fac} x {t}"
-                );
+                assert!(d <= fac * t + 1e-9, "{metric:?} eps {eps} entry {j}: {d} > {fac} x {t}");
             }
         }
     }

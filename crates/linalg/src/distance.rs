@@ -11,9 +11,9 @@
 //! right-hand form with exact integer dot products, so every kernel returns the same bits as
 //! the scalar twin. [`Metric::L2`] means the squared distance (it ranks like L2).
 //!
-//! On f32 rows the kernels differ only in summation order (scalar: sequential; AVX2 and
-//! AVX-512: 8 or 16 lane sums with FMA); they agree within a relative error of about
-//! `dim · 2⁻²⁴` of the sum of absolute terms.
+//! On f32 rows every kernel returns the same bits (one sequential chain per pair, L2 in the
+//! GEMM form `||q||² + ||t||² − 2 q·t` with the dot product by fused multiply-add, clamped
+//! at 0); the blocking, error bound and NaN rule are in `flat.rs` and [`knn_f32`](crate::knn_f32).
 //!
 //! Worked example: q = (1, 2, 3), t = (4, 0, 3): L1 = 3 + 2 + 0 = 5, L2² = 9 + 4 + 0 = 13.
 //!
@@ -31,7 +31,7 @@
 
 use rayon::prelude::*;
 
-use crate::arch::{U8Kernel, scalar};
+use crate::arch::U8Kernel;
 use crate::driver::{block_queries, block_u8, norms};
 use crate::{KernelKind, LinalgError, RowsF32, RowsU8};
 
@@ -214,49 +214,6 @@ fn pairwise_impl<K: U8Kernel>(k: K, queries: RowsU8<'_>, train: RowsU8<'_>, out:
     });
 }
 
-/// A distance between two f32 rows.
-pub(crate) type F32Distance = fn(&[f32], &[f32]) -> f32;
-
-/// The f32 distance function of `kernel` and `metric`.
-pub(crate) fn f32_distance(kernel: KernelKind, metric: Metric) -> Result<F32Distance, LinalgError> {
-    if !kernel.is_available() {
-        return Err(LinalgError::KernelUnavailable { name: kernel.name() });
-    }
-    Ok(match (kernel, metric) {
-        (KernelKind::Scalar, Metric::L1) => scalar::l1_f32,
-        (KernelKind::Scalar, Metric::L2) => scalar::l2_f32,
-        #[cfg(target_arch = "x86_64")]
-        (KernelKind::Avx2, Metric::L1) => |a, b| {
-            // SAFETY: this function is only returned after `is_available` confirmed AVX2 and FMA.
-            unsafe { crate::arch::x86_64::avx2::l1_f32(a, b) }
-        },
-        #[cfg(target_arch = "x86_64")]
-        (KernelKind::Avx2, Metric::L2) => |a, b| {
-            // SAFETY: this function is only returned after `is_available` confirmed AVX2 and FMA.
-            unsafe { crate::arch::x86_64::avx2::l2_f32(a, b) }
-        },
-        #[cfg(target_arch = "x86_64")]
-        (KernelKind::Avx512, Metric::L1) => |a, b| {
-            // SAFETY: this function is only returned after `is_available` confirmed AVX-512 F.
-            unsafe { crate::arch::x86_64::avx512::l1_f32(a, b) }
-        },
-        #[cfg(target_arch = "x86_64")]
-        (KernelKind::Avx512, Metric::L2) => |a, b| {
-            // SAFETY: this function is only returned after `is_available` confirmed AVX-512 F.
-            unsafe { crate::arch::x86_64::avx512::l2_f32(a, b) }
-        },
-        #[cfg(not(target_arch = "x86_64"))]
-        (other, _) => return Err(LinalgError::KernelUnavailable { name: other.name() }),
-    })
-}
-
-/// Query rows per parallel task in the f32 paths.
-pub(crate) const F32_BLOCK: usize = 16;
-/// Training rows per cache chunk in the f32 paths.
-pub(crate) fn f32_chunk(dim: usize) -> usize {
-    ((256 * 1024) / (4 * dim.max(1))).clamp(1, 1 << 16)
-}
-
 /// All f32 distances between `queries` and `train` into `out` (row-major), with the kernel
 /// chosen by [`KernelKind::detect`].
 pub fn pairwise_f32(
@@ -281,23 +238,15 @@ pub fn pairwise_f32_with(
     if out.len() != expected {
         return Err(LinalgError::OutputLen { expected, found: out.len() });
     }
-    let dist = f32_distance(kernel, metric)?;
+    let tile = crate::flat::tile_fn(kernel, metric)?;
     let n_train = train.len();
     if n_train == 0 || queries.is_empty() {
         return Ok(());
     }
-    let tc = f32_chunk(train.dim());
-    out.par_chunks_mut(F32_BLOCK * n_train).enumerate().for_each(|(b, chunk)| {
-        let q0 = b * F32_BLOCK;
-        let nq = chunk.len() / n_train;
-        for c0 in (0..n_train).step_by(tc) {
-            for ql in 0..nq {
-                let qr = queries.row(q0 + ql);
-                for t in c0..(c0 + tc).min(n_train) {
-                    chunk[ql * n_train + t] = dist(qr, train.row(t));
-                }
-            }
-        }
+    let bq = crate::flat::block_queries(queries.len());
+    let mut states: Vec<&mut [f32]> = out.chunks_mut(bq * n_train).collect();
+    crate::flat::search_f32(tile, metric, queries, train, bq, &mut states, |c, q, t, d| {
+        c[q * n_train + t] = d;
     });
     Ok(())
 }
