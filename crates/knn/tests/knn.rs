@@ -13,6 +13,7 @@ fn naive(m: Metric) -> NaiveMetric {
     match m {
         Metric::L1 => NaiveMetric::L1,
         Metric::L2 => NaiveMetric::L2,
+        Metric::Cosine => unreachable!("the u8 reference has no cosine"),
     }
 }
 

@@ -1,9 +1,15 @@
-//! Pairwise L1 and squared-L2 distances between rows.
+//! Pairwise L1, squared-L2 and cosine distances between rows.
 //!
 //! ```text
-//! L1(q, t)  = Σ_i |q_i − t_i|
-//! L2²(q, t) = Σ_i (q_i − t_i)²  =  ||q||² + ||t||² − 2 q·t
+//! L1(q, t)     = Σ_i |q_i − t_i|
+//! L2²(q, t)    = Σ_i (q_i − t_i)²  =  ||q||² + ||t||² − 2 q·t
+//! cosine(q, t) = 1 − q·t / (||q|| ||t||)   in [0, 2];  1 when q or t is the zero vector
 //! ```
+//!
+//! Cosine exists on f32 rows only (u8 entry points refuse it with
+//! [`LinalgError::UnsupportedMetric`]: pixels are converted to features first). A zero
+//! vector has no direction; its cosine similarity to anything is defined as 0 (distance 1),
+//! as scikit-learn's `cosine_distances` does.
 //!
 //! On u8 rows both are exact integers accumulated in u32 (the largest L2² over 3,072
 //! dimensions is 3,072 · 255² = 199,756,800); rows longer than [`max_u8_dim`] (66,051 for
@@ -43,14 +49,17 @@ pub enum Metric {
     /// Squared Euclidean distance `Σ (q_i − t_i)²` (ranks like Euclidean). The default.
     #[default]
     L2,
+    /// Cosine distance `1 − q·t / (||q|| ||t||)` (1 if either row is zero); f32 rows only.
+    Cosine,
 }
 
 impl Metric {
-    /// The lowercase name (`"l1"` or `"l2"`).
+    /// The lowercase name (`"l1"`, `"l2"` or `"cosine"`).
     pub fn name(self) -> &'static str {
         match self {
             Self::L1 => "l1",
             Self::L2 => "l2",
+            Self::Cosine => "cosine",
         }
     }
 }
@@ -61,26 +70,28 @@ impl std::fmt::Display for Metric {
     }
 }
 
-/// A metric name that is neither `l1` nor `l2` (in any case).
+/// A metric name that is not `l1`, `l2` or `cosine` (in any case).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown metric {0:?} (expected l1 or l2)")]
+#[error("unknown metric {0:?} (expected l1, l2 or cosine)")]
 pub struct UnknownMetric(pub String);
 
 impl std::str::FromStr for Metric {
     type Err = UnknownMetric;
 
-    /// `"l1"` or `"l2"`, ignoring ASCII case and surrounding whitespace.
+    /// `"l1"`, `"l2"` or `"cosine"`, ignoring ASCII case and surrounding whitespace.
     ///
     /// ```
     /// use imgclass_linalg::Metric;
     /// assert_eq!(" L1 ".parse::<Metric>(), Ok(Metric::L1));
     /// assert_eq!("l2".parse::<Metric>(), Ok(Metric::L2));
-    /// assert!("cosine".parse::<Metric>().is_err());
+    /// assert_eq!("Cosine".parse::<Metric>(), Ok(Metric::Cosine));
+    /// assert!("l3".parse::<Metric>().is_err());
     /// ```
     fn from_str(s: &str) -> Result<Self, UnknownMetric> {
         match s.trim().to_ascii_lowercase().as_str() {
             "l1" => Ok(Self::L1),
             "l2" => Ok(Self::L2),
+            "cosine" => Ok(Self::Cosine),
             _ => Err(UnknownMetric(s.to_string())),
         }
     }
@@ -91,6 +102,9 @@ macro_rules! with_u8_kernel {
     ($kind:expr, $metric:expr, |$k:ident| $body:expr) => {{
         use $crate::arch::scalar as s;
         match ($kind, $metric) {
+            (_, $crate::Metric::Cosine) => {
+                Err($crate::LinalgError::UnsupportedMetric { metric: "cosine", dtype: "u8" })
+            }
             ($crate::KernelKind::Scalar, $crate::Metric::L1) => {
                 let $k = s::L1;
                 Ok($body)
@@ -136,7 +150,8 @@ pub(crate) use with_u8_kernel;
 
 /// The longest u8 row whose exact distance under `metric` fits the `u32` every u8 kernel
 /// returns: `u32::MAX / 255²` = 66,051 elements for [`Metric::L2`] (3 x 148 x 148 images),
-/// `u32::MAX / 255` = 16,843,009 for [`Metric::L1`]. Every u8 entry point
+/// `u32::MAX / 255` = 16,843,009 for [`Metric::L1`], 0 for [`Metric::Cosine`] (no u8
+/// kernel). Every u8 entry point
 /// ([`pairwise_u8`], [`knn_u8`](crate::knn_u8)) refuses longer rows with
 /// [`LinalgError::RowTooLong`] rather than return a wrapped distance.
 ///
@@ -149,11 +164,15 @@ pub const fn max_u8_dim(metric: Metric) -> usize {
     match metric {
         Metric::L1 => (u32::MAX / 255) as usize,
         Metric::L2 => (u32::MAX / (255 * 255)) as usize,
+        Metric::Cosine => 0,
     }
 }
 
 /// Checks that u8 rows of `dim` elements have an exact `u32` distance under `metric`.
 pub(crate) fn check_u8_dim(dim: usize, metric: Metric) -> Result<(), LinalgError> {
+    if metric == Metric::Cosine {
+        return Err(LinalgError::UnsupportedMetric { metric: "cosine", dtype: "u8" });
+    }
     let max = max_u8_dim(metric);
     if dim > max {
         return Err(LinalgError::RowTooLong { dim, max, metric: metric.name() });

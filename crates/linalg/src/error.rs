@@ -70,6 +70,15 @@ pub enum LinalgError {
         /// Training rows given.
         n_train: usize,
     },
+    /// The metric has no kernel for this element type ([`Metric::Cosine`](crate::Metric) on
+    /// u8 pixels: convert them to f32 features first).
+    #[error("metric {metric} is not available on {dtype} rows (convert them to f32 features)")]
+    UnsupportedMetric {
+        /// The metric's name.
+        metric: &'static str,
+        /// The element type (`u8`).
+        dtype: &'static str,
+    },
     /// `IMGCLASS_KERNEL` names no known kernel.
     #[error("unknown kernel {name:?} (expected scalar, avx2 or avx512)")]
     UnknownKernel {

@@ -5,6 +5,7 @@
 //! ```text
 //! L2²(q, t) = ||q||² + ||t||² − 2 q·t      (the GEMM form, as faiss IndexFlatL2)
 //! L1(q, t)  = Σ_i |q_i − t_i|               (direct, same blocking, no GEMM form exists)
+//! cos(q, t) = 1 − q·t / (||q|| ||t||)         (same products; 1 when a norm is 0)
 //! ```
 //!
 //! Blocking (BLIS order, products by a register-blocked micro-kernel rather than a library
@@ -30,6 +31,10 @@
 //! possible from this rounding) is clamped to 0, as faiss does. On CIFAR-10 pixels as f32
 //! (`dim` 3,072, norms up to 2·10⁸) the 1-NN predictions equal faiss's and the exact u8
 //! search's (docs/bench/knn.md counts the differences).
+//!
+//! **Cosine** uses the same dot product and f64 norms, finished in f64 and clamped to
+//! `[0, 2]`: `|coŝ − cos| ≤ (dim + 4) · 2⁻²⁴` (the dot's error is at most
+//! `dim · 2⁻²⁴ · ||q|| ||t||`), plus underflow for rows with subnormal norms.
 //!
 //! **NaN and overflow.** A NaN input makes the affected distances NaN; so does, for L2, a dot
 //! product that overflows f32 (|values| beyond about `1.8·10¹⁹ / √dim`: the GEMM form has no
@@ -109,7 +114,7 @@ pub(crate) fn block_queries(n_queries: usize) -> usize {
 }
 
 /// The finished distance from a raw accumulator: `raw` itself for L1, the GEMM form
-/// (clamped at 0) for L2; NaN canonicalised.
+/// (clamped at 0) for L2, `1 − raw / (|q| |t|)` for cosine; NaN canonicalised.
 #[inline(always)]
 fn finish(metric: Metric, raw: f32, qn: f64, tn: f64) -> f32 {
     let d = match metric {
@@ -119,6 +124,13 @@ fn finish(metric: Metric, raw: f32, qn: f64, tn: f64) -> f32 {
         Metric::L2 => {
             let d = ((qn + tn) - 2.0 * f64::from(raw)) as f32;
             if d < 0.0 { 0.0 } else { d }
+        }
+        Metric::Cosine if !raw.is_finite() => f32::NAN,
+        // no direction: similarity 0 by definition
+        Metric::Cosine if qn == 0.0 || tn == 0.0 => 1.0,
+        Metric::Cosine => {
+            let c = f64::from(raw) / (qn.sqrt() * tn.sqrt());
+            (1.0 - c).clamp(0.0, 2.0) as f32
         }
     };
     if d.is_nan() { f32::NAN } else { d }
@@ -219,7 +231,7 @@ pub(crate) fn search_f32<S: Send, F: Fn(&mut S, usize, usize, f32) + Sync>(
                                 visit(state, q, tg, finish(metric, raw, 0.0, 0.0));
                             }
                         }
-                        Metric::L2 => {
+                        Metric::L2 | Metric::Cosine => {
                             let tn = tnorms[tg];
                             for ((q, &raw), &qn) in row.iter().enumerate().zip(&blk.norms) {
                                 visit(state, q, tg, finish(metric, raw, qn, tn));

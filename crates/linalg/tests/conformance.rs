@@ -18,6 +18,7 @@ fn naive(m: Metric) -> NaiveMetric {
     match m {
         Metric::L1 => NaiveMetric::L1,
         Metric::L2 => NaiveMetric::L2,
+        Metric::Cosine => unreachable!("the u8 reference has no cosine"),
     }
 }
 
@@ -209,6 +210,7 @@ fn f32_bound(metric: Metric, a: &[f32], b: &[f32], exact: f64) -> f64 {
         + match metric {
             Metric::L1 => 2.0 * dim * u * exact,
             Metric::L2 => 2.0 * (dim + 2.0) * u * (n2(a) + n2(b)),
+            Metric::Cosine => 2.0 * (dim + 4.0) * u,
         }
 }
 
@@ -265,6 +267,60 @@ fn f32_kernels_equal_scalar_bitwise_and_naive_within_the_bound() {
             }
         }
     }
+}
+
+/// Cosine distance from the definition in f64 (1 when either row is zero).
+fn naive_cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+    let n = |r: &[f32]| r.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    if n(a) == 0.0 || n(b) == 0.0 { 1.0 } else { 1.0 - dot / (n(a) * n(b)) }
+}
+
+#[test]
+fn cosine_equals_the_naive_reference_on_every_kernel_and_is_refused_on_u8() {
+    for dim in [0, 1, 7, 65, 257, 3072] {
+        let (nq, nt) = (40, if dim > 300 { 30 } else { 205 });
+        let q = f32_data(dim as u64 + 10, nq, dim);
+        let mut t = f32_data(dim as u64 + 11, nt, dim);
+        if dim > 0 {
+            // a positive multiple of a query: distance 0 up to rounding
+            for i in 0..dim {
+                t[8 * dim + i] = 2.5 * q[12 * dim + i];
+            }
+        }
+        let (qr, tr) = (Rows::new(&q, nq, dim).unwrap(), Rows::new(&t, nt, dim).unwrap());
+        let mut scalar = vec![0f32; nq * nt];
+        pairwise_f32_with(KernelKind::Scalar, qr, tr, Metric::Cosine, &mut scalar).unwrap();
+        for i in 0..nq {
+            for j in 0..nt {
+                let (a, b) = (&q[i * dim..(i + 1) * dim], &t[j * dim..(j + 1) * dim]);
+                if i == 2 || j == 2 {
+                    continue; // the subnormal row: its f32 dot products underflow (flat.rs)
+                }
+                let want = naive_cosine(a, b);
+                let got = f64::from(scalar[i * nt + j]);
+                // flat.rs: (dim + 4) 2^-24, with a 2x margin
+                let bound = 2.0 * (dim as f64 + 4.0) * 2f64.powi(-24);
+                assert!((got - want).abs() <= bound, "dim {dim} ({i}, {j}): {got} vs {want}");
+            }
+        }
+        for kernel in KernelKind::available() {
+            let mut got = vec![f32::NAN; nq * nt];
+            pairwise_f32_with(kernel, qr, tr, Metric::Cosine, &mut got).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&scalar), "{kernel} vs scalar, dim {dim}");
+            let top = knn_f32_with(kernel, qr, tr, 3, Metric::Cosine).unwrap();
+            let (ei, ed) = naive_knn(&scalar, nq, nt, 3);
+            assert_eq!(top.indices, ei, "{kernel} dim {dim}");
+            assert_eq!(bits(&top.distances), bits(&ed), "{kernel} dim {dim}");
+        }
+    }
+    let b = [1u8, 2, 3, 4];
+    let r = Rows::new(&b, 2, 2).unwrap();
+    let e = LinalgError::UnsupportedMetric { metric: "cosine", dtype: "u8" };
+    assert_eq!(knn_u8(r, r, 1, Metric::Cosine).unwrap_err(), e);
+    let mut out = [0u32; 4];
+    assert_eq!(pairwise_u8_with(KernelKind::Scalar, r, r, Metric::Cosine, &mut out), Err(e));
 }
 
 #[test]

@@ -67,7 +67,8 @@ impl From<LossSpec> for Loss {
     }
 }
 
-/// A k-NN distance as stored in the metadata (`"l1"` or `"l2"`, squared Euclidean).
+/// A k-NN distance as stored in the metadata (`"l1"`, `"l2"` (squared Euclidean) or
+/// `"cosine"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricSpec {
@@ -75,6 +76,8 @@ pub enum MetricSpec {
     L1,
     /// Squared Euclidean distance.
     L2,
+    /// Cosine distance (f32 features only).
+    Cosine,
 }
 
 impl From<Metric> for MetricSpec {
@@ -82,6 +85,7 @@ impl From<Metric> for MetricSpec {
         match m {
             Metric::L1 => Self::L1,
             Metric::L2 => Self::L2,
+            Metric::Cosine => Self::Cosine,
         }
     }
 }
@@ -91,6 +95,7 @@ impl From<MetricSpec> for Metric {
         match m {
             MetricSpec::L1 => Self::L1,
             MetricSpec::L2 => Self::L2,
+            MetricSpec::Cosine => Self::Cosine,
         }
     }
 }
