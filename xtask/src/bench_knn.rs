@@ -18,7 +18,7 @@ use imgclass_knn::{Knn, Metric};
 /// Arguments of `cargo xtask bench knn`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Distance: l1 or l2 (squared Euclidean).
+    /// Distance: l1, l2 (squared Euclidean) or cosine (with --dtype f32 only).
     #[arg(long, default_value = "l2", value_parser = parse_metric)]
     metric: Metric,
     /// Neighbours per query.

@@ -18,10 +18,10 @@ fn features(n: usize, dim: usize, int_max: Option<u64>, seed: u64) -> Dataset {
         (0..4).map(|_| (0..dim).map(|_| 10.0 * g.next_normal()).collect()).collect();
     let mut v = Vec::with_capacity(n * dim);
     for i in 0..n {
-        for j in 0..dim {
+        for &c in &centers[i % 4] {
             v.push(match int_max {
                 Some(m) => g.below(m + 1) as f32,
-                None => (centers[i % 4][j] + g.next_normal()) as f32,
+                None => (c + g.next_normal()) as f32,
             });
         }
     }

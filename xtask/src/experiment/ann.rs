@@ -80,6 +80,7 @@ pub fn run(
     let ann_metric = match metric {
         Metric::L1 => ann::Metric::L1,
         Metric::L2 => ann::Metric::L2,
+        Metric::Cosine => anyhow::bail!("the approximate indices have no cosine metric yet"),
     };
     let n = cfg.n_train.min(train.len());
     let positions = if n < train.len() {

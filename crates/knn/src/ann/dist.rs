@@ -10,6 +10,15 @@
 //! sums (so the compiler can vectorise them) added pairwise in a fixed order: the result does
 //! not depend on the thread that computes it.
 //!
+//! Why these single-pair f32 kernels stay here rather than in linalg (issue 13, item 5):
+//! linalg's f32 path is now the blocked search of `imgclass_linalg::knn_f32` (32 queries x
+//! 12 training rows per micro-kernel call, L2 through the GEMM form), the wrong shape for a
+//! graph or tree walk that needs one query against one scattered candidate at a time, and
+//! its GEMM-form L2 rounds differently from the direct difference these kernels sum (the
+//! kd-tree's bounds compare against direct per-coordinate terms). linalg's own single-pair
+//! f32 kernels, dead since the ANN carried these, were deleted, so no f32 kernel exists
+//! twice. No ANN code changed, so `cargo xtask bench ann` was not rerun.
+//!
 //! ```
 //! use imgclass_knn::ann::{Metric, distance_u8};
 //! // (1 − 4)² + (2 − 6)² = 9 + 16 = 25; |1 − 4| + |2 − 6| = 7
