@@ -289,9 +289,9 @@ def main():
     }
     notes = {}
     for ours, peers in cmp_with.items():
-        metric = results[ours]["metric"]
         if ours not in results:
             continue
+        metric = results[ours]["metric"]
         for p in peers:
             if p in preds:
                 n, t = compare(preds[ours], preds[p], metric, xtr, ytr, xte)

@@ -43,9 +43,9 @@
 //! rows are the farthest, ties broken by index, identically on every kernel.
 //!
 //! **Speed** (CIFAR-10 as f32, 10,000 x 50,000 x 3,072, k = 1, 2 threads, 2026-12-04 on a
-//! 2-vCPU Xeon at load ~9-11; commands in docs/bench/knn.md): L2 43.1 s against faiss
-//! IndexFlatL2's 336.4 s in the same script run (0.13x; a back-to-back synthetic probe gave
-//! 57 vs 14 GFLOP/s), L1 90.2 s. The AVX-512 micro-kernel (24 zmm accumulators, 2 FMA per
+//! 2-vCPU Xeon; commands in docs/bench/knn.md): at load 0.5-1.6, L2 12.29 s against faiss
+//! IndexFlatL2's 48.95 s in the same script run (0.25x; 250 GFLOP/s), the u8 search 3.88 s;
+//! at load ~9-11, L2 43.1 s vs 336.4 s and L1 90.2 s. The AVX-512 micro-kernel (24 zmm accumulators, 2 FMA per
 //! broadcast) reached 48 GFLOP/s on one thread end to end where `matrixmultiply`
 //! ([`crate::gemm::sgemm`], AVX2/FMA kernels only) gave 25-41 on the bare product, so no
 //! library GEMM is used here.
