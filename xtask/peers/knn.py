@@ -7,6 +7,10 @@ the same run. Compares the 1-NN predictions with faiss / scikit-learn / OpenCV a
 whether every difference is an exact distance tie (recomputed in int64). Writes a markdown
 table.
 
+`--ours l2,l2_f32,l1_f32 --peers faiss_l2_f32` puts imgclass's f32 feature path (`bench knn
+--dtype f32`: the pixels converted to f32 outside the timing), its u8 path and faiss
+IndexFlatL2 on the same f32 vectors (converted before the clock starts, as ours) side by side.
+
 Run with the project's virtualenv, after building the bench:
 
     CARGO_TARGET_DIR=/work/target-knn cargo build --release -p xtask
@@ -97,6 +101,17 @@ def peer_faiss_l2(xtr, xte, threads):
     return i[:, 0]
 
 
+def peer_faiss_l2_f32(xtr, xte, threads):
+    """IndexFlatL2 on vectors already float32 (the conversion is outside the timing)."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    index = faiss.IndexFlatL2(DIM)
+    index.add(xtr)
+    _, i = index.search(xte, 1)
+    return i[:, 0]
+
+
 FAISS_L1_QUERIES = 1000
 
 
@@ -125,8 +140,19 @@ PEERS = {
     "numpy_l1": ("numpy one-loop L1 (int16)", "l1", peer_numpy_l1),
     "sklearn_l2": ("scikit-learn brute L2 (float32)", "l2", peer_sklearn_l2),
     "faiss_l2": ("faiss IndexFlatL2 (float32)", "l2", peer_faiss_l2),
+    "faiss_l2_f32": ("faiss IndexFlatL2 (float32 input)", "l2", peer_faiss_l2_f32),
     "faiss_l1": ("faiss IndexFlat METRIC_L1 (float32)", "l1", peer_faiss_l1),
     "opencv_l1": ("OpenCV batchDistance NORM_L1 (uint8)", "l1", peer_opencv_l1),
+}
+
+
+# our runs: tag -> (metric, k, dtype)
+OURS = {
+    "l2": ("l2", 1, "u8"),
+    "l1": ("l1", 1, "u8"),
+    "l2_k100": ("l2", 100, "u8"),
+    "l2_f32": ("l2", 1, "f32"),
+    "l1_f32": ("l1", 1, "f32"),
 }
 
 
@@ -138,6 +164,8 @@ def child(args):
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(args.threads)
+    if name.endswith("_f32"):
+        xtr, xte = xtr.astype(np.float32), xte.astype(np.float32)
     t = time.perf_counter()
     nn = np.asarray(fn(xtr, xte, args.threads), dtype=np.int64)
     wall = time.perf_counter() - t
@@ -190,16 +218,17 @@ def common_flags(args):
     return f
 
 
-def run_ours(tag, metric, k, args):
+def run_ours(tag, metric, k, args, dtype="u8"):
     out = Path(args.out_dir)
     cmd = [
         args.xtask, "bench", "knn", "--metric", metric, "--k", str(k), "--threads", str(args.threads),
+        "--dtype", dtype,
         "--predictions", str(out / f"{tag}.pred"), "--json", str(out / f"{tag}.json"),
     ] + common_flags(args)
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True)
     res = json.loads((out / f"{tag}.json").read_text())
-    res["method"] = f"imgclass {metric.upper()} k={k} (u8, {res['kernel']})"
+    res["method"] = f"imgclass {metric.upper()} k={k} ({dtype}, {res['kernel']})"
     res["n_test_run"] = res["n_test"]
     res["wall_s_full"] = res["wall_s"]
     res["extrapolated"] = False
@@ -234,6 +263,7 @@ def main():
     ap.add_argument("--out-dir", default="/tmp/imgclass-knn-peers")
     ap.add_argument("--xtask", default=str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "xtask"))
     ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS))
+    ap.add_argument("--ours", default="l2,l1,l2_k100", help="comma-separated subset of " + ",".join(OURS))
     ap.add_argument("--table", help="write the markdown table here too")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -242,18 +272,25 @@ def main():
         return child(args)
 
     results = {}
-    results["ours_l2"] = run_ours("ours_l2", "l2", 1, args)
-    results["ours_l1"] = run_ours("ours_l1", "l1", 1, args)
-    results["ours_l2_k100"] = run_ours("ours_l2_k100", "l2", 100, args)
+    for o in [o for o in args.ours.split(",") if o]:
+        metric, k, dtype = OURS[o]
+        results[f"ours_{o}"] = run_ours(f"ours_{o}", metric, k, args, dtype)
     for name in [p for p in args.peers.split(",") if p]:
         results[name] = run_peer(name, args)
 
     xtr, ytr, xte, yte = load(data_dir(args.data_dir), args.n_train, args.n_test)
     out = Path(args.out_dir)
     preds = {k: np.loadtxt(out / f"{k}.pred", dtype=np.int64, ndmin=1) for k in results}
-    cmp_with = {"ours_l2": ["faiss_l2", "sklearn_l2", "numpy_l2"], "ours_l1": ["faiss_l1", "opencv_l1", "numpy_l1"]}
+    cmp_with = {
+        "ours_l2": ["faiss_l2", "faiss_l2_f32", "sklearn_l2", "numpy_l2", "ours_l2_f32"],
+        "ours_l2_f32": ["faiss_l2_f32", "faiss_l2"],
+        "ours_l1": ["faiss_l1", "opencv_l1", "numpy_l1", "ours_l1_f32"],
+        "ours_l1_f32": ["faiss_l1", "opencv_l1"],
+    }
     notes = {}
     for ours, peers in cmp_with.items():
+        if ours not in results:
+            continue
         metric = results[ours]["metric"]
         for p in peers:
             if p in preds:
@@ -282,6 +319,10 @@ def main():
             ratio.append(f"- {what}: {results[a]['wall_s_full'] / results[b]['wall_s_full']:.2f}x")
 
     rt("faiss_l2", "ours_l2", "faiss IndexFlatL2 time / imgclass L2 time")
+    rt("ours_l2_f32", "faiss_l2_f32", "imgclass f32 L2 time / faiss IndexFlatL2 (f32 input) time (target <= 1.3)")
+    rt("faiss_l2_f32", "ours_l2", "faiss IndexFlatL2 (f32 input) time / imgclass u8 L2 time")
+    rt("ours_l2_f32", "ours_l2", "imgclass f32 L2 time / imgclass u8 L2 time")
+    rt("ours_l1_f32", "ours_l1", "imgclass f32 L1 time / imgclass u8 L1 time")
     rt("sklearn_l2", "ours_l2", "scikit-learn brute time / imgclass L2 time")
     rt("numpy_l2", "ours_l2", "numpy no-loop L2 time / imgclass L2 time")
     rt("opencv_l1", "ours_l1", "OpenCV batchDistance L1 time / imgclass L1 time")

@@ -2,6 +2,10 @@
 //! `imgclass-linalg`; prints wall time, peak RSS, threads and accuracy, and optionally writes
 //! the predictions (one label per test image, in order) and a JSON summary that
 //! `xtask/peers/knn.py` puts beside numpy, scikit-learn, faiss and OpenCV.
+//!
+//! `--dtype f32` converts the pixels to f32 features first (outside the timing) and runs the
+//! same search through the public `Knn` API on an f32 `Dataset`: the general feature path
+//! (`imgclass_linalg::knn_f32`), measured against faiss `IndexFlatL2` on the same vectors.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,12 +18,16 @@ use imgclass_knn::{Knn, Metric};
 /// Arguments of `cargo xtask bench knn`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Distance: l1 or l2 (squared Euclidean).
+    /// Distance: l1, l2 (squared Euclidean) or cosine (with --dtype f32 only).
     #[arg(long, default_value = "l2", value_parser = parse_metric)]
     metric: Metric,
     /// Neighbours per query.
     #[arg(long, default_value_t = 1)]
     k: usize,
+    /// Element type searched: u8 (the raw pixels, exact integer kernels) or f32 (the pixels
+    /// converted to f32 features, the general feature path).
+    #[arg(long, default_value = "u8", value_parser = ["u8", "f32"])]
+    dtype: String,
     /// Use the first N training images (default: all 50,000).
     #[arg(long)]
     n_train: Option<usize>,
@@ -65,12 +73,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", dir.display()))?;
     let train = first_n(&tt.train, args.n_train)?;
     let test = first_n(&tt.test, args.n_test)?;
+    let (train, test) = if args.dtype == "f32" {
+        let to_f32 = |s: &Subset| -> anyhow::Result<Subset> {
+            Ok(s.with_features(s.values().to_f32(), s.dim())?.all())
+        };
+        (to_f32(&train)?, to_f32(&test)?)
+    } else {
+        (train, test)
+    };
     let load_s = t.elapsed().as_secs_f64();
     eprintln!(
-        "loaded {} train / {} test images ({} bytes each) in {load_s:.2} s",
+        "loaded {} train / {} test images ({} {} values each) in {load_s:.2} s",
         train.len(),
         test.len(),
-        train.dim()
+        train.dim(),
+        args.dtype
     );
     let t = Instant::now();
     let cpu0 = cpu_seconds().unwrap_or(0.0);
@@ -85,9 +102,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let peak = status_bytes("VmHWM:").unwrap_or(0);
     let pairs = (train.len() * test.len() * train.dim()) as f64;
     println!(
-        "knn {} k={} kernel={kernel} threads={}: {} test x {} train: wall {wall_s:.3} s \
-         ({:.1} G byte-pairs/s), cpu {cpu_s:.2} s, peak RSS {:.0} MiB, accuracy {:.2} %",
+        "knn {} {} k={} kernel={kernel} threads={}: {} test x {} train: wall {wall_s:.3} s \
+         ({:.1} G element-pairs/s), cpu {cpu_s:.2} s, peak RSS {:.0} MiB, accuracy {:.2} %",
         args.metric,
+        args.dtype,
         args.k,
         args.threads,
         test.len(),
@@ -107,7 +125,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.json {
         let summary = serde_json::json!({
-            "method": format!("imgclass {} (u8, {kernel})", args.metric),
+            "method": format!("imgclass {} ({}, {kernel})", args.metric, args.dtype),
+            "dtype": args.dtype,
             "metric": args.metric.name(),
             "k": args.k,
             "kernel": kernel.name(),

@@ -13,11 +13,12 @@ use imgclass_core::{Fit, Subset};
 use imgclass_eval::{Fold, accuracy};
 use imgclass_knn::{Knn, KnnModel, Metric, Neighbors};
 
-/// The display name of a metric in tables and plots (`L1`, `L2`).
+/// The display name of a metric in tables and plots (`L1`, `L2`, `cosine`).
 pub fn metric_label(m: Metric) -> &'static str {
     match m {
         Metric::L1 => "L1",
         Metric::L2 => "L2",
+        Metric::Cosine => "cosine",
     }
 }
 

@@ -9,10 +9,12 @@
 //! ties between classes go to the smaller label
 //! ```
 //!
-//! `d` is L1 or squared L2. On u8 pixels it is computed exactly in integers (the fast path
-//! of raw-pixel k-NN); on f32 features (any [`Dataset`](imgclass_core::Dataset) made by a
-//! transform or extractor) in f32 by linalg's f32 kernels. Both go through the same
-//! [`Knn`] / [`KnnModel`] API.
+//! `d` is L1, squared L2 or (features only) cosine `1 − cos(q, t)`. On u8 pixels it is
+//! computed exactly in integers (the fast path of raw-pixel k-NN; cosine is refused with
+//! `LinalgError::UnsupportedMetric`: convert the pixels to features); on f32 features (any
+//! [`Dataset`](imgclass_core::Dataset) made by a transform or extractor) in f32 by linalg's
+//! blocked f32 search (`knn_f32`: L2 in the GEMM form, error bound in its doc). Both go
+//! through the same [`Knn`] / [`KnnModel`] API.
 //!
 //! Worked example (1-D, L1): training rows 0, 1, 5, 6 with labels 0, 0, 1, 1; query 4.
 //! Distances 4, 3, 1, 2, so the 3 nearest are rows 2, 3, 1 with labels 1, 1, 0: majority
@@ -151,6 +153,12 @@ impl Fit for Knn {
             return Err(KnnError::KTooLarge { k: self.k, n_train: train.len() });
         }
         // refused here, not at the first search, so a cross-validation fails before any work
+        if train.pixels().is_some() && self.metric == Metric::Cosine {
+            return Err(KnnError::Linalg(imgclass_linalg::LinalgError::UnsupportedMetric {
+                metric: "cosine",
+                dtype: "u8",
+            }));
+        }
         let max = imgclass_linalg::max_u8_dim(self.metric);
         if train.pixels().is_some() && train.dim() > max {
             return Err(KnnError::Linalg(imgclass_linalg::LinalgError::RowTooLong {

@@ -136,6 +136,7 @@ fn kd_tree_eps_guarantee_holds_for_every_query_and_rank() {
             let fac = match metric {
                 Metric::L2 => (1.0 + eps as f64).powi(2),
                 Metric::L1 => 1.0 + eps as f64,
+                Metric::Cosine => unreachable!("not in this test"),
             };
             for (j, (&d, &t)) in dist.iter().zip(&truth).enumerate() {
                 assert!(d <= fac * t + 1e-9, "{metric:?} eps {eps} entry {j}: {d} > {fac} x {t}");

@@ -1,9 +1,15 @@
-//! Pairwise L1 and squared-L2 distances between rows.
+//! Pairwise L1, squared-L2 and cosine distances between rows.
 //!
 //! ```text
-//! L1(q, t)  = Σ_i |q_i − t_i|
-//! L2²(q, t) = Σ_i (q_i − t_i)²  =  ||q||² + ||t||² − 2 q·t
+//! L1(q, t)     = Σ_i |q_i − t_i|
+//! L2²(q, t)    = Σ_i (q_i − t_i)²  =  ||q||² + ||t||² − 2 q·t
+//! cosine(q, t) = 1 − q·t / (||q|| ||t||)   in [0, 2];  1 when q or t is the zero vector
 //! ```
+//!
+//! Cosine exists on f32 rows only (u8 entry points refuse it with
+//! [`LinalgError::UnsupportedMetric`]: pixels are converted to features first). A zero
+//! vector has no direction; its cosine similarity to anything is defined as 0 (distance 1),
+//! as scikit-learn's `cosine_distances` does.
 //!
 //! On u8 rows both are exact integers accumulated in u32 (the largest L2² over 3,072
 //! dimensions is 3,072 · 255² = 199,756,800); rows longer than [`max_u8_dim`] (66,051 for
@@ -11,9 +17,9 @@
 //! right-hand form with exact integer dot products, so every kernel returns the same bits as
 //! the scalar twin. [`Metric::L2`] means the squared distance (it ranks like L2).
 //!
-//! On f32 rows the kernels differ only in summation order (scalar: sequential; AVX2 and
-//! AVX-512: 8 or 16 lane sums with FMA); they agree within a relative error of about
-//! `dim · 2⁻²⁴` of the sum of absolute terms.
+//! On f32 rows every kernel returns the same bits (one sequential chain per pair, L2 in the
+//! GEMM form `||q||² + ||t||² − 2 q·t` with the dot product by fused multiply-add, clamped
+//! at 0); the blocking, error bound and NaN rule are in `flat.rs` and [`knn_f32`](crate::knn_f32).
 //!
 //! Worked example: q = (1, 2, 3), t = (4, 0, 3): L1 = 3 + 2 + 0 = 5, L2² = 9 + 4 + 0 = 13.
 //!
@@ -31,7 +37,7 @@
 
 use rayon::prelude::*;
 
-use crate::arch::{U8Kernel, scalar};
+use crate::arch::U8Kernel;
 use crate::driver::{block_queries, block_u8, norms};
 use crate::{KernelKind, LinalgError, RowsF32, RowsU8};
 
@@ -49,17 +55,20 @@ pub enum Metric {
     /// Squared Euclidean distance `Σ (q_i − t_i)²` (ranks like Euclidean). The default.
     #[default]
     L2,
+    /// Cosine distance `1 − q·t / (||q|| ||t||)` (1 if either row is zero); f32 rows only.
+    Cosine,
 }
 
 impl Metric {
     /// Every metric, in the order error messages list them.
-    pub const ALL: [Metric; 2] = [Metric::L1, Metric::L2];
+    pub const ALL: [Metric; 3] = [Metric::L1, Metric::L2, Metric::Cosine];
 
-    /// The lowercase name (`"l1"` or `"l2"`).
+    /// The lowercase name (`"l1"`, `"l2"` or `"cosine"`).
     pub fn name(self) -> &'static str {
         match self {
             Self::L1 => "l1",
             Self::L2 => "l2",
+            Self::Cosine => "cosine",
         }
     }
 }
@@ -83,14 +92,14 @@ fn metric_names() -> String {
 impl std::str::FromStr for Metric {
     type Err = UnknownMetric;
 
-    /// `"l1"` or `"l2"`, ignoring ASCII case and surrounding whitespace.
+    /// `"l1"`, `"l2"` or `"cosine"`, ignoring ASCII case and surrounding whitespace.
     ///
     /// ```
     /// use imgclass_linalg::Metric;
     /// assert_eq!(" L1 ".parse::<Metric>(), Ok(Metric::L1));
     /// assert_eq!("l2".parse::<Metric>(), Ok(Metric::L2));
     /// let err = "chebyshev".parse::<Metric>().unwrap_err();
-    /// assert_eq!(err.to_string(), r#"unknown metric "chebyshev" (valid: l1, l2)"#);
+    /// assert_eq!(err.to_string(), r#"unknown metric "chebyshev" (valid: l1, l2, cosine)"#);
     /// ```
     fn from_str(s: &str) -> Result<Self, UnknownMetric> {
         let name = s.trim().to_ascii_lowercase();
@@ -103,6 +112,9 @@ macro_rules! with_u8_kernel {
     ($kind:expr, $metric:expr, |$k:ident| $body:expr) => {{
         use $crate::arch::scalar as s;
         match ($kind, $metric) {
+            (_, $crate::Metric::Cosine) => {
+                Err($crate::LinalgError::UnsupportedMetric { metric: "cosine", dtype: "u8" })
+            }
             ($crate::KernelKind::Scalar, $crate::Metric::L1) => {
                 let $k = s::L1;
                 Ok($body)
@@ -158,7 +170,8 @@ pub(crate) use with_u8_kernel;
 
 /// The longest u8 row whose exact distance under `metric` fits the `u32` every u8 kernel
 /// returns: `u32::MAX / 255²` = 66,051 elements for [`Metric::L2`] (3 x 148 x 148 images),
-/// `u32::MAX / 255` = 16,843,009 for [`Metric::L1`]. Every u8 entry point
+/// `u32::MAX / 255` = 16,843,009 for [`Metric::L1`], 0 for [`Metric::Cosine`] (no u8
+/// kernel). Every u8 entry point
 /// ([`pairwise_u8`], [`knn_u8`](crate::knn_u8)) refuses longer rows with
 /// [`LinalgError::RowTooLong`] rather than return a wrapped distance.
 ///
@@ -171,11 +184,15 @@ pub const fn max_u8_dim(metric: Metric) -> usize {
     match metric {
         Metric::L1 => (u32::MAX / 255) as usize,
         Metric::L2 => (u32::MAX / (255 * 255)) as usize,
+        Metric::Cosine => 0,
     }
 }
 
 /// Checks that u8 rows of `dim` elements have an exact `u32` distance under `metric`.
 pub(crate) fn check_u8_dim(dim: usize, metric: Metric) -> Result<(), LinalgError> {
+    if metric == Metric::Cosine {
+        return Err(LinalgError::UnsupportedMetric { metric: "cosine", dtype: "u8" });
+    }
     let max = max_u8_dim(metric);
     if dim > max {
         return Err(LinalgError::RowTooLong { dim, max, metric: metric.name() });
@@ -236,53 +253,6 @@ fn pairwise_impl<K: U8Kernel>(k: K, queries: RowsU8<'_>, train: RowsU8<'_>, out:
     });
 }
 
-/// A distance between two f32 rows.
-pub(crate) type F32Distance = fn(&[f32], &[f32]) -> f32;
-
-/// The f32 distance function of `kernel` and `metric`.
-pub(crate) fn f32_distance(kernel: KernelKind, metric: Metric) -> Result<F32Distance, LinalgError> {
-    if !kernel.is_available() {
-        return Err(LinalgError::Kernel(crate::KernelError::Unavailable { name: kernel.name() }));
-    }
-    Ok(match (kernel, metric) {
-        (KernelKind::Scalar, Metric::L1) => scalar::l1_f32,
-        (KernelKind::Scalar, Metric::L2) => scalar::l2_f32,
-        #[cfg(target_arch = "x86_64")]
-        (KernelKind::Avx2, Metric::L1) => |a, b| {
-            // SAFETY: this function is only returned after `is_available` confirmed AVX2 and FMA.
-            unsafe { crate::arch::x86_64::avx2::l1_f32(a, b) }
-        },
-        #[cfg(target_arch = "x86_64")]
-        (KernelKind::Avx2, Metric::L2) => |a, b| {
-            // SAFETY: this function is only returned after `is_available` confirmed AVX2 and FMA.
-            unsafe { crate::arch::x86_64::avx2::l2_f32(a, b) }
-        },
-        #[cfg(target_arch = "x86_64")]
-        (KernelKind::Avx512, Metric::L1) => |a, b| {
-            // SAFETY: this function is only returned after `is_available` confirmed AVX-512 F.
-            unsafe { crate::arch::x86_64::avx512::l1_f32(a, b) }
-        },
-        #[cfg(target_arch = "x86_64")]
-        (KernelKind::Avx512, Metric::L2) => |a, b| {
-            // SAFETY: this function is only returned after `is_available` confirmed AVX-512 F.
-            unsafe { crate::arch::x86_64::avx512::l2_f32(a, b) }
-        },
-        #[cfg(not(target_arch = "x86_64"))]
-        (other, _) => {
-            return Err(LinalgError::Kernel(crate::KernelError::Unavailable {
-                name: other.name(),
-            }));
-        }
-    })
-}
-
-/// Query rows per parallel task in the f32 paths.
-pub(crate) const F32_BLOCK: usize = 16;
-/// Training rows per cache chunk in the f32 paths.
-pub(crate) fn f32_chunk(dim: usize) -> usize {
-    ((256 * 1024) / (4 * dim.max(1))).clamp(1, 1 << 16)
-}
-
 /// All f32 distances between `queries` and `train` into `out` (row-major), with the kernel
 /// chosen by [`KernelKind::detect`].
 pub fn pairwise_f32(
@@ -307,23 +277,15 @@ pub fn pairwise_f32_with(
     if out.len() != expected {
         return Err(LinalgError::OutputLen { expected, found: out.len() });
     }
-    let dist = f32_distance(kernel, metric)?;
+    let tile = crate::flat::tile_fn(kernel, metric)?;
     let n_train = train.len();
     if n_train == 0 || queries.is_empty() {
         return Ok(());
     }
-    let tc = f32_chunk(train.dim());
-    out.par_chunks_mut(F32_BLOCK * n_train).enumerate().for_each(|(b, chunk)| {
-        let q0 = b * F32_BLOCK;
-        let nq = chunk.len() / n_train;
-        for c0 in (0..n_train).step_by(tc) {
-            for ql in 0..nq {
-                let qr = queries.row(q0 + ql);
-                for t in c0..(c0 + tc).min(n_train) {
-                    chunk[ql * n_train + t] = dist(qr, train.row(t));
-                }
-            }
-        }
+    let bq = crate::flat::block_queries(queries.len());
+    let mut states: Vec<&mut [f32]> = out.chunks_mut(bq * n_train).collect();
+    crate::flat::search_f32(tile, metric, queries, train, bq, &mut states, |c, q, t, d| {
+        c[q * n_train + t] = d;
     });
     Ok(())
 }

@@ -96,6 +96,8 @@ pub(crate) fn block_u8<K: U8Kernel, F: FnMut(usize, usize, u32)>(
                     let t = t0 + r;
                     let outr = &out[r * K::QP..r * K::QP + q_here];
                     match K::METRIC {
+                        // no u8 kernel has this metric (`with_u8_kernel` refuses it)
+                        Metric::Cosine => {}
                         Metric::L1 => {
                             for (ql, &raw) in outr.iter().enumerate() {
                                 let q = q0 + ql;

@@ -74,4 +74,13 @@ pub enum LinalgError {
     /// cannot run).
     #[error(transparent)]
     Kernel(#[from] crate::KernelError),
+    /// The metric has no kernel for this element type ([`Metric::Cosine`](crate::Metric) on
+    /// u8 pixels: convert them to f32 features first).
+    #[error("metric {metric} is not available on {dtype} rows (convert them to f32 features)")]
+    UnsupportedMetric {
+        /// The metric's name.
+        metric: &'static str,
+        /// The element type (`u8`).
+        dtype: &'static str,
+    },
 }

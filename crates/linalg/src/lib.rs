@@ -14,6 +14,7 @@ mod arch;
 mod distance;
 mod driver;
 mod error;
+mod flat;
 pub mod gemm;
 mod kernel;
 mod rows;

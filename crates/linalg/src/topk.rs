@@ -19,14 +19,14 @@
 //! # Ok::<(), imgclass_linalg::LinalgError>(())
 //! ```
 
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
 use crate::arch::U8Kernel;
-use crate::distance::{F32_BLOCK, check_dims, f32_chunk, f32_distance, with_u8_kernel};
+use crate::distance::{check_dims, with_u8_kernel};
 use crate::driver::{block_queries, block_u8, norms};
+use crate::flat;
 use crate::{KernelKind, LinalgError, Metric, RowsF32, RowsU8};
 
 /// The `k` nearest training rows of each query, in rank order: entries `q * k .. (q + 1) * k`
@@ -160,24 +160,39 @@ fn knn_impl<K: U8Kernel>(kern: K, queries: RowsU8<'_>, train: RowsU8<'_>, k: usi
     Neighbors { k, indices, distances }
 }
 
-/// An f32 distance ordered by `total_cmp`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Key(f32);
-impl Eq for Key {}
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+/// One query block's top-k state: a max-heap of `(key, index)` per query and its k-th key.
+type HeapBlock = (Vec<BinaryHeap<(i32, u32)>>, Vec<i32>);
+
+/// `f32::total_cmp` as an integer: `key(a) < key(b)` iff `a.total_cmp(&b)` is `Less`.
+#[inline(always)]
+fn key(d: f32) -> i32 {
+    let b = d.to_bits() as i32;
+    b ^ (((b >> 31) as u32) >> 1) as i32
 }
-impl Ord for Key {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
-    }
+
+/// The inverse of [`key`].
+#[inline(always)]
+fn unkey(k: i32) -> f32 {
+    f32::from_bits((k ^ (((k >> 31) as u32) >> 1) as i32) as u32)
 }
 
 /// The `k` nearest rows of `train` for every row of `queries` on f32 rows, with the kernel
-/// chosen by [`KernelKind::detect`]. Distances compare with `f32::total_cmp`; inputs should
-/// be finite (NaN rows get an unspecified but deterministic rank, never a panic).
+/// chosen by [`KernelKind::detect`]. Blocked and fused as described in `flat.rs`: L2 in the
+/// GEMM form `||q||² + ||t||² − 2 q·t` (absolute error at most about
+/// `(dim + 2) · 2⁻²⁴ · (||q||² + ||t||²)`, clamped at 0), L1 directly. Distances compare with
+/// `f32::total_cmp`, ties broken by the smaller index; a NaN distance ranks after `+∞`.
+/// Every kernel returns the same bits, at any thread count.
+///
+/// ```
+/// use imgclass_linalg::{Metric, Rows, knn_f32};
+/// let train = [0.0f32, 0.0, 3.0, 4.0, 1.0, 1.0];
+/// let query = [3.0f32, 3.0];
+/// let top = knn_f32(Rows::new(&query, 1, 2)?, Rows::new(&train, 3, 2)?, 2, Metric::L2)?;
+/// // (3,4): 0 + 1 = 1; (1,1): 4 + 4 = 8; (0,0): 18
+/// assert_eq!(top.indices, vec![1, 2]);
+/// assert_eq!(top.distances, vec![1.0, 8.0]);
+/// # Ok::<(), imgclass_linalg::LinalgError>(())
+/// ```
 pub fn knn_f32(
     queries: RowsF32<'_>,
     train: RowsF32<'_>,
@@ -197,41 +212,52 @@ pub fn knn_f32_with(
 ) -> Result<Neighbors<f32>, LinalgError> {
     check_dims(&queries, &train)?;
     check_k(k, train.len())?;
-    let dist = f32_distance(kernel, metric)?;
+    let tile = flat::tile_fn(kernel, metric)?;
+    tracing::debug!(
+        kernel = kernel.name(),
+        %metric,
+        n_queries = queries.len(),
+        n_train = train.len(),
+        dim = train.dim(),
+        k,
+        "knn_f32"
+    );
     let nq = queries.len();
-    let n_train = train.len();
     let mut indices = vec![0u32; nq * k];
     let mut distances = vec![0f32; nq * k];
-    let tc = f32_chunk(train.dim());
-    indices
-        .par_chunks_mut(F32_BLOCK * k)
-        .zip(distances.par_chunks_mut(F32_BLOCK * k))
-        .enumerate()
-        .for_each(|(b, (ich, dch))| {
-            let q0 = b * F32_BLOCK;
-            let n = ich.len() / k;
-            let mut heaps: Vec<BinaryHeap<(Key, u32)>> =
-                (0..n).map(|_| BinaryHeap::with_capacity(k + 1)).collect();
-            for c0 in (0..n_train).step_by(tc) {
-                for (ql, h) in heaps.iter_mut().enumerate() {
-                    let qr = queries.row(q0 + ql);
-                    for t in c0..(c0 + tc).min(n_train) {
-                        let key = (Key(dist(qr, train.row(t))), t as u32);
-                        if h.len() < k {
-                            h.push(key);
-                        } else if h.peek().is_some_and(|top| key < *top) {
-                            h.pop();
-                            h.push(key);
-                        }
-                    }
-                }
+    if nq == 0 {
+        return Ok(Neighbors { k, indices, distances });
+    }
+    let bq = flat::block_queries(nq);
+    // per block: each query's heap and its k-th key once full (i32::MAX, above every
+    // canonical distance, before)
+    let mut states: Vec<HeapBlock> = (0..nq.div_ceil(bq))
+        .map(|b| {
+            let n = bq.min(nq - b * bq);
+            ((0..n).map(|_| BinaryHeap::with_capacity(k + 1)).collect(), vec![i32::MAX; n])
+        })
+        .collect();
+    flat::search_f32(tile, metric, queries, train, bq, &mut states, |st, q, t, d| {
+        let kd = key(d);
+        if kd < st.1[q] {
+            let h = &mut st.0[q];
+            h.push((kd, t as u32));
+            if h.len() > k {
+                h.pop();
             }
-            for (q, h) in heaps.into_iter().enumerate() {
-                for (j, (d, t)) in h.into_sorted_vec().into_iter().enumerate() {
-                    ich[q * k + j] = t;
-                    dch[q * k + j] = d.0;
-                }
+            if h.len() == k {
+                st.1[q] = h.peek().map_or(i32::MAX, |top| top.0);
             }
-        });
+        }
+    });
+    for (b, (heaps, _)) in states.into_iter().enumerate() {
+        for (ql, h) in heaps.into_iter().enumerate() {
+            let q = b * bq + ql;
+            for (j, (d, t)) in h.into_sorted_vec().into_iter().enumerate() {
+                indices[q * k + j] = t;
+                distances[q * k + j] = unkey(d);
+            }
+        }
+    }
     Ok(Neighbors { k, indices, distances })
 }

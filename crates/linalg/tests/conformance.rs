@@ -189,34 +189,165 @@ fn results_do_not_depend_on_the_thread_count() {
     assert_eq!(run(1), run(3));
 }
 
+/// The documented absolute bound of the f32 GEMM form (`flat.rs`), with a 2x margin; L1 is
+/// one sequential f32 chain, bounded by `dim · 2⁻²⁴ · L1`. Both plus the underflow term
+/// `(dim + 2) · 2⁻¹⁴⁹` (squares of subnormal values vanish).
+fn f32_bound(metric: Metric, a: &[f32], b: &[f32], exact: f64) -> f64 {
+    let u = 2f64.powi(-24);
+    let dim = a.len() as f64;
+    let n2 = |r: &[f32]| r.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+    let underflow = (dim + 2.0) * 2f64.powi(-149);
+    underflow
+        + match metric {
+            Metric::L1 => 2.0 * dim * u * exact,
+            Metric::L2 => 2.0 * (dim + 2.0) * u * (n2(a) + n2(b)),
+            Metric::Cosine => 2.0 * (dim + 4.0) * u,
+        }
+}
+
+/// f32 rows: standard normal, plus adversarial rows (all zero, huge 1e15, tiny subnormal
+/// 1e-40, alternating sign, a duplicate of another row).
+fn f32_data(seed: u64, n: usize, dim: usize) -> Vec<f32> {
+    let mut v = f32_rows(seed, n, dim);
+    let fills: [&dyn Fn(usize) -> f32; 4] =
+        [&|_| 0.0, &|_| 1e15, &|_| 1e-40, &|i| if i % 2 == 0 { 3.5 } else { -3.5 }];
+    for (r, f) in fills.iter().enumerate().take(n) {
+        for i in 0..dim {
+            v[r * dim + i] = f(i);
+        }
+    }
+    if n > 6 {
+        let (a, b) = v.split_at_mut(6 * dim);
+        b[..dim].copy_from_slice(&a[5 * dim..6 * dim]);
+    }
+    v
+}
+
 #[test]
-fn f32_kernels_agree_within_tolerance() {
-    // tolerance: |got - exact| <= 1e-5 * Σ|terms| + 1e-6, far above dim * 2^-24 * Σ|terms|
-    for dim in DIMS {
-        let (nq, nt) = (9, 11);
-        let q = f32_rows(dim as u64, nq, dim);
-        let t = f32_rows(dim as u64 + 1, nt, dim);
+fn f32_kernels_equal_scalar_bitwise_and_naive_within_the_bound() {
+    // dims cross the 256-dimension slices; 70 queries cross the 32-query panels; 205
+    // training rows cross the 12-row tiles and the 192-row chunks
+    for dim in [0, 1, 7, 9, 65, 255, 256, 257, 3072] {
+        let (nq, nt) = (70, if dim > 300 { 30 } else { 205 });
+        let q = f32_data(dim as u64, nq, dim);
+        let mut t = f32_data(dim as u64 + 1, nt, dim);
+        t[7 * dim..8 * dim].copy_from_slice(&q[9 * dim..10 * dim]); // an exact duplicate
         let (qr, tr) = (Rows::new(&q, nq, dim).unwrap(), Rows::new(&t, nt, dim).unwrap());
         for metric in [Metric::L1, Metric::L2] {
-            for kernel in KernelKind::available() {
-                let mut got = vec![0f32; nq * nt];
-                pairwise_f32_with(kernel, qr, tr, metric, &mut got).unwrap();
-                for i in 0..nq {
-                    for j in 0..nt {
-                        let a = &q[i * dim..(i + 1) * dim];
-                        let b = &t[j * dim..(j + 1) * dim];
-                        let exact = naive_distance_f32(a, b, metric);
-                        let err = (f64::from(got[i * nt + j]) - exact).abs();
-                        assert!(err <= 1e-5 * exact + 1e-6, "{kernel} {metric} dim {dim}: {err}");
-                    }
+            let mut scalar = vec![0f32; nq * nt];
+            pairwise_f32_with(KernelKind::Scalar, qr, tr, metric, &mut scalar).unwrap();
+            for i in 0..nq {
+                for j in 0..nt {
+                    let (a, b) = (&q[i * dim..(i + 1) * dim], &t[j * dim..(j + 1) * dim]);
+                    let exact = naive_distance_f32(a, b, metric);
+                    let err = (f64::from(scalar[i * nt + j]) - exact).abs();
+                    let bound = f32_bound(metric, a, b, exact);
+                    assert!(err <= bound, "{metric} dim {dim} ({i}, {j}): {err} > {bound}");
                 }
-                // top-k ranks by this kernel's own distances, ties by index
+            }
+            for kernel in KernelKind::available() {
+                let mut got = vec![f32::NAN; nq * nt];
+                pairwise_f32_with(kernel, qr, tr, metric, &mut got).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&scalar), "{kernel} vs scalar, {metric} dim {dim}");
+                // top-k ranks by these distances, ties by index
                 let top = knn_f32_with(kernel, qr, tr, 4, metric).unwrap();
-                let (ei, ed) = naive_knn(&got, nq, nt, 4);
+                let (ei, ed) = naive_knn(&scalar, nq, nt, 4);
                 assert_eq!(top.indices, ei, "{kernel} {metric} dim {dim}");
-                assert_eq!(top.distances, ed, "{kernel} {metric} dim {dim}");
+                assert_eq!(bits(&top.distances), bits(&ed), "{kernel} {metric} dim {dim}");
             }
         }
+    }
+}
+
+/// Cosine distance from the definition in f64 (1 when either row is zero).
+fn naive_cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+    let n = |r: &[f32]| r.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    if n(a) == 0.0 || n(b) == 0.0 { 1.0 } else { 1.0 - dot / (n(a) * n(b)) }
+}
+
+#[test]
+fn cosine_equals_the_naive_reference_on_every_kernel_and_is_refused_on_u8() {
+    for dim in [0, 1, 7, 65, 257, 3072] {
+        let (nq, nt) = (40, if dim > 300 { 30 } else { 205 });
+        let q = f32_data(dim as u64 + 10, nq, dim);
+        let mut t = f32_data(dim as u64 + 11, nt, dim);
+        if dim > 0 {
+            // a positive multiple of a query: distance 0 up to rounding
+            for i in 0..dim {
+                t[8 * dim + i] = 2.5 * q[12 * dim + i];
+            }
+        }
+        let (qr, tr) = (Rows::new(&q, nq, dim).unwrap(), Rows::new(&t, nt, dim).unwrap());
+        let mut scalar = vec![0f32; nq * nt];
+        pairwise_f32_with(KernelKind::Scalar, qr, tr, Metric::Cosine, &mut scalar).unwrap();
+        for i in 0..nq {
+            for j in 0..nt {
+                let (a, b) = (&q[i * dim..(i + 1) * dim], &t[j * dim..(j + 1) * dim]);
+                if i == 2 || j == 2 {
+                    continue; // the subnormal row: its f32 dot products underflow (flat.rs)
+                }
+                let want = naive_cosine(a, b);
+                let got = f64::from(scalar[i * nt + j]);
+                // flat.rs: (dim + 4) 2^-24, with a 2x margin
+                let bound = 2.0 * (dim as f64 + 4.0) * 2f64.powi(-24);
+                assert!((got - want).abs() <= bound, "dim {dim} ({i}, {j}): {got} vs {want}");
+            }
+        }
+        for kernel in KernelKind::available() {
+            let mut got = vec![f32::NAN; nq * nt];
+            pairwise_f32_with(kernel, qr, tr, Metric::Cosine, &mut got).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&scalar), "{kernel} vs scalar, dim {dim}");
+            let top = knn_f32_with(kernel, qr, tr, 3, Metric::Cosine).unwrap();
+            let (ei, ed) = naive_knn(&scalar, nq, nt, 3);
+            assert_eq!(top.indices, ei, "{kernel} dim {dim}");
+            assert_eq!(bits(&top.distances), bits(&ed), "{kernel} dim {dim}");
+        }
+    }
+    let b = [1u8, 2, 3, 4];
+    let r = Rows::new(&b, 2, 2).unwrap();
+    let e = LinalgError::UnsupportedMetric { metric: "cosine", dtype: "u8" };
+    assert_eq!(knn_u8(r, r, 1, Metric::Cosine).unwrap_err(), e);
+    let mut out = [0u32; 4];
+    assert_eq!(pairwise_u8_with(KernelKind::Scalar, r, r, Metric::Cosine, &mut out), Err(e));
+}
+
+#[test]
+fn f32_nan_and_overflow_rank_last_on_every_kernel() {
+    let dim = 5;
+    // train: a NaN row, a row of 1e38 (its dot products overflow f32), then two finite rows
+    let mut t = vec![f32::NAN; dim];
+    t.extend(vec![1e38f32; dim]);
+    t.extend([1.0, 2.0, 3.0, 4.0, 5.0]);
+    t.extend([1.0, 2.0, 3.0, 4.0, 6.0]);
+    let q = vec![1.0f32, 2.0, 3.0, 4.0, 5.0];
+    let (qr, tr) = (Rows::new(&q, 1, dim).unwrap(), Rows::new(&t, 4, dim).unwrap());
+    for kernel in KernelKind::available() {
+        let top = knn_f32_with(kernel, qr, tr, 4, Metric::L2).unwrap();
+        assert_eq!(top.indices, vec![2, 3, 0, 1], "{kernel}");
+        assert_eq!(&top.distances[..2], &[0.0, 1.0], "{kernel}");
+        assert!(top.distances[2..].iter().all(|d| d.is_nan() && d.is_sign_positive()));
+        let top = knn_f32_with(kernel, qr, tr, 4, Metric::L1).unwrap();
+        // L1 has no GEMM form: the 1e38 row is +inf away, before NaN
+        assert_eq!(top.indices, vec![2, 3, 1, 0], "{kernel}");
+        assert!(top.distances[3].is_nan());
+    }
+}
+
+#[test]
+fn f32_results_do_not_depend_on_the_thread_count() {
+    let (dim, nq, nt) = (300, 200, 400);
+    let q = f32_rows(1, nq, dim);
+    let t = f32_rows(2, nt, dim);
+    let (qr, tr) = (Rows::new(&q, nq, dim).unwrap(), Rows::new(&t, nt, dim).unwrap());
+    for metric in [Metric::L1, Metric::L2] {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| imgclass_linalg::knn_f32(qr, tr, 5, metric).unwrap())
+        };
+        assert_eq!(run(1), run(3));
     }
 }
 

@@ -161,6 +161,28 @@ fn knn_round_trip_stores_the_training_rows_and_predicts_identically() {
 }
 
 #[test]
+fn knn_on_f32_features_round_trips_with_identical_predictions() {
+    // features from the pixels (scaled, so not integers): the general f32 path
+    let to_features = |ds: &Dataset| {
+        let all = ds.all();
+        let v: Vec<f32> = all.values().to_f32().iter().map(|&x| x / 7.0 - 3.0).collect();
+        all.with_features(v, all.dim()).expect("finite")
+    };
+    let train = to_features(&data(14, 48));
+    let test = to_features(&data(15, 20));
+    for metric in [Metric::L1, Metric::L2] {
+        let m = Knn::new(3).metric(metric).fit(&train.all()).expect("fit");
+        let dir = tmp();
+        save_knn(&m, &prov(), dir.path().join("knn")).expect("save");
+        let (back, _, md) = load_knn(dir.path().join("knn")).expect("load");
+        assert_eq!(md.input, RowShape::Features(train.dim()));
+        assert_eq!(back.train().values().to_f32(), train.all().values().to_f32());
+        assert_eq!(back.predict(&test.all()), m.predict(&test.all()));
+        assert_eq!(back.kneighbors(&test.all(), 7), m.kneighbors(&test.all(), 7));
+    }
+}
+
+#[test]
 fn knn_with_an_approximate_index_round_trips_the_index() {
     let train = data(6, 60).all();
     let test = data(7, 10).all();

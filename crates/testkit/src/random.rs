@@ -49,6 +49,9 @@ pub fn f32_rows(seed: u64, n: usize, dim: usize) -> Vec<f32> {
 }
 
 /// The naive distance between two u8 rows, in i64 straight from the definition.
+///
+/// # Panics
+/// On [`Metric::Cosine`], which has no integer form (use [`naive_distance_f32`]).
 pub fn naive_distance_u8(a: &[u8], b: &[u8], metric: Metric) -> u64 {
     let mut s: i64 = 0;
     for (&x, &y) in a.iter().zip(b) {
@@ -56,19 +59,27 @@ pub fn naive_distance_u8(a: &[u8], b: &[u8], metric: Metric) -> u64 {
         s += match metric {
             Metric::L1 => d.abs(),
             Metric::L2 => d * d,
+            Metric::Cosine => panic!("cosine has no integer distance: use naive_distance_f32"),
         };
     }
     s as u64
 }
 
-/// The naive distance between two f32 rows, accumulated in f64.
+/// The naive distance between two f32 rows, accumulated in f64 (cosine: `1 − a·b / (|a| |b|)`,
+/// and 1 when either row is all zeros).
 pub fn naive_distance_f32(a: &[f32], b: &[f32], metric: Metric) -> f64 {
+    if metric == Metric::Cosine {
+        let dot: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+        let na: f64 = a.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+        let nb: f64 = b.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+        return if na == 0.0 || nb == 0.0 { 1.0 } else { 1.0 - dot / (na * nb) };
+    }
     let mut s = 0.0f64;
     for (&x, &y) in a.iter().zip(b) {
         let d = f64::from(x) - f64::from(y);
         s += match metric {
             Metric::L1 => d.abs(),
-            Metric::L2 => d * d,
+            Metric::L2 | Metric::Cosine => d * d,
         };
     }
     s

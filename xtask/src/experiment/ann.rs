@@ -75,6 +75,10 @@ pub fn run(
     progress: &mut Progress,
 ) -> anyhow::Result<AnnResult> {
     let metric = cfg.metric;
+    anyhow::ensure!(
+        metric != imgclass_linalg::Metric::Cosine,
+        "the approximate indices have no cosine metric yet (ann.metric = \"cosine\"): use l1 or l2"
+    );
     let n = cfg.n_train.min(train.len());
     let positions = if n < train.len() {
         imgclass_data::split::subsample(&train.labels(), train.n_classes(), n, seed)?

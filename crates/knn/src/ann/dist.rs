@@ -10,6 +10,15 @@
 //! sums (so the compiler can vectorise them) added pairwise in a fixed order: the result does
 //! not depend on the thread that computes it.
 //!
+//! Why these single-pair f32 kernels stay here rather than in linalg (issue 13, item 5):
+//! linalg's f32 path is now the blocked search of `imgclass_linalg::knn_f32` (32 queries x
+//! 12 training rows per micro-kernel call, L2 through the GEMM form), the wrong shape for a
+//! graph or tree walk that needs one query against one scattered candidate at a time, and
+//! its GEMM-form L2 rounds differently from the direct difference these kernels sum (the
+//! kd-tree's bounds compare against direct per-coordinate terms). linalg's own single-pair
+//! f32 kernels, dead since the ANN carried these, were deleted, so no f32 kernel exists
+//! twice. No ANN code changed, so `cargo xtask bench ann` was not rerun.
+//!
 //! ```
 //! use imgclass_knn::ann::{Metric, distance_u8};
 //! // (1 − 4)² + (2 − 6)² = 9 + 16 = 25; |1 − 4| + |2 − 6| = 7
@@ -40,14 +49,15 @@ pub(crate) fn l1_u8(a: &[u8], b: &[u8]) -> u32 {
 
 /// Exact distance between two `u8` rows under `metric` (squared for [`Metric::L2`]), summed in
 /// `u64`, so exact for rows of any length (the indices' `u32` kernels are bounded by
-/// [`MAX_DIM`](super::MAX_DIM) instead).
+/// [`MAX_DIM`](super::MAX_DIM) instead). The indices refuse [`Metric::Cosine`] when built or
+/// loaded; for it this returns the squared L2 distance (no integer cosine exists).
 pub fn distance_u8(metric: Metric, a: &[u8], b: &[u8]) -> u64 {
     a.iter()
         .zip(b)
         .map(|(&x, &y)| {
             let d = u64::from(x.abs_diff(y));
             match metric {
-                Metric::L2 => d * d,
+                Metric::L2 | Metric::Cosine => d * d,
                 Metric::L1 => d,
             }
         })
@@ -118,7 +128,7 @@ fn fold_lanes(mut acc: [f32; LANES]) -> f32 {
 #[cfg(test)]
 pub(crate) fn dist_f32(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     match metric {
-        Metric::L2 => l2sq_f32(a, b),
+        Metric::L2 | Metric::Cosine => l2sq_f32(a, b),
         Metric::L1 => l1_f32(a, b),
     }
 }
@@ -275,7 +285,8 @@ impl Kernel {
             (KernelKind::Avx2, Metric::L2) => l2sq_avx2,
             #[cfg(target_arch = "x86_64")]
             (KernelKind::Avx2, Metric::L1) => l1_avx2,
-            (_, Metric::L2) => l2sq_portable,
+            // cosine never reaches a kernel: the indices refuse it when built or loaded
+            (_, Metric::L2 | Metric::Cosine) => l2sq_portable,
             (_, Metric::L1) => l1_portable,
         };
         Self { metric, f }
@@ -285,7 +296,7 @@ impl Kernel {
     #[cfg(test)]
     pub(crate) fn portable(metric: Metric) -> Self {
         let f: unsafe fn(&[f32], &[f32]) -> f32 = match metric {
-            Metric::L2 => l2sq_portable,
+            Metric::L2 | Metric::Cosine => l2sq_portable,
             Metric::L1 => l1_portable,
         };
         Self { metric, f }
@@ -461,7 +472,8 @@ impl U8Kernel {
             (KernelKind::Avx2, Metric::L2) => l2sq_u8_avx2,
             #[cfg(target_arch = "x86_64")]
             (KernelKind::Avx2, Metric::L1) => l1_u8_avx2,
-            (_, Metric::L2) => l2sq_u8_portable,
+            // cosine never reaches a kernel: the indices refuse it when built or loaded
+            (_, Metric::L2 | Metric::Cosine) => l2sq_u8_portable,
             (_, Metric::L1) => l1_u8_portable,
         };
         Self { f }
@@ -480,7 +492,7 @@ impl U8Kernel {
 #[inline]
 pub(crate) fn coord_term(metric: Metric, delta: f32) -> f32 {
     match metric {
-        Metric::L2 => delta * delta,
+        Metric::L2 | Metric::Cosine => delta * delta,
         Metric::L1 => delta.abs(),
     }
 }

@@ -122,7 +122,7 @@ impl KdTree {
         eps: f32,
     ) -> Vec<u32> {
         let fac = match metric.metric {
-            Metric::L2 => (1.0 + eps) * (1.0 + eps),
+            Metric::L2 | Metric::Cosine => (1.0 + eps) * (1.0 + eps),
             Metric::L1 => 1.0 + eps,
         };
         let mut top = KBest::new(r);

@@ -282,6 +282,7 @@ impl AnnIndex {
         seed: u64,
     ) -> Result<BuiltIndex, AnnError> {
         self.validate()?;
+        no_cosine(metric)?;
         if train.is_empty() {
             return Err(AnnError::EmptyTrain);
         }
@@ -314,6 +315,7 @@ impl AnnIndex {
         seed: u64,
     ) -> Result<BuiltIndex, AnnError> {
         self.validate()?;
+        no_cosine(metric)?;
         if train.is_empty() {
             return Err(AnnError::EmptyTrain);
         }
@@ -380,6 +382,19 @@ impl AnnIndex {
             rerank: 0,
         })
     }
+}
+
+/// The indices rank by L1 or squared L2; cosine is exact k-NN only for now.
+fn no_cosine(metric: Metric) -> Result<(), AnnError> {
+    if metric == Metric::Cosine {
+        return Err(AnnError::InvalidParam {
+            name: "metric",
+            reason: "the approximate indices have no cosine metric yet (exact k-NN has): use l1 \
+                     or l2"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Candidates a tree re-ranks per query when a PCA projection is used (see

@@ -52,7 +52,12 @@ mod file_metric {
 
     pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Metric, D::Error> {
         let name: String = serde::Deserialize::deserialize(d)?;
-        name.parse().map_err(serde::de::Error::custom)
+        match name.parse().map_err(serde::de::Error::custom)? {
+            Metric::Cosine => Err(serde::de::Error::custom(
+                "the approximate indices have no cosine metric (only L1 and L2)",
+            )),
+            m => Ok(m),
+        }
     }
 }
 

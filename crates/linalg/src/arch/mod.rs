@@ -54,50 +54,28 @@ pub(crate) fn check_tile<K: U8Kernel>(panel: &[u8], dim_main: usize, train: &[&[
     assert_eq!(out.len(), K::TR * K::QP, "tile output length");
 }
 
-/// f32 L1 with `L` independent lane sums (vectorised by the caller's `#[target_feature]`),
-/// the tail added sequentially, lanes summed pairwise at the end.
-#[inline(always)]
-pub(crate) fn lanes_l1_f32<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; L];
-    let ca = a.chunks_exact(L);
-    let cb = b.chunks_exact(L);
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for j in 0..L {
-            acc[j] += (x[j] - y[j]).abs();
-        }
-    }
-    let mut tail = 0.0f32;
-    for (&x, &y) in ta.iter().zip(tb) {
-        tail += (x - y).abs();
-    }
-    reduce(acc) + tail
-}
+/// Queries per f32 panel (two 16-lane or four 8-lane vectors).
+pub(crate) const F32_QP: usize = 32;
+/// Training rows per f32 tile.
+pub(crate) const F32_TR: usize = 12;
 
-/// f32 squared L2 with `L` independent lane sums and fused multiply-add (the caller enables
-/// FMA), the tail added sequentially.
-#[inline(always)]
-pub(crate) fn lanes_l2_f32<const L: usize>(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; L];
-    let ca = a.chunks_exact(L);
-    let cb = b.chunks_exact(L);
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for j in 0..L {
-            let d = x[j] - y[j];
-            acc[j] = d.mul_add(d, acc[j]);
-        }
-    }
-    let mut tail = 0.0f32;
-    for (&x, &y) in ta.iter().zip(tb) {
-        let d = x - y;
-        tail += d * d;
-    }
-    reduce(acc) + tail
+/// An f32 micro-kernel: `tile(panel, bpack, c, ldc)` updates, for `r < F32_TR` and
+/// `q < F32_QP`, `c[r * ldc + q]` by every step `k < kc` in increasing `k`:
+/// `c = fma(a, b, c)` (dot product, `L1 == false`) or `c = c + |a − b|` (`L1 == true`),
+/// with `a = panel[k * F32_QP + q]` and `b = bpack[k * F32_TR + r]`. `kc = panel.len() / F32_QP`.
+///
+/// Every kernel performs exactly these roundings in exactly this order (one lane per
+/// `(r, q)`), so every kernel returns the same bits as the scalar twin.
+pub(crate) type F32Tile = fn(&[f32], &[f32], &mut [f32], usize);
+
+/// Checks an f32 tile call's slice lengths (the unchecked SIMD reads rely on it).
+#[inline]
+pub(crate) fn check_f32_tile(panel: &[f32], bpack: &[f32], c: &[f32], ldc: usize) -> usize {
+    let kc = panel.len() / F32_QP;
+    assert_eq!(panel.len(), kc * F32_QP, "f32 panel length");
+    assert_eq!(bpack.len(), kc * F32_TR, "f32 packed tile length");
+    assert!(ldc >= F32_QP && c.len() >= (F32_TR - 1) * ldc + F32_QP, "f32 tile output length");
+    kc
 }
 
 /// `Σ acc` in a fixed tree (halves added pairwise), so the order never depends on the caller.

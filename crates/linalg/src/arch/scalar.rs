@@ -85,21 +85,20 @@ impl U8Kernel for L2 {
     }
 }
 
-/// Sequential f32 L1: sum of |a_i - b_i|, left to right.
-pub(crate) fn l1_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut s = 0.0f32;
-    for (&x, &y) in a.iter().zip(b) {
-        s += (x - y).abs();
+/// The scalar twin of the f32 micro-kernels ([`F32Tile`](super::F32Tile)): one sequential
+/// accumulation per `(training row, query)`, `fma` for the dot product (`f32::mul_add`, one
+/// rounding, as the SIMD kernels' `vfmadd`), `c + |a − b|` for L1.
+pub(crate) fn tile_f32<const L1: bool>(panel: &[f32], bpack: &[f32], c: &mut [f32], ldc: usize) {
+    use super::{F32_QP, F32_TR};
+    let kc = super::check_f32_tile(panel, bpack, c, ldc);
+    for r in 0..F32_TR {
+        for q in 0..F32_QP {
+            let mut s = c[r * ldc + q];
+            for k in 0..kc {
+                let (a, b) = (panel[k * F32_QP + q], bpack[k * F32_TR + r]);
+                s = if L1 { s + (a - b).abs() } else { a.mul_add(b, s) };
+            }
+            c[r * ldc + q] = s;
+        }
     }
-    s
-}
-
-/// Sequential f32 squared L2: sum of (a_i - b_i)^2, left to right.
-pub(crate) fn l2_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut s = 0.0f32;
-    for (&x, &y) in a.iter().zip(b) {
-        let d = x - y;
-        s += d * d;
-    }
-    s
 }

@@ -1,6 +1,6 @@
 //! AVX2 kernels: `vpsadbw` on 32-byte vectors for u8 L1; for the exact u8 dot behind L2, bytes
-//! widened to i16 and multiplied with `vpmaddwd` (`vpmaddubsw` would saturate); 8-lane f32
-//! loops with FMA.
+//! widened to i16 and multiplied with `vpmaddwd` (`vpmaddubsw` would saturate); and the f32
+//! micro-kernel of the exact f32 search (`flat.rs`) in four 8-lane strips with FMA.
 
 use std::arch::x86_64::*;
 
@@ -173,14 +173,45 @@ unsafe fn l2_tile(p: *const u8, steps: usize, t: [*const u8; L2_TR], out: *mut i
     }
 }
 
-/// 8-lane f32 L1.
+/// f32 micro-kernel ([`F32Tile`](crate::arch::F32Tile)): 12 training rows x 32 queries,
+/// done as four 8-query column strips of 12 ymm accumulators each (AVX2 has 16 registers).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; the lengths must pass `check_f32_tile`.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn l1_f32(a: &[f32], b: &[f32]) -> f32 {
-    crate::arch::lanes_l1_f32::<8>(a, b)
-}
-
-/// 8-lane f32 squared L2 (fused multiply-add).
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn l2_f32(a: &[f32], b: &[f32]) -> f32 {
-    crate::arch::lanes_l2_f32::<8>(a, b)
+pub(crate) unsafe fn tile_f32<const L1: bool>(
+    panel: &[f32],
+    bpack: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+) {
+    use crate::arch::{F32_QP, F32_TR};
+    let kc = crate::arch::check_f32_tile(panel, bpack, c, ldc);
+    let (ap, bp, cp) = (panel.as_ptr(), bpack.as_ptr(), c.as_mut_ptr());
+    let absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    // SAFETY (all raw accesses below): `check_f32_tile` proved panel = kc x 32, bpack = kc x 12
+    // and c holds rows r * ldc .. r * ldc + 32 for r < 12.
+    unsafe {
+        for strip in 0..F32_QP / 8 {
+            let o = strip * 8;
+            let mut acc = [_mm256_setzero_ps(); F32_TR];
+            for (r, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(cp.add(r * ldc + o));
+            }
+            for k in 0..kc {
+                let av = _mm256_loadu_ps(ap.add(k * F32_QP + o));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let b = _mm256_set1_ps(*bp.add(k * F32_TR + r));
+                    *a = if L1 {
+                        _mm256_add_ps(*a, _mm256_and_ps(_mm256_sub_ps(av, b), absmask))
+                    } else {
+                        _mm256_fmadd_ps(av, b, *a)
+                    };
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(cp.add(r * ldc + o), *a);
+            }
+        }
+    }
 }

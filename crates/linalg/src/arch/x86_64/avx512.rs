@@ -1,5 +1,6 @@
 //! AVX-512 kernels: `vpsadbw` on 64-byte vectors for u8 L1, VNNI `vpdpbusd` for the exact u8
-//! dot product behind L2 (`||q||^2 + ||t||^2 - 2 q.t`), and 16-lane f32 loops.
+//! dot product behind L2 (`||q||^2 + ||t||^2 - 2 q.t`), and the 12 x 32 f32 micro-kernel of the
+//! exact f32 search (`flat.rs`).
 //!
 //! L2 trick: `vpdpbusd` multiplies unsigned by signed bytes, so the training bytes are flipped
 //! to signed (`t - 128`, one `vpxord` per broadcast) and `q.(t - 128) + 128 * sum(q)` recovers
@@ -169,14 +170,47 @@ unsafe fn l2_tile(p: *const u8, steps: usize, t: [*const u8; TR], out: *mut i32)
     }
 }
 
-/// 16-lane f32 L1.
+/// f32 micro-kernel ([`F32Tile`](crate::arch::F32Tile)): 12 training rows x 32 queries,
+/// 24 zmm accumulators held over the `kc` steps; each step loads two query vectors and
+/// broadcasts one value of each training row (`vfmadd231ps`, or `vsubps`/abs/`vaddps` for L1).
+///
+/// # Safety
+/// The CPU must support AVX-512 F; the lengths must pass `check_f32_tile`.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn l1_f32(a: &[f32], b: &[f32]) -> f32 {
-    crate::arch::lanes_l1_f32::<16>(a, b)
-}
-
-/// 16-lane f32 squared L2.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn l2_f32(a: &[f32], b: &[f32]) -> f32 {
-    crate::arch::lanes_l2_f32::<16>(a, b)
+pub(crate) unsafe fn tile_f32<const L1: bool>(
+    panel: &[f32],
+    bpack: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+) {
+    use crate::arch::{F32_QP, F32_TR};
+    let kc = crate::arch::check_f32_tile(panel, bpack, c, ldc);
+    let (ap, bp, cp) = (panel.as_ptr(), bpack.as_ptr(), c.as_mut_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 2]; F32_TR];
+    // SAFETY (all raw accesses below): `check_f32_tile` proved panel = kc x 32, bpack = kc x 12
+    // and c holds rows r * ldc .. r * ldc + 32 for r < 12.
+    unsafe {
+        for (r, a) in acc.iter_mut().enumerate() {
+            a[0] = _mm512_loadu_ps(cp.add(r * ldc));
+            a[1] = _mm512_loadu_ps(cp.add(r * ldc + 16));
+        }
+        for k in 0..kc {
+            let a0 = _mm512_loadu_ps(ap.add(k * F32_QP));
+            let a1 = _mm512_loadu_ps(ap.add(k * F32_QP + 16));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(*bp.add(k * F32_TR + r));
+                if L1 {
+                    a[0] = _mm512_add_ps(a[0], _mm512_abs_ps(_mm512_sub_ps(a0, b)));
+                    a[1] = _mm512_add_ps(a[1], _mm512_abs_ps(_mm512_sub_ps(a1, b)));
+                } else {
+                    a[0] = _mm512_fmadd_ps(a0, b, a[0]);
+                    a[1] = _mm512_fmadd_ps(a1, b, a[1]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            _mm512_storeu_ps(cp.add(r * ldc), a[0]);
+            _mm512_storeu_ps(cp.add(r * ldc + 16), a[1]);
+        }
+    }
 }
