@@ -15,6 +15,25 @@ use anyhow::Context;
 use imgclass_core::{Dataset, Fit, Predict, Subset};
 use imgclass_knn::{Knn, Metric};
 
+/// The element type a benchmark runs on (`bench knn`, `bench linear`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// The raw u8 pixels (the integer kernels).
+    U8,
+    /// The same pixel values as an f32 feature matrix (the general path).
+    F32,
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::U8 => "u8",
+            Self::F32 => "f32",
+        })
+    }
+}
+
 /// Arguments of `cargo xtask bench knn`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,8 +45,8 @@ pub struct Args {
     k: usize,
     /// Element type searched: u8 (the raw pixels, exact integer kernels) or f32 (the pixels
     /// converted to f32 features, the general feature path).
-    #[arg(long, default_value = "u8", value_parser = ["u8", "f32"])]
-    dtype: String,
+    #[arg(long, value_enum, default_value = "u8")]
+    dtype: Dtype,
     /// Use the first N training images (default: all 50,000).
     #[arg(long)]
     n_train: Option<usize>,
@@ -73,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", dir.display()))?;
     let train = first_n(&tt.train, args.n_train)?;
     let test = first_n(&tt.test, args.n_test)?;
-    let (train, test) = if args.dtype == "f32" {
+    let (train, test) = if args.dtype == Dtype::F32 {
         let to_f32 = |s: &Subset| -> anyhow::Result<Subset> {
             Ok(s.with_features(s.values().to_f32(), s.dim())?.all())
         };

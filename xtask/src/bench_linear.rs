@@ -84,6 +84,11 @@ pub struct Args {
     /// rayon threads (0 = rayon's default, all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// `u8`: the raw pixels (the integer-kernel path); `f32`: the same pixel values as an f32
+    /// feature matrix (the general path every feature step feeds), to measure what the u8
+    /// specialisation buys.
+    #[arg(long, value_enum, default_value = "u8")]
+    pub dtype: crate::bench_knn::Dtype,
 }
 
 /// Hyperparameters chosen on the 1,000-image validation split (docs/bench/linear.md).
@@ -194,7 +199,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global().ok();
     }
     let dir = data_dir(args.data_dir.as_deref());
-    let splits = load(&dir)?;
+    let mut splits = load(&dir)?;
+    if args.dtype == crate::bench_knn::Dtype::F32 {
+        let as_f32 = |s: &Subset| -> anyhow::Result<Subset> {
+            let own = s.materialize();
+            let px = own.pixels().context("pixels")?.to_f32();
+            Ok(Dataset::from_features(px, own.dim(), own.labels().to_vec(), own.classes().clone())?
+                .all())
+        };
+        splits = Splits {
+            train: as_f32(&splits.train)?,
+            val: as_f32(&splits.val)?,
+            test: as_f32(&splits.test)?,
+        };
+    }
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("creating {}", args.out_dir.display()))?;
     if args.grid {
@@ -249,7 +267,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         final_loss: r.loss.last().copied().unwrap_or(f32::NAN),
     };
     let png = args.out_dir.join(format!("templates-{}.png", args.loss.name()));
-    write_templates(&model, splits.train.dataset(), &png)?;
+    if args.dtype == crate::bench_knn::Dtype::U8 {
+        write_templates(&model, splits.train.dataset(), &png)?;
+    }
     let curve = args.out_dir.join(format!("loss-{}.json", args.loss.name()));
     std::fs::write(&curve, serde_json::to_string(r)?)?;
     println!(
