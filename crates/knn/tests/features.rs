@@ -204,3 +204,64 @@ fn cosine_knn_on_features_equals_the_naive_reference() {
     let e = Knn::new(1).metric(Metric::Cosine).fit(&px.all()).unwrap_err();
     assert!(e.to_string().contains("cosine"), "{e}");
 }
+
+/// Cosine in every approximate index: the indices search unit rows by squared L2 (which ranks
+/// as cosine does) and re-rank candidates by the exact cosine distance, so exact search equals
+/// the naive reference, a kd-tree with eps = 0 finds the true neighbours, and the others reach
+/// a recall floor, with and without PCA; an index saved and loaded searches the same.
+#[test]
+fn every_ann_index_takes_cosine_on_features() {
+    let gauss = features(1100, 32, None, 9);
+    let (train, test) = split(&gauss, 1000);
+    let k = 10;
+    let (truth, tdist) = naive(&train, &test, k, Naive::Cosine);
+    let exact = AnnIndex::Exact.build(&train, Metric::Cosine, None, 0).expect("build");
+    let nb = exact.search(&test, k).expect("search");
+    assert_eq!(nb.indices, truth);
+    for (d, t) in nb.distances.iter().zip(&tdist) {
+        assert!((d - t).abs() <= 1e-5, "exact cosine {d} vs {t}");
+    }
+    let tf = train.features().expect("features");
+    let qf = test.features().expect("features");
+    let cases = [
+        (AnnIndex::KdTree { leaf_size: 4, eps: 0.0 }, None, 0.99),
+        (AnnIndex::KdForest { trees: 4, checks: 256 }, None, 0.9),
+        (AnnIndex::KMeansTree { branching: 16, iterations: 5, checks: 256 }, None, 0.9),
+        (AnnIndex::Hnsw { m: 8, ef_construction: 50, ef_search: 64 }, None, 0.9),
+        (AnnIndex::Hnsw { m: 8, ef_construction: 50, ef_search: 64 }, Some(16), 0.9),
+    ];
+    for (kind, pca, floor) in cases {
+        let mut ix = kind.build(&train, Metric::Cosine, pca, 7).expect("build");
+        ix.set_rerank(64);
+        let nb = ix.search(&test, k).expect("search");
+        let r = recall_at(&nb.indices, &truth, k);
+        assert!(r >= floor, "{} pca {pca:?}: recall@{k} {r}", kind.spec());
+        // reported distances are the exact cosine distances of the reported rows
+        for (q, (is, ds)) in nb.indices.chunks(k).zip(nb.distances.chunks(k)).enumerate() {
+            for (&i, &d) in is.iter().zip(ds) {
+                let want = naive_distance(qf.row(q), tf.row(i as usize), Naive::Cosine);
+                assert!((d - want).abs() <= 1e-9, "{}: {d} vs {want}", kind.spec());
+            }
+        }
+        let back =
+            imgclass_knn::ann::BuiltIndex::from_bytes(&ix.to_bytes(), &train).expect("loads");
+        assert_eq!(
+            back.search(&test, k).expect("search"),
+            nb,
+            "{} after a round trip",
+            kind.spec()
+        );
+    }
+    // pixels have no cosine: refused by name, before any work
+    let px = Dataset::new(
+        vec![1, 2, 3, 4],
+        vec![0, 1],
+        imgclass_core::ImageShape::new(1, 1, 2),
+        ClassNames::new(["a", "b"]),
+    )
+    .expect("valid");
+    let e = AnnIndex::KdTree { leaf_size: 4, eps: 0.0 }
+        .build(&px.all(), Metric::Cosine, None, 0)
+        .unwrap_err();
+    assert!(e.to_string().contains("cosine needs f32 features"), "{e}");
+}

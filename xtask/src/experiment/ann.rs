@@ -77,7 +77,7 @@ pub fn run(
     let metric = cfg.metric;
     anyhow::ensure!(
         metric != imgclass_linalg::Metric::Cosine,
-        "the approximate indices have no cosine metric yet (ann.metric = \"cosine\"): use l1 or l2"
+        "ann.metric = \"cosine\" needs f32 features, and the [ann] phase indexes raw pixels: use l1 or l2"
     );
     let n = cfg.n_train.min(train.len());
     let positions = if n < train.len() {

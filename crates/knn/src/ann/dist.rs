@@ -49,8 +49,8 @@ pub(crate) fn l1_u8(a: &[u8], b: &[u8]) -> u32 {
 
 /// Exact distance between two `u8` rows under `metric` (squared for [`Metric::L2`]), summed in
 /// `u64`, so exact for rows of any length (the indices' `u32` kernels are bounded by
-/// [`MAX_DIM`](super::MAX_DIM) instead). The indices refuse [`Metric::Cosine`] when built or
-/// loaded; for it this returns the squared L2 distance (no integer cosine exists).
+/// [`MAX_DIM`](super::MAX_DIM) instead). Cosine has no integer form (the indices take it on f32
+/// features only): for it this returns the squared L2 distance.
 pub fn distance_u8(metric: Metric, a: &[u8], b: &[u8]) -> u64 {
     a.iter()
         .zip(b)
@@ -276,6 +276,8 @@ impl Kernel {
     }
 
     fn at(level: KernelKind, metric: Metric) -> Self {
+        // cosine searches unit rows by squared L2 (see `search_rows`)
+        let metric = if metric == Metric::Cosine { Metric::L2 } else { metric };
         let f: unsafe fn(&[f32], &[f32]) -> f32 = match (level, metric) {
             #[cfg(target_arch = "x86_64")]
             (KernelKind::Avx512, Metric::L2) => l2sq_avx512,
@@ -285,7 +287,6 @@ impl Kernel {
             (KernelKind::Avx2, Metric::L2) => l2sq_avx2,
             #[cfg(target_arch = "x86_64")]
             (KernelKind::Avx2, Metric::L1) => l1_avx2,
-            // cosine never reaches a kernel: the indices refuse it when built or loaded
             (_, Metric::L2 | Metric::Cosine) => l2sq_portable,
             (_, Metric::L1) => l1_portable,
         };
@@ -472,7 +473,7 @@ impl U8Kernel {
             (KernelKind::Avx2, Metric::L2) => l2sq_u8_avx2,
             #[cfg(target_arch = "x86_64")]
             (KernelKind::Avx2, Metric::L1) => l1_u8_avx2,
-            // cosine never reaches a kernel: the indices refuse it when built or loaded
+            // cosine never reaches a u8 kernel: it needs f32 features (see `search_rows`)
             (_, Metric::L2 | Metric::Cosine) => l2sq_u8_portable,
             (_, Metric::L1) => l1_u8_portable,
         };

@@ -282,10 +282,10 @@ impl AnnIndex {
         seed: u64,
     ) -> Result<BuiltIndex, AnnError> {
         self.validate()?;
-        no_cosine(metric)?;
         if train.is_empty() {
             return Err(AnnError::EmptyTrain);
         }
+        let space_rows = search_rows(train, metric)?;
         let dim = train.dim();
         if dim > MAX_DIM {
             return Err(AnnError::DimTooLarge { dim, max: MAX_DIM });
@@ -299,10 +299,10 @@ impl AnnIndex {
                         reason: format!("{p} components for {dim} features"),
                     });
                 }
-                Some(Pca::fit(train, p, seed)?)
+                Some(Pca::fit(&space_rows, p, seed)?)
             }
         };
-        self.build_inner(train, metric, pca, seed)
+        self.build_inner(train, &space_rows, metric, pca, seed)
     }
 
     /// [`AnnIndex::build`] ahead of an already fitted projection (so several indices can
@@ -315,10 +315,10 @@ impl AnnIndex {
         seed: u64,
     ) -> Result<BuiltIndex, AnnError> {
         self.validate()?;
-        no_cosine(metric)?;
         if train.is_empty() {
             return Err(AnnError::EmptyTrain);
         }
+        let space_rows = search_rows(train, metric)?;
         if pca.dim() != train.dim() {
             return Err(AnnError::ShapeMismatch { expected: pca.dim(), found: train.dim() });
         }
@@ -326,19 +326,20 @@ impl AnnIndex {
             return Err(AnnError::DimTooLarge { dim: train.dim(), max: MAX_DIM });
         }
         let pca = if *self == Self::Exact { None } else { Some(pca) };
-        self.build_inner(train, metric, pca, seed)
+        self.build_inner(train, &space_rows, metric, pca, seed)
     }
 
     fn build_inner(
         &self,
         train: &Subset,
+        space_rows: &Subset,
         metric: Metric,
         pca: Option<Pca>,
         seed: u64,
     ) -> Result<BuiltIndex, AnnError> {
         let space = match self {
             Self::Exact => Space::empty(),
-            _ => Space::of(train, pca.as_ref()),
+            _ => Space::of(space_rows, pca.as_ref()),
         };
         let t = std::time::Instant::now();
         let structure = match *self {
@@ -384,17 +385,53 @@ impl AnnIndex {
     }
 }
 
-/// The indices rank by L1 or squared L2; cosine is exact k-NN only for now.
-fn no_cosine(metric: Metric) -> Result<(), AnnError> {
-    if metric == Metric::Cosine {
+/// The rows an index searches in: for cosine, `rows` scaled to unit length (a zero row stays
+/// zero), since the squared L2 distance between unit rows is `2 (1 − cos)` and ranks as the
+/// cosine distance does; the trees, graphs and PCA then work as for L2, and candidates are
+/// re-ranked by the exact cosine distance of the original rows. Otherwise `rows` itself.
+/// Cosine needs f32 features (as exact k-NN does).
+pub(crate) fn search_rows(rows: &Subset, metric: Metric) -> Result<Subset, AnnError> {
+    if metric != Metric::Cosine {
+        return Ok(rows.clone());
+    }
+    let Values::Features(f) = rows.values() else {
         return Err(AnnError::InvalidParam {
             name: "metric",
-            reason: "the approximate indices have no cosine metric yet (exact k-NN has): use l1 \
-                     or l2"
-                .into(),
+            reason: format!(
+                "cosine needs f32 features, not {} (convert the pixels to features first)",
+                rows.shape()
+            ),
         });
+    };
+    let dim = f.dim();
+    let mut v = f.to_contiguous();
+    for row in v.chunks_exact_mut(dim.max(1)) {
+        let n = row.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+        if n > 0.0 {
+            row.iter_mut().for_each(|x| *x = (f64::from(*x) / n) as f32);
+        }
     }
-    Ok(())
+    let unit = rows.with_features(v, dim).map_err(|e| AnnError::InvalidParam {
+        name: "metric",
+        reason: format!("normalising for cosine: {e}"),
+    })?;
+    Ok(unit.all())
+}
+
+/// The cosine distance `1 − a·b / (|a| |b|)` in f64, clamped to `[0, 2]`; 1 when either row is
+/// zero (as imgclass-linalg defines it).
+fn cosine_f64(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        return 1.0;
+    }
+    (1.0 - dot / (na.sqrt() * nb.sqrt())).clamp(0.0, 2.0)
 }
 
 /// Candidates a tree re-ranks per query when a PCA projection is used (see
@@ -767,10 +804,13 @@ impl BuiltIndex {
         if let Structure::Exact = self.structure {
             return self.exact(queries, k);
         }
-        // PCA: project all queries at once (matrix products), then search each
-        let projected = match (&self.structure, &self.pca) {
-            (Structure::Exact, _) | (_, None) => None,
-            (_, Some(p)) => Some(p.project(queries)),
+        // the queries in the search space: projected all at once (matrix products) with PCA,
+        // scaled to unit length for cosine
+        let q_space = search_rows(queries, self.metric)?;
+        let projected = match (&self.pca, self.metric) {
+            (Some(p), _) => Some(p.project(&q_space)),
+            (None, Metric::Cosine) => Some(q_space.values().to_f32()),
+            (None, _) => None,
         };
         let sd = self.space.dim;
         let kern = dist::Kernel::select(self.metric)?;
@@ -780,6 +820,9 @@ impl BuiltIndex {
                 self.per_query(qs, ts, projected.as_deref(), sd, kern, k, |q, t| {
                     f64::from(exact.dist(q, t))
                 })
+            }
+            (Values::Features(qs), Values::Features(ts)) if self.metric == Metric::Cosine => {
+                self.per_query(qs, ts, projected.as_deref(), sd, kern, k, cosine_f64)
             }
             (Values::Features(qs), Values::Features(ts)) => {
                 self.per_query(qs, ts, projected.as_deref(), sd, kern, k, |q, t| {

@@ -52,12 +52,7 @@ mod file_metric {
 
     pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Metric, D::Error> {
         let name: String = serde::Deserialize::deserialize(d)?;
-        match name.parse().map_err(serde::de::Error::custom)? {
-            Metric::Cosine => Err(serde::de::Error::custom(
-                "the approximate indices have no cosine metric (only L1 and L2)",
-            )),
-            m => Ok(m),
-        }
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -332,7 +327,7 @@ impl BuiltIndex {
         };
         let space = match header.kind {
             AnnIndex::Exact => Space::empty(),
-            _ => Space::of(train, pca.as_ref()),
+            _ => Space::of(&super::search_rows(train, header.metric)?, pca.as_ref()),
         };
         let kd = |take: &mut Sections, pre: &str| -> Result<KdTree, AnnError> {
             let t = KdTree {
