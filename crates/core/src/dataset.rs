@@ -329,6 +329,22 @@ impl<'a> Values<'a> {
         }
     }
 
+    /// The pixel rows, when these are images.
+    pub fn pixels(self) -> Option<Rows<'a, u8>> {
+        match self {
+            Self::Pixels(r) => Some(r),
+            Self::Features(_) => None,
+        }
+    }
+
+    /// The feature rows, when these are features.
+    pub fn features(self) -> Option<Rows<'a, f32>> {
+        match self {
+            Self::Pixels(_) => None,
+            Self::Features(r) => Some(r),
+        }
+    }
+
     /// Row `i` as f32 (copied). Panics if `i >= len()`.
     pub fn row_f32(&self, i: usize) -> Vec<f32> {
         match self {
@@ -533,18 +549,12 @@ impl Dataset {
 
     /// Every pixel row, when rows are images (`.storage().0` is the flat buffer).
     pub fn pixels(&self) -> Option<Rows<'_, u8>> {
-        match self.values() {
-            Values::Pixels(r) => Some(r),
-            Values::Features(_) => None,
-        }
+        self.values().pixels()
     }
 
     /// Every feature row, when rows are features (`.storage().0` is the flat buffer).
     pub fn features(&self) -> Option<Rows<'_, f32>> {
-        match self.values() {
-            Values::Pixels(_) => None,
-            Values::Features(r) => Some(r),
-        }
+        self.values().features()
     }
 
     /// All labels in row order.
@@ -687,18 +697,12 @@ impl Subset {
 
     /// The view's pixel rows, when the dataset holds images.
     pub fn pixels(&self) -> Option<Rows<'_, u8>> {
-        match self.values() {
-            Values::Pixels(r) => Some(r),
-            Values::Features(_) => None,
-        }
+        self.values().pixels()
     }
 
     /// The view's feature rows, when the dataset holds features.
     pub fn features(&self) -> Option<Rows<'_, f32>> {
-        match self.values() {
-            Values::Pixels(_) => None,
-            Values::Features(r) => Some(r),
-        }
+        self.values().features()
     }
 
     /// The label of the `i`-th row of the view.
