@@ -345,6 +345,14 @@ impl<'a> Values<'a> {
         }
     }
 
+    /// The mean of every column, in f64 (see [`Rows::column_means`]).
+    pub fn column_means(&self) -> Vec<f64> {
+        match self {
+            Self::Pixels(r) => r.column_means(),
+            Self::Features(r) => r.column_means(),
+        }
+    }
+
     /// Row `i` as f32 (copied). Panics if `i >= len()`.
     pub fn row_f32(&self, i: usize) -> Vec<f32> {
         match self {

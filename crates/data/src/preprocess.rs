@@ -40,13 +40,10 @@ pub fn mean_image(x: &Subset) -> Vec<f32> {
     let indices = x.indices();
     let data = match x.dataset().values() {
         Values::Pixels(rows) => rows,
-        Values::Features(rows) => {
+        Values::Features(_) => {
             // f64 sums in row order (deterministic)
-            let mut acc = vec![0f64; d];
-            for &i in indices {
-                acc.iter_mut().zip(rows.row(i)).for_each(|(a, &v)| *a += f64::from(v));
-            }
-            return acc.into_iter().map(|s| (s / n as f64) as f32).collect();
+            let view = x.values();
+            return view.column_means().into_iter().map(|s| s as f32).collect();
         }
     };
     let total = indices

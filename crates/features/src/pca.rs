@@ -80,13 +80,7 @@ impl Pca {
                 reason: format!("{p} components for {d} features"),
             });
         }
-        let mut acc = vec![0f64; d];
-        for r in train.iter() {
-            for (a, &v) in acc.iter_mut().zip(r) {
-                *a += f64::from(v.to_f32());
-            }
-        }
-        let mean: Vec<f32> = acc.iter().map(|&a| (a / n as f64) as f32).collect();
+        let mean: Vec<f32> = train.column_means().into_iter().map(|m| m as f32).collect();
         let s = n.min(FIT_SAMPLE);
         let sample: Vec<usize> = (0..s).map(|t| t * n / s).collect();
         // the centred sample in blocks of rows: products run in parallel over blocks and

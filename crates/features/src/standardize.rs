@@ -117,11 +117,7 @@ impl Standardizer {
 /// Per-feature mean and population variance, two passes in f64 (row order).
 fn moments<T: Element>(rows: Rows<'_, T>) -> (Vec<f64>, Vec<f64>) {
     let (n, d) = (rows.len() as f64, rows.dim());
-    let mut mean = vec![0f64; d];
-    for r in rows.iter() {
-        mean.iter_mut().zip(r).for_each(|(m, &v)| *m += f64::from(v.to_f32()));
-    }
-    mean.iter_mut().for_each(|m| *m /= n);
+    let mean = rows.column_means();
     let mut var = vec![0f64; d];
     for r in rows.iter() {
         for ((s, &v), &m) in var.iter_mut().zip(r).zip(&mean) {

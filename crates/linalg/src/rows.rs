@@ -159,6 +159,21 @@ impl<'a, T> Rows<'a, T> {
         out
     }
 
+    /// The mean of every column, summed in f64 in row order (the same bits whatever the
+    /// thread count); all zeros when there are no rows.
+    pub fn column_means(&self) -> Vec<f64>
+    where
+        T: Element,
+    {
+        let mut acc = vec![0f64; self.dim];
+        for i in 0..self.len {
+            acc.iter_mut().zip(self.row(i)).for_each(|(a, &v)| *a += f64::from(v.to_f32()));
+        }
+        let n = self.len.max(1) as f64;
+        acc.iter_mut().for_each(|a| *a /= n);
+        acc
+    }
+
     /// The rows as f32, contiguous (`len() * dim()` values; u8 converts exactly).
     pub fn to_f32(&self) -> Vec<f32>
     where

@@ -242,12 +242,7 @@ fn mean_image(train: &Subset) -> Vec<f32> {
 
 /// The mean of f32 feature rows (f64 sums, in row order: the same bits at any thread count).
 fn mean_features(rows: Rows<'_, f32>) -> Vec<f32> {
-    let mut acc = vec![0f64; rows.dim()];
-    for r in rows.iter() {
-        acc.iter_mut().zip(r).for_each(|(a, &v)| *a += f64::from(v));
-    }
-    let n = rows.len().max(1) as f64;
-    acc.iter().map(|&a| (a / n) as f32).collect()
+    rows.column_means().into_iter().map(|m| m as f32).collect()
 }
 
 /// Scratch and output buffers of one gradient evaluation.

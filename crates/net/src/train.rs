@@ -243,13 +243,7 @@ impl Fit for Net {
         let dims = Dims { d: data.dim(), h: self.hidden, c };
         let v = train.values();
         // the training mean, f64 sums in row order
-        let mut acc = vec![0f64; dims.d];
-        for i in 0..n {
-            for (a, x) in acc.iter_mut().zip(v.row_f32(i)) {
-                *a += f64::from(x);
-            }
-        }
-        let mean: Vec<f32> = acc.iter().map(|&a| (a / n as f64) as f32).collect();
+        let mean: Vec<f32> = v.column_means().into_iter().map(|m| m as f32).collect();
         // initial weights
         let mut g = root.fork(1);
         let (std1, std2) = match self.init {
