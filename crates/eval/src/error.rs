@@ -55,6 +55,14 @@ pub enum EvalError {
     /// The seeded split rejected its input (e.g. a label out of range).
     #[error("split: {0}")]
     Split(imgclass_data::DataError),
+    /// A search axis holds a value the search cannot use.
+    #[error("grid axis {axis}: {reason}")]
+    InvalidGrid {
+        /// The axis's name.
+        axis: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A row view could not be built.
     #[error("could not build a row view: {0}")]
     Dataset(#[from] DatasetError),

@@ -43,12 +43,14 @@ mod curve;
 mod error;
 mod folds;
 mod metrics;
+mod refine;
 mod validate;
 
 pub use curve::{CvCurve, CvPoint, CvSeries};
 pub use error::EvalError;
 pub use folds::{Fold, check_fold, folds_from_assignment, stratified_kfold, stratified_split};
 pub use metrics::{ClassReport, ConfusionMatrix, accuracy};
+pub use refine::{Axis, Origin, Refine, RefinedGrid, RefinedPoint, refining_grid_search};
 pub use validate::{
     CvScores, GridPoint, GridResult, Holdout, HoldoutGrid, HoldoutPoint, cross_validate,
     cross_validate_k, grid_search, holdout, holdout_grid_search,

@@ -303,38 +303,51 @@ pub fn holdout_grid_search<P: Fit>(
     let mut points = Vec::with_capacity(grid.len());
     let mut best: Option<(usize, f64)> = None;
     for (i, params) in grid.iter().enumerate() {
-        let t0 = Instant::now();
-        let fitted = params.fit(train);
-        let fit_seconds = t0.elapsed().as_secs_f64();
-        let point = match fitted {
-            Ok(model) => {
-                let t1 = Instant::now();
-                let pred = model
-                    .predict(validation)
-                    .map_err(|e| EvalError::Predict { fold: 0, source: Box::new(e) })?;
-                let acc = accuracy(&truth, &pred)?;
-                if best.is_none_or(|(_, b)| acc > b) {
-                    best = Some((i, acc));
-                }
-                HoldoutPoint {
-                    accuracy: Some(acc),
-                    failure: None,
-                    fit_seconds,
-                    predict_seconds: t1.elapsed().as_secs_f64(),
-                }
+        let point = holdout_point(params, train, validation, &truth, &tolerate)?;
+        if let Some(acc) = point.accuracy {
+            if best.is_none_or(|(_, b)| acc > b) {
+                best = Some((i, acc));
             }
-            Err(e) if tolerate(&e) => HoldoutPoint {
-                accuracy: None,
-                failure: Some(e.to_string()),
-                fit_seconds,
-                predict_seconds: 0.0,
-            },
-            Err(e) => return Err(EvalError::Fit { fold: 0, source: Box::new(e) }),
-        };
+        }
         on_point(i, &point);
         points.push(point);
     }
     Ok(HoldoutGrid { points, best: best.map(|(i, _)| i) })
+}
+
+/// Fits `params` on `train` and scores it on `validation` (whose labels are `truth`); a fit
+/// error for which `tolerate` is true becomes a failed cell.
+pub(crate) fn holdout_point<P: Fit>(
+    params: &P,
+    train: &Subset,
+    validation: &Subset,
+    truth: &[imgclass_core::Label],
+    tolerate: impl Fn(&P::Error) -> bool,
+) -> Result<HoldoutPoint, EvalError> {
+    let t0 = Instant::now();
+    let fitted = params.fit(train);
+    let fit_seconds = t0.elapsed().as_secs_f64();
+    Ok(match fitted {
+        Ok(model) => {
+            let t1 = Instant::now();
+            let pred = model
+                .predict(validation)
+                .map_err(|e| EvalError::Predict { fold: 0, source: Box::new(e) })?;
+            HoldoutPoint {
+                accuracy: Some(accuracy(truth, &pred)?),
+                failure: None,
+                fit_seconds,
+                predict_seconds: t1.elapsed().as_secs_f64(),
+            }
+        }
+        Err(e) if tolerate(&e) => HoldoutPoint {
+            accuracy: None,
+            failure: Some(e.to_string()),
+            fit_seconds,
+            predict_seconds: 0.0,
+        },
+        Err(e) => return Err(EvalError::Fit { fold: 0, source: Box::new(e) }),
+    })
 }
 
 #[cfg(test)]
