@@ -204,8 +204,7 @@ pub fn refining_grid_search<P: Fit>(
     }
     // extend while the best is on an edge
     let mut extended = vec![[0usize; 2]; axes.len()];
-    loop {
-        let Some(b) = best(&points) else { break };
+    while let Some(b) = best(&points) {
         let mut grew = false;
         for (a, axis) in axes.iter().enumerate() {
             if !axis.refinable || dims[a].len() < 2 {
@@ -285,10 +284,10 @@ pub fn refining_grid_search<P: Fit>(
 fn best(points: &[RefinedPoint]) -> Option<usize> {
     let mut best: Option<(usize, f64)> = None;
     for (i, p) in points.iter().enumerate() {
-        if let Some(acc) = p.point.accuracy {
-            if best.is_none_or(|(_, b)| acc > b) {
-                best = Some((i, acc));
-            }
+        if let Some(acc) = p.point.accuracy
+            && best.is_none_or(|(_, b)| acc > b)
+        {
+            best = Some((i, acc));
         }
     }
     best.map(|(i, _)| i)

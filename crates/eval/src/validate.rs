@@ -304,10 +304,10 @@ pub fn holdout_grid_search<P: Fit>(
     let mut best: Option<(usize, f64)> = None;
     for (i, params) in grid.iter().enumerate() {
         let point = holdout_point(params, train, validation, &truth, &tolerate)?;
-        if let Some(acc) = point.accuracy {
-            if best.is_none_or(|(_, b)| acc > b) {
-                best = Some((i, acc));
-            }
+        if let Some(acc) = point.accuracy
+            && best.is_none_or(|(_, b)| acc > b)
+        {
+            best = Some((i, acc));
         }
         on_point(i, &point);
         points.push(point);
