@@ -20,6 +20,8 @@ mod linear;
 mod load;
 mod progress;
 mod report;
+mod report_reps;
+mod representations;
 mod steps;
 
 use std::path::{Path, PathBuf};
@@ -67,6 +69,7 @@ mod stream {
     pub const ANN: u64 = 5;
     pub const KNN_STEPS: u64 = 6;
     pub const LINEAR_STEPS: u64 = 7;
+    pub const REPRESENTATIONS: u64 = 8;
 }
 
 /// Runs the experiment.
@@ -154,12 +157,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             seed_of(stream::LINEAR_STEPS),
             "linear",
         )?;
-        let r = linear::run(&prep, &test, &cfg.linear, seed_of(stream::LINEAR), &mut p)?;
+        let r =
+            linear::run(&prep, &test, &cfg.linear, cfg.search, seed_of(stream::LINEAR), &mut p)?;
         timings.linear_seconds = p.finish();
         Some(r)
     } else {
         None
     };
+    let mut reps = Vec::new();
+    if !cfg.representations.is_empty() {
+        let total = cfg.representations.iter().map(|r| representations::steps(r, &cfg)).sum();
+        let mut p = Progress::new("features", total);
+        let rseed = SplitMix64::new(seed_of(stream::REPRESENTATIONS));
+        for (i, rep) in cfg.representations.iter().enumerate() {
+            let seed = rseed.fork(i as u64).next_u64();
+            reps.push(representations::run(rep, &cfg, (&train, &test), seed, &mut p)?);
+        }
+        timings.representations_seconds = p.finish();
+    }
     let ann = if cfg.ann.enabled {
         let mut p = Progress::new("ann", ann::steps(&cfg.ann));
         let r = ann::run(&train, &test, &cfg.ann, seed_of(stream::ANN), &mut p)?;
@@ -172,8 +187,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // report: rendered in memory, then written into a temporary directory and renamed
     let t = Instant::now();
     let names = tt.train.classes().clone();
-    let rendered = report::render(knn.as_ref(), linear.as_ref(), &ann, &names, image_shape)?;
-    let summary = report::summary(knn.as_ref(), linear.as_ref(), &ann);
+    let rendered = report::render(knn.as_ref(), linear.as_ref(), &reps, &ann, &names, image_shape)?;
+    let summary = report::summary(knn.as_ref(), linear.as_ref(), &reps, &ann);
     let config_toml = toml::to_string(&cfg).context("serialising the config")?;
     let mut results = Results {
         schema_version: report::RESULTS_SCHEMA_VERSION,
@@ -191,6 +206,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config: cfg,
         knn,
         linear,
+        representations: reps,
         ann,
         summary,
         figures: rendered.figures.clone(),
@@ -298,6 +314,20 @@ fn save_models(
                 };
                 imgclass_model::save_pipeline(&lin.steps, &model, &p, path)?;
             }
+        }
+    }
+    for rep in &results.representations {
+        for c in &rep.classifiers {
+            // a k-NN model is its training rows: saved only when [knn] save_model asks
+            let wanted =
+                c.classifier != config::ClassifierKind::Knn || results.config.knn.save_model;
+            let Some(model) = c.saved.as_ref().filter(|_| wanted) else { continue };
+            let mut p = prov(c.val_accuracy, c.test_accuracy);
+            p.hyperparameters.insert("representation".into(), rep.name.clone().into());
+            p.hyperparameters.insert("chosen".into(), c.chosen.clone().into());
+            let tag = report_reps::file_tag;
+            let file = format!("model-{}-{}", tag(&rep.name), tag(c.classifier.label()));
+            imgclass_model::save_pipeline(&rep.steps, model, &p, dir.join(file))?;
         }
     }
     if let Some(k) = results.knn.as_ref().filter(|_| results.config.knn.save_model) {

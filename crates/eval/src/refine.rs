@@ -80,8 +80,10 @@ impl Axis {
     }
 }
 
-/// How far a [`refining_grid_search`] may go beyond the grid.
+/// How far a [`refining_grid_search`] may go beyond the grid (in a config:
+/// `{ max_extensions = 3, refine = true }`, every key optional).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Refine {
     /// Most extensions per side of each axis (0: never extend).
     pub max_extensions: usize,

@@ -43,4 +43,4 @@ pub use plots::{
     Heatmap, LinePlot, LineSeries, confusion_svg, cv_plot_svg, edge_warning, heatmap_svg,
     line_plot_svg, log_ticks,
 };
-pub use png::{GalleryRow, neighbour_gallery_png, templates_png};
+pub use png::{GalleryRow, mosaic_png, neighbour_gallery_png, templates_png};

@@ -222,3 +222,32 @@ pub fn templates_png(
     }
     c.encode()
 }
+
+/// Renders many small images (a learned dictionary's filters, a network's first-layer
+/// weights, each already mapped to 0..=255) as one mosaic: `per_line` tiles a line, each
+/// scaled `scale` times (at least 1) with a one-pixel-per-scale white gap, no captions.
+///
+/// Errors: [`ReportError::Empty`] with no images, [`ReportError::ShapeMismatch`] when an
+/// image is not `shape.len()` bytes.
+pub fn mosaic_png(
+    images: &[Vec<u8>],
+    shape: ImageShape,
+    scale: usize,
+    per_line: usize,
+) -> Result<Vec<u8>, ReportError> {
+    if images.is_empty() {
+        return Err(ReportError::Empty { what: "image list" });
+    }
+    for img in images {
+        check_image(img, shape)?;
+    }
+    let scale = scale.max(1);
+    let per_line = per_line.clamp(1, images.len());
+    let (cw, ch) = ((shape.width + 1) * scale, (shape.height + 1) * scale);
+    let lines = images.len().div_ceil(per_line);
+    let mut c = Canvas::new(cw * per_line + scale, ch * lines + scale);
+    for (i, img) in images.iter().enumerate() {
+        c.image(scale + (i % per_line) * cw, scale + (i / per_line) * ch, img, shape, scale);
+    }
+    c.encode()
+}

@@ -7,8 +7,8 @@ use imgclass_core::{ClassNames, ImageShape};
 use imgclass_eval::{ConfusionMatrix, CvCurve, CvSeries};
 use imgclass_report::{
     Block, GalleryRow, Heatmap, LinePlot, LineSeries, ReportError, Section, confusion_svg,
-    cv_plot_svg, cv_table, heatmap_svg, html_page, line_plot_svg, neighbour_gallery_png,
-    templates_png,
+    cv_plot_svg, cv_table, heatmap_svg, html_page, line_plot_svg, mosaic_png,
+    neighbour_gallery_png, templates_png,
 };
 
 /// Two metrics, five folds, six values of k; L2 is named with markup to test escaping.
@@ -318,4 +318,23 @@ fn html_galleries_caption_images_with_real_text_at_64_px() {
         imgclass_report::templates_html(&[vec![0; 5]], shape, &names),
         Err(ReportError::ShapeMismatch { .. })
     ));
+}
+
+/// A mosaic places tile i at line i / per_line, column i % per_line, each pixel scaled, with
+/// white gaps; bad input is an error, not a panic.
+#[test]
+fn mosaic_places_scaled_tiles_in_lines() {
+    let shape = ImageShape::new(3, 2, 3); // 3 wide, 2 high
+    let colours = [[200, 0, 0], [0, 200, 0], [0, 0, 200], [50, 50, 50], [9, 9, 9]];
+    let imgs: Vec<Vec<u8>> = colours.iter().map(|&c| solid(shape, c)).collect();
+    let img = decode(&mosaic_png(&imgs, shape, 2, 2).expect("renders"));
+    // 2 per line, 3 lines; a tile is (3+1)*2 = 8 wide and (2+1)*2 = 6 high, plus a 2 margin
+    assert_eq!((img.width(), img.height()), (8 * 2 + 2, 6 * 3 + 2));
+    for (i, c) in colours.iter().enumerate() {
+        assert_eq!(count(&img, *c), 3 * 2 * 4, "tile {i}: 6 pixels, each 2x2");
+        let (x, y) = (2 + (i % 2) * 8, 2 + (i / 2) * 6);
+        assert_eq!(img.get_pixel(x as u32, y as u32).0, *c, "tile {i} at its place");
+    }
+    assert!(mosaic_png(&[], shape, 2, 2).is_err());
+    assert!(mosaic_png(&[vec![0; 5]], shape, 2, 2).is_err());
 }

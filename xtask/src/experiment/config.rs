@@ -41,7 +41,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Master seed: subsampling, folds, validation split, SGD and index builds all derive
@@ -57,8 +57,41 @@ pub struct Config {
     pub linear: LinearConfig,
     /// Approximate nearest-neighbour search.
     pub ann: AnnConfig,
+    /// Representations beyond the phases above, each with the classifiers trained on it
+    /// (`[[representations]]`, in order): the table of test accuracy per representation x
+    /// classifier. Default: raw pixels (the net), HOG + hue histogram (k-NN, L2-SVM,
+    /// softmax, the net) and the k-means features of Coates, Lee & Ng (L2-SVM, softmax).
+    pub representations: Vec<RepresentationConfig>,
+    /// Full-batch (L-BFGS) linear models of the representations: the L2 grid and the stop
+    /// rule.
+    pub solver: SolverConfig,
+    /// The two-layer network of the representations: its grid and training.
+    pub net: NetConfig,
+    /// How every hold-out search goes past its grid: when the best cell is on an edge, the
+    /// axis is extended by the grid's own ratio (at most `max_extensions` times per side),
+    /// then the best is refined by geometric midpoints (`refine`). `max_extensions = 0,
+    /// refine = false` searches the grids as written.
+    pub search: imgclass_eval::Refine,
     /// What `--quick` changes.
     pub quick: QuickConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            n_train: None,
+            n_test: None,
+            knn: KnnConfig::default(),
+            linear: LinearConfig::default(),
+            ann: AnnConfig::default(),
+            representations: default_representations(),
+            solver: SolverConfig::default(),
+            net: NetConfig::default(),
+            search: imgclass_eval::Refine::default(),
+            quick: QuickConfig::default(),
+        }
+    }
 }
 
 /// k-NN: `folds`-fold stratified CV over `ks` for each metric, one neighbour search per fold.
@@ -235,6 +268,203 @@ impl Default for AnnConfig {
     }
 }
 
+/// What a representation's rows feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierKind {
+    /// k-NN, cross-validated over `[knn]` `ks` and `metrics`.
+    Knn,
+    /// One-vs-all L2-SVM (squared hinge), full batch (`[solver]`).
+    Svm,
+    /// Softmax, full batch (`[solver]`).
+    Softmax,
+    /// The two-layer network (`[net]`, or the representation's own `net` table).
+    Net,
+}
+
+impl ClassifierKind {
+    /// The model's name in the summary and file names.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Knn => "k-NN",
+            Self::Svm => "l2-svm",
+            Self::Softmax => "softmax",
+            Self::Net => "net",
+        }
+    }
+}
+
+/// One representation: the steps that make its rows from the images and what they feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepresentationConfig {
+    /// Its name in the summary (`raw`, `hog+hsv`, `kmeans-1600`).
+    pub name: String,
+    /// Feature steps fitted on the training images (empty: the pixels themselves).
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+    /// The classifiers trained on it, in order.
+    pub classifiers: Vec<ClassifierKind>,
+    /// This representation's own network settings (default: the `[net]` table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetConfig>,
+}
+
+fn default_representations() -> Vec<RepresentationConfig> {
+    use ClassifierKind::{Knn, Net, Softmax, Svm};
+    let hog_hsv = StepSpec::Union {
+        of: vec![StepSpec::Hog { cell: 8, orientations: 9 }, StepSpec::HueHistogram { bins: 10 }],
+    };
+    vec![
+        RepresentationConfig {
+            name: "raw".into(),
+            steps: Vec::new(),
+            classifiers: vec![Net],
+            net: None,
+        },
+        RepresentationConfig {
+            name: "hog+hsv".into(),
+            steps: vec![hog_hsv, StepSpec::Standardize],
+            classifiers: vec![Knn, Svm, Softmax, Net],
+            net: Some(NetConfig {
+                learning_rates: vec![0.1, 0.3],
+                regularizations: vec![1e-4, 1e-3],
+                epochs: 30,
+                search_epochs: 10,
+                ..NetConfig::default()
+            }),
+        },
+    ]
+}
+
+/// Full-batch (L-BFGS) training of a representation's linear models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SolverConfig {
+    /// The grid of L2 strengths `λ` (`R(W) = λ Σ W²` beside the mean loss; scikit-learn's
+    /// `C` is `1 / (2 λ n)`), searched on a stratified hold-out and refined per `[search]`.
+    pub regularizations: Vec<f64>,
+    /// Most L-BFGS iterations per fit.
+    pub max_iterations: usize,
+    /// Stop when the gradient's largest component is at most this.
+    pub tolerance: f64,
+    /// Fraction of the training rows held out to choose `λ`.
+    pub validation_fraction: f64,
+}
+
+impl Default for SolverConfig {
+    fn default() -> Self {
+        Self {
+            regularizations: vec![1e-4, 1e-3, 1e-2],
+            max_iterations: 300,
+            tolerance: 1e-5,
+            validation_fraction: 0.1,
+        }
+    }
+}
+
+/// The two-layer network: a grid of hidden size x learning rate x L2 strength searched with
+/// `search_epochs` on a stratified hold-out, the best retrained for `epochs` on all training
+/// rows (keeping the best epoch on a `holdout` share of them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetConfig {
+    /// Hidden units (searched as written, never extended).
+    pub hidden: Vec<usize>,
+    /// Learning rates.
+    pub learning_rates: Vec<f64>,
+    /// L2 strengths on both weight matrices.
+    pub regularizations: Vec<f64>,
+    /// Epochs of the final training.
+    pub epochs: usize,
+    /// Epochs of each search cell (a grid of one cell is not searched).
+    pub search_epochs: usize,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Momentum.
+    pub momentum: f64,
+    /// Learning-rate factor per epoch.
+    pub decay: f64,
+    /// Scale of mean-subtracted pixels (features are used as they are: scale 1).
+    pub pixel_scale: f32,
+    /// Share of the training rows the final training holds out for its validation curve
+    /// and best epoch (also the search's hold-out share).
+    pub validation_fraction: f64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            hidden: vec![500],
+            learning_rates: vec![1e-3],
+            regularizations: vec![1e-3],
+            epochs: 24,
+            search_epochs: 5,
+            batch_size: 200,
+            momentum: 0.9,
+            decay: 0.95,
+            pixel_scale: 1.0 / 64.0,
+            validation_fraction: 0.02,
+        }
+    }
+}
+
+impl NetConfig {
+    /// Checks every range; `table` names the TOML table in the error.
+    fn validate(&self, table: &'static str) -> Result<(), ConfigError> {
+        let bad = |what: &'static str, value: String, reason: &'static str| {
+            let _ = table;
+            ConfigError::Invalid { key: what, value, reason }
+        };
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return Err(bad(
+                "net.hidden",
+                format!("{:?}", self.hidden),
+                "must be a non-empty list of positive sizes",
+            ));
+        }
+        for (key, v) in [
+            ("net.learning_rates", &self.learning_rates),
+            ("net.regularizations", &self.regularizations),
+        ] {
+            if v.is_empty() || v.iter().any(|&x| !(x.is_finite() && x > 0.0)) {
+                return Err(bad(
+                    key,
+                    format!("{v:?}"),
+                    "must be a non-empty list of positive numbers",
+                ));
+            }
+        }
+        if self.epochs == 0 || self.search_epochs == 0 || self.epochs > imgclass_net::MAX_EPOCHS {
+            return Err(bad(
+                "net.epochs/search_epochs",
+                format!("{}/{}", self.epochs, self.search_epochs),
+                "must be from 1 to imgclass_net::MAX_EPOCHS",
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(bad("net.batch_size", "0".into(), "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(bad("net.momentum", self.momentum.to_string(), "must be in [0, 1)"));
+        }
+        if !(self.decay > 0.0 && self.decay <= 1.0) {
+            return Err(bad("net.decay", self.decay.to_string(), "must be in (0, 1]"));
+        }
+        if !(self.pixel_scale.is_finite() && self.pixel_scale > 0.0) {
+            return Err(bad("net.pixel_scale", self.pixel_scale.to_string(), "must be positive"));
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 0.9) {
+            return Err(bad(
+                "net.validation_fraction",
+                self.validation_fraction.to_string(),
+                "must be in (0, 0.9)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The subsampled run of `--quick` (and of `--dataset demo`): these replace the sizes above.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -249,11 +479,20 @@ pub struct QuickConfig {
     pub ann_n_train: usize,
     /// Queries of the approximate-search phase.
     pub ann_n_queries: usize,
+    /// Most epochs of a network's final training (and of its search cells).
+    pub net_epochs: usize,
 }
 
 impl Default for QuickConfig {
     fn default() -> Self {
-        Self { n_train: 5000, n_test: 1000, iterations: 300, ann_n_train: 5000, ann_n_queries: 200 }
+        Self {
+            n_train: 5000,
+            n_test: 1000,
+            iterations: 300,
+            ann_n_train: 5000,
+            ann_n_queries: 200,
+            net_epochs: 5,
+        }
     }
 }
 
@@ -288,6 +527,16 @@ impl Config {
         self.linear.iterations = self.linear.iterations.min(q.iterations);
         self.ann.n_train = self.ann.n_train.min(q.ann_n_train);
         self.ann.n_queries = self.ann.n_queries.min(q.ann_n_queries);
+        let cap = |n: &mut NetConfig| {
+            n.epochs = n.epochs.min(q.net_epochs);
+            n.search_epochs = n.search_epochs.min(q.net_epochs);
+        };
+        cap(&mut self.net);
+        for r in &mut self.representations {
+            if let Some(n) = &mut r.net {
+                cap(n);
+            }
+        }
         self
     }
 
@@ -404,6 +653,57 @@ impl Config {
                     ));
                 }
             }
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for r in &self.representations {
+            if r.name.trim().is_empty() || seen.contains(&r.name.as_str()) {
+                return Err(bad(
+                    "representations.name",
+                    &r.name,
+                    "must be non-empty and differ from every other representation's",
+                ));
+            }
+            seen.push(&r.name);
+            if r.classifiers.is_empty() {
+                return Err(bad(
+                    "representations.classifiers",
+                    &r.name,
+                    "needs at least one of \"knn\", \"svm\", \"softmax\", \"net\"",
+                ));
+            }
+            if let Some(n) = &r.net {
+                n.validate("representations.net")?;
+            }
+        }
+        let uses =
+            |k: ClassifierKind| self.representations.iter().any(|r| r.classifiers.contains(&k));
+        let s = &self.solver;
+        if uses(ClassifierKind::Svm) || uses(ClassifierKind::Softmax) {
+            if s.regularizations.is_empty()
+                || s.regularizations.iter().any(|&v| !(v.is_finite() && v > 0.0))
+            {
+                return Err(bad(
+                    "solver.regularizations",
+                    &s.regularizations,
+                    "must be a non-empty list of positive numbers",
+                ));
+            }
+            if s.max_iterations == 0 || s.max_iterations > 100_000 {
+                return Err(bad("solver.max_iterations", s.max_iterations, "must be 1 to 100000"));
+            }
+            if !(s.tolerance.is_finite() && s.tolerance > 0.0) {
+                return Err(bad("solver.tolerance", s.tolerance, "must be positive"));
+            }
+            if !(s.validation_fraction > 0.0 && s.validation_fraction < 1.0) {
+                return Err(bad(
+                    "solver.validation_fraction",
+                    s.validation_fraction,
+                    "must be in (0, 1)",
+                ));
+            }
+        }
+        if uses(ClassifierKind::Net) {
+            self.net.validate("net")?;
         }
         let q = &self.quick;
         if q.n_train == 0 || q.n_test == 0 || q.iterations == 0 || q.ann_n_train == 0 {

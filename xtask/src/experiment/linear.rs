@@ -8,7 +8,8 @@ use std::time::Instant;
 use anyhow::Context;
 use imgclass_core::{Fit, Predict, Subset};
 use imgclass_eval::{
-    ClassReport, ConfusionMatrix, accuracy, holdout_grid_search, stratified_split,
+    Axis, ClassReport, ConfusionMatrix, Origin, Refine, accuracy, refining_grid_search,
+    stratified_split,
 };
 use imgclass_linear::{Linear, LinearError, LinearModel, Loss, Reg, Sgd, Stop};
 use serde::Serialize;
@@ -30,6 +31,9 @@ pub struct GridPoint {
     pub failure: Option<String>,
     /// Training seconds.
     pub train_seconds: f64,
+    /// Whether the cell was in the config's grid, an extension past its edge, or a refinement
+    /// next to the best.
+    pub origin: Origin,
 }
 
 /// One loss's results (serialised into results.json).
@@ -41,6 +45,9 @@ pub struct LossResult {
     pub grid: Vec<GridPoint>,
     /// Index of the chosen point in `grid`.
     pub best: usize,
+    /// Axes whose chosen value is still on the grid's edge because the search's bound was
+    /// reached (empty: the choice is inside the searched range).
+    pub bound_hit: Vec<String>,
     /// Test accuracy of the chosen point retrained on all training images.
     pub test_accuracy: f64,
     /// Test confusion matrix.
@@ -82,6 +89,7 @@ pub struct LinearResult {
 }
 
 /// Number of progress steps of [`run`].
+/// (Extensions and refinements of the search add steps as they happen.)
 pub fn steps(cfg: &LinearConfig) -> u64 {
     grids(cfg).map(|(_, _, g)| g.learning_rates.len() * g.regularizations.len() + 1).sum::<usize>()
         as u64
@@ -122,6 +130,7 @@ pub fn run(
     prep: &super::steps::Prepared,
     shown_test: &Subset,
     cfg: &LinearConfig,
+    search: Refine,
     seed: u64,
     progress: &mut Progress,
 ) -> anyhow::Result<LinearResult> {
@@ -131,40 +140,55 @@ pub fn run(
     let sgd_seed = seed.wrapping_add(1);
     let mut losses = Vec::new();
     for (name, loss, lgrid) in grids(cfg) {
-        let cells: Vec<(f64, f64)> = lgrid
-            .learning_rates
-            .iter()
-            .flat_map(|&lr| lgrid.regularizations.iter().map(move |&reg| (lr, reg)))
-            .collect();
-        let candidates: Vec<Linear> =
-            cells.iter().map(|&(lr, reg)| params(cfg, loss, lr, reg, sgd_seed)).collect();
-        let search = holdout_grid_search(
-            &candidates,
+        let axes = [
+            Axis::log("learning rate", lgrid.learning_rates.clone()),
+            Axis::log("L2 strength", lgrid.regularizations.clone()),
+        ];
+        let n_grid = (lgrid.learning_rates.len() * lgrid.regularizations.len()) as u64;
+        let result = refining_grid_search(
+            &axes,
+            |v| params(cfg, loss, v[0], v[1], sgd_seed),
             &fit_set,
             &val_set,
             |e| matches!(e, LinearError::Diverged { .. }),
-            |i, p| {
-                let (lr, reg) = cells[i];
-                tracing::debug!(loss = name, lr, reg, val_accuracy = ?p.accuracy, "grid point");
+            |p, i| {
+                let (lr, reg) = (p.values[0], p.values[1]);
+                let acc = p.point.accuracy;
+                tracing::debug!(loss = name, lr, reg, val_accuracy = ?acc, origin = ?p.origin, "grid point");
+                if i as u64 >= n_grid {
+                    progress.grow(1);
+                }
                 progress.step(&format!(
-                    "{name} lr={lr:e} reg={reg:e}: {}",
-                    p.accuracy.map_or("diverged".into(), |a| format!("{a:.3}"))
+                    "{name} lr={} reg={}{}: {}",
+                    super::report::sci(lr),
+                    super::report::sci(reg),
+                    match p.origin {
+                        Origin::Grid => "",
+                        Origin::Extended => " (extended)",
+                        Origin::Refined => " (refined)",
+                    },
+                    acc.map_or("diverged".into(), |a| format!("{a:.3}"))
                 ));
             },
+            search,
         )?;
-        let grid: Vec<GridPoint> = cells
+        let grid: Vec<GridPoint> = result
+            .points
             .iter()
-            .zip(search.points)
-            .map(|(&(learning_rate, regularization), p)| GridPoint {
-                learning_rate,
-                regularization,
-                val_accuracy: p.accuracy,
-                failure: p.failure,
-                train_seconds: p.fit_seconds + p.predict_seconds,
+            .map(|p| GridPoint {
+                learning_rate: p.values[0],
+                regularization: p.values[1],
+                val_accuracy: p.point.accuracy,
+                failure: p.point.failure.clone(),
+                train_seconds: p.point.fit_seconds + p.point.predict_seconds,
+                origin: p.origin,
             })
             .collect();
+        for b in &result.bound_hit {
+            tracing::warn!(loss = name, "{b}");
+        }
         // best: highest validation accuracy, ties to the first in grid order
-        let best = search.best;
+        let best = result.best;
         let best = best.with_context(|| all_diverged(name, lgrid))?;
         let (lr, reg) = (grid[best].learning_rate, grid[best].regularization);
         let t = Instant::now();
@@ -186,6 +210,7 @@ pub fn run(
             loss_curve: model.report().loss.clone(),
             retrain_seconds,
             grid,
+            bound_hit: result.bound_hit,
             model,
             misclassified: super::report::mistakes(shown_test, &truth, &pred),
         });

@@ -36,6 +36,14 @@ impl Progress {
         Self { phase, total, done: 0, start: Instant::now(), bar }
     }
 
+    /// The phase has `n` more steps than announced (a search that extended its grid).
+    pub fn grow(&mut self, n: u64) {
+        self.total += n;
+        if let Some(bar) = &self.bar {
+            bar.inc_length(n);
+        }
+    }
+
     /// One step done, described by `what`.
     pub fn step(&mut self, what: &str) {
         self.done += 1;

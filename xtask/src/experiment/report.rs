@@ -22,6 +22,7 @@ use super::ann::AnnResult;
 use super::config::Config;
 use super::knn::KnnResult;
 use super::linear::LinearResult;
+use super::representations::RepresentationResult;
 
 /// Version of the results.json layout.
 pub const RESULTS_SCHEMA_VERSION: u32 = 1;
@@ -54,6 +55,8 @@ pub struct Timings {
     pub knn_seconds: f64,
     /// The linear phase.
     pub linear_seconds: f64,
+    /// The representations stage (feature steps and their classifiers).
+    pub representations_seconds: f64,
     /// The approximate-search phase.
     pub ann_seconds: f64,
     /// Rendering and writing the report.
@@ -260,6 +263,8 @@ pub struct Results {
     pub knn: Option<KnnResult>,
     /// Linear phase (`null` when disabled).
     pub linear: Option<LinearResult>,
+    /// The representations stage, one entry per `[[representations]]`.
+    pub representations: Vec<RepresentationResult>,
     /// Approximate-search phase.
     pub ann: AnnOutcome,
     /// The summary table.
@@ -276,6 +281,7 @@ pub struct Results {
 pub fn summary(
     knn: Option<&KnnResult>,
     linear: Option<&LinearResult>,
+    reps: &[RepresentationResult],
     ann: &AnnOutcome,
 ) -> Vec<SummaryRow> {
     let mut rows = Vec::new();
@@ -295,9 +301,21 @@ pub fn summary(
             rows.push(SummaryRow {
                 representation: l.representation.clone(),
                 model: format!("linear {}", r.loss),
-                chosen: format!("lr {:e}, L2 {:e}", p.learning_rate, p.regularization),
+                chosen: format!("lr {}, L2 {}", sci(p.learning_rate), sci(p.regularization)),
                 validation: format!("hold-out {:.4}", p.val_accuracy.unwrap_or(f64::NAN)),
                 test_accuracy: Some(r.test_accuracy),
+                speedup_seconds_ratio: None,
+            });
+        }
+    }
+    for r in reps {
+        for c in &r.classifiers {
+            rows.push(SummaryRow {
+                representation: r.name.clone(),
+                model: c.model.clone(),
+                chosen: c.chosen.clone(),
+                validation: c.validation.clone(),
+                test_accuracy: Some(c.test_accuracy),
                 speedup_seconds_ratio: None,
             });
         }
@@ -484,7 +502,7 @@ fn timing_line(t: &Timings) -> String {
     let share = |s: f64| 100.0 * s / t.total_seconds.max(1e-9);
     format!(
         "total {:.1} s = load {:.1} s ({:.0}%), k-NN {:.1} s ({:.0}%), linear {:.1} s ({:.0}%), \
-         ann {:.1} s ({:.0}%), report {:.1} s ({:.0}%)",
+         features {:.1} s ({:.0}%), ann {:.1} s ({:.0}%), report {:.1} s ({:.0}%)",
         t.total_seconds,
         t.load_seconds,
         share(t.load_seconds),
@@ -492,6 +510,8 @@ fn timing_line(t: &Timings) -> String {
         share(t.knn_seconds),
         t.linear_seconds,
         share(t.linear_seconds),
+        t.representations_seconds,
+        share(t.representations_seconds),
         t.ann_seconds,
         share(t.ann_seconds),
         t.report_seconds,
@@ -499,9 +519,16 @@ fn timing_line(t: &Timings) -> String {
     )
 }
 
-/// Sci notation that reads well in a table header (`1e-7`, `2.5e4`).
-fn sci(v: f64) -> String {
-    format!("{v:e}")
+/// Three significant digits, trailing zeros dropped: `1e-7`, `2.5e4`, `1.73e-6` (a refined
+/// grid's geometric midpoints have long expansions).
+pub fn sci(v: f64) -> String {
+    let s = format!("{v:.2e}");
+    match s.split_once('e') {
+        Some((m, e)) if m.contains('.') => {
+            format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+        }
+        _ => s,
+    }
 }
 
 /// Files of the report, in memory: (name, bytes), and the figure list.
@@ -518,6 +545,7 @@ pub struct Rendered {
 pub fn render(
     knn: Option<&KnnResult>,
     linear: Option<&LinearResult>,
+    reps: &[RepresentationResult],
     ann: &AnnOutcome,
     names: &ClassNames,
     shape: ImageShape,
@@ -601,8 +629,9 @@ pub fn render(
     if let Some(l) = linear {
         let mut curves = Vec::new();
         for (li, res) in l.losses.iter().enumerate() {
-            let lrs: Vec<f64> = dedup(res.grid.iter().map(|p| p.learning_rate));
-            let regs: Vec<f64> = dedup(res.grid.iter().map(|p| p.regularization));
+            // sorted: extensions and refinements join the config's grid in place
+            let lrs: Vec<f64> = sorted_distinct(res.grid.iter().map(|p| p.learning_rate));
+            let regs: Vec<f64> = sorted_distinct(res.grid.iter().map(|p| p.regularization));
             let mut values = vec![f64::NAN; lrs.len() * regs.len()];
             for p in &res.grid {
                 let i = lrs.iter().position(|&v| v == p.learning_rate).unwrap_or(0);
@@ -671,7 +700,7 @@ pub fn render(
                         "{} SGD iterations of {} images per run on {} training images; validation \
                          accuracy on a stratified hold-out of {} (grey = diverged). Chosen: \
                          learning rate {}, L2 strength {} (validation {:.4}); retrained on all \
-                         training images, test accuracy {:.4}.",
+                         training images, test accuracy {:.4}.{}",
                         l.iterations,
                         l.batch_size,
                         l.n_fit,
@@ -679,7 +708,8 @@ pub fn render(
                         sci(p.learning_rate),
                         sci(p.regularization),
                         p.val_accuracy.unwrap_or(f64::NAN),
-                        res.test_accuracy
+                        res.test_accuracy,
+                        search_words(res.grid.iter().map(|p| p.origin))
                     )),
                     Block::Svg(heat),
                 ])
@@ -784,6 +814,11 @@ pub fn render(
         sections.push(Section::new("Most-confused class pairs", pairs));
         sections.push(Section::new("Misclassified test images", gallery));
     }
+    let part = super::report_reps::render(reps, names, shape)?;
+    for ((file, bytes), fig) in part.files.into_iter().zip(part.figures) {
+        add(&file, fig.caption, &fig.data, bytes);
+    }
+    sections.extend(part.sections);
     match ann {
         AnnOutcome::Ran(a) => {
             let mut kinds: Vec<&str> = Vec::new();
@@ -897,14 +932,33 @@ fn short_setting(spec: &str) -> String {
     spec.rsplit([',', ':']).next().unwrap_or(spec).to_string()
 }
 
-fn dedup(values: impl Iterator<Item = f64>) -> Vec<f64> {
-    let mut out: Vec<f64> = Vec::new();
-    for v in values {
-        if !out.contains(&v) {
-            out.push(v);
+fn sorted_distinct(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut out: Vec<f64> = values.collect();
+    out.sort_by(f64::total_cmp);
+    out.dedup();
+    out
+}
+
+/// "" for a plain grid, else how many cells the search added beyond it and around the best.
+fn search_words(origins: impl Iterator<Item = imgclass_eval::Origin>) -> String {
+    use imgclass_eval::Origin;
+    let (mut ext, mut refd) = (0, 0);
+    for o in origins {
+        match o {
+            Origin::Extended => ext += 1,
+            Origin::Refined => refd += 1,
+            Origin::Grid => {}
         }
     }
-    out
+    if ext + refd == 0 {
+        return String::new();
+    }
+    format!(
+        " The search added {ext} cell{} past the grid's edge and {refd} refinement{} next to \
+         the best (cells the search did not evaluate are grey too).",
+        if ext == 1 { "" } else { "s" },
+        if refd == 1 { "" } else { "s" }
+    )
 }
 
 /// The results table of the HTML page.
@@ -935,6 +989,7 @@ pub fn timings_table(t: &Timings) -> Table {
             row("load data", t.load_seconds),
             row("k-NN", t.knn_seconds),
             row("linear", t.linear_seconds),
+            row("representations (features and their classifiers)", t.representations_seconds),
             row("approximate search", t.ann_seconds),
             row("report", t.report_seconds),
             row("total", t.total_seconds),

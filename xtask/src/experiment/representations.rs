@@ -1,0 +1,401 @@
+//! The representations stage (`[[representations]]`): for each representation, its feature
+//! steps are fitted on the training images and applied to the training and test rows, then
+//! every classifier it lists is chosen on a stratified hold-out (the refining search of
+//! `[search]`), retrained on all training rows and scored once on the test set. One summary
+//! row per (representation, classifier); the saved models are pipelines (steps, then
+//! classifier) that `cargo xtask predict` applies to image files.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use imgclass_core::{Fit, Predict, Subset};
+use imgclass_eval::{
+    Axis, ConfusionMatrix, Origin, Refine, RefinedGrid, RefinedPoint, accuracy,
+    refining_grid_search, stratified_split,
+};
+use imgclass_linear::{Linear, LinearError, Loss};
+use imgclass_model::SavedModel;
+use imgclass_net::{Net, NetError, NetSgd};
+use serde::Serialize;
+
+use super::config::{ClassifierKind, Config, KnnConfig, NetConfig, RepresentationConfig};
+use super::knn::KnnResult;
+use super::progress::Progress;
+use super::report::sci;
+
+/// One representation's results (serialised into results.json).
+#[derive(Debug, Serialize)]
+pub struct RepresentationResult {
+    /// Its name (`raw`, `hog+hsv`, `kmeans-1600`).
+    pub name: String,
+    /// The steps' labels joined by ` -> ` (`raw` without steps).
+    pub steps_label: String,
+    /// Values per row the classifiers saw.
+    pub dim: usize,
+    /// Seconds to fit the steps and apply them to the training and test rows.
+    pub steps_seconds: f64,
+    /// One entry per classifier, in the config's order.
+    pub classifiers: Vec<ClassifierResult>,
+    /// The fitted steps (saved with the models; the report draws a k-means dictionary).
+    #[serde(skip)]
+    pub steps: Vec<imgclass_features::Step>,
+}
+
+/// One classifier on one representation.
+#[derive(Debug, Serialize)]
+pub struct ClassifierResult {
+    /// Which classifier.
+    pub classifier: ClassifierKind,
+    /// Its name in the summary (`l2-svm (l-bfgs)`, `net (500 hidden)`, ...).
+    pub model: String,
+    /// The chosen hyperparameters, in words.
+    pub chosen: String,
+    /// The validation score of the choice, in words.
+    pub validation: String,
+    /// The hold-out accuracy of the choice (the CV mean for k-NN), when there was a search.
+    pub val_accuracy: Option<f64>,
+    /// Test accuracy of the chosen model retrained on all training rows.
+    pub test_accuracy: f64,
+    /// The search's axes (names), in the order of each cell's `values`.
+    pub axes: Vec<String>,
+    /// Every evaluated cell, in evaluation order (empty when the grid has one cell).
+    pub search: Vec<RefinedPoint>,
+    /// Axes whose chosen value is on an edge because the search's bound was reached.
+    pub bound_hit: Vec<String>,
+    /// Training curves of the retrained model.
+    pub curves: Curves,
+    /// Seconds of the final training.
+    pub fit_seconds: f64,
+    /// Test confusion matrix.
+    pub confusion: ConfusionMatrix,
+    /// k-NN's cross-validation (k-NN only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knn: Option<KnnResult>,
+    /// The retrained model, as saved.
+    #[serde(skip)]
+    pub saved: Option<SavedModel>,
+}
+
+/// Training curves of a retrained model.
+#[derive(Debug, Default, Serialize)]
+pub struct Curves {
+    /// Linear: the objective (data loss + regularisation) per solver iteration; net: the
+    /// minibatch loss per iteration.
+    pub objective: Vec<f32>,
+    /// Net: training accuracy per epoch (on the rows seen, sampled as the net records it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub train_accuracy: Vec<f64>,
+    /// Net: accuracy on its held-out share per epoch.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub val_accuracy: Vec<f64>,
+    /// Why the solver stopped (linear), or the epoch kept (net).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stop: String,
+}
+
+/// Number of progress steps of [`run`] announced up front (a search that extends its grid
+/// adds steps as it goes).
+pub fn steps(rep: &RepresentationConfig, cfg: &Config) -> u64 {
+    let net = rep.net.as_ref().unwrap_or(&cfg.net);
+    1 + rep
+        .classifiers
+        .iter()
+        .map(|c| match c {
+            ClassifierKind::Knn => super::knn::steps(&knn_config(&cfg.knn)),
+            ClassifierKind::Svm | ClassifierKind::Softmax => {
+                cfg.solver.regularizations.len() as u64 + 1
+            }
+            ClassifierKind::Net => {
+                let cells = net_cells(net);
+                if cells > 1 { cells as u64 + 1 } else { 1 }
+            }
+        })
+        .sum::<u64>()
+}
+
+/// k-NN on a representation: the `[knn]` settings without the gallery (shown once, in the
+/// k-NN phase on pixels).
+fn knn_config(k: &KnnConfig) -> KnnConfig {
+    KnnConfig { gallery_rows: 0, steps: Vec::new(), ..k.clone() }
+}
+
+fn net_cells(n: &NetConfig) -> usize {
+    n.hidden.len() * n.learning_rates.len() * n.regularizations.len()
+}
+
+/// The full-batch linear classifier of `kind` with L2 strength `lambda`.
+fn linear_params(kind: ClassifierKind, lambda: f64, cfg: &Config) -> Linear {
+    let loss = match kind {
+        ClassifierKind::Svm => Loss::SquaredHinge { margin: 1.0 },
+        _ => Loss::Softmax,
+    };
+    let _ = &cfg.solver;
+    // placeholder until the full-batch solver lands: long SGD with momentum
+    Linear::new(loss).regularization(imgclass_linear::Reg::L2(lambda)).sgd(imgclass_linear::Sgd {
+        batch_size: 200,
+        learning_rate: 1e-3,
+        decay: 0.95,
+        momentum: 0.9,
+        stop: imgclass_linear::Stop::Epochs(5),
+        seed: 0,
+    })
+}
+
+fn net_params(n: &NetConfig, v: &[f64], epochs: usize, on_pixels: bool, seed: u64) -> Net {
+    Net::new(v[0] as usize)
+        .regularization(v[2])
+        .input_scale(if on_pixels { n.pixel_scale } else { 1.0 })
+        .sgd(NetSgd {
+            batch_size: n.batch_size,
+            learning_rate: v[1],
+            momentum: n.momentum,
+            nesterov: false,
+            decay: n.decay,
+            epochs,
+            seed,
+        })
+}
+
+/// Runs one representation: fits its steps, then each classifier.
+pub fn run(
+    rep: &RepresentationConfig,
+    cfg: &Config,
+    (train, test): (&Subset, &Subset),
+    seed: u64,
+    progress: &mut Progress,
+) -> anyhow::Result<RepresentationResult> {
+    let prep = super::steps::prepare(&rep.steps, train, test, seed, &rep.name)?;
+    progress.step(&format!(
+        "{}: {} features per image ({:.1} s)",
+        rep.name,
+        prep.train.dim(),
+        prep.seconds
+    ));
+    let names = train.dataset().classes().clone();
+    let mut classifiers = Vec::new();
+    for (ci, &kind) in rep.classifiers.iter().enumerate() {
+        let cseed = imgclass_core::rng::SplitMix64::new(seed).fork(ci as u64 + 1).next_u64();
+        let r = match kind {
+            ClassifierKind::Knn => run_knn(&prep, (train, test), cfg, cseed, progress)?,
+            ClassifierKind::Svm | ClassifierKind::Softmax => {
+                run_linear(kind, &prep, cfg, &names, cseed, &rep.name, progress)?
+            }
+            ClassifierKind::Net => {
+                let n = rep.net.as_ref().unwrap_or(&cfg.net);
+                run_net(n, &prep, cfg.search, &names, cseed, &rep.name, progress)?
+            }
+        };
+        tracing::info!(
+            representation = %rep.name,
+            model = %r.model,
+            test_accuracy = r.test_accuracy,
+            "classifier done"
+        );
+        classifiers.push(r);
+    }
+    Ok(RepresentationResult {
+        name: rep.name.clone(),
+        steps_label: prep.representation.clone(),
+        dim: prep.train.dim(),
+        steps_seconds: prep.seconds,
+        classifiers,
+        steps: prep.steps,
+    })
+}
+
+/// Scores `model` on the test rows.
+fn score<M: Predict>(model: &M, test: &Subset) -> anyhow::Result<(f64, ConfusionMatrix)>
+where
+    M::Error: Send + Sync + 'static,
+{
+    let truth = test.labels();
+    let pred = model.predict(test)?;
+    Ok((accuracy(&truth, &pred)?, ConfusionMatrix::new(&truth, &pred, test.n_classes())?))
+}
+
+fn on_point<'a>(
+    progress: &'a mut Progress,
+    label: String,
+    axes: &'a [Axis],
+    announced: usize,
+) -> impl FnMut(&RefinedPoint, usize) + 'a {
+    move |p, i| {
+        if i >= announced {
+            progress.grow(1);
+        }
+        let cell: Vec<String> =
+            axes.iter().zip(&p.values).map(|(a, v)| format!("{}={}", a.name, sci(*v))).collect();
+        progress.step(&format!(
+            "{label} {}{}: {}",
+            cell.join(" "),
+            match p.origin {
+                Origin::Grid => "",
+                Origin::Extended => " (extended)",
+                Origin::Refined => " (refined)",
+            },
+            p.point.accuracy.map_or("failed".into(), |a| format!("{a:.4}"))
+        ));
+    }
+}
+
+fn run_linear(
+    kind: ClassifierKind,
+    prep: &super::steps::Prepared,
+    cfg: &Config,
+    names: &imgclass_core::ClassNames,
+    seed: u64,
+    rep: &str,
+    progress: &mut Progress,
+) -> anyhow::Result<ClassifierResult> {
+    let (train, test) = (&prep.train, &prep.test);
+    let split = stratified_split(&train.labels(), cfg.solver.validation_fraction, seed)?;
+    let (fit_set, val_set) = split.apply(train)?;
+    let axes = [Axis::log("L2", cfg.solver.regularizations.clone())];
+    let label = format!("{rep} {}", kind.label());
+    let grid: RefinedGrid = refining_grid_search(
+        &axes,
+        |v| linear_params(kind, v[0], cfg),
+        &fit_set,
+        &val_set,
+        |e| matches!(e, LinearError::Diverged { .. }),
+        on_point(progress, label.clone(), &axes, cfg.solver.regularizations.len()),
+        cfg.search,
+    )?;
+    let best = grid.best.with_context(|| format!("every {label} fit failed"))?;
+    let lambda = grid.points[best].values[0];
+    let t = Instant::now();
+    let model = linear_params(kind, lambda, cfg)
+        .fit(train)
+        .with_context(|| format!("retraining {label} on all training rows"))?;
+    let fit_seconds = t.elapsed().as_secs_f64();
+    let (test_accuracy, confusion) = score(&model, test)?;
+    progress.step(&format!("{label} retrained: test {test_accuracy:.4}"));
+    let val = grid.points[best].point.accuracy;
+    Ok(ClassifierResult {
+        classifier: kind,
+        model: format!("{} (full batch)", kind.label()),
+        chosen: format!("L2 {}", sci(lambda)),
+        validation: format!("hold-out {:.4}", val.unwrap_or(f64::NAN)),
+        val_accuracy: val,
+        test_accuracy,
+        axes: axes.iter().map(|a| a.name.clone()).collect(),
+        search: grid.points,
+        bound_hit: grid.bound_hit,
+        curves: Curves { objective: model.report().loss.clone(), ..Curves::default() },
+        fit_seconds,
+        confusion,
+        knn: None,
+        saved: Some(SavedModel::Linear { model, classes: names.clone() }),
+    })
+}
+
+fn run_net(
+    n: &NetConfig,
+    prep: &super::steps::Prepared,
+    search: Refine,
+    names: &imgclass_core::ClassNames,
+    seed: u64,
+    rep: &str,
+    progress: &mut Progress,
+) -> anyhow::Result<ClassifierResult> {
+    let (train, test) = (&prep.train, &prep.test);
+    let on_pixels = train.pixels().is_some();
+    let axes = [
+        Axis::fixed("hidden", n.hidden.iter().map(|&h| h as f64).collect()),
+        Axis::log("lr", n.learning_rates.clone()),
+        Axis::log("L2", n.regularizations.clone()),
+    ];
+    let label = format!("{rep} net");
+    let (chosen_values, grid) = if net_cells(n) > 1 {
+        let split = stratified_split(&train.labels(), n.validation_fraction.max(0.02), seed)?;
+        let (fit_set, val_set) = split.apply(train)?;
+        let grid = refining_grid_search(
+            &axes,
+            |v| net_params(n, v, n.search_epochs, on_pixels, seed),
+            &fit_set,
+            &val_set,
+            |e| matches!(e, NetError::Diverged { .. }),
+            on_point(progress, label.clone(), &axes, net_cells(n)),
+            search,
+        )?;
+        let best = grid.best.with_context(|| format!("every {label} fit diverged"))?;
+        (grid.points[best].values.clone(), Some(grid))
+    } else {
+        (vec![n.hidden[0] as f64, n.learning_rates[0], n.regularizations[0]], None)
+    };
+    let t = Instant::now();
+    let model = net_params(n, &chosen_values, n.epochs, on_pixels, seed)
+        .validation(n.validation_fraction)
+        .fit(train)
+        .with_context(|| format!("training {label} on all training rows"))?;
+    let fit_seconds = t.elapsed().as_secs_f64();
+    let (test_accuracy, confusion) = score(&model, test)?;
+    progress.step(&format!("{label} trained: test {test_accuracy:.4}"));
+    let r = model.report();
+    let (val, validation) = match &grid {
+        Some(g) => {
+            let v = g.best.and_then(|b| g.points[b].point.accuracy);
+            (v, format!("hold-out {:.4} ({} epochs)", v.unwrap_or(f64::NAN), n.search_epochs))
+        }
+        None => {
+            let v = r.val_accuracy.get(r.best_epoch).copied();
+            (v, v.map_or("-".into(), |v| format!("held-out share {v:.4}")))
+        }
+    };
+    Ok(ClassifierResult {
+        classifier: ClassifierKind::Net,
+        model: format!("net ({} hidden)", chosen_values[0] as usize),
+        chosen: format!(
+            "lr {}, L2 {}, epoch {} of {}",
+            sci(chosen_values[1]),
+            sci(chosen_values[2]),
+            r.best_epoch + 1,
+            r.epochs
+        ),
+        validation,
+        val_accuracy: val,
+        test_accuracy,
+        axes: axes.iter().map(|a| a.name.clone()).collect(),
+        bound_hit: grid.as_ref().map_or_else(Vec::new, |g| g.bound_hit.clone()),
+        search: grid.map_or_else(Vec::new, |g| g.points),
+        curves: Curves {
+            objective: r.loss.clone(),
+            train_accuracy: r.train_accuracy.clone(),
+            val_accuracy: r.val_accuracy.clone(),
+            stop: format!("kept epoch {} of {}", r.best_epoch + 1, r.epochs),
+        },
+        fit_seconds,
+        confusion,
+        knn: None,
+        saved: Some(SavedModel::Net { model, classes: names.clone() }),
+    })
+}
+
+fn run_knn(
+    prep: &super::steps::Prepared,
+    shown: (&Subset, &Subset),
+    cfg: &Config,
+    seed: u64,
+    progress: &mut Progress,
+) -> anyhow::Result<ClassifierResult> {
+    let kcfg = knn_config(&cfg.knn);
+    let k = super::knn::run(prep, shown, &kcfg, seed, progress)?;
+    let metric = k.best_metric;
+    let model = imgclass_knn::Knn::new(k.best_k).metric(metric).fit(&prep.train)?;
+    Ok(ClassifierResult {
+        classifier: ClassifierKind::Knn,
+        model: "k-NN".into(),
+        chosen: format!("{}, k = {}", crate::knn_cv::metric_label(metric), k.best_k),
+        validation: format!("{}-fold CV {:.4} ± {:.4}", k.folds, k.cv_mean, k.cv_std),
+        val_accuracy: Some(k.cv_mean),
+        test_accuracy: k.test_accuracy,
+        axes: Vec::new(),
+        search: Vec::new(),
+        bound_hit: Vec::new(),
+        curves: Curves::default(),
+        fit_seconds: k.test_seconds,
+        confusion: k.confusion.clone(),
+        saved: Some(SavedModel::Knn { model, index: None }),
+        knn: Some(k),
+    })
+}
