@@ -221,6 +221,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     results.timings.report_seconds = t.elapsed().as_secs_f64();
     results.timings.total_seconds = start.elapsed().as_secs_f64();
+    results.timings.peak_rss_bytes = crate::procstat::status_bytes("VmHWM:");
     let html = report::page(&results, &rendered, &config_toml);
     write_atomically(&out, |dir| {
         report::write_all(dir, &results, &rendered, &html)?;
@@ -235,7 +236,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     models.sort();
     if !models.is_empty() {
-        println!("models: {} in {}", models.join(", "), out.display());
+        let line = format!("models: {} in {}", models.join(", "), out.display());
+        for l in report::wrap_words(&line, report::SUMMARY_WIDTH) {
+            println!("{l}");
+        }
     }
     if args.out.is_none() {
         let link = point_latest(&out)?;

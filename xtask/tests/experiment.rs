@@ -174,8 +174,46 @@ fn demo_runs_end_to_end_and_is_reproducible_whatever_the_thread_count() {
         let t = l["test_accuracy"].as_f64().expect("test accuracy");
         assert!(t >= 0.9, "{} test accuracy {t}", l["loss"]);
         assert_eq!(t, accuracy_of(&l["confusion"]));
-        assert_eq!(l["grid"].as_array().map(Vec::len), Some(9));
+        // the config's 3 x 3 grid first, then any cells the refining search added
+        let grid = l["grid"].as_array().expect("grid");
+        assert!(grid.len() >= 9, "{}", grid.len());
+        assert!(grid[..9].iter().all(|p| p["origin"] == "grid"));
+        assert!(grid[9..].iter().all(|p| p["origin"] == "extended" || p["origin"] == "refined"));
+        // the chosen cell is inside the searched range unless a stated bound was hit
+        let best = &grid[l["best"].as_u64().expect("best") as usize];
+        if l["bound_hit"].as_array().is_some_and(Vec::is_empty) {
+            for key in ["learning_rate", "regularization"] {
+                let vals: Vec<f64> = grid.iter().filter_map(|p| p[key].as_f64()).collect();
+                let v = best[key].as_f64().expect("value");
+                let (lo, hi) =
+                    vals.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+                assert!(v > lo && v < hi, "{key} {v} on the edge of {vals:?}");
+            }
+        }
         assert_eq!(l["loss_curve"].as_array().map(Vec::len), Some(300), "quick iterations");
+    }
+    // one summary row per (representation, classifier), the default representations
+    let summary = a["summary"].as_array().expect("summary");
+    for (rep, model) in [
+        ("raw", "net"),
+        ("hog+hsv", "k-NN"),
+        ("hog+hsv", "l2-svm"),
+        ("hog+hsv", "softmax"),
+        ("hog+hsv", "net"),
+    ] {
+        let row = summary
+            .iter()
+            .find(|r| {
+                r["representation"] == rep && r["model"].as_str().is_some_and(|m| m.contains(model))
+            })
+            .unwrap_or_else(|| panic!("no summary row {rep} {model}"));
+        let t = row["test_accuracy"].as_f64().expect("test accuracy");
+        assert!((0.0..=1.0).contains(&t));
+    }
+    for r in a["representations"].as_array().expect("representations") {
+        for c in r["classifiers"].as_array().expect("classifiers") {
+            assert_eq!(c["test_accuracy"].as_f64(), Some(accuracy_of(&c["confusion"])));
+        }
     }
     // held-out validation: 10% of 2000
     assert_eq!(a["linear"]["n_validation"], 200);

@@ -63,6 +63,8 @@ pub struct Timings {
     pub report_seconds: f64,
     /// Everything.
     pub total_seconds: f64,
+    /// The process's peak resident memory (Linux `VmHWM`), in bytes; `null` elsewhere.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// The environment of the run (not reproducible by design).
@@ -389,7 +391,7 @@ fn pieces(s: &str) -> Vec<(bool, &str)> {
 
 /// `s` packed into lines of at most `width` characters, broken at spaces or after commas (a
 /// longer piece stands alone).
-fn wrap_words(s: &str, width: usize) -> Vec<String> {
+pub fn wrap_words(s: &str, width: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut cur = String::new();
     for (spaced, word) in pieces(s) {
@@ -491,7 +493,10 @@ pub fn summary_text(rows: &[SummaryRow], t: &Timings) -> String {
         .collect();
     let mut out = text_table(&header, &cells, &[false, false, false, true], SUMMARY_WIDTH);
     out.push('\n');
-    for line in wrap_words(&format!("time: {}", timing_line(t)), SUMMARY_WIDTH) {
+    let memory = t.peak_rss_bytes.map_or(String::new(), |b| {
+        format!("; peak memory {:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    });
+    for line in wrap_words(&format!("time: {}{memory}", timing_line(t)), SUMMARY_WIDTH) {
         out.push_str(&line);
         out.push('\n');
     }
@@ -993,7 +998,16 @@ pub fn timings_table(t: &Timings) -> Table {
             row("approximate search", t.ann_seconds),
             row("report", t.report_seconds),
             row("total", t.total_seconds),
-        ],
+        ]
+        .into_iter()
+        .chain(t.peak_rss_bytes.map(|b| {
+            vec![
+                "peak resident memory".into(),
+                format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+                String::new(),
+            ]
+        }))
+        .collect(),
     }
 }
 
