@@ -71,6 +71,7 @@ pub struct Net {
     dropout: f64,
     validation: f64,
     patience: usize,
+    keep_best: bool,
 }
 
 impl Net {
@@ -87,6 +88,7 @@ impl Net {
             dropout: 0.0,
             validation: 0.0,
             patience: 0,
+            keep_best: true,
         }
     }
 
@@ -125,6 +127,12 @@ impl Net {
     /// there is a validation split).
     pub fn patience(self, epochs: usize) -> Self {
         Self { patience: epochs, ..self }
+    }
+    /// With a validation split: keep the weights of the epoch with the best validation
+    /// accuracy (default true), or those of the last epoch (false: the validation curve is
+    /// only recorded; a small split's best epoch is a noisy choice).
+    pub fn keep_best(self, keep: bool) -> Self {
+        Self { keep_best: keep, ..self }
     }
     /// Hidden units.
     pub fn hidden(&self) -> usize {
@@ -379,7 +387,7 @@ impl Fit for Net {
             }
         }
         report.best_epoch = report.epochs.saturating_sub(1);
-        if let Some((_, e, bp)) = best {
+        if let Some((_, e, bp)) = best.filter(|_| self.keep_best) {
             report.best_epoch = e;
             model.p = bp;
         }

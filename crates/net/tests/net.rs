@@ -174,3 +174,37 @@ fn early_stopping_keeps_the_best_validation_epoch() {
     assert_eq!(r.epochs - 1 - r.best_epoch, 3, "stopped 3 epochs after the best");
     assert!(best > 0.95);
 }
+
+/// `keep_best(false)` records the validation curve but keeps the last epoch's weights: the
+/// same run with the best epoch kept differs exactly when the best epoch is not the last.
+#[test]
+fn keep_best_false_keeps_the_last_epoch() {
+    let mut g = SplitMix64::new(9);
+    let (n, d) = (120usize, 5usize);
+    let mut v = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..n {
+        let y = i % 3;
+        for j in 0..d {
+            v.push(if j == y { 1.0 } else { 0.0 } + 1.5 * g.next_normal() as f32);
+        }
+        labels.push(y as u32);
+    }
+    let ds = Dataset::from_features(v, d, labels, ClassNames::new(["a", "b", "c"])).expect("ok");
+    let net = Net::new(8).validation(0.3).sgd(NetSgd {
+        batch_size: 10,
+        learning_rate: 5e-2,
+        epochs: 30,
+        ..NetSgd::default()
+    });
+    let best = net.clone().fit(&ds.all()).expect("fits");
+    let last = net.clone().keep_best(false).fit(&ds.all()).expect("fits");
+    assert_eq!(last.report().val_accuracy, best.report().val_accuracy, "same curve");
+    assert_eq!(last.report().best_epoch, 29, "the last epoch is the one kept");
+    let b = best.report().best_epoch;
+    assert!(b < 29, "this noisy problem peaks before the end (epoch {b})");
+    assert_ne!(last.w1(), best.w1());
+    // deterministic
+    let again = net.keep_best(false).fit(&ds.all()).expect("fits");
+    assert_eq!(again.w1(), last.w1());
+}

@@ -327,8 +327,8 @@ fn default_representations() -> Vec<RepresentationConfig> {
             steps: vec![hog_hsv, StepSpec::Standardize],
             classifiers: vec![Knn, Svm, Softmax, Net],
             net: Some(NetConfig {
-                learning_rates: vec![0.1, 0.3],
-                regularizations: vec![1e-4, 1e-3],
+                learning_rates: vec![3e-2, 1e-1],
+                regularizations: vec![1e-3, 3e-3],
                 epochs: 30,
                 search_epochs: 10,
                 ..NetConfig::default()
@@ -388,8 +388,11 @@ pub struct NetConfig {
     /// Scale of mean-subtracted pixels (features are used as they are: scale 1).
     pub pixel_scale: f32,
     /// Share of the training rows the final training holds out for its validation curve
-    /// and best epoch (also the search's hold-out share).
+    /// (also the search's hold-out share).
     pub validation_fraction: f64,
+    /// Keep the weights of the epoch with the best accuracy on that share (false: the last
+    /// epoch's; on a share of 1,000 images the best epoch is a noisy choice).
+    pub keep_best_epoch: bool,
 }
 
 impl Default for NetConfig {
@@ -405,6 +408,7 @@ impl Default for NetConfig {
             decay: 0.95,
             pixel_scale: 1.0 / 64.0,
             validation_fraction: 0.02,
+            keep_best_epoch: false,
         }
     }
 }

@@ -326,6 +326,7 @@ fn run_net(
     let t = Instant::now();
     let model = net_params(n, &chosen_values, n.epochs, on_pixels, seed)
         .validation(n.validation_fraction)
+        .keep_best(n.keep_best_epoch)
         .fit(train)
         .with_context(|| format!("training {label} on all training rows"))?;
     let fit_seconds = t.elapsed().as_secs_f64();
