@@ -308,6 +308,9 @@ pub struct RepresentationConfig {
     /// This representation's own network settings (default: the `[net]` table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<NetConfig>,
+    /// This representation's own full-batch solver settings (default: the `[solver]` table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver: Option<SolverConfig>,
 }
 
 fn default_representations() -> Vec<RepresentationConfig> {
@@ -321,6 +324,7 @@ fn default_representations() -> Vec<RepresentationConfig> {
             steps: Vec::new(),
             classifiers: vec![Net],
             net: None,
+            solver: None,
         },
         RepresentationConfig {
             name: "hog+hsv".into(),
@@ -333,6 +337,7 @@ fn default_representations() -> Vec<RepresentationConfig> {
                 search_epochs: 10,
                 ..NetConfig::default()
             }),
+            solver: None,
         },
     ]
 }
@@ -413,12 +418,53 @@ impl Default for NetConfig {
     }
 }
 
+impl SolverConfig {
+    /// Checks every range.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = self;
+        let bad = |key: &'static str, value: String, reason: &'static str| ConfigError::Invalid {
+            key,
+            value,
+            reason,
+        };
+        if s.regularizations.is_empty()
+            || s.regularizations.iter().any(|&v| !(v.is_finite() && v > 0.0))
+        {
+            return Err(bad(
+                "solver.regularizations",
+                format!("{:?}", s.regularizations),
+                "must be a non-empty list of positive numbers",
+            ));
+        }
+        if s.max_iterations == 0 || s.max_iterations > 100_000 {
+            return Err(bad(
+                "solver.max_iterations",
+                s.max_iterations.to_string(),
+                "must be 1 to 100000",
+            ));
+        }
+        if !(s.tolerance.is_finite() && s.tolerance > 0.0) {
+            return Err(bad("solver.tolerance", s.tolerance.to_string(), "must be positive"));
+        }
+        if !(s.validation_fraction > 0.0 && s.validation_fraction < 1.0) {
+            return Err(bad(
+                "solver.validation_fraction",
+                s.validation_fraction.to_string(),
+                "must be in (0, 1)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl NetConfig {
-    /// Checks every range; `table` names the TOML table in the error.
-    fn validate(&self, table: &'static str) -> Result<(), ConfigError> {
-        let bad = |what: &'static str, value: String, reason: &'static str| {
-            let _ = table;
-            ConfigError::Invalid { key: what, value, reason }
+    /// Checks every range (the error names the `net.*` key, in `[net]` or a representation's
+    /// own `net` table).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |what: &'static str, value: String, reason: &'static str| ConfigError::Invalid {
+            key: what,
+            value,
+            reason,
         };
         if self.hidden.is_empty() || self.hidden.contains(&0) {
             return Err(bad(
@@ -676,38 +722,21 @@ impl Config {
                 ));
             }
             if let Some(n) = &r.net {
-                n.validate("representations.net")?;
+                n.validate()?;
             }
         }
         let uses =
             |k: ClassifierKind| self.representations.iter().any(|r| r.classifiers.contains(&k));
-        let s = &self.solver;
         if uses(ClassifierKind::Svm) || uses(ClassifierKind::Softmax) {
-            if s.regularizations.is_empty()
-                || s.regularizations.iter().any(|&v| !(v.is_finite() && v > 0.0))
-            {
-                return Err(bad(
-                    "solver.regularizations",
-                    &s.regularizations,
-                    "must be a non-empty list of positive numbers",
-                ));
-            }
-            if s.max_iterations == 0 || s.max_iterations > 100_000 {
-                return Err(bad("solver.max_iterations", s.max_iterations, "must be 1 to 100000"));
-            }
-            if !(s.tolerance.is_finite() && s.tolerance > 0.0) {
-                return Err(bad("solver.tolerance", s.tolerance, "must be positive"));
-            }
-            if !(s.validation_fraction > 0.0 && s.validation_fraction < 1.0) {
-                return Err(bad(
-                    "solver.validation_fraction",
-                    s.validation_fraction,
-                    "must be in (0, 1)",
-                ));
+            self.solver.validate()?;
+        }
+        for r in &self.representations {
+            if let Some(sv) = &r.solver {
+                sv.validate()?;
             }
         }
         if uses(ClassifierKind::Net) {
-            self.net.validate("net")?;
+            self.net.validate()?;
         }
         let q = &self.quick;
         if q.n_train == 0 || q.n_test == 0 || q.iterations == 0 || q.ann_n_train == 0 {

@@ -18,7 +18,9 @@ use imgclass_model::SavedModel;
 use imgclass_net::{Net, NetError, NetSgd};
 use serde::Serialize;
 
-use super::config::{ClassifierKind, Config, KnnConfig, NetConfig, RepresentationConfig};
+use super::config::{
+    ClassifierKind, Config, KnnConfig, NetConfig, RepresentationConfig, SolverConfig,
+};
 use super::knn::KnnResult;
 use super::progress::Progress;
 use super::report::sci;
@@ -97,13 +99,14 @@ pub struct Curves {
 /// adds steps as it goes).
 pub fn steps(rep: &RepresentationConfig, cfg: &Config) -> u64 {
     let net = rep.net.as_ref().unwrap_or(&cfg.net);
+    let solver = rep.solver.as_ref().unwrap_or(&cfg.solver);
     1 + rep
         .classifiers
         .iter()
         .map(|c| match c {
             ClassifierKind::Knn => super::knn::steps(&knn_config(&cfg.knn)),
             ClassifierKind::Svm | ClassifierKind::Softmax => {
-                cfg.solver.regularizations.len() as u64 + 1
+                solver.regularizations.len() as u64 + 1
             }
             ClassifierKind::Net => {
                 let cells = net_cells(net);
@@ -124,12 +127,12 @@ fn net_cells(n: &NetConfig) -> usize {
 }
 
 /// The full-batch linear classifier of `kind` with L2 strength `lambda`.
-fn linear_params(kind: ClassifierKind, lambda: f64, cfg: &Config) -> Linear {
+fn linear_params(kind: ClassifierKind, lambda: f64, solver: &SolverConfig) -> Linear {
     let loss = match kind {
         ClassifierKind::Svm => Loss::SquaredHinge { margin: 1.0 },
         _ => Loss::Softmax,
     };
-    let _ = &cfg.solver;
+    let _ = solver;
     // placeholder until the full-batch solver lands: long SGD with momentum
     Linear::new(loss).regularization(imgclass_linear::Reg::L2(lambda)).sgd(imgclass_linear::Sgd {
         batch_size: 200,
@@ -178,7 +181,8 @@ pub fn run(
         let r = match kind {
             ClassifierKind::Knn => run_knn(&prep, (train, test), cfg, cseed, progress)?,
             ClassifierKind::Svm | ClassifierKind::Softmax => {
-                run_linear(kind, &prep, cfg, &names, cseed, &rep.name, progress)?
+                let solver = rep.solver.as_ref().unwrap_or(&cfg.solver);
+                run_linear(kind, &prep, solver, cfg.search, &names, cseed, &rep.name, progress)?
             }
             ClassifierKind::Net => {
                 let n = rep.net.as_ref().unwrap_or(&cfg.net);
@@ -238,33 +242,35 @@ fn on_point<'a>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_linear(
     kind: ClassifierKind,
     prep: &super::steps::Prepared,
-    cfg: &Config,
+    solver: &SolverConfig,
+    search: Refine,
     names: &imgclass_core::ClassNames,
     seed: u64,
     rep: &str,
     progress: &mut Progress,
 ) -> anyhow::Result<ClassifierResult> {
     let (train, test) = (&prep.train, &prep.test);
-    let split = stratified_split(&train.labels(), cfg.solver.validation_fraction, seed)?;
+    let split = stratified_split(&train.labels(), solver.validation_fraction, seed)?;
     let (fit_set, val_set) = split.apply(train)?;
-    let axes = [Axis::log("L2", cfg.solver.regularizations.clone())];
+    let axes = [Axis::log("L2", solver.regularizations.clone())];
     let label = format!("{rep} {}", kind.label());
     let grid: RefinedGrid = refining_grid_search(
         &axes,
-        |v| linear_params(kind, v[0], cfg),
+        |v| linear_params(kind, v[0], solver),
         &fit_set,
         &val_set,
         |e| matches!(e, LinearError::Diverged { .. }),
-        on_point(progress, label.clone(), &axes, cfg.solver.regularizations.len()),
-        cfg.search,
+        on_point(progress, label.clone(), &axes, solver.regularizations.len()),
+        search,
     )?;
     let best = grid.best.with_context(|| format!("every {label} fit failed"))?;
     let lambda = grid.points[best].values[0];
     let t = Instant::now();
-    let model = linear_params(kind, lambda, cfg)
+    let model = linear_params(kind, lambda, solver)
         .fit(train)
         .with_context(|| format!("retraining {label} on all training rows"))?;
     let fit_seconds = t.elapsed().as_secs_f64();
