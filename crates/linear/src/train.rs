@@ -191,7 +191,9 @@ impl Linear {
             return bad("divergence_factor", self.divergence_factor, "must be finite and above 1");
         }
         match self.loss {
-            Loss::Svm { margin } | Loss::SquaredHinge { margin }
+            Loss::Svm { margin }
+            | Loss::SquaredHinge { margin }
+            | Loss::OvaSquaredHinge { margin }
                 if !(margin.is_finite() && margin >= 0.0) =>
             {
                 return bad("margin", margin, "must be non-negative and finite");
