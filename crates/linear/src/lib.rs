@@ -1,6 +1,7 @@
 //! Linear classifiers for imgclass: scores `f(x) = W x̃ + b` on mean-subtracted rows (raw u8
 //! pixels or f32 features, through the same API), trained by minibatch SGD on the multiclass
-//! SVM or softmax loss with L2/L1/elastic-net regularisation.
+//! SVM or softmax loss with L2/L1/elastic-net regularisation, or by the full-batch L-BFGS
+//! solver ([`Solver::Lbfgs`], module [`lbfgs`]) on a differentiable loss with L2.
 //!
 //! ```text
 //! x̃ = (x − μ) · s                  μ: the mean training image, s: an optional scale (1)
@@ -47,14 +48,16 @@
 //! ```
 
 mod dense;
+pub mod lbfgs;
 mod model;
 mod parts;
 mod sgd;
 mod train;
 
 pub use imgclass_loss::{Loss, Regularizer as Reg};
+pub use lbfgs::{Lbfgs, StopReason};
 pub use model::{LinearModel, TrainingReport};
-pub use train::{Linear, MAX_ITERATIONS, Sgd, Stop};
+pub use train::{Linear, MAX_ITERATIONS, Sgd, Solver, Stop};
 
 use imgclass_linalg::gemm::GemmError;
 use imgclass_loss::LossError;
@@ -99,6 +102,22 @@ pub enum LinearError {
         iteration: usize,
         /// The loss at that iteration (may be NaN or infinite).
         loss: f64,
+    },
+    /// The full-batch solver was given a loss without a gradient everywhere.
+    #[error(
+        "the full-batch solver needs a differentiable loss, not {loss}: use sgd, squared_hinge or ova_squared_hinge"
+    )]
+    NonSmoothLoss {
+        /// The loss's short name.
+        loss: &'static str,
+    },
+    /// The full-batch solver was given a regulariser it does not support.
+    #[error(
+        "the full-batch solver takes no regularisation or l2, not {reg}: use sgd for l1 and elastic net"
+    )]
+    UnsupportedRegularizer {
+        /// The regulariser's name.
+        reg: &'static str,
     },
     /// Input rows do not have the model's feature count.
     #[error("input has {found} features per row, the model expects {expected}")]

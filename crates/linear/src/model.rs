@@ -1,23 +1,36 @@
 //! [`LinearModel`]: learned `W` (C x D) and `b` (C) with the training preprocessing, and the
-//! [`TrainingReport`] of the SGD run that produced it.
+//! [`TrainingReport`] of the training run (SGD or the full-batch solver) that produced it.
 
 use imgclass_core::{Label, Predict, RowShape, Subset, Values, argmax_label};
 use imgclass_linalg::gemm::{Affine, Op, gemm_nt_u8, sgemm};
 use imgclass_loss::{Loss, softmax_rows};
 
 use crate::LinearError;
+use crate::lbfgs::StopReason;
 
 /// The loss curve of one training run: one entry per iteration.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct TrainingReport {
-    /// Total minibatch loss (data + regularisation) per iteration.
+    /// Total loss (data + regularisation) per iteration: of the minibatch for SGD, of the
+    /// whole training set after each iteration for L-BFGS.
     pub loss: Vec<f32>,
-    /// The data part: mean loss over the minibatch.
+    /// The data part: mean loss over the minibatch (SGD) or the training set (L-BFGS).
     pub data_loss: Vec<f32>,
     /// The regularisation part `R(W)`.
     pub reg_loss: Vec<f32>,
-    /// Number of SGD updates.
+    /// Number of SGD updates or L-BFGS iterations.
     pub iterations: usize,
+    /// The solver: `sgd` or `lbfgs` (empty for a model rebuilt from parts).
+    pub solver: &'static str,
+    /// Why training stopped (`None` for a model rebuilt from parts; SGD always runs its
+    /// budget: [`StopReason::MaxIterations`]).
+    pub stop_reason: Option<StopReason>,
+    /// L-BFGS: the largest component of the objective's gradient at the returned weights.
+    pub gradient_norm: Option<f64>,
+    /// L-BFGS: the objective `F(W, b)` over the training set at the returned weights, in f64.
+    pub objective: Option<f64>,
+    /// L-BFGS: evaluations of the objective and gradient (the line searches' included).
+    pub evaluations: usize,
     /// Passes over the training set (fractional).
     pub epochs: f64,
     /// The learning rate after the last decay.

@@ -1,5 +1,5 @@
-//! [`Linear`]: the hyperparameters of a linear classifier, and minibatch SGD fitting them
-//! into a [`LinearModel`].
+//! [`Linear`]: the hyperparameters of a linear classifier, and minibatch SGD (or the
+//! full-batch L-BFGS solver of `lbfgs.rs`) fitting them into a [`LinearModel`].
 
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{Fit, Rows, Subset, Values};
@@ -7,6 +7,7 @@ use imgclass_linalg::gemm::{Affine, KernelKind};
 use imgclass_loss::{Loss, Regularizer};
 
 use crate::LinearError;
+use crate::lbfgs::{Data, Lbfgs, Objective, StopReason};
 use crate::model::{LinearModel, TrainingReport};
 use crate::sgd::{Batches, Part, Problem, Run, part_bounds};
 
@@ -68,13 +69,47 @@ impl Default for Sgd {
     }
 }
 
+/// How a [`Linear`] classifier is trained.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Solver {
+    /// Minibatch SGD (the default, with [`Sgd::default`]): any loss and regulariser.
+    Sgd(Sgd),
+    /// Full-batch L-BFGS from `W = 0, b = 0` (see [`Lbfgs`] and the module docs of
+    /// [`crate::lbfgs`]): a differentiable loss ([`Loss::Softmax`], [`Loss::SquaredHinge`],
+    /// [`Loss::OvaSquaredHinge`]) with [`Regularizer::None`] or [`Regularizer::L2`].
+    Lbfgs(Lbfgs),
+}
+
+impl Default for Solver {
+    fn default() -> Self {
+        Self::Sgd(Sgd::default())
+    }
+}
+
+impl Solver {
+    /// `sgd` or `lbfgs`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sgd(_) => "sgd",
+            Self::Lbfgs(_) => "lbfgs",
+        }
+    }
+}
+
 /// Hyperparameters of a linear classifier; [`Fit`] them to a training [`Subset`] of u8
-/// images to get a [`LinearModel`]. Cheap to clone, so a grid is a `Vec<Linear>`.
+/// images or f32 features to get a [`LinearModel`]. Cheap to clone, so a grid is a
+/// `Vec<Linear>`.
+///
+/// Our objective is `mean_i L_i + λ Σ W²` ([`Regularizer::L2`]`(λ)`); scikit-learn's
+/// `C Σ_i L_i + ½‖W‖²` is the same divided by `C·N`, so `λ = 1 / (2 C N)`
+/// ([`Regularizer::from_sklearn_c`]). `LogisticRegression` leaves its intercept unpenalised
+/// as we do; `LinearSVC` penalises it (through `intercept_scaling`), so its optimum differs
+/// from ours by that penalty.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Linear {
     loss: Loss,
     reg: Regularizer,
-    sgd: Sgd,
+    solver: Solver,
     init_std: f64,
     input_scale: f32,
     fit_bias: bool,
@@ -88,7 +123,7 @@ impl Linear {
         Self {
             loss,
             reg: Regularizer::None,
-            sgd: Sgd::default(),
+            solver: Solver::default(),
             init_std: 1e-3,
             input_scale: 1.0,
             fit_bias: true,
@@ -109,13 +144,24 @@ impl Linear {
         self
     }
 
-    /// The SGD settings (default [`Sgd::default`]).
+    /// Train by minibatch SGD with these settings: `.solver(Solver::Sgd(sgd))` (the default
+    /// solver is SGD with [`Sgd::default`]).
     pub fn sgd(mut self, sgd: Sgd) -> Self {
-        self.sgd = sgd;
+        self.solver = Solver::Sgd(sgd);
         self
     }
 
-    /// Standard deviation of the Gaussian initial weights (default 1e-3).
+    /// The solver (default [`Solver::Sgd`] with [`Sgd::default`]). The full-batch
+    /// [`Solver::Lbfgs`] refuses [`Loss::Svm`] ([`LinearError::NonSmoothLoss`]) and L1 or
+    /// elastic-net regularisation ([`LinearError::UnsupportedRegularizer`]), starts from
+    /// zero weights (so ignores [`Linear::init_std`]) and uses the current rayon pool (so
+    /// ignores [`Linear::threads`]; its result has the same bits on any pool).
+    pub fn solver(mut self, solver: Solver) -> Self {
+        self.solver = solver;
+        self
+    }
+
+    /// Standard deviation of the Gaussian initial weights of SGD (default 1e-3).
     pub fn init_std(mut self, std: f64) -> Self {
         self.init_std = std;
         self
@@ -150,9 +196,17 @@ impl Linear {
         self
     }
 
-    /// The SGD settings in use.
-    pub fn sgd_settings(&self) -> &Sgd {
-        &self.sgd
+    /// The SGD settings in use (`None` when the solver is L-BFGS).
+    pub fn sgd_settings(&self) -> Option<&Sgd> {
+        match &self.solver {
+            Solver::Sgd(s) => Some(s),
+            Solver::Lbfgs(_) => None,
+        }
+    }
+
+    /// The solver in use.
+    pub fn solver_settings(&self) -> &Solver {
+        &self.solver
     }
 
     /// The data loss in use.
@@ -168,7 +222,49 @@ impl Linear {
     fn validate(&self) -> Result<(), LinearError> {
         let bad =
             |name, value: f64, reason| Err(LinearError::InvalidParameter { name, value, reason });
-        let s = &self.sgd;
+        match &self.solver {
+            Solver::Sgd(s) => Self::validate_sgd(s)?,
+            Solver::Lbfgs(l) => {
+                if !self.loss.is_smooth() {
+                    return Err(LinearError::NonSmoothLoss { loss: self.loss.name() });
+                }
+                match self.reg {
+                    Regularizer::None | Regularizer::L2(_) => {}
+                    Regularizer::L1(_) => {
+                        return Err(LinearError::UnsupportedRegularizer { reg: "l1" });
+                    }
+                    Regularizer::ElasticNet { .. } => {
+                        return Err(LinearError::UnsupportedRegularizer { reg: "elastic net" });
+                    }
+                }
+                if l.max_iterations == 0 || l.max_iterations > MAX_ITERATIONS {
+                    return bad(
+                        "max_iterations",
+                        l.max_iterations as f64,
+                        "must be 1 to MAX_ITERATIONS",
+                    );
+                }
+                if !(l.tolerance.is_finite() && l.tolerance >= 0.0) {
+                    return bad("tolerance", l.tolerance, "must be non-negative and finite");
+                }
+                if !(l.objective_tolerance.is_finite() && l.objective_tolerance >= 0.0) {
+                    return bad(
+                        "objective_tolerance",
+                        l.objective_tolerance,
+                        "must be non-negative and finite",
+                    );
+                }
+                if l.memory == 0 || l.memory > 1000 {
+                    return bad("memory", l.memory as f64, "must be 1 to 1000");
+                }
+            }
+        }
+        self.validate_model()
+    }
+
+    fn validate_sgd(s: &Sgd) -> Result<(), LinearError> {
+        let bad =
+            |name, value: f64, reason| Err(LinearError::InvalidParameter { name, value, reason });
         if s.batch_size == 0 {
             return bad("batch_size", 0.0, "must be at least 1");
         }
@@ -181,6 +277,12 @@ impl Linear {
         if !(s.momentum.is_finite() && (0.0..1.0).contains(&s.momentum)) {
             return bad("momentum", s.momentum, "must be in [0, 1)");
         }
+        Ok(())
+    }
+
+    fn validate_model(&self) -> Result<(), LinearError> {
+        let bad =
+            |name, value: f64, reason| Err(LinearError::InvalidParameter { name, value, reason });
         if !(self.init_std.is_finite() && self.init_std >= 0.0) {
             return bad("init_std", self.init_std, "must be non-negative and finite");
         }
@@ -191,7 +293,9 @@ impl Linear {
             return bad("divergence_factor", self.divergence_factor, "must be finite and above 1");
         }
         match self.loss {
-            Loss::Svm { margin } | Loss::SquaredHinge { margin }
+            Loss::Svm { margin }
+            | Loss::SquaredHinge { margin }
+            | Loss::OvaSquaredHinge { margin }
                 if !(margin.is_finite() && margin >= 0.0) =>
             {
                 return bad("margin", margin, "must be non-negative and finite");
@@ -304,9 +408,12 @@ impl Fit for Linear {
         if c < 2 {
             return Err(LinearError::TooFewClasses { n_classes: c });
         }
+        let s = match self.solver {
+            Solver::Sgd(s) => s,
+            Solver::Lbfgs(l) => return self.fit_lbfgs(train, &l),
+        };
         let kernel = KernelKind::detect().map_err(imgclass_linalg::gemm::GemmError::from)?;
         let (n, d) = (train.len(), train.dim());
-        let s = self.sgd;
         let bs = s.batch_size.min(n);
         let iterations = match s.stop {
             Stop::Iterations(t) => Some(t),
@@ -350,6 +457,8 @@ impl Fit for Linear {
             let epochs = done.epochs_done as f64 + done.pos as f64 / n as f64;
             let secs = started.elapsed().as_secs_f64();
             report.finish(iterations, epochs, done.lr, "f32", secs);
+            report.solver = "sgd";
+            report.stop_reason = Some(StopReason::MaxIterations);
             return Ok(LinearModel::new(
                 w,
                 done.b,
@@ -390,6 +499,8 @@ impl Fit for Linear {
             kernel.name(),
             started.elapsed().as_secs_f64(),
         );
+        report.solver = "sgd";
+        report.stop_reason = Some(StopReason::MaxIterations);
         tracing::debug!(
             loss = self.loss.name(),
             iterations,
@@ -397,6 +508,53 @@ impl Fit for Linear {
             seconds = report.train_seconds,
             final_loss = report.loss.last().copied(),
             "linear classifier trained"
+        );
+        Ok(LinearModel::new(w, b, mean, self.input_scale, train.shape(), c, self.loss, report))
+    }
+}
+
+impl Linear {
+    /// The full-batch fit: L-BFGS on the whole objective (see `lbfgs.rs`).
+    fn fit_lbfgs(&self, train: &Subset, cfg: &Lbfgs) -> Result<LinearModel, LinearError> {
+        let c = train.n_classes();
+        let d = train.dim();
+        let started = std::time::Instant::now();
+        let (mean, x) = match train.values() {
+            Values::Pixels(px) => (mean_image(train), Data::Pixels(px)),
+            Values::Features(rows) => (mean_features(rows), Data::Features(rows)),
+        };
+        let offset: Vec<f32> = mean.iter().map(|m| -m * self.input_scale).collect();
+        let labels = train.labels();
+        let obj = Objective {
+            x,
+            labels: &labels,
+            scale: self.input_scale,
+            offset: &offset,
+            loss: self.loss,
+            l2: self.reg.coefficients().0,
+            n_classes: c,
+            fit_bias: self.fit_bias,
+        };
+        let mut report = TrainingReport::with_capacity(cfg.max_iterations.min(1 << 16));
+        let out = crate::lbfgs::minimize(&obj, cfg, &mut report)?;
+        let w: Vec<f32> = out.theta[..c * d].iter().map(|&v| v as f32).collect();
+        let b: Vec<f32> = out.theta[c * d..].iter().map(|&v| v as f32).collect();
+        report.finish(out.iterations, out.iterations as f64, 0.0, "f32", 0.0);
+        report.solver = "lbfgs";
+        report.stop_reason = Some(out.stop);
+        report.gradient_norm = Some(out.grad_max);
+        report.objective = Some(out.objective);
+        report.evaluations = out.evaluations;
+        report.train_seconds = started.elapsed().as_secs_f64();
+        tracing::debug!(
+            loss = self.loss.name(),
+            iterations = out.iterations,
+            evaluations = out.evaluations,
+            stop = %out.stop,
+            gradient = out.grad_max,
+            objective = out.objective,
+            seconds = report.train_seconds,
+            "linear classifier trained (l-bfgs)"
         );
         Ok(LinearModel::new(w, b, mean, self.input_scale, train.shape(), c, self.loss, report))
     }

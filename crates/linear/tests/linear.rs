@@ -1,9 +1,12 @@
 //! Behaviour of the linear classifier: it separates separable data, starts at the lecture's
-//! initial losses, rejects bad input with typed errors, and is deterministic per seed.
+//! initial losses, rejects bad input with typed errors, and is deterministic per seed; the
+//! full-batch L-BFGS solver reaches a plain f64 gradient descent's minimum, says why it
+//! stopped, refuses what it cannot solve, and has the same bits on any thread count.
 
+use imgclass_core::Subset;
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict, ShapeMismatch};
-use imgclass_linear::{Linear, LinearError, Loss, Reg, Sgd, Stop};
+use imgclass_linear::{Lbfgs, Linear, LinearError, Loss, Reg, Sgd, Solver, Stop, StopReason};
 
 /// A generated linearly separable problem: class `c` lights up its own block of four
 /// features (200..=255) and the other blocks stay dark (0..=60), so `w_c` = the block's
@@ -32,7 +35,12 @@ fn accuracy(pred: &[u32], truth: &[u32]) -> f64 {
 fn sgd_reaches_full_training_accuracy_on_separable_data() {
     let ds = separable(40, 7);
     let train = ds.all();
-    for loss in [Loss::Svm { margin: 1.0 }, Loss::SquaredHinge { margin: 1.0 }, Loss::Softmax] {
+    for loss in [
+        Loss::Svm { margin: 1.0 },
+        Loss::SquaredHinge { margin: 1.0 },
+        Loss::Softmax,
+        Loss::OvaSquaredHinge { margin: 1.0 },
+    ] {
         for reg in [Reg::None, Reg::L2(1e-3), Reg::L1(1e-3)] {
             let model = Linear::new(loss)
                 .regularization(reg)
@@ -418,4 +426,305 @@ fn arbitrary_feature_values_separate_and_divergence_is_typed() {
     let pred = model.predict(&ds.all()).expect("predicts");
     assert_eq!(accuracy(&pred, ds.labels()), 1.0);
     assert!(matches!(fit(1e12, 1.0), Err(LinearError::Diverged { .. })));
+}
+
+// ---- the full-batch solver ----
+
+const SMOOTH: [Loss; 3] =
+    [Loss::Softmax, Loss::SquaredHinge { margin: 1.0 }, Loss::OvaSquaredHinge { margin: 1.0 }];
+
+/// Overlapping Gaussian classes in `d` f32 features (class `y` shifted by 1.5 along feature
+/// `y`), so no loss reaches zero and the minimum is interior.
+fn gaussian(n: usize, d: usize, c: usize, seed: u64) -> Dataset {
+    let mut g = SplitMix64::new(seed);
+    let (mut x, mut labels) = (vec![], vec![]);
+    for i in 0..n {
+        let y = (i * 7 + 1) % c;
+        for k in 0..d {
+            let shift = if k % c == y { 1.5 } else { 0.0 };
+            x.push((g.next_normal() + shift + 3.0) as f32);
+        }
+        labels.push(y as u32);
+    }
+    let names: Vec<String> = (0..c).map(|j| format!("c{j}")).collect();
+    Dataset::from_features(x, d, labels, ClassNames::new(names)).expect("valid")
+}
+
+/// The objective `mean_i L_i(W x̃_i + b) + λ Σ W²` and its gradient, naively in f64 with the
+/// mean computed here: the oracle of the solver tests.
+struct Naive {
+    x: Vec<f64>,
+    labels: Vec<u32>,
+    n: usize,
+    d: usize,
+    c: usize,
+    loss: Loss,
+    lambda: f64,
+}
+
+impl Naive {
+    fn new(train: &Subset, loss: Loss, lambda: f64) -> Self {
+        let (n, d, c) = (train.len(), train.dim(), train.n_classes());
+        let raw: Vec<f64> = match train.values() {
+            imgclass_core::Values::Features(f) => {
+                f.iter().flat_map(|r| r.iter().map(|&v| f64::from(v))).collect()
+            }
+            imgclass_core::Values::Pixels(p) => {
+                p.iter().flat_map(|r| r.iter().map(|&v| f64::from(v))).collect()
+            }
+        };
+        let mut mean = vec![0.0; d];
+        for r in raw.chunks_exact(d) {
+            mean.iter_mut().zip(r).for_each(|(m, v)| *m += v / n as f64);
+        }
+        let x = raw.chunks_exact(d).flat_map(|r| r.iter().zip(&mean).map(|(v, m)| v - m)).collect();
+        Self { x, labels: train.labels(), n, d, c, loss, lambda }
+    }
+
+    fn value_grad(&self, theta: &[f64]) -> (f64, Vec<f64>) {
+        let (n, d, c) = (self.n, self.d, self.c);
+        let (w, b) = theta.split_at(c * d);
+        let mut s = vec![0.0; n * c];
+        for i in 0..n {
+            for j in 0..c {
+                s[i * c + j] = b[j] + (0..d).map(|k| w[j * d + k] * self.x[i * d + k]).sum::<f64>();
+            }
+        }
+        let out = self.loss.loss_grad(&s, c, &self.labels).expect("finite");
+        let mut g = vec![0.0; theta.len()];
+        for i in 0..n {
+            for j in 0..c {
+                let ds = out.grad[i * c + j];
+                for k in 0..d {
+                    g[j * d + k] += ds * self.x[i * d + k];
+                }
+                g[c * d + j] += ds;
+            }
+        }
+        let mut reg = 0.0;
+        for (gk, &wk) in g[..c * d].iter_mut().zip(w) {
+            reg += self.lambda * wk * wk;
+            *gk += 2.0 * self.lambda * wk;
+        }
+        (out.loss + reg, g)
+    }
+
+    /// Plain gradient descent with Armijo backtracking from zero, until the largest gradient
+    /// component is below 1e-8: the reference minimum.
+    fn descend(&self) -> f64 {
+        let mut theta = vec![0.0; self.c * (self.d + 1)];
+        let (mut f, mut g) = self.value_grad(&theta);
+        let mut step = 1.0;
+        for _ in 0..2_000_000 {
+            let gmax = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            if gmax < 1e-8 {
+                return f;
+            }
+            let gg: f64 = g.iter().map(|v| v * v).sum();
+            step *= 2.0;
+            loop {
+                let t: Vec<f64> = theta.iter().zip(&g).map(|(x, gi)| x - step * gi).collect();
+                let (ft, gt) = self.value_grad(&t);
+                if ft <= f - 0.5 * step * gg {
+                    (theta, f, g) = (t, ft, gt);
+                    break;
+                }
+                step *= 0.5;
+            }
+        }
+        panic!("gradient descent did not converge");
+    }
+}
+
+fn lbfgs(tolerance: f64) -> Solver {
+    Solver::Lbfgs(Lbfgs { tolerance, ..Lbfgs::default() })
+}
+
+#[test]
+fn lbfgs_reaches_the_minimum_of_plain_f64_gradient_descent() {
+    let ds = gaussian(150, 6, 3, 11);
+    let train = ds.all();
+    for loss in SMOOTH {
+        for lambda in [1e-2, 1e-4] {
+            let naive = Naive::new(&train, loss, lambda);
+            let want = naive.descend();
+            let m = Linear::new(loss)
+                .regularization(Reg::L2(lambda))
+                .solver(lbfgs(1e-7))
+                .fit(&train)
+                .expect("fits");
+            let r = m.report();
+            assert_eq!(r.solver, "lbfgs");
+            assert_eq!(r.stop_reason, Some(StopReason::GradientTolerance), "{loss:?} {lambda}");
+            assert!(r.gradient_norm.expect("lbfgs") <= 1e-7);
+            // the returned weights scored by the oracle, not by the solver
+            let theta: Vec<f64> =
+                m.weights().iter().chain(m.bias()).map(|&v| f64::from(v)).collect();
+            let (got, _) = naive.value_grad(&theta);
+            assert!((got - want).abs() <= 1e-6 * want, "{loss:?} {lambda}: {got} vs {want}");
+            let own = r.objective.expect("lbfgs");
+            assert!((own - want).abs() <= 1e-6 * want, "{loss:?} {lambda}: {own} vs {want}");
+            // one entry per iteration, decreasing, data + reg = total
+            assert_eq!(r.loss.len(), r.iterations);
+            assert!(r.iterations >= 3 && r.evaluations >= r.iterations);
+            assert!(r.loss[r.iterations - 1] < r.loss[0], "{loss:?} {lambda}");
+            for ((t, d), g) in r.loss.iter().zip(&r.data_loss).zip(&r.reg_loss) {
+                assert!((t - (d + g)).abs() <= 1e-6 * t.abs().max(1.0));
+            }
+        }
+    }
+}
+
+#[test]
+fn lbfgs_without_regularisation_or_bias_matches_the_oracle_too() {
+    // no penalty: the minimum is finite because the classes overlap; gradient descent is too
+    // slow to serve as the reference here, so the oracle checks first-order optimality
+    let ds = gaussian(120, 4, 3, 5);
+    let train = ds.all();
+    for loss in SMOOTH {
+        let naive = Naive::new(&train, loss, 0.0);
+        let tight = Lbfgs { tolerance: 1e-8, objective_tolerance: 0.0, ..Lbfgs::default() };
+        let m = Linear::new(loss).solver(Solver::Lbfgs(tight)).fit(&train).expect("fits");
+        assert_eq!(m.report().stop_reason, Some(StopReason::GradientTolerance), "{loss:?}");
+        let theta: Vec<f64> = m.weights().iter().chain(m.bias()).map(|&v| f64::from(v)).collect();
+        let (_, g) = naive.value_grad(&theta);
+        // the oracle's gradient at the f32-rounded weights: zero up to that rounding
+        let gmax = g.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        assert!(gmax < 1e-5, "{loss:?}: {gmax}");
+        // fit_bias(false): b stays 0
+        let nb = Linear::new(loss).fit_bias(false).solver(lbfgs(1e-6)).fit(&train).expect("fits");
+        assert!(nb.bias().iter().all(|&b| b == 0.0));
+        assert!(nb.report().objective >= m.report().objective);
+    }
+}
+
+#[test]
+fn lbfgs_stop_reasons() {
+    let train = gaussian(90, 5, 3, 2).all();
+    let fit = |l: Lbfgs| {
+        Linear::new(Loss::Softmax)
+            .regularization(Reg::L2(1e-3))
+            .solver(Solver::Lbfgs(l))
+            .fit(&train)
+    };
+    // a budget of 2 iterations: two points on the curve
+    let m = fit(Lbfgs { max_iterations: 2, tolerance: 0.0, ..Lbfgs::default() }).expect("fits");
+    assert_eq!(m.report().stop_reason, Some(StopReason::MaxIterations));
+    assert_eq!((m.report().iterations, m.report().loss.len()), (2, 2));
+    // at W = 0 the softmax gradient is below 10: no iteration at all, zero weights
+    let m = fit(Lbfgs { tolerance: 10.0, ..Lbfgs::default() }).expect("fits");
+    assert_eq!(m.report().stop_reason, Some(StopReason::GradientTolerance));
+    assert_eq!(m.report().iterations, 0);
+    assert!(m.weights().iter().all(|&w| w == 0.0));
+    assert!((m.report().objective.expect("lbfgs") - 3f64.ln()).abs() < 1e-12);
+    // a loose objective tolerance stops before the gradient one
+    let l = Lbfgs { tolerance: 0.0, objective_tolerance: 1e-3, ..Lbfgs::default() };
+    let m = fit(l).expect("fits");
+    assert_eq!(m.report().stop_reason, Some(StopReason::ObjectiveTolerance));
+    let k = m.report().loss.len();
+    let (a, b) = (f64::from(m.report().loss[k - 2]), f64::from(m.report().loss[k - 1]));
+    assert!(a - b <= 1.001e-3 * a, "{a} -> {b}");
+    // no tolerance at all: it runs until the objective is flat to rounding, far short of
+    // the budget
+    let l = Lbfgs { tolerance: 0.0, objective_tolerance: 0.0, max_iterations: 5000, memory: 5 };
+    let m = fit(l).expect("fits");
+    let r = m.report();
+    assert!(
+        matches!(
+            r.stop_reason,
+            Some(StopReason::LineSearchFailed | StopReason::ObjectiveTolerance)
+        ),
+        "{r:?}"
+    );
+    assert!(r.iterations < 5000 && r.gradient_norm.expect("lbfgs") < 1e-6, "{r:?}");
+}
+
+#[test]
+fn lbfgs_refuses_the_hinge_and_l1_and_bad_settings_with_typed_errors() {
+    let train = gaussian(30, 3, 3, 1).all();
+    let svm = Linear::new(Loss::Svm { margin: 1.0 }).solver(lbfgs(1e-5)).fit(&train);
+    assert_eq!(svm, Err(LinearError::NonSmoothLoss { loss: "svm" }));
+    let msg = svm.expect_err("refused").to_string();
+    assert!(msg.contains("use sgd, squared_hinge or ova_squared_hinge"), "{msg}");
+    for (reg, name) in
+        [(Reg::L1(1e-3), "l1"), (Reg::ElasticNet { lambda: 1e-3, beta: 0.5 }, "elastic net")]
+    {
+        let r = Linear::new(Loss::Softmax).regularization(reg).solver(lbfgs(1e-5)).fit(&train);
+        assert_eq!(r, Err(LinearError::UnsupportedRegularizer { reg: name }));
+    }
+    let base = Lbfgs::default();
+    for (l, want) in [
+        (Lbfgs { tolerance: f64::NAN, ..base }, "tolerance"),
+        (Lbfgs { tolerance: -1.0, ..base }, "tolerance"),
+        (Lbfgs { objective_tolerance: f64::INFINITY, ..base }, "objective_tolerance"),
+        (Lbfgs { memory: 0, ..base }, "memory"),
+        (Lbfgs { max_iterations: 0, ..base }, "max_iterations"),
+    ] {
+        match Linear::new(Loss::Softmax).solver(Solver::Lbfgs(l)).fit(&train) {
+            Err(LinearError::InvalidParameter { name, .. }) => assert_eq!(name, want),
+            other => panic!("{want}: expected InvalidParameter, got {other:?}"),
+        }
+    }
+    let nan = Linear::new(Loss::Softmax).regularization(Reg::L2(f64::NAN)).solver(lbfgs(1e-5));
+    assert!(matches!(
+        nan.fit(&train),
+        Err(LinearError::InvalidParameter { name: "regularization", .. })
+    ));
+    let margin = Linear::new(Loss::OvaSquaredHinge { margin: f64::NAN }).solver(lbfgs(1e-5));
+    assert!(matches!(
+        margin.fit(&train),
+        Err(LinearError::InvalidParameter { name: "margin", .. })
+    ));
+}
+
+#[test]
+fn lbfgs_has_the_same_bits_on_one_and_two_threads() {
+    // 1,000 rows: four blocks of 256, summed in block order whatever runs them
+    let feats = gaussian(1000, 40, 4, 9);
+    let pixels = separable(340, 4);
+    for (ds, loss) in [
+        (&feats, Loss::Softmax),
+        (&feats, Loss::OvaSquaredHinge { margin: 1.0 }),
+        (&pixels, Loss::SquaredHinge { margin: 1.0 }),
+    ] {
+        let fit = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            pool.install(|| {
+                Linear::new(loss)
+                    .regularization(Reg::L2(1e-3))
+                    .input_scale(if ds.pixels().is_some() { 1.0 / 64.0 } else { 1.0 })
+                    .solver(Solver::Lbfgs(Lbfgs { max_iterations: 40, ..Lbfgs::default() }))
+                    .fit(&ds.all())
+                    .expect("fits")
+            })
+        };
+        let (a, b) = (fit(1), fit(2));
+        assert!(a.report().iterations > 5, "{loss:?}");
+        assert_eq!(a.weights(), b.weights(), "{loss:?}");
+        assert_eq!(a.bias(), b.bias(), "{loss:?}");
+        assert_eq!(a.report().loss, b.report().loss, "{loss:?}");
+        assert_eq!(a.report().objective, b.report().objective, "{loss:?}");
+    }
+}
+
+#[test]
+fn lbfgs_on_pixels_and_on_the_same_values_as_features_gives_the_same_bits() {
+    let px = separable(100, 8);
+    let feats = Dataset::from_features(
+        px.pixels().expect("pixels").to_f32(),
+        px.dim(),
+        px.labels().to_vec(),
+        px.classes().clone(),
+    )
+    .expect("valid");
+    for loss in SMOOTH {
+        let p = Linear::new(loss)
+            .regularization(Reg::L2(1e-2))
+            .input_scale(1.0 / 255.0)
+            .solver(lbfgs(1e-6));
+        let (a, b) = (p.fit(&px.all()).expect("fits"), p.fit(&feats.all()).expect("fits"));
+        assert_eq!(a.weights(), b.weights(), "{loss:?}");
+        assert_eq!(a.report().loss, b.report().loss, "{loss:?}");
+        assert_eq!(a.predict(&px.all()).expect("predicts"), px.labels(), "{loss:?}");
+    }
 }

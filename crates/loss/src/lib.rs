@@ -1,4 +1,5 @@
-//! Losses with their gradients (multiclass SVM hinge, squared hinge, softmax cross-entropy)
+//! Losses with their gradients (multiclass SVM hinge, squared hinge, one-vs-all squared hinge,
+//! softmax cross-entropy)
 //! and regularisers (L2, L1, elastic net), plus a central-difference gradient checker.
 //!
 //! Every loss takes a batch of score rows as one row-major slice (`n x n_classes`), the
@@ -31,7 +32,9 @@ pub use float::Float;
 pub use gradcheck::{GradCheck, REL_ERROR_FLOOR, check_gradient};
 pub use reg::Regularizer;
 pub use softmax::{softmax_cross_entropy, softmax_cross_entropy_into, softmax_rows};
-pub use svm::{squared_hinge, squared_hinge_into, svm, svm_into};
+pub use svm::{
+    ova_squared_hinge, ova_squared_hinge_into, squared_hinge, squared_hinge_into, svm, svm_into,
+};
 
 /// Why a loss or regulariser could not be evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -76,7 +79,8 @@ pub enum LossError {
 
 /// The data loss of a linear classifier. A grid of losses is a `Vec<Loss>`. Saved-model
 /// metadata stores it as JSON tagged by a snake-case `name`: `{"name": "svm", "margin": 1.0}`,
-/// `{"name": "squared_hinge", "margin": 1.0}`, `{"name": "softmax"}`.
+/// `{"name": "squared_hinge", "margin": 1.0}`, `{"name": "ova_squared_hinge", "margin": 1.0}`,
+/// `{"name": "softmax"}`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case")]
 pub enum Loss {
@@ -92,6 +96,13 @@ pub enum Loss {
     },
     /// Softmax cross-entropy (see [`mod@softmax`]).
     Softmax,
+    /// One-vs-all squared hinge (L2-SVM): for each class `j`, `max(0, Δ − t_j s_j)²` with
+    /// `t_j = +1` for the label and `−1` otherwise, summed over classes (scikit-learn's
+    /// `LinearSVC`; see [`mod@svm`]).
+    OvaSquaredHinge {
+        /// The margin `Δ` (1.0 in `LinearSVC`).
+        margin: f64,
+    },
 }
 
 /// A mean loss over a batch and its gradient with respect to the scores.
@@ -131,16 +142,27 @@ impl Loss {
                 squared_hinge_into(scores, n_classes, labels, T::from_f64(margin), grad)
             }
             Loss::Softmax => softmax_cross_entropy_into(scores, n_classes, labels, grad),
+            Loss::OvaSquaredHinge { margin } => {
+                ova_squared_hinge_into(scores, n_classes, labels, T::from_f64(margin), grad)
+            }
         }
     }
 
-    /// Short lowercase name (`svm`, `squared-hinge`, `softmax`) for logs and file names.
+    /// Short lowercase name (`svm`, `squared-hinge`, `softmax`, `ova-squared-hinge`) for logs
+    /// and file names.
     pub fn name(&self) -> &'static str {
         match self {
             Loss::Svm { .. } => "svm",
             Loss::SquaredHinge { .. } => "squared-hinge",
             Loss::Softmax => "softmax",
+            Loss::OvaSquaredHinge { .. } => "ova-squared-hinge",
         }
+    }
+
+    /// Whether the loss is differentiable everywhere in the scores (every loss but the
+    /// hinge [`Loss::Svm`]): what a full-batch quasi-Newton solver needs.
+    pub fn is_smooth(&self) -> bool {
+        !matches!(self, Loss::Svm { .. })
     }
 }
 
@@ -182,6 +204,31 @@ pub(crate) fn validate<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_names_and_short_names() {
+        let cases = [
+            (Loss::Svm { margin: 1.0 }, r#"{"name":"svm","margin":1.0}"#, "svm"),
+            (
+                Loss::SquaredHinge { margin: 2.0 },
+                r#"{"name":"squared_hinge","margin":2.0}"#,
+                "squared-hinge",
+            ),
+            (Loss::Softmax, r#"{"name":"softmax"}"#, "softmax"),
+            (
+                Loss::OvaSquaredHinge { margin: 1.0 },
+                r#"{"name":"ova_squared_hinge","margin":1.0}"#,
+                "ova-squared-hinge",
+            ),
+        ];
+        for (loss, json, name) in cases {
+            assert_eq!(serde_json::to_string(&loss).expect("serialises"), json);
+            assert_eq!(serde_json::from_str::<Loss>(json).expect("parses"), loss);
+            assert_eq!(loss.name(), name);
+        }
+        assert!(!Loss::Svm { margin: 1.0 }.is_smooth());
+        assert!(Loss::OvaSquaredHinge { margin: 1.0 }.is_smooth());
+    }
 
     #[test]
     fn rejects_bad_shapes_labels_and_non_finite() {

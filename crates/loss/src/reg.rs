@@ -115,6 +115,18 @@ impl Regularizer {
         Ok(l2 * sq + l1 * ab)
     }
 
+    /// The L2 strength equivalent to scikit-learn's `C` on `n` training rows:
+    /// `λ = 1 / (2 C n)`, since scikit-learn's `C Σ_i L_i + ½‖W‖²` divided by `C·n` is our
+    /// `mean_i L_i + λ‖W‖²` (the same minimiser). `C = 1` on 50,000 rows is `L2(1e-5)`.
+    ///
+    /// ```
+    /// use imgclass_loss::Regularizer;
+    /// assert_eq!(Regularizer::from_sklearn_c(1.0, 50_000), Regularizer::L2(1e-5));
+    /// ```
+    pub fn from_sklearn_c(c: f64, n: usize) -> Self {
+        Regularizer::L2(1.0 / (2.0 * c * n as f64))
+    }
+
     /// `(c2, c1)` with `R(W) = c2 Σ W² + c1 Σ |W|`.
     pub fn coefficients(&self) -> (f64, f64) {
         match *self {

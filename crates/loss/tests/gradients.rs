@@ -14,8 +14,12 @@ impl Stream {
     }
 }
 
-const LOSSES: [Loss; 3] =
-    [Loss::Svm { margin: 1.0 }, Loss::SquaredHinge { margin: 1.0 }, Loss::Softmax];
+const LOSSES: [Loss; 4] = [
+    Loss::Svm { margin: 1.0 },
+    Loss::SquaredHinge { margin: 1.0 },
+    Loss::Softmax,
+    Loss::OvaSquaredHinge { margin: 1.0 },
+];
 
 /// Relative-error bound for analytic vs central-difference gradients in f64.
 const TOL: f64 = 1e-6;

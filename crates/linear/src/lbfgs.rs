@@ -1,0 +1,452 @@
+//! The full-batch solver: L-BFGS on the whole training objective, with a strong-Wolfe line
+//! search, from `W = 0, b = 0`.
+//!
+//! ```text
+//! F(W, b) = (1/N) Σ_i L_i(W x̃_i + b, y_i) + λ Σ W²          (the bias is never penalised)
+//! ∇_W F   = (1/N) Σ_i dS_iᵀ x̃_i + 2λW,   ∇_b F = (1/N) Σ_i dS_i
+//! p_k     = −H_k ∇F(θ_k)            H_k from the last `memory` pairs (s, y), two-loop recursion
+//! θ_k+1   = θ_k + α_k p_k           α_k: strong Wolfe (c1 = 1e-4, c2 = 0.9), cubic zoom
+//! stop    : max_j |∇F_j| ≤ tolerance                       (StopReason::GradientTolerance)
+//!           (F_k − F_k+1) / max(|F_k|, |F_k+1|, 1) ≤ objective_tolerance  (ObjectiveTolerance)
+//!           max_iterations iterations                       (MaxIterations)
+//!           no step of sufficient decrease found             (LineSearchFailed)
+//! ```
+//!
+//! The gradient rule is scikit-learn's (`LogisticRegression(solver="lbfgs", tol=...)` stops
+//! when the largest gradient component of its mean-scaled objective is at most `tol`); the
+//! objective rule is SciPy's `ftol` (scikit-learn passes `64 ε`, our default).
+//!
+//! One evaluation of `F` and `∇F` runs over fixed blocks of [`BLOCK_ROWS`] training rows in
+//! parallel (rayon): each block forms its rows `x̃ = (x − μ)·s` (rounded to f32 as the SGD
+//! paths and `predict` form them, u8 pixels or f32 features alike, then held in f64), takes
+//! the products `S = X̃ Wᵀ` and `dW = dSᵀ X̃` in f64 ([`imgclass_linalg::gemm::gemm`], one
+//! thread each) and the loss and `dS` in f64; the blocks' sums are added in f64 in block
+//! order. The blocks depend only on `N`, so a fit has the same bits on any number of threads.
+//! f64 throughout because the line search compares objective values: with f32 products their
+//! rounding (about 1e-8 of `F`) stalled it before a gradient tolerance of 1e-7.
+//!
+//! ## Our λ and scikit-learn's C
+//!
+//! scikit-learn minimises `C Σ_i L_i + ½ ‖W‖²`. Divided by `C·N` that is our objective with
+//! `λ = 1 / (2 C N)` ([`Regularizer::from_sklearn_c`](imgclass_loss::Regularizer::from_sklearn_c)),
+//! so both have the same minimiser. `LogisticRegression` leaves its intercept unpenalised, as we
+//! do: the objectives match exactly (times `C·N`). `LinearSVC` penalises its intercept too
+//! (it is a weight on a constant feature `intercept_scaling`, 1 by default), so with the same
+//! `C` its optimum differs from ours by that small penalty on `b`; with
+//! `loss="squared_hinge"` its per-class loss is our [`Loss::OvaSquaredHinge`] with margin 1.
+
+use std::collections::VecDeque;
+
+use imgclass_core::Rows;
+use imgclass_linalg::gemm::{Op, gemm};
+use imgclass_loss::{Loss, LossError};
+use rayon::prelude::*;
+
+use crate::LinearError;
+use crate::model::TrainingReport;
+
+/// Training rows per block of a full-batch evaluation: the unit of parallel work and of the
+/// fixed summation order.
+pub const BLOCK_ROWS: usize = 256;
+
+/// L-BFGS settings of the full-batch solver (see the [module docs](self) for the rules).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lbfgs {
+    /// Most iterations (default 500; each is one line search of usually one evaluation).
+    pub max_iterations: usize,
+    /// Stop when the largest gradient component `max_j |∂F/∂θ_j|` is at most this (default
+    /// 1e-5; scikit-learn's `tol` for its lbfgs solver).
+    pub tolerance: f64,
+    /// Stop when an iteration lowers `F` by at most this, relative to `max(|F|, 1)` (default
+    /// `64 ε` ≈ 1.4e-14, SciPy's `ftol` as scikit-learn sets it; 0 turns the rule off).
+    pub objective_tolerance: f64,
+    /// Correction pairs kept (default 10, SciPy's `maxcor`).
+    pub memory: usize,
+}
+
+impl Default for Lbfgs {
+    fn default() -> Self {
+        Self {
+            max_iterations: 500,
+            tolerance: 1e-5,
+            objective_tolerance: 64.0 * f64::EPSILON,
+            memory: 10,
+        }
+    }
+}
+
+/// Why a training run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The largest gradient component reached the tolerance: converged.
+    GradientTolerance,
+    /// An iteration lowered the objective by less than the relative objective tolerance.
+    ObjectiveTolerance,
+    /// The iteration budget ran out (always the case for SGD, which runs its budget).
+    MaxIterations,
+    /// The line search found no step of sufficient decrease (the objective is flat to its
+    /// rounding along the search direction): the last point is kept.
+    LineSearchFailed,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::GradientTolerance => "gradient tolerance reached",
+            Self::ObjectiveTolerance => "objective decrease below tolerance",
+            Self::MaxIterations => "iteration budget used",
+            Self::LineSearchFailed => "line search failed",
+        })
+    }
+}
+
+/// The training rows of a full-batch fit.
+#[derive(Clone, Copy)]
+pub(crate) enum Data<'a> {
+    Pixels(Rows<'a, u8>),
+    Features(Rows<'a, f32>),
+}
+
+/// The full-batch objective on fixed rows: parameters `θ = [W (c x d, row-major), b (c)]`.
+pub(crate) struct Objective<'a> {
+    pub(crate) x: Data<'a>,
+    pub(crate) labels: &'a [u32],
+    /// `s` of `x̃ = x·s + offset`.
+    pub(crate) scale: f32,
+    /// `−μ·s`, one per feature.
+    pub(crate) offset: &'a [f32],
+    pub(crate) loss: Loss,
+    /// `λ` of `λ Σ W²`.
+    pub(crate) l2: f64,
+    pub(crate) n_classes: usize,
+    pub(crate) fit_bias: bool,
+}
+
+/// One block's sums: `Σ_i L_i`, `Σ_i dS_iᵀ x̃_i` and `Σ_i dS_i`.
+struct BlockSums {
+    loss: f64,
+    dw: Vec<f64>,
+    db: Vec<f64>,
+}
+
+impl Objective<'_> {
+    pub(crate) fn dim(&self) -> usize {
+        self.offset.len()
+    }
+
+    pub(crate) fn n_params(&self) -> usize {
+        self.n_classes * (self.dim() + 1)
+    }
+
+    /// `(data loss, λ Σ W²)` at `theta`, with `∇F` written into `grad`. Non-finite scores
+    /// give an infinite data loss (and an unspecified gradient).
+    pub(crate) fn eval(&self, theta: &[f64], grad: &mut [f64]) -> Result<(f64, f64), LinearError> {
+        let (c, d) = (self.n_classes, self.dim());
+        let n = self.labels.len();
+        let (w, b) = theta.split_at(c * d);
+        let starts: Vec<usize> = (0..n).step_by(BLOCK_ROWS).collect();
+        let blocks: Vec<Result<Option<BlockSums>, LinearError>> = starts
+            .par_iter()
+            .map_init(Vec::new, |xt, &s| self.block(s, (s + BLOCK_ROWS).min(n), w, b, xt))
+            .collect();
+        grad.fill(0.0);
+        let mut data = 0.0f64;
+        let inv_n = 1.0 / n as f64;
+        for blk in blocks {
+            let Some(blk) = blk? else {
+                return Ok((f64::INFINITY, 0.0));
+            };
+            data += blk.loss;
+            for (g, &v) in grad[..c * d].iter_mut().zip(&blk.dw) {
+                *g += v;
+            }
+            for (g, &v) in grad[c * d..].iter_mut().zip(&blk.db) {
+                *g += v;
+            }
+        }
+        grad.iter_mut().for_each(|g| *g *= inv_n);
+        if !self.fit_bias {
+            grad[c * d..].fill(0.0);
+        }
+        let mut reg = 0.0f64;
+        if self.l2 > 0.0 {
+            for (g, &w) in grad[..c * d].iter_mut().zip(&theta[..c * d]) {
+                reg += w * w;
+                *g += 2.0 * self.l2 * w;
+            }
+            reg *= self.l2;
+        }
+        Ok((data * inv_n, reg))
+    }
+
+    /// The sums of rows `r0..r1`, or `None` when a score is not finite.
+    fn block(
+        &self,
+        r0: usize,
+        r1: usize,
+        w: &[f64],
+        b: &[f64],
+        xt: &mut Vec<f64>,
+    ) -> Result<Option<BlockSums>, LinearError> {
+        let (c, d, m) = (self.n_classes, self.dim(), r1 - r0);
+        xt.resize(m * d, 0.0);
+        let (s, off) = (self.scale, self.offset);
+        for (i, out) in (r0..r1).zip(xt.chunks_exact_mut(d.max(1))) {
+            match self.x {
+                Data::Pixels(px) => {
+                    for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
+                        *o = f64::from(f32::from(v) * s + of);
+                    }
+                }
+                Data::Features(f) => {
+                    for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
+                        *o = f64::from(v * s + of);
+                    }
+                }
+            }
+        }
+        let xt = &xt[..m * d];
+        let mut scores = vec![0.0f64; m * c];
+        gemm(m, c, d, 1.0, xt, Op::N, w, Op::T, 0.0, &mut scores)?;
+        for row in scores.chunks_exact_mut(c) {
+            row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
+        }
+        let mut ds = vec![0.0f64; m * c];
+        let mean = match self.loss.loss_grad_into(&scores, c, &self.labels[r0..r1], &mut ds) {
+            Ok(v) => v,
+            Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        // the loss's dS is of the block mean: back to per-row sums
+        let mf = m as f64;
+        let mut db = vec![0.0f64; c];
+        for row in ds.chunks_exact(c) {
+            db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
+        }
+        let mut dw = vec![0.0f64; c * d];
+        gemm(c, d, m, mf, &ds, Op::T, xt, Op::N, 0.0, &mut dw)?;
+        Ok(Some(BlockSums { loss: mean * mf, dw, db }))
+    }
+}
+
+/// What [`minimize`] hands back.
+pub(crate) struct Outcome {
+    pub(crate) theta: Vec<f64>,
+    pub(crate) stop: StopReason,
+    /// `max_j |∂F/∂θ_j|` at `theta`.
+    pub(crate) grad_max: f64,
+    pub(crate) objective: f64,
+    pub(crate) iterations: usize,
+    pub(crate) evaluations: usize,
+}
+
+/// A point of the line search `φ(α) = F(θ + α p)`.
+struct Trial {
+    alpha: f64,
+    f: f64,
+    data: f64,
+    reg: f64,
+    /// `φ'(α) = ∇F(θ + α p)ᵀ p` (NaN where `F` is not finite).
+    dphi: f64,
+    grad: Vec<f64>,
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn max_abs(a: &[f64]) -> f64 {
+    a.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
+/// Evaluations one line search may spend.
+const MAX_LINE_EVALS: usize = 25;
+const C1: f64 = 1e-4;
+const C2: f64 = 0.9;
+
+struct LineSearch<'o, 'a> {
+    obj: &'o Objective<'a>,
+    theta: &'o [f64],
+    p: &'o [f64],
+    f0: f64,
+    dphi0: f64,
+    evals: usize,
+    xt: Vec<f64>,
+}
+
+impl LineSearch<'_, '_> {
+    fn eval(&mut self, alpha: f64) -> Result<Trial, LinearError> {
+        self.evals += 1;
+        for ((x, &t), &p) in self.xt.iter_mut().zip(self.theta).zip(self.p) {
+            *x = t + alpha * p;
+        }
+        let mut grad = vec![0.0f64; self.xt.len()];
+        let (data, reg) = self.obj.eval(&self.xt, &mut grad)?;
+        let f = data + reg;
+        if !f.is_finite() {
+            return Ok(Trial { alpha, f: f64::INFINITY, data, reg, dphi: f64::NAN, grad });
+        }
+        let dphi = dot(&grad, self.p);
+        Ok(Trial { alpha, f, data, reg, dphi, grad })
+    }
+
+    fn armijo(&self, t: &Trial) -> bool {
+        t.f <= self.f0 + C1 * t.alpha * self.dphi0
+    }
+
+    fn curvature(&self, t: &Trial) -> bool {
+        t.dphi.abs() <= -C2 * self.dphi0
+    }
+
+    /// A step satisfying the strong Wolfe conditions (Nocedal & Wright, algorithm 3.5), or
+    /// failing that one of sufficient decrease; `None` when no decrease was found.
+    fn run(&mut self, alpha0: f64, start: Trial) -> Result<Option<Trial>, LinearError> {
+        let mut prev = start;
+        let mut alpha = alpha0;
+        let mut first = true;
+        while self.evals < MAX_LINE_EVALS {
+            let cur = self.eval(alpha)?;
+            if !self.armijo(&cur) || (!first && cur.f >= prev.f) {
+                return self.zoom(prev, cur);
+            }
+            if self.curvature(&cur) {
+                return Ok(Some(cur));
+            }
+            if cur.dphi >= 0.0 {
+                return self.zoom(cur, prev);
+            }
+            first = false;
+            alpha = cur.alpha * 2.0;
+            prev = cur;
+        }
+        Ok((prev.alpha > 0.0).then_some(prev))
+    }
+
+    /// Nocedal & Wright's zoom (algorithm 3.6) with a safeguarded cubic step: `lo` always
+    /// satisfies sufficient decrease and has the lowest `φ` found.
+    fn zoom(&mut self, mut lo: Trial, mut hi: Trial) -> Result<Option<Trial>, LinearError> {
+        while self.evals < MAX_LINE_EVALS {
+            let (a, b) = (lo.alpha.min(hi.alpha), lo.alpha.max(hi.alpha));
+            if b - a <= 1e-12 * b.max(1e-300) {
+                break;
+            }
+            let alpha = cubic_step(&lo, &hi).clamp(a + 0.1 * (b - a), b - 0.1 * (b - a));
+            let cur = self.eval(alpha)?;
+            if !self.armijo(&cur) || cur.f >= lo.f {
+                hi = cur;
+            } else {
+                if self.curvature(&cur) {
+                    return Ok(Some(cur));
+                }
+                if cur.dphi * (hi.alpha - lo.alpha) >= 0.0 {
+                    hi = lo;
+                }
+                lo = cur;
+            }
+        }
+        Ok((lo.alpha > 0.0).then_some(lo))
+    }
+}
+
+/// The minimiser of the cubic through `(a, φ(a), φ'(a))` and `(b, φ(b), φ'(b))` (Nocedal &
+/// Wright eq. 3.59), or the midpoint when it is undefined.
+fn cubic_step(a: &Trial, b: &Trial) -> f64 {
+    let mid = 0.5 * (a.alpha + b.alpha);
+    if !(a.f.is_finite() && b.f.is_finite() && a.dphi.is_finite() && b.dphi.is_finite()) {
+        return mid;
+    }
+    let d1 = a.dphi + b.dphi - 3.0 * (a.f - b.f) / (a.alpha - b.alpha);
+    let disc = d1 * d1 - a.dphi * b.dphi;
+    if !(disc >= 0.0) {
+        return mid;
+    }
+    let d2 = (b.alpha - a.alpha).signum() * disc.sqrt();
+    let den = b.dphi - a.dphi + 2.0 * d2;
+    let t = b.alpha - (b.alpha - a.alpha) * (b.dphi + d2 - d1) / den;
+    if t.is_finite() { t } else { mid }
+}
+
+/// L-BFGS from `θ = 0`: records `F` (and its two parts) after every iteration in `report`.
+pub(crate) fn minimize(
+    obj: &Objective<'_>,
+    cfg: &Lbfgs,
+    report: &mut TrainingReport,
+) -> Result<Outcome, LinearError> {
+    let np = obj.n_params();
+    let mut theta = vec![0.0f64; np];
+    let mut grad = vec![0.0f64; np];
+    let (data, reg) = obj.eval(&theta, &mut grad)?;
+    let mut f = data + reg;
+    if !f.is_finite() {
+        return Err(LinearError::Diverged { iteration: 0, loss: f });
+    }
+    let mut evaluations = 1;
+    let mut pairs: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::with_capacity(cfg.memory);
+    let mut stop = StopReason::MaxIterations;
+    let mut iterations = 0;
+    let mut p = vec![0.0f64; np];
+    let mut alpha_buf = vec![0.0f64; cfg.memory];
+    if max_abs(&grad) <= cfg.tolerance {
+        stop = StopReason::GradientTolerance;
+    }
+    while stop == StopReason::MaxIterations && iterations < cfg.max_iterations {
+        // p = −H g by the two-loop recursion, H₀ = γI with γ = sᵀy / yᵀy of the newest pair
+        p.iter_mut().zip(&grad).for_each(|(pi, g)| *pi = -g);
+        for (k, (s, y, rho)) in pairs.iter().enumerate().rev() {
+            let a = rho * dot(s, &p);
+            alpha_buf[k] = a;
+            p.iter_mut().zip(y).for_each(|(pi, yi)| *pi -= a * yi);
+        }
+        if let Some((s, y, _)) = pairs.back() {
+            let gamma = dot(s, y) / dot(y, y);
+            p.iter_mut().for_each(|pi| *pi *= gamma);
+        }
+        for (k, (s, y, rho)) in pairs.iter().enumerate() {
+            let beta = rho * dot(y, &p);
+            let a = alpha_buf[k];
+            p.iter_mut().zip(s).for_each(|(pi, si)| *pi += (a - beta) * si);
+        }
+        let mut dphi0 = dot(&grad, &p);
+        if !(dphi0 < 0.0) {
+            // not a descent direction (round-off in H): restart from steepest descent
+            pairs.clear();
+            p.iter_mut().zip(&grad).for_each(|(pi, g)| *pi = -g);
+            dphi0 = -dot(&grad, &grad);
+        }
+        let alpha0 = if pairs.is_empty() { 1.0 / dot(&p, &p).sqrt() } else { 1.0 };
+        let mut ls =
+            LineSearch { obj, theta: &theta, p: &p, f0: f, dphi0, evals: 0, xt: vec![0.0; np] };
+        let start = Trial { alpha: 0.0, f, data: 0.0, reg: 0.0, dphi: dphi0, grad: Vec::new() };
+        let found = ls.run(alpha0, start)?;
+        evaluations += ls.evals;
+        let Some(t) = found else {
+            stop = StopReason::LineSearchFailed;
+            break;
+        };
+        iterations += 1;
+        // s = α p, y = ∇F_new − ∇F
+        let s: Vec<f64> = p.iter().map(|pi| t.alpha * pi).collect();
+        let y: Vec<f64> = t.grad.iter().zip(&grad).map(|(a, b)| a - b).collect();
+        let sy = dot(&s, &y);
+        theta.iter_mut().zip(&s).for_each(|(x, si)| *x += si);
+        if sy > f64::EPSILON * dot(&y, &y) {
+            if pairs.len() == cfg.memory {
+                pairs.pop_front();
+            }
+            pairs.push_back((s, y, 1.0 / sy));
+        }
+        let f_old = f;
+        (f, grad) = (t.f, t.grad);
+        report.push(t.data as f32, t.reg as f32);
+        if max_abs(&grad) <= cfg.tolerance {
+            stop = StopReason::GradientTolerance;
+        } else if (f_old - f) <= cfg.objective_tolerance * f_old.abs().max(f.abs()).max(1.0) {
+            stop = StopReason::ObjectiveTolerance;
+        }
+    }
+    if theta.iter().any(|v| !v.is_finite()) {
+        return Err(LinearError::Diverged { iteration: iterations, loss: f });
+    }
+    Ok(Outcome { grad_max: max_abs(&grad), objective: f, theta, stop, iterations, evaluations })
+}
