@@ -7,8 +7,10 @@
 //! ```
 //!
 //! - [`StepSpec`] is a step as a config names it; [`StepSpec::fit`] makes a fitted [`Step`];
-//! - [`Standardizer`] (per-feature standardisation) and [`Pca`] (projection on the leading
-//!   principal components, optionally whitened) are the steps so far;
+//! - [`Standardizer`] (per-feature standardisation), [`Pca`] (projection on the leading
+//!   principal components, optionally whitened), [`Hog`], [`HueHistogram`] and
+//!   [`KmeansFeatures`] (Coates, Lee & Ng's k-means feature learner, on [`KMeans`]) are the
+//!   steps so far;
 //! - [`Pipeline`] (steps + a classifier) is itself `Fit`, and its [`PipelineModel`] is
 //!   `Predict` on raw images; `imgclass-model` saves it as one model.
 //!
@@ -25,17 +27,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod coates;
 mod error;
 mod hog;
 mod hue;
+mod kmeans;
 mod pca;
 mod pipeline;
 mod standardize;
 mod step;
 
+pub use coates::{
+    KmeansFeatures, KmeansParams, Zca, normalize_patch, normalize_patches, sample_patches,
+};
 pub use error::{FeatureError, PipelineError};
 pub use hog::Hog;
 pub use hue::HueHistogram;
+pub use kmeans::{EmptyCluster, KMeans, KMeansFit, KmeansInit, assign};
 pub use pca::Pca;
 pub use pipeline::{Pipeline, PipelineModel, apply, fit_steps};
 pub use standardize::Standardizer;

@@ -5,7 +5,7 @@
 
 use imgclass_core::{Dataset, RowShape, Subset};
 
-use crate::{FeatureError, Hog, HueHistogram, Pca, Standardizer};
+use crate::{FeatureError, Hog, HueHistogram, KmeansFeatures, KmeansParams, Pca, Standardizer};
 
 /// A feature step as a config writes it (`{ kind = "pca", components = 64 }`): what to fit.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -37,6 +37,13 @@ pub enum StepSpec {
         #[serde(default = "default_bins")]
         bins: usize,
     },
+    /// Coates, Lee & Ng's single-layer k-means features ([`KmeansFeatures`]): normalised,
+    /// ZCA-whitened patches, a k-means dictionary, triangle encoding, four-quadrant sum
+    /// pooling: `{ kind = "kmeans", receptive_field = 6, stride = 1, centroids = 1600,
+    /// patches = 400000, iterations = 10, whitening_eps = 0.1, normalization_eps = 10.0,
+    /// init = "gaussian", empty_cluster = "zero" }` (every parameter optional, these are the
+    /// defaults).
+    Kmeans(KmeansParams),
     /// Several steps fitted on the same input, their features side by side (scikit-learn's
     /// `FeatureUnion`): `{ kind = "union", of = [{ kind = "hog" }, { kind = "hue_histogram" }] }`.
     Union {
@@ -74,6 +81,7 @@ impl StepSpec {
                 hue.check(train.shape())?;
                 Step::HueHistogram { hue, input: train.shape() }
             }
+            Self::Kmeans(ref p) => Step::Kmeans(KmeansFeatures::fit(train, p, seed)?),
             Self::Union { ref of } => {
                 if of.is_empty() {
                     return Err(FeatureError::InvalidParam {
@@ -102,6 +110,7 @@ impl std::fmt::Display for StepSpec {
             Self::Pca { components, whiten: true } => write!(f, "pca({components}, whiten)"),
             Self::Hog { cell, orientations } => write!(f, "hog({cell}px, {orientations} bins)"),
             Self::HueHistogram { bins } => write!(f, "hue_histogram({bins})"),
+            Self::Kmeans(p) => write!(f, "kmeans({})", p.centroids),
             Self::Union { of } => {
                 f.write_str("union(")?;
                 for (i, s) in of.iter().enumerate() {
@@ -155,6 +164,8 @@ pub enum Step {
         /// What it takes.
         input: RowShape,
     },
+    /// Coates, Lee & Ng's k-means features (whitening and dictionary).
+    Kmeans(KmeansFeatures),
     /// Steps on the same input, outputs side by side.
     Union {
         /// The fitted parts.
@@ -188,6 +199,7 @@ impl Step {
             }
             Self::Hog { hog, .. } => hog.spec(),
             Self::HueHistogram { hue, .. } => StepSpec::HueHistogram { bins: hue.output_dim() },
+            Self::Kmeans(k) => StepSpec::Kmeans(*k.params()),
             Self::Union { parts, .. } => {
                 StepSpec::Union { of: parts.iter().map(Step::spec).collect() }
             }
@@ -199,6 +211,7 @@ impl Step {
         match self {
             Self::Standardize(s) => s.input(),
             Self::Pca { pca, .. } => pca.input(),
+            Self::Kmeans(k) => RowShape::Image(k.input()),
             Self::Hog { input, .. }
             | Self::HueHistogram { input, .. }
             | Self::Union { input, .. } => *input,
@@ -212,6 +225,7 @@ impl Step {
             Self::Pca { pca, .. } => pca.n_components(),
             Self::Hog { hog, input } => input.image().map_or(0, |s| hog.output_dim(s)),
             Self::HueHistogram { hue, .. } => hue.output_dim(),
+            Self::Kmeans(k) => k.output_dim(),
             Self::Union { parts, .. } => parts.iter().map(Step::output_dim).sum(),
         }
     }
@@ -237,6 +251,7 @@ impl Step {
                 input.expect(x.shape())?;
                 hue.transform(x)?
             }
+            Self::Kmeans(k) => k.transform(x)?,
             Self::Union { parts, input } => {
                 input.expect(x.shape())?;
                 let outs = parts.iter().map(|p| p.transform(x)).collect::<Result<Vec<_>, _>>()?;
@@ -283,6 +298,26 @@ impl Step {
                     },
                 ]
             }
+            Self::Kmeans(k) => {
+                let (kk, dd) = (k.n_centroids(), k.patch_dim());
+                vec![
+                    Tensor {
+                        name: "centroids".into(),
+                        shape: vec![kk, dd],
+                        data: k.centroids().to_vec(),
+                    },
+                    Tensor {
+                        name: "whitening_mean".into(),
+                        shape: vec![dd],
+                        data: k.whitening_mean().to_vec(),
+                    },
+                    Tensor {
+                        name: "whitening".into(),
+                        shape: vec![dd, dd],
+                        data: k.whitening().to_vec(),
+                    },
+                ]
+            }
             Self::Hog { .. } | Self::HueHistogram { .. } => Vec::new(),
             Self::Union { parts, .. } => parts
                 .iter()
@@ -307,6 +342,14 @@ impl Step {
                 ("components".into(), vec![*p, d]),
                 ("variances".into(), vec![*p]),
             ],
+            StepSpec::Kmeans(p) => {
+                let dd = input.image().map_or(0, |s| p.patch_dim(s));
+                vec![
+                    ("centroids".into(), vec![p.centroids, dd]),
+                    ("whitening_mean".into(), vec![dd]),
+                    ("whitening".into(), vec![dd, dd]),
+                ]
+            }
             StepSpec::Hog { .. } | StepSpec::HueHistogram { .. } => Vec::new(),
             StepSpec::Union { of } => of
                 .iter()
@@ -354,6 +397,17 @@ impl Step {
                 let hue = HueHistogram::new(bins);
                 hue.check(input).map_err(|e| FeatureError::Corrupt { reason: e.to_string() })?;
                 Self::HueHistogram { hue, input }
+            }
+            StepSpec::Kmeans(ref p) => {
+                let shape =
+                    p.check(input).map_err(|e| FeatureError::Corrupt { reason: e.to_string() })?;
+                Self::Kmeans(KmeansFeatures::from_parts(
+                    *p,
+                    shape,
+                    get("centroids")?,
+                    get("whitening_mean")?,
+                    get("whitening")?,
+                )?)
             }
             StepSpec::Union { ref of } => {
                 let mut parts = Vec::with_capacity(of.len());

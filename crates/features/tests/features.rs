@@ -4,7 +4,9 @@
 
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict, RowShape, ShapeMismatch};
-use imgclass_features::{FeatureError, Pipeline, PipelineError, Step, StepSpec};
+use imgclass_features::{
+    FeatureError, KmeansFeatures, KmeansParams, Pipeline, PipelineError, Step, StepSpec,
+};
 use imgclass_knn::Knn;
 
 fn features(n: usize, d: usize, seed: u64) -> Dataset {
@@ -386,4 +388,149 @@ fn hog_and_hue_histogram_equal_the_course_formulas() {
     let feats = features(10, 4, 1);
     let e = StepSpec::Hog { cell: 8, orientations: 9 }.fit(&feats.all(), 0).unwrap_err();
     assert_eq!(e.to_string(), "invalid hog: HOG takes images, not 4 features");
+}
+
+/// Random 3 x 12 x 12 images with some smooth structure.
+fn small_images(n: usize, seed: u64) -> Dataset {
+    let mut g = SplitMix64::new(seed);
+    let shape = ImageShape::new(3, 12, 12);
+    let mut px = Vec::with_capacity(n * shape.len());
+    for _ in 0..n {
+        let (a, b) = (g.next_f64() * 15.0, g.next_f64() * 15.0);
+        for ch in 0..3 {
+            for y in 0..12 {
+                for x in 0..12 {
+                    let v = 40.0
+                        + a * y as f64
+                        + b * x as f64
+                        + 20.0 * ch as f64
+                        + 25.0 * g.next_normal();
+                    px.push(v.clamp(0.0, 255.0) as u8);
+                }
+            }
+        }
+    }
+    let labels = (0..n).map(|i| (i % 2) as u32).collect();
+    Dataset::new(px, labels, shape, ClassNames::new(["x", "y"])).expect("valid")
+}
+
+fn small_kmeans() -> KmeansParams {
+    KmeansParams { receptive_field: 4, centroids: 16, patches: 2000, ..KmeansParams::default() }
+}
+
+#[test]
+fn kmeans_step_rebuilds_from_its_tensors_with_the_same_features() {
+    let ds = small_images(40, 2);
+    let spec = StepSpec::Kmeans(small_kmeans());
+    assert_eq!(spec.to_string(), "kmeans(16)");
+    let step = spec.fit(&ds.all(), 5).expect("fit");
+    assert_eq!(step.output_dim(), 64);
+    let tensors = step.tensors();
+    let shapes = Step::tensor_shapes(&spec, step.input());
+    assert_eq!(
+        tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect::<Vec<_>>(),
+        vec![
+            ("centroids".to_string(), vec![16, 48]),
+            ("whitening_mean".to_string(), vec![48]),
+            ("whitening".to_string(), vec![48, 48])
+        ]
+    );
+    assert_eq!(shapes.len(), 3);
+    let back = Step::from_tensors(&spec, step.input(), |name| {
+        Ok(tensors.iter().find(|t| t.name == name).expect("named").data.clone())
+    })
+    .expect("rebuilds");
+    assert_eq!(back, step);
+    let f = |s: &Step| s.transform(&ds.all()).expect("t").features().map(|r| r.to_contiguous());
+    assert_eq!(f(&back), f(&step));
+    assert_eq!(
+        step.transform(&ds.all()).expect("t").description(),
+        Some("kmeans(16) of 3x12x12 images")
+    );
+    let bad = Step::from_tensors(&spec, step.input(), |name| {
+        let mut v = tensors.iter().find(|t| t.name == name).expect("named").data.clone();
+        v[0] = f32::INFINITY;
+        Ok(v)
+    });
+    assert!(matches!(bad, Err(FeatureError::Corrupt { .. })), "{bad:?}");
+    // the dictionary is public, for drawing
+    let Step::Kmeans(km) = &step else { panic!("a kmeans step") };
+    assert_eq!((km.centroids().len(), km.receptive_field(), km.channels()), (16 * 48, 4, 3));
+    assert_eq!(km.whitening().len(), 48 * 48);
+}
+
+#[test]
+fn kmeans_step_has_the_same_bits_at_any_thread_count_and_seed_matters() {
+    let ds = small_images(50, 3);
+    let spec = StepSpec::Kmeans(small_kmeans());
+    let run = |threads: usize, seed: u64| {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool").install(|| {
+            let step = spec.fit(&ds.all(), seed).expect("fit");
+            let y = step.transform(&ds.all()).expect("t");
+            let bits: Vec<u32> =
+                y.features().expect("f").to_contiguous().iter().map(|v| v.to_bits()).collect();
+            (step, bits)
+        })
+    };
+    let one = run(1, 7);
+    assert_eq!(one, run(2, 7));
+    assert_eq!(one, run(3, 7));
+    assert_ne!(one.0, run(2, 8).0);
+}
+
+#[test]
+fn kmeans_step_refuses_bad_parameters_with_typed_errors() {
+    let ds = small_images(5, 1);
+    let base = small_kmeans();
+    let err = |p: KmeansParams| KmeansFeatures::fit(&ds.all(), &p, 0).unwrap_err();
+    let name = |e: FeatureError| match e {
+        FeatureError::InvalidParam { name, .. } => name,
+        other => panic!("{other:?}"),
+    };
+    let e = err(KmeansParams { receptive_field: 13, ..base });
+    assert_eq!(
+        e.to_string(),
+        "invalid receptive_field: 13x13 patches do not fit in 3x12x12 images"
+    );
+    assert_eq!(name(err(KmeansParams { receptive_field: 0, ..base })), "receptive_field");
+    assert_eq!(name(err(KmeansParams { stride: 0, ..base })), "receptive_field");
+    assert_eq!(name(err(KmeansParams { centroids: 0, ..base })), "centroids");
+    let e = err(KmeansParams { centroids: 2001, ..base });
+    assert_eq!(
+        e.to_string(),
+        "invalid centroids: 2001 centroids for 2000 patches (need 1 to patches)"
+    );
+    assert_eq!(name(err(KmeansParams { patches: 0, ..base })), "patches");
+    assert_eq!(name(err(KmeansParams { whitening_eps: f64::NAN, ..base })), "whitening_eps");
+    assert_eq!(name(err(KmeansParams { normalization_eps: -1.0, ..base })), "normalization_eps");
+    let feats = features(10, 4, 1);
+    let e = StepSpec::Kmeans(base).fit(&feats.all(), 0).unwrap_err();
+    assert_eq!(e.to_string(), "invalid kmeans: k-means features take images, not 4 features");
+    let empty = ds.subset(Vec::<usize>::new()).expect("empty view");
+    assert_eq!(KmeansFeatures::fit(&empty, &base, 0).unwrap_err(), FeatureError::EmptyTrain);
+    // fitted on one shape, refuses another
+    let step = StepSpec::Kmeans(base).fit(&ds.all(), 0).expect("fit");
+    let other = pixels(3, 1);
+    assert!(matches!(step.transform(&other.all()), Err(FeatureError::Shape(_))));
+}
+
+#[test]
+fn kmeans_spec_parses_with_the_papers_defaults() {
+    let spec: StepSpec = serde_json::from_str(r#"{"kind":"kmeans"}"#).expect("parses");
+    assert_eq!(spec, StepSpec::Kmeans(KmeansParams::default()));
+    let StepSpec::Kmeans(p) = spec else { panic!("kmeans") };
+    assert_eq!(
+        (p.receptive_field, p.stride, p.centroids, p.patches, p.whitening_eps, p.normalization_eps),
+        (6, 1, 1600, 400_000, 0.1, 10.0)
+    );
+    let spec: StepSpec = serde_json::from_str(
+        r#"{"kind":"kmeans","centroids":400,"receptive_field":5,"init":"rows","empty_cluster":"keep"}"#,
+    )
+    .expect("parses");
+    assert_eq!(spec.to_string(), "kmeans(400)");
+    let e = serde_json::from_str::<StepSpec>(r#"{"kind":"kmeans","centriods":400}"#).unwrap_err();
+    assert!(e.to_string().contains("unknown field"), "{e}");
+    let back: StepSpec =
+        serde_json::from_str(&serde_json::to_string(&spec).expect("json")).expect("p");
+    assert_eq!(back, spec);
 }

@@ -1,0 +1,797 @@
+//! [`KmeansFeatures`]: the single-layer k-means feature learner of Coates, Lee & Ng, "An
+//! Analysis of Single-Layer Networks in Unsupervised Feature Learning" (AISTATS 2011), as
+//! their `sc_vq_demo` code computes it (triangle encoding, four-quadrant sum pooling).
+//!
+//! ```text
+//! patch p   = the rf x rf x C pixels of one position, 0..255, ordered channel, row, column:
+//!             p[ch·rf² + r·rf + c] = image[ch][y + r][x + c]           (D = C·rf² values)
+//! normalise x = (p − mean(p)) / sqrt(var(p) + ε_norm)     (var unbiased, / (D − 1); ε_norm 10)
+//! whiten    w = (x − M) P,  P = V diag(1/sqrt(λ + ε_zca)) Vᵀ           (ZCA; C_x = V diag(λ) Vᵀ,
+//!             M and C_x the mean and unbiased covariance of the sampled normalised patches)
+//! k-means   c_1..c_K on the whitened sampled patches ([`KMeans`])
+//! encode    z_k = ||w − c_k||,  f_k = max(0, mean_j(z_j) − z_k)           (the "triangle" code)
+//! pool      positions (y, x) on the stride grid, P_r x P_c of them (27 x 27 for 32 x 32, rf 6),
+//!           split at h_r = round(P_r / 2), h_c = round(P_c / 2) (14 for 27): output
+//!           [Σ_{top-left} f, Σ_{bottom-left} f, Σ_{top-right} f, Σ_{bottom-right} f]
+//!           (4·K values: quadrant-major, centroid within; the order of the paper's code)
+//! ```
+//!
+//! Fitting samples `patches` positions uniformly at random, patch `i` from image
+//! `i mod n` (as the paper's code), seeded. Extraction is, per image, one product of its
+//! `P_r·P_c x D` whitened patches with the `K x D` centroids; images run in parallel
+//! (rayon), each computed by the same instruction sequence, so the features have the same
+//! bits at any thread count.
+//!
+//! ```
+//! use imgclass_core::{ClassNames, Dataset, ImageShape};
+//! use imgclass_features::{KmeansFeatures, KmeansParams};
+//! let mut g = imgclass_core::rng::SplitMix64::new(1);
+//! let px: Vec<u8> = (0..8 * 3 * 8 * 8).map(|_| g.below(256) as u8).collect();
+//! let ds = Dataset::new(px, vec![0; 8], ImageShape::new(3, 8, 8), ClassNames::new(["a"]))?;
+//! let p = KmeansParams { receptive_field: 3, centroids: 5, patches: 200, ..Default::default() };
+//! let km = KmeansFeatures::fit(&ds.all(), &p, 7)?;
+//! assert_eq!((km.n_centroids(), km.patch_dim(), km.output_dim()), (5, 27, 20));
+//! let f = km.transform(&ds.all())?;
+//! assert_eq!(f.dim(), 20);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use imgclass_core::rng::SplitMix64;
+use imgclass_core::{Dataset, ImageShape, RowShape, Rows, ShapeMismatch, Subset, Values};
+use imgclass_linalg::gemm::{Op, gemm, sgemm};
+use nalgebra::DMatrix;
+use rayon::prelude::*;
+
+use crate::FeatureError;
+use crate::kmeans::{EmptyCluster, KMeans, KmeansInit};
+
+/// Rows per block when whitening or accumulating the covariance (fixed, so results do not
+/// depend on the thread count).
+const ROW_BLOCK: usize = 4096;
+
+/// The parameters of [`KmeansFeatures`], named as in the paper; `Default` is the paper's
+/// CIFAR-10 setting (except `iterations`, see there).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KmeansParams {
+    /// Patch side `w` in pixels (the paper: 6).
+    pub receptive_field: usize,
+    /// Step `s` between extracted patches in pixels (the paper: 1).
+    pub stride: usize,
+    /// Dictionary size `K` (the paper: 1,600).
+    pub centroids: usize,
+    /// Random patches sampled from the training images to fit whitening and k-means (the
+    /// paper's code: 400,000).
+    pub patches: usize,
+    /// k-means iterations (the paper's code: 50; default 10, where the inertia has flattened
+    /// to within 1% of its 50-iteration value on CIFAR-10, see docs/bench/features.md).
+    pub iterations: usize,
+    /// ε of ZCA whitening, added to every covariance eigenvalue (the paper: 0.1).
+    pub whitening_eps: f64,
+    /// ε of per-patch contrast normalisation, added to the patch variance (the paper's code:
+    /// 10, for pixels in 0..255).
+    pub normalization_eps: f64,
+    /// k-means initialisation (default: the paper's code, Gaussian · 0.1).
+    pub init: KmeansInit,
+    /// What k-means does with an empty cluster (default: the paper's code, zero it).
+    pub empty_cluster: EmptyCluster,
+}
+
+impl Default for KmeansParams {
+    fn default() -> Self {
+        Self {
+            receptive_field: 6,
+            stride: 1,
+            centroids: 1600,
+            patches: 400_000,
+            iterations: 10,
+            whitening_eps: 0.1,
+            normalization_eps: 10.0,
+            init: KmeansInit::Gaussian,
+            empty_cluster: EmptyCluster::Zero,
+        }
+    }
+}
+
+impl KmeansParams {
+    /// Checks the parameters against an input shape: images at least one receptive field
+    /// large, sizes at least 1, finite positive epsilons.
+    pub fn check(&self, input: RowShape) -> Result<ImageShape, FeatureError> {
+        let bad = |name, reason: String| Err(FeatureError::InvalidParam { name, reason });
+        let RowShape::Image(shape) = input else {
+            return bad("kmeans", format!("k-means features take images, not {input}"));
+        };
+        if self.receptive_field == 0 || self.stride == 0 {
+            return bad("receptive_field", "receptive field and stride must be at least 1".into());
+        }
+        if self.receptive_field > shape.height || self.receptive_field > shape.width {
+            return bad(
+                "receptive_field",
+                format!("{0}x{0} patches do not fit in {shape} images", self.receptive_field),
+            );
+        }
+        if shape.channels == 0 {
+            return bad("kmeans", "images have no channel".into());
+        }
+        if self.patches == 0 {
+            return bad("patches", "at least one patch must be sampled".into());
+        }
+        if self.centroids == 0 || self.centroids > self.patches {
+            return bad(
+                "centroids",
+                format!(
+                    "{} centroids for {} patches (need 1 to patches)",
+                    self.centroids, self.patches
+                ),
+            );
+        }
+        for (name, eps) in
+            [("whitening_eps", self.whitening_eps), ("normalization_eps", self.normalization_eps)]
+        {
+            if !(eps.is_finite() && eps > 0.0) {
+                return bad(name, format!("{eps} is not a finite positive number"));
+            }
+        }
+        Ok(shape)
+    }
+
+    /// Values per patch for images of `shape`: `channels · receptive_field²`.
+    pub fn patch_dim(&self, shape: ImageShape) -> usize {
+        shape.channels * self.receptive_field * self.receptive_field
+    }
+}
+
+/// Patch positions per axis of length `n`: `(n − rf) / stride + 1`.
+fn positions(n: usize, rf: usize, stride: usize) -> usize {
+    (n - rf) / stride + 1
+}
+
+/// Copies the patch at `(y, x)` of `px` (an image of `shape`) into `out` (channel, row,
+/// column order), as f32.
+#[inline]
+fn copy_patch(px: &[u8], shape: ImageShape, rf: usize, y: usize, x: usize, out: &mut [f32]) {
+    let plane = shape.height * shape.width;
+    let mut o = 0;
+    for ch in 0..shape.channels {
+        for r in 0..rf {
+            let src = &px[ch * plane + (y + r) * shape.width + x..][..rf];
+            for (d, &s) in out[o..o + rf].iter_mut().zip(src) {
+                *d = f32::from(s);
+            }
+            o += rf;
+        }
+    }
+}
+
+/// Samples `n` patches of `rf x rf` (all channels) from `images` (of `shape`): patch `i`
+/// from image `i mod len` at a uniformly random position (seeded). `n x D`, row-major.
+pub fn sample_patches(
+    images: Rows<'_, u8>,
+    shape: ImageShape,
+    rf: usize,
+    n: usize,
+    seed: u64,
+) -> Vec<f32> {
+    let d = shape.channels * rf * rf;
+    let mut out = vec![0f32; n * d];
+    if images.is_empty() || rf == 0 || rf > shape.height || rf > shape.width {
+        return out;
+    }
+    let mut g = SplitMix64::new(seed);
+    let (ny, nx) = ((shape.height - rf + 1) as u64, (shape.width - rf + 1) as u64);
+    for (i, o) in out.chunks_exact_mut(d.max(1)).enumerate() {
+        let y = g.below(ny) as usize;
+        let x = g.below(nx) as usize;
+        copy_patch(images.row(i % images.len()), shape, rf, y, x, o);
+    }
+    out
+}
+
+/// Normalises one patch in place: `(p − mean(p)) / sqrt(var(p) + eps)`, var unbiased
+/// (0 for a single value), moments in f64.
+#[inline]
+pub fn normalize_patch(p: &mut [f32], eps: f64) {
+    let d = p.len();
+    if d == 0 {
+        return;
+    }
+    let mean = p.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64;
+    let ss: f64 = p.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum();
+    let var = if d > 1 { ss / (d - 1) as f64 } else { 0.0 };
+    let inv = 1.0 / (var + eps).sqrt();
+    for v in p.iter_mut() {
+        *v = ((f64::from(*v) - mean) * inv) as f32;
+    }
+}
+
+/// [`normalize_patch`] on every row of `patches` (`n x d`), in parallel.
+pub fn normalize_patches(patches: &mut [f32], d: usize, eps: f64) {
+    patches.par_chunks_mut(d.max(1)).with_min_len(1024).for_each(|p| normalize_patch(p, eps));
+}
+
+/// A fitted ZCA whitening: `w = (x − mean) · matrix`, `matrix = V diag(1/sqrt(λ + ε)) Vᵀ`
+/// (symmetric).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zca {
+    /// The mean row `M` (d).
+    pub mean: Vec<f32>,
+    /// `P`, `d x d`, row-major, symmetric.
+    pub matrix: Vec<f32>,
+    /// The covariance eigenvalues `λ`, decreasing.
+    pub eigenvalues: Vec<f64>,
+}
+
+impl Zca {
+    /// Fits the whitening of the rows of `x` (`n x d`): mean and unbiased covariance (`/ (n −
+    /// 1)`, sums in f64 over fixed blocks of rows added in order), eigendecomposition
+    /// (nalgebra's `SymmetricEigen`, f64), eigenvalues below 0 (rounding) taken as 0.
+    pub fn fit(x: &[f32], d: usize, eps: f64) -> Result<Self, FeatureError> {
+        if d == 0 || x.is_empty() || !x.len().is_multiple_of(d) {
+            return Err(FeatureError::EmptyTrain);
+        }
+        let n = x.len() / d;
+        let block_sums: Vec<Vec<f64>> = x
+            .par_chunks(ROW_BLOCK * d)
+            .map(|b| {
+                let mut s = vec![0f64; d];
+                for r in b.chunks_exact(d) {
+                    s.iter_mut().zip(r).for_each(|(s, &v)| *s += f64::from(v));
+                }
+                s
+            })
+            .collect();
+        let mut mean = vec![0f64; d];
+        for s in &block_sums {
+            mean.iter_mut().zip(s).for_each(|(m, &v)| *m += v);
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let block_cov: Vec<Vec<f64>> = x
+            .par_chunks(ROW_BLOCK * d)
+            .map(|b| {
+                let m = b.len() / d;
+                let c: Vec<f64> = b
+                    .chunks_exact(d)
+                    .flat_map(|r| r.iter().zip(&mean).map(|(&v, &mu)| f64::from(v) - mu))
+                    .collect();
+                let mut out = vec![0f64; d * d];
+                gemm(d, d, m, 1.0, &c, Op::T, &c, Op::N, 0.0, &mut out)
+                    .expect("shapes follow from the chunking");
+                out
+            })
+            .collect();
+        let mut cov = DMatrix::<f64>::zeros(d, d);
+        for b in &block_cov {
+            for i in 0..d {
+                for j in 0..d {
+                    cov[(i, j)] += b[i * d + j];
+                }
+            }
+        }
+        cov /= (n.max(2) - 1) as f64;
+        // exact symmetry before the eigensolver
+        let cov = (&cov + cov.transpose()) * 0.5;
+        if cov.iter().any(|v| !v.is_finite()) {
+            return Err(FeatureError::InvalidParam {
+                name: "kmeans",
+                reason: "the patch covariance is not finite".into(),
+            });
+        }
+        let eig = nalgebra::SymmetricEigen::new(cov);
+        let mut order: Vec<usize> = (0..d).collect();
+        order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]).then(a.cmp(&b)));
+        let lam: Vec<f64> = order.iter().map(|&k| eig.eigenvalues[k].max(0.0)).collect();
+        let mut p = vec![0f64; d * d];
+        for (t, &k) in order.iter().enumerate() {
+            let v = eig.eigenvectors.column(k);
+            let s = 1.0 / (lam[t] + eps).sqrt();
+            for i in 0..d {
+                let vi = v[i] * s;
+                for j in 0..d {
+                    p[i * d + j] += vi * v[j];
+                }
+            }
+        }
+        Ok(Self {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            matrix: p.iter().map(|&v| v as f32).collect(),
+            eigenvalues: lam,
+        })
+    }
+
+    /// Values per row.
+    pub fn dim(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Whitens the rows of `x` (`n x d`) in place, in parallel over fixed blocks.
+    pub fn apply(&self, x: &mut [f32]) {
+        let d = self.dim();
+        if d == 0 {
+            return;
+        }
+        x.par_chunks_mut(ROW_BLOCK * d).for_each_init(
+            || vec![0f32; ROW_BLOCK * d],
+            |buf, b| {
+                let m = b.len() / d;
+                for r in b.chunks_exact_mut(d) {
+                    r.iter_mut().zip(&self.mean).for_each(|(v, &mu)| *v -= mu);
+                }
+                let out = &mut buf[..m * d];
+                sgemm(m, d, d, 1.0, b, Op::N, &self.matrix, Op::N, 0.0, out)
+                    .expect("shapes follow from the chunking");
+                b.copy_from_slice(out);
+            },
+        );
+    }
+}
+
+/// The fitted feature learner: whitening and dictionary (see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KmeansFeatures {
+    params: KmeansParams,
+    input: ImageShape,
+    /// `K x D`.
+    centroids: Vec<f32>,
+    /// `D`.
+    mean: Vec<f32>,
+    /// `D x D`, symmetric.
+    whitening: Vec<f32>,
+    /// `||c_k||²` (f64 sum, rounded once).
+    c2: Vec<f32>,
+    /// `M · P` (subtracted after multiplying the normalised patches by `P`).
+    mean_w: Vec<f32>,
+}
+
+impl KmeansFeatures {
+    /// Fits whitening and dictionary on random patches of the images of `train` (seeded).
+    pub fn fit(train: &Subset, params: &KmeansParams, seed: u64) -> Result<Self, FeatureError> {
+        let shape = params.check(train.shape())?;
+        if train.is_empty() {
+            return Err(FeatureError::EmptyTrain);
+        }
+        let Values::Pixels(rows) = train.values() else {
+            return Err(FeatureError::Shape(ShapeMismatch {
+                expected: train.shape(),
+                found: train.shape(),
+            }));
+        };
+        let d = params.patch_dim(shape);
+        let root = SplitMix64::new(seed);
+        let t0 = std::time::Instant::now();
+        let mut patches = sample_patches(
+            rows,
+            shape,
+            params.receptive_field,
+            params.patches,
+            root.fork(0).next_u64(),
+        );
+        normalize_patches(&mut patches, d, params.normalization_eps);
+        let zca = Zca::fit(&patches, d, params.whitening_eps)?;
+        zca.apply(&mut patches);
+        let t1 = std::time::Instant::now();
+        let fit = KMeans::new(params.centroids)
+            .iterations(params.iterations)
+            .init(params.init)
+            .empty(params.empty_cluster)
+            .seed(root.fork(1).next_u64())
+            .fit(&patches, d)?;
+        tracing::info!(
+            patches_and_whitening_s = (t1 - t0).as_secs_f64(),
+            kmeans_s = t1.elapsed().as_secs_f64(),
+            inertia = ?fit.inertia,
+            empty = fit.counts.iter().filter(|&&c| c == 0).count(),
+            "kmeans features fitted"
+        );
+        Self::from_parts(*params, shape, fit.centroids, zca.mean, zca.matrix)
+    }
+
+    /// Rebuilds the fitted learner from its parts (a loaded model, or phases run
+    /// separately): `centroids` `K x D`, `mean` `D`, `whitening` `D x D`, all finite, with
+    /// `K = params.centroids` and `D = params.patch_dim(input)`.
+    pub fn from_parts(
+        params: KmeansParams,
+        input: ImageShape,
+        centroids: Vec<f32>,
+        mean: Vec<f32>,
+        whitening: Vec<f32>,
+    ) -> Result<Self, FeatureError> {
+        params.check(RowShape::Image(input))?;
+        let d = params.patch_dim(input);
+        let k = params.centroids;
+        let corrupt = |reason: String| Err(FeatureError::Corrupt { reason });
+        if centroids.len() != k * d || mean.len() != d || whitening.len() != d * d {
+            return corrupt(format!(
+                "kmeans parts of {} / {} / {} values, expected {} / {d} / {}",
+                centroids.len(),
+                mean.len(),
+                whitening.len(),
+                k * d,
+                d * d
+            ));
+        }
+        if centroids.iter().chain(&mean).chain(&whitening).any(|v| !v.is_finite()) {
+            return corrupt("kmeans parts hold a non-finite value".into());
+        }
+        let c2 = centroids
+            .chunks_exact(d)
+            .map(|c| c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() as f32)
+            .collect();
+        let mean_w = (0..d)
+            .map(|j| {
+                (0..d).map(|i| f64::from(mean[i]) * f64::from(whitening[i * d + j])).sum::<f64>()
+                    as f32
+            })
+            .collect();
+        Ok(Self { params, input, centroids, mean, whitening, c2, mean_w })
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &KmeansParams {
+        &self.params
+    }
+
+    /// The image shape it takes.
+    pub fn input(&self) -> ImageShape {
+        self.input
+    }
+
+    /// The dictionary, `K x D` row-major, each row one whitened patch in channel, row,
+    /// column order (see [`KmeansFeatures::patch_dim`]).
+    pub fn centroids(&self) -> &[f32] {
+        &self.centroids
+    }
+
+    /// The whitening mean `M` (`D`).
+    pub fn whitening_mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    /// The whitening matrix `P` (`D x D`, row-major, symmetric).
+    pub fn whitening(&self) -> &[f32] {
+        &self.whitening
+    }
+
+    /// Patch side in pixels.
+    pub fn receptive_field(&self) -> usize {
+        self.params.receptive_field
+    }
+
+    /// Image channels (a patch holds `channels · receptive_field²` values).
+    pub fn channels(&self) -> usize {
+        self.input.channels
+    }
+
+    /// `K`.
+    pub fn n_centroids(&self) -> usize {
+        self.params.centroids
+    }
+
+    /// `D = channels · receptive_field²`.
+    pub fn patch_dim(&self) -> usize {
+        self.params.patch_dim(self.input)
+    }
+
+    /// Features per image: `4 · K`.
+    pub fn output_dim(&self) -> usize {
+        4 * self.params.centroids
+    }
+
+    /// Patch positions `(rows, columns)` per image.
+    pub fn grid(&self) -> (usize, usize) {
+        let (rf, s) = (self.params.receptive_field, self.params.stride);
+        (positions(self.input.height, rf, s), positions(self.input.width, rf, s))
+    }
+
+    /// The features of every image of `x` (of the fitted shape).
+    pub fn transform(&self, x: &Subset) -> Result<Dataset, FeatureError> {
+        RowShape::Image(self.input).expect(x.shape())?;
+        let Values::Pixels(rows) = x.values() else {
+            return Err(FeatureError::Shape(ShapeMismatch {
+                expected: RowShape::Image(self.input),
+                found: x.shape(),
+            }));
+        };
+        let out = self.transform_rows(rows);
+        Ok(x.with_features(out, self.output_dim())?)
+    }
+
+    /// The features of every image of `rows` (each of the fitted shape), `n x 4K`.
+    pub fn transform_rows(&self, rows: Rows<'_, u8>) -> Vec<f32> {
+        let dim = self.output_dim();
+        let mut out = vec![0f32; rows.len() * dim];
+        out.par_chunks_mut(dim.max(1))
+            .enumerate()
+            .for_each_init(|| Scratch::new(self), |sc, (i, o)| self.one(rows.row(i), sc, o));
+        out
+    }
+
+    fn one(&self, px: &[u8], sc: &mut Scratch, out: &mut [f32]) {
+        let (rf, s) = (self.params.receptive_field, self.params.stride);
+        let (pr, pc) = self.grid();
+        let (d, k) = (self.patch_dim(), self.n_centroids());
+        let np = pr * pc;
+        for (t, p) in sc.patches.chunks_exact_mut(d).enumerate() {
+            copy_patch(px, self.input, rf, (t / pc) * s, (t % pc) * s, p);
+            normalize_patch(p, self.params.normalization_eps);
+        }
+        // w = x P − M P
+        for r in sc.white.chunks_exact_mut(d) {
+            r.iter_mut().zip(&self.mean_w).for_each(|(v, &m)| *v = -m);
+        }
+        sgemm(np, d, d, 1.0, &sc.patches, Op::N, &self.whitening, Op::N, 1.0, &mut sc.white)
+            .expect("scratch sized for the grid");
+        sgemm(np, k, d, 1.0, &sc.white, Op::N, &self.centroids, Op::T, 0.0, &mut sc.dots)
+            .expect("scratch sized for the grid");
+        let (hr, hc) = (pr.div_ceil(2), pc.div_ceil(2));
+        out.fill(0.0);
+        for (t, (row, w)) in sc.dots.chunks_exact_mut(k).zip(sc.white.chunks_exact(d)).enumerate() {
+            let x2 = w.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() as f32;
+            finish_row(row, x2, &self.c2);
+            let q = usize::from((t / pc) >= hr) + 2 * usize::from((t % pc) >= hc);
+            for (o, &f) in out[q * k..][..k].iter_mut().zip(row.iter()) {
+                *o += f;
+            }
+        }
+    }
+}
+
+/// Turns a row of dot products `x·c_k` into triangle activations in place:
+/// `z_k = sqrt(max(0, x2 + c2_k − 2 dot_k))`, `f_k = max(0, mean(z) − z_k)`; the mean summed
+/// in 16 fixed partial sums.
+#[inline]
+fn finish_row(row: &mut [f32], x2: f32, c2: &[f32]) {
+    let mut part = [0f32; 16];
+    for (rc, cc) in row.chunks_mut(16).zip(c2.chunks(16)) {
+        for ((v, &c), p) in rc.iter_mut().zip(cc).zip(part.iter_mut()) {
+            let sq = x2 + c - 2.0 * *v;
+            let z = if sq > 0.0 { sq.sqrt() } else { 0.0 };
+            *v = z;
+            *p += z;
+        }
+    }
+    let mean = part.iter().sum::<f32>() / row.len().max(1) as f32;
+    for v in row.iter_mut() {
+        let f = mean - *v;
+        *v = if f > 0.0 { f } else { 0.0 };
+    }
+}
+
+/// Per-thread buffers of one image's extraction.
+struct Scratch {
+    patches: Vec<f32>,
+    white: Vec<f32>,
+    dots: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(f: &KmeansFeatures) -> Self {
+        let (pr, pc) = f.grid();
+        let np = pr * pc;
+        Self {
+            patches: vec![0f32; np * f.patch_dim()],
+            white: vec![0f32; np * f.patch_dim()],
+            dots: vec![0f32; np * f.n_centroids()],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgclass_core::ClassNames;
+
+    fn images(n: usize, shape: ImageShape, seed: u64) -> Dataset {
+        let mut g = SplitMix64::new(seed);
+        // smooth-ish images: a random gradient plus noise, so patches are correlated
+        let mut px = Vec::with_capacity(n * shape.len());
+        for _ in 0..n {
+            let (a, b, c) = (g.next_f64() * 20.0, g.next_f64() * 20.0, g.next_f64() * 100.0);
+            for ch in 0..shape.channels {
+                for y in 0..shape.height {
+                    for x in 0..shape.width {
+                        let v = c
+                            + a * y as f64
+                            + b * x as f64
+                            + 10.0 * ch as f64
+                            + 30.0 * g.next_normal();
+                        px.push(v.clamp(0.0, 255.0) as u8);
+                    }
+                }
+            }
+        }
+        Dataset::new(px, vec![0; n], shape, ClassNames::new(["a"])).expect("valid")
+    }
+
+    #[test]
+    fn normalisation_uses_the_unbiased_variance() {
+        let mut p = [0.0f32, 2.0, 4.0];
+        normalize_patch(&mut p, 10.0);
+        // mean 2, var (4 + 0 + 4) / 2 = 4, sqrt(4 + 10)
+        let s = 14f64.sqrt();
+        for (a, b) in p.iter().zip([-2.0 / s, 0.0, 2.0 / s]) {
+            assert!((f64::from(*a) - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn zca_is_the_inverse_square_root_of_the_regularised_covariance() {
+        let (n, d, eps) = (3000, 6, 0.1);
+        let mut g = SplitMix64::new(4);
+        let mut x = Vec::with_capacity(n * d);
+        for _ in 0..n {
+            let z: Vec<f64> = (0..3).map(|_| g.next_normal()).collect();
+            for j in 0..d {
+                x.push((z[j % 3] * (j + 1) as f64 + 0.2 * g.next_normal() + j as f64) as f32);
+            }
+        }
+        let zca = Zca::fit(&x, d, eps).expect("fit");
+        // naive f64 mean and unbiased covariance
+        let mean: Vec<f64> = (0..d)
+            .map(|j| x.iter().skip(j).step_by(d).map(|&v| f64::from(v)).sum::<f64>() / n as f64)
+            .collect();
+        let mut c = vec![0f64; d * d];
+        for r in x.chunks_exact(d) {
+            for i in 0..d {
+                for j in 0..d {
+                    c[i * d + j] += (f64::from(r[i]) - mean[i]) * (f64::from(r[j]) - mean[j]);
+                }
+            }
+        }
+        c.iter_mut().for_each(|v| *v /= (n - 1) as f64);
+        let p: Vec<f64> = zca.matrix.iter().map(|&v| f64::from(v)).collect();
+        for i in 0..d {
+            assert!((f64::from(zca.mean[i]) - mean[i]).abs() < 1e-4);
+            for j in 0..d {
+                assert!((p[i * d + j] - p[j * d + i]).abs() < 1e-6, "symmetric");
+            }
+        }
+        // P (C + eps I) P = I: P is (C + eps I)^(-1/2), with P symmetric positive definite
+        let mul = |a: &[f64], b: &[f64]| {
+            let mut o = vec![0f64; d * d];
+            for i in 0..d {
+                for k in 0..d {
+                    for j in 0..d {
+                        o[i * d + j] += a[i * d + k] * b[k * d + j];
+                    }
+                }
+            }
+            o
+        };
+        let mut ce = c.clone();
+        (0..d).for_each(|i| ce[i * d + i] += eps);
+        let id = mul(&mul(&p, &ce), &p);
+        for i in 0..d {
+            for j in 0..d {
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((id[i * d + j] - want).abs() < 1e-3, "({i},{j}) {}", id[i * d + j]);
+            }
+        }
+        // the whitened sample covariance is V diag(λ/(λ+ε)) Vᵀ: its trace is Σ λ/(λ+ε)
+        let mut w = x.clone();
+        zca.apply(&mut w);
+        let tr: f64 = (0..d)
+            .map(|j| {
+                w.iter().skip(j).step_by(d).map(|&v| f64::from(v).powi(2)).sum::<f64>()
+                    / (n - 1) as f64
+            })
+            .sum();
+        let want: f64 = zca.eigenvalues.iter().map(|l| l / (l + eps)).sum();
+        assert!((tr - want).abs() < 1e-3 * want, "{tr} vs {want}");
+        assert!(zca.eigenvalues.windows(2).all(|w| w[0] >= w[1]));
+    }
+
+    /// The features of one image written out per patch in f64 (the paper's code, loop form).
+    fn naive(km: &KmeansFeatures, px: &[u8]) -> Vec<f64> {
+        let s = km.input();
+        let (rf, st) = (km.receptive_field(), km.params().stride);
+        let (d, k) = (km.patch_dim(), km.n_centroids());
+        let pr = (s.height - rf) / st + 1;
+        let pc = (s.width - rf) / st + 1;
+        let (hr, hc) = ((pr as f64 / 2.0).round() as usize, (pc as f64 / 2.0).round() as usize);
+        let mut out = vec![0f64; 4 * k];
+        for yi in 0..pr {
+            for xi in 0..pc {
+                let mut p = Vec::with_capacity(d);
+                for ch in 0..s.channels {
+                    for r in 0..rf {
+                        for c in 0..rf {
+                            let idx =
+                                ch * s.height * s.width + (yi * st + r) * s.width + xi * st + c;
+                            p.push(f64::from(px[idx]));
+                        }
+                    }
+                }
+                let m = p.iter().sum::<f64>() / d as f64;
+                let v = p.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (d - 1) as f64;
+                let xn: Vec<f64> = p
+                    .iter()
+                    .map(|x| (x - m) / (v + km.params().normalization_eps).sqrt())
+                    .collect();
+                let w: Vec<f64> = (0..d)
+                    .map(|j| {
+                        (0..d)
+                            .map(|i| {
+                                (xn[i] - f64::from(km.whitening_mean()[i]))
+                                    * f64::from(km.whitening()[i * d + j])
+                            })
+                            .sum()
+                    })
+                    .collect();
+                let z: Vec<f64> = km
+                    .centroids()
+                    .chunks_exact(d)
+                    .map(|c| {
+                        w.iter()
+                            .zip(c)
+                            .map(|(a, &b)| (a - f64::from(b)).powi(2))
+                            .sum::<f64>()
+                            .sqrt()
+                    })
+                    .collect();
+                let mu = z.iter().sum::<f64>() / k as f64;
+                let q = if yi < hr { 0 } else { 1 } + if xi < hc { 0 } else { 2 };
+                for j in 0..k {
+                    out[q * k + j] += (mu - z[j]).max(0.0);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn triangle_features_match_a_naive_per_patch_loop() {
+        for (shape, rf, stride) in [
+            (ImageShape::new(3, 9, 8), 3, 1),
+            (ImageShape::new(3, 10, 11), 4, 2),
+            (ImageShape::new(1, 7, 7), 2, 3),
+        ] {
+            let ds = images(30, shape, 3);
+            let p = KmeansParams {
+                receptive_field: rf,
+                stride,
+                centroids: 7,
+                patches: 500,
+                ..Default::default()
+            };
+            let km = KmeansFeatures::fit(&ds.all(), &p, 1).expect("fit");
+            let f = km.transform(&ds.all()).expect("transform");
+            let rows = f.features().expect("features");
+            let px = ds.pixels().expect("pixels");
+            for i in 0..4 {
+                let want = naive(&km, px.row(i));
+                let scale = want.iter().fold(1.0f64, |a, &b| a.max(b.abs()));
+                for (j, (&a, &b)) in rows.row(i).iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(a) - b).abs() < 1e-4 * scale,
+                        "{shape} image {i} feature {j}: {a} vs {b}"
+                    );
+                }
+                assert!(want.iter().any(|&v| v > 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn sampled_patches_are_image_regions() {
+        let shape = ImageShape::new(2, 5, 6);
+        let ds = images(3, shape, 8);
+        let px = ds.pixels().expect("pixels");
+        let p = sample_patches(px, shape, 3, 10, 4);
+        for (i, patch) in p.chunks_exact(18).enumerate() {
+            let img = px.row(i % 3);
+            let found = (0..=2).any(|y| {
+                (0..=3).any(|x| {
+                    let mut q = vec![0f32; 18];
+                    copy_patch(img, shape, 3, y, x, &mut q);
+                    q == patch
+                })
+            });
+            assert!(found, "patch {i}");
+        }
+        assert_eq!(f32::from(px.row(0)[30 + 6 + 1]), {
+            let mut q = vec![0f32; 18];
+            copy_patch(px.row(0), shape, 3, 1, 1, &mut q);
+            q[9] // channel 1, row 0, column 0 of the patch at (1, 1)
+        });
+    }
+}

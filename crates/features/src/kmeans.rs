@@ -1,0 +1,381 @@
+//! [`KMeans`]: seeded Lloyd k-means on f32 rows, as Coates, Lee & Ng (AISTATS 2011) run it
+//! on whitened image patches (their `run_kmeans.m`), usable on any rows.
+//!
+//! ```text
+//! init:    c_k ~ 0.1 · N(0, I)                      (the paper's code; or k distinct random rows)
+//! assign:  a_i = argmin_k ||x_i − c_k||² = argmax_k (x_i·c_k − ||c_k||²/2)   (first k on a tie)
+//! update:  c_k = (1/|S_k|) Σ_{i ∈ S_k} x_i          (S_k empty: c_k = 0 as the paper's code,
+//!                                                    or keep the previous c_k)
+//! ```
+//!
+//! The products `x_i·c_k` are one `sgemm` per fixed block of [`BLOCK`] rows
+//! (`imgclass_linalg::gemm::sgemm`, i.e. `X_b Cᵀ`), blocks in parallel over rayon; each row's
+//! assignment depends only on its own products, and the update sums rows in row order in
+//! f64, so the result has the same bits at any thread count.
+//!
+//! ```
+//! use imgclass_features::{KMeans, KmeansInit};
+//! // two clumps on a line: {0, 1} and {10, 11}
+//! let x = [0.0f32, 1.0, 10.0, 11.0];
+//! let fit = KMeans::new(2).init(KmeansInit::Rows).iterations(5).seed(3).fit(&x, 1)?;
+//! let mut c = fit.centroids.clone();
+//! c.sort_by(f32::total_cmp);
+//! assert_eq!(c, [0.5, 10.5]);
+//! assert_eq!(fit.counts.iter().sum::<usize>(), 4);
+//! # Ok::<(), imgclass_features::FeatureError>(())
+//! ```
+
+use imgclass_core::rng::SplitMix64;
+use imgclass_linalg::gemm::{Op, sgemm};
+use rayon::prelude::*;
+
+use crate::FeatureError;
+
+/// Rows per assignment block (one `sgemm` each; blocks are fixed, so the split does not
+/// depend on the thread count).
+pub const BLOCK: usize = 256;
+
+/// How the centroids start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KmeansInit {
+    /// Every coordinate `0.1 · N(0, 1)` (Coates' `run_kmeans.m`: `randn(k, d) * 0.1`); meant
+    /// for whitened data, whose scale it matches. The default.
+    #[default]
+    Gaussian,
+    /// `k` distinct rows drawn uniformly at random.
+    Rows,
+}
+
+/// What happens to a centroid no row is assigned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyCluster {
+    /// Set it to 0 (Coates' code: "just zap empty centroids so they don't introduce NaNs").
+    /// The default.
+    #[default]
+    Zero,
+    /// Keep its previous position.
+    Keep,
+}
+
+/// k-means parameters (`KMeans::new(k)`, then setters): fitted by [`KMeans::fit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KMeans {
+    k: usize,
+    iterations: usize,
+    init: KmeansInit,
+    empty: EmptyCluster,
+    seed: u64,
+}
+
+/// A k-means result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeansFit {
+    /// `k x dim`, row-major.
+    pub centroids: Vec<f32>,
+    /// Values per centroid.
+    pub dim: usize,
+    /// Rows assigned to each centroid by the last assignment step (before the last update).
+    pub counts: Vec<usize>,
+    /// Σ_i min_k ||x_i − c_k||² (f64, by the GEMM form) at each iteration's assignment.
+    pub inertia: Vec<f64>,
+}
+
+impl KMeans {
+    /// `k` centroids; 10 iterations, [`KmeansInit::Gaussian`], [`EmptyCluster::Zero`], seed 0.
+    pub fn new(k: usize) -> Self {
+        Self { k, iterations: 10, init: KmeansInit::Gaussian, empty: EmptyCluster::Zero, seed: 0 }
+    }
+
+    /// Lloyd iterations (assignment + update); default 10.
+    pub fn iterations(self, iterations: usize) -> Self {
+        Self { iterations, ..self }
+    }
+
+    /// Initialisation; default [`KmeansInit::Gaussian`].
+    pub fn init(self, init: KmeansInit) -> Self {
+        Self { init, ..self }
+    }
+
+    /// Empty-cluster rule; default [`EmptyCluster::Zero`].
+    pub fn empty(self, empty: EmptyCluster) -> Self {
+        Self { empty, ..self }
+    }
+
+    /// Seed of the initialisation; default 0.
+    pub fn seed(self, seed: u64) -> Self {
+        Self { seed, ..self }
+    }
+
+    fn check(&self, data: &[f32], dim: usize) -> Result<usize, FeatureError> {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
+            return Err(FeatureError::InvalidParam {
+                name: "kmeans",
+                reason: format!("{} values do not make rows of {dim}", data.len()),
+            });
+        }
+        let n = data.len() / dim;
+        if n == 0 {
+            return Err(FeatureError::EmptyTrain);
+        }
+        if self.k == 0 || self.k > n {
+            return Err(FeatureError::InvalidParam {
+                name: "centroids",
+                reason: format!("{} centroids for {n} rows (need 1 to {n})", self.k),
+            });
+        }
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(FeatureError::InvalidParam {
+                name: "kmeans",
+                reason: "rows hold a non-finite value".into(),
+            });
+        }
+        Ok(n)
+    }
+
+    /// The starting centroids `fit` uses on `data` (`k x dim`, row-major).
+    pub fn initial_centroids(&self, data: &[f32], dim: usize) -> Result<Vec<f32>, FeatureError> {
+        let n = self.check(data, dim)?;
+        let mut g = SplitMix64::new(self.seed);
+        Ok(match self.init {
+            KmeansInit::Gaussian => {
+                (0..self.k * dim).map(|_| (0.1 * g.next_normal()) as f32).collect()
+            }
+            KmeansInit::Rows => {
+                // a partial Fisher-Yates shuffle: k distinct rows
+                let mut idx: Vec<usize> = (0..n).collect();
+                let mut c = Vec::with_capacity(self.k * dim);
+                for j in 0..self.k {
+                    let t = j + g.below((n - j) as u64) as usize;
+                    idx.swap(j, t);
+                    c.extend_from_slice(&data[idx[j] * dim..][..dim]);
+                }
+                c
+            }
+        })
+    }
+
+    /// Clusters the rows of `data` (`n x dim`, row-major, finite).
+    pub fn fit(&self, data: &[f32], dim: usize) -> Result<KMeansFit, FeatureError> {
+        let init = self.initial_centroids(data, dim)?;
+        self.fit_from(data, dim, init)
+    }
+
+    /// [`KMeans::fit`] from given starting centroids (`k x dim`).
+    pub fn fit_from(
+        &self,
+        data: &[f32],
+        dim: usize,
+        init: Vec<f32>,
+    ) -> Result<KMeansFit, FeatureError> {
+        let n = self.check(data, dim)?;
+        if init.len() != self.k * dim || init.iter().any(|v| !v.is_finite()) {
+            return Err(FeatureError::InvalidParam {
+                name: "kmeans",
+                reason: format!("starting centroids must be {} x {dim} finite values", self.k),
+            });
+        }
+        let k = self.k;
+        let mut centroids = init;
+        let mut labels = vec![0u32; n];
+        let mut counts = vec![0usize; k];
+        let mut inertia = Vec::with_capacity(self.iterations);
+        let mut sums = vec![0f64; k * dim];
+        for _ in 0..self.iterations {
+            inertia.push(assign(data, dim, &centroids, &mut labels));
+            sums.fill(0.0);
+            counts.fill(0);
+            for (x, &l) in data.chunks_exact(dim).zip(&labels) {
+                let l = l as usize;
+                counts[l] += 1;
+                for (s, &v) in sums[l * dim..][..dim].iter_mut().zip(x) {
+                    *s += f64::from(v);
+                }
+            }
+            for (j, &cnt) in counts.iter().enumerate() {
+                let c = &mut centroids[j * dim..][..dim];
+                if cnt > 0 {
+                    for (cv, &s) in c.iter_mut().zip(&sums[j * dim..][..dim]) {
+                        *cv = (s / cnt as f64) as f32;
+                    }
+                } else if self.empty == EmptyCluster::Zero {
+                    c.fill(0.0);
+                }
+            }
+        }
+        Ok(KMeansFit { centroids, dim, counts, inertia })
+    }
+}
+
+/// Assigns every row of `data` to its nearest centroid (`labels`, first index on a tie) and
+/// returns Σ_i min_k ||x_i − c_k||² (f64, GEMM form, clamped at 0 per row).
+pub fn assign(data: &[f32], dim: usize, centroids: &[f32], labels: &mut [u32]) -> f64 {
+    let k = centroids.len() / dim.max(1);
+    let half_c2: Vec<f32> = centroids
+        .chunks_exact(dim.max(1))
+        .map(|c| (0.5 * c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>()) as f32)
+        .collect();
+    let parts: Vec<f64> = data
+        .par_chunks(BLOCK * dim)
+        .zip(labels.par_chunks_mut(BLOCK))
+        .map_init(
+            || vec![0f32; BLOCK * k],
+            |buf, (xb, lb)| {
+                let m = lb.len();
+                let dots = &mut buf[..m * k];
+                sgemm(m, k, dim, 1.0, xb, Op::N, centroids, Op::T, 0.0, dots)
+                    .expect("shapes follow from the chunking");
+                let mut loss = 0f64;
+                for ((row, l), x) in dots.chunks_exact(k).zip(lb.iter_mut()).zip(xb.chunks(dim)) {
+                    let (mut best, mut bv) = (0usize, f32::NEG_INFINITY);
+                    for (j, (&d, &h)) in row.iter().zip(&half_c2).enumerate() {
+                        let s = d - h;
+                        if s > bv {
+                            (best, bv) = (j, s);
+                        }
+                    }
+                    *l = best as u32;
+                    let x2: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                    loss += (x2 - 2.0 * f64::from(bv)).max(0.0);
+                }
+                loss
+            },
+        )
+        .collect();
+    parts.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gaussian clumps around `c` random centres, `n x d`.
+    fn clumps(n: usize, d: usize, c: usize, seed: u64) -> Vec<f32> {
+        let mut g = SplitMix64::new(seed);
+        let centres: Vec<f64> = (0..c * d).map(|_| 4.0 * g.next_normal()).collect();
+        (0..n)
+            .flat_map(|i| {
+                let j = i % c;
+                (0..d).map(|t| centres[j * d + t] + g.next_normal()).collect::<Vec<_>>()
+            })
+            .map(|v| v as f32)
+            .collect()
+    }
+
+    /// Lloyd's loop written out in f64 (direct squared distances, first index on a tie).
+    fn naive_lloyd(
+        x: &[f32],
+        d: usize,
+        init: &[f32],
+        iters: usize,
+        zero_empty: bool,
+    ) -> (Vec<f64>, Vec<usize>) {
+        let k = init.len() / d;
+        let mut c: Vec<f64> = init.iter().map(|&v| f64::from(v)).collect();
+        let mut labels = vec![0; x.len() / d];
+        for _ in 0..iters {
+            for (i, row) in x.chunks_exact(d).enumerate() {
+                let mut best = (f64::INFINITY, 0);
+                for j in 0..k {
+                    let dist: f64 =
+                        (0..d).map(|t| (f64::from(row[t]) - c[j * d + t]).powi(2)).sum();
+                    if dist < best.0 {
+                        best = (dist, j);
+                    }
+                }
+                labels[i] = best.1;
+            }
+            for j in 0..k {
+                let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == j).collect();
+                for t in 0..d {
+                    if !members.is_empty() {
+                        c[j * d + t] =
+                            members.iter().map(|&i| f64::from(x[i * d + t])).sum::<f64>()
+                                / members.len() as f64;
+                    } else if zero_empty {
+                        c[j * d + t] = 0.0;
+                    }
+                }
+            }
+        }
+        (c, labels)
+    }
+
+    #[test]
+    fn lloyd_matches_a_naive_f64_loop_from_the_same_start() {
+        let (n, d, k) = (700, 7, 9);
+        let x = clumps(n, d, 6, 11);
+        for (init, empty) in [
+            (KmeansInit::Rows, EmptyCluster::Zero),
+            (KmeansInit::Gaussian, EmptyCluster::Zero),
+            (KmeansInit::Gaussian, EmptyCluster::Keep),
+        ] {
+            let km = KMeans::new(k).iterations(6).init(init).empty(empty).seed(5);
+            let start = km.initial_centroids(&x, d).expect("start");
+            let fit = km.fit(&x, d).expect("fit");
+            let (c, labels) = naive_lloyd(&x, d, &start, 6, empty == EmptyCluster::Zero);
+            for (a, b) in fit.centroids.iter().zip(&c) {
+                assert!((f64::from(*a) - b).abs() < 1e-4, "{init:?} {empty:?}: {a} vs {b}");
+            }
+            // the last assignment's cluster sizes
+            let mut counts = vec![0usize; k];
+            labels.iter().for_each(|&l| counts[l] += 1);
+            assert_eq!(fit.counts, counts, "{init:?} {empty:?}");
+            assert_eq!(fit.inertia.len(), 6);
+            assert!(fit.inertia.windows(2).all(|w| w[1] <= w[0] * (1.0 + 1e-6)));
+        }
+    }
+
+    #[test]
+    fn gaussian_start_has_the_papers_scale_and_rows_start_picks_distinct_rows() {
+        let x: Vec<f32> = (0..400).map(|v| v as f32).collect();
+        let g = KMeans::new(100).seed(1).initial_centroids(&x, 4).expect("start");
+        let sd = (g.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / 400.0).sqrt();
+        assert!((sd - 0.1).abs() < 0.01, "{sd}");
+        let r =
+            KMeans::new(100).init(KmeansInit::Rows).seed(1).initial_centroids(&x, 4).expect("s");
+        let mut firsts: Vec<i64> = r.chunks(4).map(|c| c[0] as i64).collect();
+        firsts.sort_unstable();
+        firsts.dedup();
+        assert_eq!(firsts.len(), 100);
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        assert!(matches!(
+            KMeans::new(0).fit(&x, 2),
+            Err(FeatureError::InvalidParam { name: "centroids", .. })
+        ));
+        assert!(matches!(
+            KMeans::new(3).fit(&x, 2),
+            Err(FeatureError::InvalidParam { name: "centroids", .. })
+        ));
+        assert!(matches!(KMeans::new(1).fit(&x, 3), Err(FeatureError::InvalidParam { .. })));
+        assert!(matches!(KMeans::new(1).fit(&[], 3), Err(FeatureError::EmptyTrain)));
+        assert!(matches!(
+            KMeans::new(1).fit(&[f32::NAN, 0.0], 2),
+            Err(FeatureError::InvalidParam { .. })
+        ));
+    }
+
+    #[test]
+    fn same_bits_at_any_thread_count() {
+        let (d, k) = (5, 12);
+        let x = clumps(3 * BLOCK + 17, d, 8, 2);
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool")
+                .install(|| KMeans::new(k).iterations(4).seed(9).fit(&x, d).expect("fit"))
+        };
+        let one = run(1);
+        assert_eq!(one, run(3));
+        assert_eq!(
+            one.centroids.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            run(2).centroids.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+}
