@@ -38,7 +38,7 @@
 use std::collections::VecDeque;
 
 use imgclass_core::Rows;
-use imgclass_linalg::gemm::{Op, gemm};
+use imgclass_linalg::gemm::{Op, gemm, sgemm};
 use imgclass_loss::{Loss, LossError};
 use rayon::prelude::*;
 
@@ -62,6 +62,13 @@ pub struct Lbfgs {
     pub objective_tolerance: f64,
     /// Correction pairs kept (default 10, SciPy's `maxcor`).
     pub memory: usize,
+    /// Take the two products of an evaluation in f32 (`linalg::gemm::sgemm` on the f32 rows
+    /// as they are, sums and the loss still in f64) instead of f64 (default false). About 2-4x
+    /// faster on wide feature matrices (no f64 copy of each block, half the memory traffic);
+    /// the objective then carries the products' rounding (about 1e-7 of it), so expect the
+    /// line search to stop ([`StopReason::LineSearchFailed`]) before a gradient tolerance much
+    /// below 1e-5.
+    pub f32_products: bool,
 }
 
 impl Default for Lbfgs {
@@ -71,6 +78,7 @@ impl Default for Lbfgs {
             tolerance: 1e-5,
             objective_tolerance: 64.0 * f64::EPSILON,
             memory: 10,
+            f32_products: false,
         }
     }
 }
@@ -121,6 +129,8 @@ pub(crate) struct Objective<'a> {
     pub(crate) l2: f64,
     pub(crate) n_classes: usize,
     pub(crate) fit_bias: bool,
+    /// Products in f32 ([`Lbfgs::f32_products`]).
+    pub(crate) f32_products: bool,
 }
 
 /// One block's sums: `Σ_i L_i`, `Σ_i dS_iᵀ x̃_i` and `Σ_i dS_i`.
@@ -146,10 +156,20 @@ impl Objective<'_> {
         let n = self.labels.len();
         let (w, b) = theta.split_at(c * d);
         let starts: Vec<usize> = (0..n).step_by(BLOCK_ROWS).collect();
-        let blocks: Vec<Result<Option<BlockSums>, LinearError>> = starts
-            .par_iter()
-            .map_init(Vec::new, |xt, &s| self.block(s, (s + BLOCK_ROWS).min(n), w, b, xt))
-            .collect();
+        let blocks: Vec<Result<Option<BlockSums>, LinearError>> = if self.f32_products {
+            let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+            starts
+                .par_iter()
+                .map_init(Vec::new, |xt, &s| {
+                    self.block_f32(s, (s + BLOCK_ROWS).min(n), &w32, b, xt)
+                })
+                .collect()
+        } else {
+            starts
+                .par_iter()
+                .map_init(Vec::new, |xt, &s| self.block(s, (s + BLOCK_ROWS).min(n), w, b, xt))
+                .collect()
+        };
         grad.fill(0.0);
         let mut data = 0.0f64;
         let inv_n = 1.0 / n as f64;
@@ -226,6 +246,61 @@ impl Objective<'_> {
         }
         let mut dw = vec![0.0f64; c * d];
         gemm(c, d, m, mf, &ds, Op::T, xt, Op::N, 0.0, &mut dw)?;
+        Ok(Some(BlockSums { loss: mean * mf, dw, db }))
+    }
+}
+
+impl Objective<'_> {
+    /// [`Objective::block`] with both products in f32 (`w32` is `W` rounded to f32): the rows
+    /// stay f32 as they are formed, scores are widened to f64 for the loss, `dS` is rounded to
+    /// f32 for the backward product, and the block's `dW` is summed in f64.
+    fn block_f32(
+        &self,
+        r0: usize,
+        r1: usize,
+        w32: &[f32],
+        b: &[f64],
+        xt: &mut Vec<f32>,
+    ) -> Result<Option<BlockSums>, LinearError> {
+        let (c, d, m) = (self.n_classes, self.dim(), r1 - r0);
+        xt.resize(m * d, 0.0);
+        let (s, off) = (self.scale, self.offset);
+        for (i, out) in (r0..r1).zip(xt.chunks_exact_mut(d.max(1))) {
+            match self.x {
+                Data::Pixels(px) => {
+                    for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
+                        *o = f32::from(v) * s + of;
+                    }
+                }
+                Data::Features(f) => {
+                    for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
+                        *o = v * s + of;
+                    }
+                }
+            }
+        }
+        let xt = &xt[..m * d];
+        let mut s32 = vec![0.0f32; m * c];
+        sgemm(m, c, d, 1.0, xt, Op::N, w32, Op::T, 0.0, &mut s32)?;
+        let mut scores: Vec<f64> = s32.iter().map(|&v| f64::from(v)).collect();
+        for row in scores.chunks_exact_mut(c) {
+            row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
+        }
+        let mut ds = vec![0.0f64; m * c];
+        let mean = match self.loss.loss_grad_into(&scores, c, &self.labels[r0..r1], &mut ds) {
+            Ok(v) => v,
+            Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mf = m as f64;
+        let mut db = vec![0.0f64; c];
+        for row in ds.chunks_exact(c) {
+            db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
+        }
+        let ds32: Vec<f32> = ds.iter().map(|&g| (g * mf) as f32).collect();
+        let mut dw32 = vec![0.0f32; c * d];
+        sgemm(c, d, m, 1.0, &ds32, Op::T, xt, Op::N, 0.0, &mut dw32)?;
+        let dw = dw32.iter().map(|&v| f64::from(v)).collect();
         Ok(Some(BlockSums { loss: mean * mf, dw, db }))
     }
 }

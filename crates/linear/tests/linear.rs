@@ -626,7 +626,13 @@ fn lbfgs_stop_reasons() {
     assert!(a - b <= 1.001e-3 * a, "{a} -> {b}");
     // no tolerance at all: it runs until the objective is flat to rounding, far short of
     // the budget
-    let l = Lbfgs { tolerance: 0.0, objective_tolerance: 0.0, max_iterations: 5000, memory: 5 };
+    let l = Lbfgs {
+        tolerance: 0.0,
+        objective_tolerance: 0.0,
+        max_iterations: 5000,
+        memory: 5,
+        f32_products: false,
+    };
     let m = fit(l).expect("fits");
     let r = m.report();
     assert!(
@@ -726,5 +732,37 @@ fn lbfgs_on_pixels_and_on_the_same_values_as_features_gives_the_same_bits() {
         assert_eq!(a.weights(), b.weights(), "{loss:?}");
         assert_eq!(a.report().loss, b.report().loss, "{loss:?}");
         assert_eq!(a.predict(&px.all()).expect("predicts"), px.labels(), "{loss:?}");
+    }
+}
+
+/// `f32_products` takes the two products in f32: the optimum it reaches is the f64 solver's
+/// up to the products' rounding (objective within 1e-5 relative, same predictions on nearly
+/// every row), with the same bits on one thread or two.
+#[test]
+fn lbfgs_f32_products_reach_the_f64_optimum() {
+    let ds = gaussian(600, 40, 4, 11);
+    let train = ds.all();
+    for loss in SMOOTH {
+        let f64_run = Linear::new(loss)
+            .regularization(Reg::L2(1e-3))
+            .solver(lbfgs(1e-6))
+            .fit(&train)
+            .expect("fits");
+        let l32 = Lbfgs { tolerance: 1e-6, f32_products: true, ..Lbfgs::default() };
+        let fit32 = || {
+            Linear::new(loss).regularization(Reg::L2(1e-3)).solver(Solver::Lbfgs(l32)).fit(&train)
+        };
+        let m = fit32().expect("fits");
+        let obj = |m: &imgclass_linear::LinearModel| m.report().objective.expect("objective");
+        let (a, b) = (obj(&f64_run), obj(&m));
+        assert!((a - b).abs() <= 1e-5 * a.abs(), "{loss:?}: f64 {a}, f32 products {b}");
+        let (pa, pb) = (f64_run.predict(&train).expect("p"), m.predict(&train).expect("p"));
+        let differ = pa.iter().zip(&pb).filter(|(x, y)| x != y).count();
+        assert!(differ <= 3, "{loss:?}: {differ} predictions differ");
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            let again = pool.install(fit32).expect("fits");
+            assert_eq!(again.weights(), m.weights(), "{loss:?} on {threads} threads");
+        }
     }
 }

@@ -290,10 +290,40 @@ fn first_layer(c: &ClassifierResult, shape: ImageShape) -> Option<Vec<Vec<u8>>> 
     Some(units)
 }
 
-/// A learned dictionary among the steps, as images: (tiles, tile shape, caption).
+/// A learned dictionary among the steps, as images: (tiles, tile shape, caption). The
+/// k-means centroids live in whitened patch space; each is rescaled to 0..255 by its own
+/// minimum and maximum, as the paper's figure draws them.
 fn dictionary(steps: &[imgclass_features::Step]) -> Option<(Vec<Vec<u8>>, ImageShape, String)> {
-    let _ = steps;
-    None
+    use imgclass_features::Step;
+    fn find(steps: &[Step]) -> Option<&imgclass_features::KmeansFeatures> {
+        steps.iter().find_map(|s| match s {
+            Step::Kmeans(k) => Some(k),
+            Step::Union { parts, .. } => find(parts),
+            _ => None,
+        })
+    }
+    let k = find(steps)?;
+    let rf = k.receptive_field();
+    let shape = ImageShape::new(k.channels(), rf, rf);
+    let tiles = k
+        .centroids()
+        .chunks_exact(k.patch_dim().max(1))
+        .map(|c| {
+            let (lo, hi) = c
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+            let range = if hi > lo { hi - lo } else { 1.0 };
+            c.iter().map(|&v| (255.0 * (v - lo) / range).round().clamp(0.0, 255.0) as u8).collect()
+        })
+        .collect();
+    Some((
+        tiles,
+        shape,
+        format!(
+            "the {} k-means centroids ({rf}x{rf} whitened patches), each rescaled to 0..255",
+            k.n_centroids()
+        ),
+    ))
 }
 
 /// `name` as a file-name part: ASCII letters and digits kept (lowercased), anything else `-`.

@@ -13,7 +13,7 @@ use imgclass_eval::{
     Axis, ConfusionMatrix, Origin, Refine, RefinedGrid, RefinedPoint, accuracy,
     refining_grid_search, stratified_split,
 };
-use imgclass_linear::{Linear, LinearError, Loss};
+use imgclass_linear::{Lbfgs, Linear, LinearError, Loss, Solver};
 use imgclass_model::SavedModel;
 use imgclass_net::{Net, NetError, NetSgd};
 use serde::Serialize;
@@ -126,22 +126,21 @@ fn net_cells(n: &NetConfig) -> usize {
     n.hidden.len() * n.learning_rates.len() * n.regularizations.len()
 }
 
-/// The full-batch linear classifier of `kind` with L2 strength `lambda`.
+/// The full-batch linear classifier of `kind` with L2 strength `lambda`: L-BFGS from zero
+/// weights, the one-vs-all squared hinge (L2-SVM, as Coates et al. and LinearSVC) for `svm`.
 fn linear_params(kind: ClassifierKind, lambda: f64, solver: &SolverConfig) -> Linear {
     let loss = match kind {
-        ClassifierKind::Svm => Loss::SquaredHinge { margin: 1.0 },
+        ClassifierKind::Svm => Loss::OvaSquaredHinge { margin: 1.0 },
         _ => Loss::Softmax,
     };
-    let _ = solver;
-    // placeholder until the full-batch solver lands: long SGD with momentum
-    Linear::new(loss).regularization(imgclass_linear::Reg::L2(lambda)).sgd(imgclass_linear::Sgd {
-        batch_size: 200,
-        learning_rate: 1e-3,
-        decay: 0.95,
-        momentum: 0.9,
-        stop: imgclass_linear::Stop::Epochs(5),
-        seed: 0,
-    })
+    Linear::new(loss).regularization(imgclass_linear::Reg::L2(lambda)).solver(Solver::Lbfgs(
+        Lbfgs {
+            max_iterations: solver.max_iterations,
+            tolerance: solver.tolerance,
+            f32_products: solver.f32_products,
+            ..Lbfgs::default()
+        },
+    ))
 }
 
 fn net_params(n: &NetConfig, v: &[f64], epochs: usize, on_pixels: bool, seed: u64) -> Net {
@@ -279,7 +278,7 @@ fn run_linear(
     let val = grid.points[best].point.accuracy;
     Ok(ClassifierResult {
         classifier: kind,
-        model: format!("{} (full batch)", kind.label()),
+        model: format!("{} (l-bfgs)", kind.label()),
         chosen: format!("L2 {}", sci(lambda)),
         validation: format!("hold-out {:.4}", val.unwrap_or(f64::NAN)),
         val_accuracy: val,
@@ -287,7 +286,17 @@ fn run_linear(
         axes: axes.iter().map(|a| a.name.clone()).collect(),
         search: grid.points,
         bound_hit: grid.bound_hit,
-        curves: Curves { objective: model.report().loss.clone(), ..Curves::default() },
+        curves: Curves {
+            objective: model.report().loss.clone(),
+            stop: model.report().stop_reason.map_or(String::new(), |r| {
+                format!(
+                    "{r} after {} iterations, largest gradient component {:.1e}",
+                    model.report().iterations,
+                    model.report().gradient_norm.unwrap_or(f64::NAN)
+                )
+            }),
+            ..Curves::default()
+        },
         fit_seconds,
         confusion,
         knn: None,
