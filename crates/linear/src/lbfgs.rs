@@ -49,6 +49,10 @@ use crate::model::TrainingReport;
 /// fixed summation order.
 pub const BLOCK_ROWS: usize = 256;
 
+/// Rows per sub-block within a block: 32 rows of 3,072 f64 features are 768 KiB, so a
+/// sub-block's rows stay in L2 between its two products.
+const SUB_ROWS: usize = 32;
+
 /// L-BFGS settings of the full-batch solver (see the [module docs](self) for the rules).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lbfgs {
@@ -189,44 +193,51 @@ impl Objective<'_> {
         b: &[f64],
         xt: &mut Vec<f64>,
     ) -> Result<Option<BlockSums>, LinearError> {
-        let (c, d, m) = (self.n_classes, self.dim(), r1 - r0);
-        xt.resize(m * d, 0.0);
-        let (s, off) = (self.scale, self.offset);
-        for (i, out) in (r0..r1).zip(xt.chunks_exact_mut(d.max(1))) {
-            match self.x {
-                Data::Pixels(px) => {
-                    for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
-                        *o = f64::from(f32::from(v) * s + of);
+        let (c, d) = (self.n_classes, self.dim());
+        let mut sums = BlockSums { loss: 0.0, dw: vec![0.0f64; c * d], db: vec![0.0f64; c] };
+        let mut scores = vec![0.0f64; SUB_ROWS * c];
+        let mut ds = vec![0.0f64; SUB_ROWS * c];
+        // sub-blocks of SUB_ROWS rows (their x̃ stays in L2), accumulated in order into the
+        // block's sums
+        for s0 in (r0..r1).step_by(SUB_ROWS) {
+            let s1 = (s0 + SUB_ROWS).min(r1);
+            let m = s1 - s0;
+            xt.resize(m * d, 0.0);
+            let (s, off) = (self.scale, self.offset);
+            for (i, out) in (s0..s1).zip(xt.chunks_exact_mut(d.max(1))) {
+                match self.x {
+                    Data::Pixels(px) => {
+                        for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
+                            *o = f64::from(f32::from(v) * s + of);
+                        }
                     }
-                }
-                Data::Features(f) => {
-                    for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
-                        *o = f64::from(v * s + of);
+                    Data::Features(f) => {
+                        for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
+                            *o = f64::from(v * s + of);
+                        }
                     }
                 }
             }
+            let xt = &xt[..m * d];
+            let (scores, ds) = (&mut scores[..m * c], &mut ds[..m * c]);
+            gemm(m, c, d, 1.0, xt, Op::N, w, Op::T, 0.0, scores)?;
+            for row in scores.chunks_exact_mut(c) {
+                row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
+            }
+            let mean = match self.loss.loss_grad_into(scores, c, &self.labels[s0..s1], ds) {
+                Ok(v) => v,
+                Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            // the loss's dS is of the sub-block mean: back to per-row sums
+            let mf = m as f64;
+            for row in ds.chunks_exact(c) {
+                sums.db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
+            }
+            gemm(c, d, m, mf, ds, Op::T, xt, Op::N, 1.0, &mut sums.dw)?;
+            sums.loss += mean * mf;
         }
-        let xt = &xt[..m * d];
-        let mut scores = vec![0.0f64; m * c];
-        gemm(m, c, d, 1.0, xt, Op::N, w, Op::T, 0.0, &mut scores)?;
-        for row in scores.chunks_exact_mut(c) {
-            row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
-        }
-        let mut ds = vec![0.0f64; m * c];
-        let mean = match self.loss.loss_grad_into(&scores, c, &self.labels[r0..r1], &mut ds) {
-            Ok(v) => v,
-            Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        // the loss's dS is of the block mean: back to per-row sums
-        let mf = m as f64;
-        let mut db = vec![0.0f64; c];
-        for row in ds.chunks_exact(c) {
-            db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
-        }
-        let mut dw = vec![0.0f64; c * d];
-        gemm(c, d, m, mf, &ds, Op::T, xt, Op::N, 0.0, &mut dw)?;
-        Ok(Some(BlockSums { loss: mean * mf, dw, db }))
+        Ok(Some(sums))
     }
 }
 
