@@ -7,6 +7,7 @@ mod bench_data;
 mod bench_knn;
 mod bench_linear;
 mod bench_net;
+mod bench_solver;
 mod cleanup;
 mod experiment;
 mod fetch;
@@ -59,6 +60,8 @@ enum Bench {
     Ann(bench_ann::Args),
     /// The two-layer network on CIFAR-10 raw pixels.
     Net(bench_net::Args),
+    /// The full-batch L-BFGS solver against scikit-learn (peer: xtask/peers/solver.py).
+    Solver(bench_solver::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +78,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(Bench::Linear(args)) => bench_linear::run(args),
         Command::Bench(Bench::Ann(args)) => bench_ann::run(args),
         Command::Bench(Bench::Net(args)) => bench_net::run(args),
+        Command::Bench(Bench::Solver(args)) => bench_solver::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

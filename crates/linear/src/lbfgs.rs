@@ -49,6 +49,10 @@ use crate::model::TrainingReport;
 /// fixed summation order.
 pub const BLOCK_ROWS: usize = 256;
 
+/// Rows per sub-block within a block: 32 rows of 3,072 f64 features are 768 KiB, so a
+/// sub-block's rows stay in L2 between its two products.
+const SUB_ROWS: usize = 32;
+
 /// L-BFGS settings of the full-batch solver (see the [module docs](self) for the rules).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lbfgs {
@@ -209,44 +213,51 @@ impl Objective<'_> {
         b: &[f64],
         xt: &mut Vec<f64>,
     ) -> Result<Option<BlockSums>, LinearError> {
-        let (c, d, m) = (self.n_classes, self.dim(), r1 - r0);
-        xt.resize(m * d, 0.0);
-        let (s, off) = (self.scale, self.offset);
-        for (i, out) in (r0..r1).zip(xt.chunks_exact_mut(d.max(1))) {
-            match self.x {
-                Data::Pixels(px) => {
-                    for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
-                        *o = f64::from(f32::from(v) * s + of);
+        let (c, d) = (self.n_classes, self.dim());
+        let mut sums = BlockSums { loss: 0.0, dw: vec![0.0f64; c * d], db: vec![0.0f64; c] };
+        let mut scores = vec![0.0f64; SUB_ROWS * c];
+        let mut ds = vec![0.0f64; SUB_ROWS * c];
+        // sub-blocks of SUB_ROWS rows (their x̃ stays in L2), accumulated in order into the
+        // block's sums
+        for s0 in (r0..r1).step_by(SUB_ROWS) {
+            let s1 = (s0 + SUB_ROWS).min(r1);
+            let m = s1 - s0;
+            xt.resize(m * d, 0.0);
+            let (s, off) = (self.scale, self.offset);
+            for (i, out) in (s0..s1).zip(xt.chunks_exact_mut(d.max(1))) {
+                match self.x {
+                    Data::Pixels(px) => {
+                        for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
+                            *o = f64::from(f32::from(v) * s + of);
+                        }
                     }
-                }
-                Data::Features(f) => {
-                    for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
-                        *o = f64::from(v * s + of);
+                    Data::Features(f) => {
+                        for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
+                            *o = f64::from(v * s + of);
+                        }
                     }
                 }
             }
+            let xt = &xt[..m * d];
+            let (scores, ds) = (&mut scores[..m * c], &mut ds[..m * c]);
+            gemm(m, c, d, 1.0, xt, Op::N, w, Op::T, 0.0, scores)?;
+            for row in scores.chunks_exact_mut(c) {
+                row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
+            }
+            let mean = match self.loss.loss_grad_into(scores, c, &self.labels[s0..s1], ds) {
+                Ok(v) => v,
+                Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            // the loss's dS is of the sub-block mean: back to per-row sums
+            let mf = m as f64;
+            for row in ds.chunks_exact(c) {
+                sums.db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
+            }
+            gemm(c, d, m, mf, ds, Op::T, xt, Op::N, 1.0, &mut sums.dw)?;
+            sums.loss += mean * mf;
         }
-        let xt = &xt[..m * d];
-        let mut scores = vec![0.0f64; m * c];
-        gemm(m, c, d, 1.0, xt, Op::N, w, Op::T, 0.0, &mut scores)?;
-        for row in scores.chunks_exact_mut(c) {
-            row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
-        }
-        let mut ds = vec![0.0f64; m * c];
-        let mean = match self.loss.loss_grad_into(&scores, c, &self.labels[r0..r1], &mut ds) {
-            Ok(v) => v,
-            Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        // the loss's dS is of the block mean: back to per-row sums
-        let mf = m as f64;
-        let mut db = vec![0.0f64; c];
-        for row in ds.chunks_exact(c) {
-            db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
-        }
-        let mut dw = vec![0.0f64; c * d];
-        gemm(c, d, m, mf, &ds, Op::T, xt, Op::N, 0.0, &mut dw)?;
-        Ok(Some(BlockSums { loss: mean * mf, dw, db }))
+        Ok(Some(sums))
     }
 }
 
@@ -433,7 +444,7 @@ fn cubic_step(a: &Trial, b: &Trial) -> f64 {
     }
     let d1 = a.dphi + b.dphi - 3.0 * (a.f - b.f) / (a.alpha - b.alpha);
     let disc = d1 * d1 - a.dphi * b.dphi;
-    if !(disc >= 0.0) {
+    if disc.is_nan() || disc < 0.0 {
         return mid;
     }
     let d2 = (b.alpha - a.alpha).signum() * disc.sqrt();
@@ -483,7 +494,7 @@ pub(crate) fn minimize(
             p.iter_mut().zip(s).for_each(|(pi, si)| *pi += (a - beta) * si);
         }
         let mut dphi0 = dot(&grad, &p);
-        if !(dphi0 < 0.0) {
+        if dphi0.is_nan() || dphi0 >= 0.0 {
             // not a descent direction (round-off in H): restart from steepest descent
             pairs.clear();
             p.iter_mut().zip(&grad).for_each(|(pi, g)| *pi = -g);
@@ -524,4 +535,92 @@ pub(crate) fn minimize(
         return Err(LinearError::Diverged { iteration: iterations, loss: f });
     }
     Ok(Outcome { grad_max: max_abs(&grad), objective: f, theta, stop, iterations, evaluations })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgclass_core::rng::SplitMix64;
+    use imgclass_loss::check_gradient;
+
+    /// `F` and `∇F` of [`Objective::eval`] against central differences of `F` itself and
+    /// against a naive f64 objective, for every smooth loss, with and without L2 and bias,
+    /// over more rows than one block (so the block sums are exercised).
+    #[test]
+    fn full_objective_gradient_matches_central_differences() {
+        let (n, d, c) = (BLOCK_ROWS * 2 + 37, 5, 3);
+        let mut g = SplitMix64::new(21);
+        let x: Vec<f32> = (0..n * d).map(|_| (g.next_normal() * 2.0 + 1.0) as f32).collect();
+        let px: Vec<u8> = (0..n * d).map(|_| g.below(256) as u8).collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| (i * 5 + 2) % c as u32).collect();
+        let offset: Vec<f32> = (0..d).map(|k| -0.5 - 0.1 * k as f32).collect();
+        let losses = [
+            Loss::Softmax,
+            Loss::SquaredHinge { margin: 1.0 },
+            Loss::OvaSquaredHinge { margin: 1.0 },
+        ];
+        let feats = Data::Features(Rows::new(&x, n, d).expect("shape"));
+        let pixels = Data::Pixels(Rows::new(&px, n, d).expect("shape"));
+        for (data, scale) in [(feats, 1.0f32), (pixels, 1.0 / 128.0)] {
+            for loss in losses {
+                for (l2, fit_bias) in [(0.0, true), (0.3, true), (0.3, false)] {
+                    let obj = Objective {
+                        x: data,
+                        labels: &labels,
+                        scale,
+                        offset: &offset,
+                        loss,
+                        l2,
+                        n_classes: c,
+                        fit_bias,
+                    };
+                    // without a bias the solver keeps b = 0 (its gradient is zeroed)
+                    let theta: Vec<f64> = (0..obj.n_params())
+                        .map(|i| if i < c * d || fit_bias { g.next_normal() * 0.3 } else { 0.0 })
+                        .collect();
+                    let mut grad = vec![0.0; theta.len()];
+                    let (data_loss, reg) = obj.eval(&theta, &mut grad).expect("finite");
+                    // the naive objective: rows formed the same way, everything else f64
+                    let row = |i: usize| -> Vec<f64> {
+                        (0..d)
+                            .map(|k| {
+                                let v = match data {
+                                    Data::Features(_) => x[i * d + k],
+                                    Data::Pixels(_) => f32::from(px[i * d + k]),
+                                };
+                                f64::from(v * scale + offset[k])
+                            })
+                            .collect()
+                    };
+                    let rows: Vec<Vec<f64>> = (0..n).map(row).collect();
+                    let naive = |t: &[f64]| -> f64 {
+                        let mut s = vec![0.0; n * c];
+                        for (i, r) in rows.iter().enumerate() {
+                            for j in 0..c {
+                                let b = if fit_bias { t[c * d + j] } else { 0.0 };
+                                s[i * c + j] =
+                                    b + r.iter().zip(&t[j * d..]).map(|(a, w)| a * w).sum::<f64>();
+                            }
+                        }
+                        let l = loss.loss_grad(&s, c, &labels).expect("finite").loss;
+                        l + l2 * t[..c * d].iter().map(|w| w * w).sum::<f64>()
+                    };
+                    let want = naive(&theta);
+                    let got = data_loss + reg;
+                    assert!((got - want).abs() <= 1e-12 * want, "{loss:?} {l2}: {got} vs {want}");
+                    let chk = check_gradient(naive, &theta, &grad, 1e-5);
+                    assert!(chk.max_rel_error < 1e-6, "{loss:?} {l2} {fit_bias}: {chk:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_cubic_step_finds_a_quadratic_minimum_and_falls_back_to_bisection() {
+        // φ(α) = (α − 2)²: φ(0) = 4, φ'(0) = −4; φ(3) = 1, φ'(3) = 2 → minimum at 2
+        let t = |alpha, f, dphi| Trial { alpha, f, data: f, reg: 0.0, dphi, grad: Vec::new() };
+        let a = cubic_step(&t(0.0, 4.0, -4.0), &t(3.0, 1.0, 2.0));
+        assert!((a - 2.0).abs() < 1e-12, "{a}");
+        assert_eq!(cubic_step(&t(0.0, 4.0, -4.0), &t(3.0, f64::INFINITY, f64::NAN)), 1.5);
+    }
 }
