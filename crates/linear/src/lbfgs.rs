@@ -273,46 +273,59 @@ impl Objective<'_> {
         b: &[f64],
         xt: &mut Vec<f32>,
     ) -> Result<Option<BlockSums>, LinearError> {
-        let (c, d, m) = (self.n_classes, self.dim(), r1 - r0);
-        xt.resize(m * d, 0.0);
-        let (s, off) = (self.scale, self.offset);
-        for (i, out) in (r0..r1).zip(xt.chunks_exact_mut(d.max(1))) {
-            match self.x {
-                Data::Pixels(px) => {
-                    for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
-                        *o = f32::from(v) * s + of;
+        let (c, d) = (self.n_classes, self.dim());
+        let (mut loss, mut db) = (0.0f64, vec![0.0f64; c]);
+        let mut dw32 = vec![0.0f32; c * d];
+        let mut s32 = vec![0.0f32; SUB_ROWS * c];
+        let mut scores = vec![0.0f64; SUB_ROWS * c];
+        let mut ds = vec![0.0f64; SUB_ROWS * c];
+        let mut ds32 = vec![0.0f32; SUB_ROWS * c];
+        // sub-blocks of SUB_ROWS rows (their x̃ stays in L2), as the f64 path
+        for s0 in (r0..r1).step_by(SUB_ROWS) {
+            let s1 = (s0 + SUB_ROWS).min(r1);
+            let m = s1 - s0;
+            xt.resize(m * d, 0.0);
+            let (s, off) = (self.scale, self.offset);
+            for (i, out) in (s0..s1).zip(xt.chunks_exact_mut(d.max(1))) {
+                match self.x {
+                    Data::Pixels(px) => {
+                        for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
+                            *o = f32::from(v) * s + of;
+                        }
                     }
-                }
-                Data::Features(f) => {
-                    for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
-                        *o = v * s + of;
+                    Data::Features(f) => {
+                        for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
+                            *o = v * s + of;
+                        }
                     }
                 }
             }
+            let xt = &xt[..m * d];
+            let (s32, scores, ds, ds32) =
+                (&mut s32[..m * c], &mut scores[..m * c], &mut ds[..m * c], &mut ds32[..m * c]);
+            sgemm(m, c, d, 1.0, xt, Op::N, w32, Op::T, 0.0, s32)?;
+            for (row, r32) in scores.chunks_exact_mut(c).zip(s32.chunks_exact(c)) {
+                for ((v, &x), &bj) in row.iter_mut().zip(r32).zip(b) {
+                    *v = f64::from(x) + bj;
+                }
+            }
+            let mean = match self.loss.loss_grad_into(scores, c, &self.labels[s0..s1], ds) {
+                Ok(v) => v,
+                Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let mf = m as f64;
+            for row in ds.chunks_exact(c) {
+                db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
+            }
+            for (o, &g) in ds32.iter_mut().zip(ds.iter()) {
+                *o = (g * mf) as f32;
+            }
+            sgemm(c, d, m, 1.0, ds32, Op::T, xt, Op::N, 1.0, &mut dw32)?;
+            loss += mean * mf;
         }
-        let xt = &xt[..m * d];
-        let mut s32 = vec![0.0f32; m * c];
-        sgemm(m, c, d, 1.0, xt, Op::N, w32, Op::T, 0.0, &mut s32)?;
-        let mut scores: Vec<f64> = s32.iter().map(|&v| f64::from(v)).collect();
-        for row in scores.chunks_exact_mut(c) {
-            row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
-        }
-        let mut ds = vec![0.0f64; m * c];
-        let mean = match self.loss.loss_grad_into(&scores, c, &self.labels[r0..r1], &mut ds) {
-            Ok(v) => v,
-            Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let mf = m as f64;
-        let mut db = vec![0.0f64; c];
-        for row in ds.chunks_exact(c) {
-            db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
-        }
-        let ds32: Vec<f32> = ds.iter().map(|&g| (g * mf) as f32).collect();
-        let mut dw32 = vec![0.0f32; c * d];
-        sgemm(c, d, m, 1.0, &ds32, Op::T, xt, Op::N, 0.0, &mut dw32)?;
         let dw = dw32.iter().map(|&v| f64::from(v)).collect();
-        Ok(Some(BlockSums { loss: mean * mf, dw, db }))
+        Ok(Some(BlockSums { loss, dw, db }))
     }
 }
 
