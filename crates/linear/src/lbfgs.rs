@@ -100,6 +100,9 @@ pub enum StopReason {
     /// The line search found no step of sufficient decrease (the objective is flat to its
     /// rounding along the search direction): the last point is kept.
     LineSearchFailed,
+    /// Dual coordinate descent: the projected gradient's spread over an epoch reached the
+    /// tolerance (liblinear's stopping rule).
+    ProjectedGradient,
 }
 
 impl std::fmt::Display for StopReason {
@@ -109,6 +112,7 @@ impl std::fmt::Display for StopReason {
             Self::ObjectiveTolerance => "objective decrease below tolerance",
             Self::MaxIterations => "iteration budget used",
             Self::LineSearchFailed => "line search failed",
+            Self::ProjectedGradient => "projected-gradient spread below tolerance",
         })
     }
 }
@@ -586,6 +590,7 @@ mod tests {
                         l2,
                         n_classes: c,
                         fit_bias,
+                        f32_products: false,
                     };
                     // without a bias the solver keeps b = 0 (its gradient is zeroed)
                     let theta: Vec<f64> = (0..obj.n_params())

@@ -47,6 +47,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod dcd;
 mod dense;
 pub mod lbfgs;
 mod model;
@@ -54,6 +55,7 @@ mod parts;
 mod sgd;
 mod train;
 
+pub use dcd::Dcd;
 pub use imgclass_loss::{Loss, Regularizer as Reg};
 pub use lbfgs::{Lbfgs, StopReason};
 pub use model::{LinearModel, TrainingReport};
@@ -118,6 +120,15 @@ pub enum LinearError {
     UnsupportedRegularizer {
         /// The regulariser's name.
         reg: &'static str,
+    },
+    /// The dual coordinate descent solver was given a loss or regulariser it does not train.
+    #[error(
+        "the dual coordinate descent solver trains ova_squared_hinge with l2 of a positive \
+         lambda only, not {what}: use lbfgs or sgd"
+    )]
+    DcdUnsupported {
+        /// The loss or regulariser given.
+        what: String,
     },
     /// Input rows do not have the model's feature count.
     #[error("input has {found} features per row, the model expects {expected}")]

@@ -7,6 +7,7 @@ use imgclass_linalg::gemm::{Affine, KernelKind};
 use imgclass_loss::{Loss, Regularizer};
 
 use crate::LinearError;
+use crate::dcd::Dcd;
 use crate::lbfgs::{Data, Lbfgs, Objective, StopReason};
 use crate::model::{LinearModel, TrainingReport};
 use crate::sgd::{Batches, Part, Problem, Run, part_bounds};
@@ -78,6 +79,10 @@ pub enum Solver {
     /// [`crate::lbfgs`]): a differentiable loss ([`Loss::Softmax`], [`Loss::SquaredHinge`],
     /// [`Loss::OvaSquaredHinge`]) with [`Regularizer::None`] or [`Regularizer::L2`].
     Lbfgs(Lbfgs),
+    /// Dual coordinate descent ([`Dcd`], module [`crate::dcd`]): [`Loss::OvaSquaredHinge`]
+    /// with [`Regularizer::L2`] of a positive `λ` only; its bias is penalised as a weight on a
+    /// constant feature 1 (as liblinear and scikit-learn's `LinearSVC`).
+    Dcd(Dcd),
 }
 
 impl Default for Solver {
@@ -87,11 +92,12 @@ impl Default for Solver {
 }
 
 impl Solver {
-    /// `sgd` or `lbfgs`.
+    /// `sgd`, `lbfgs` or `dcd`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Sgd(_) => "sgd",
             Self::Lbfgs(_) => "lbfgs",
+            Self::Dcd(_) => "dcd",
         }
     }
 }
@@ -200,7 +206,7 @@ impl Linear {
     pub fn sgd_settings(&self) -> Option<&Sgd> {
         match &self.solver {
             Solver::Sgd(s) => Some(s),
-            Solver::Lbfgs(_) => None,
+            Solver::Lbfgs(_) | Solver::Dcd(_) => None,
         }
     }
 
@@ -224,6 +230,22 @@ impl Linear {
             |name, value: f64, reason| Err(LinearError::InvalidParameter { name, value, reason });
         match &self.solver {
             Solver::Sgd(s) => Self::validate_sgd(s)?,
+            Solver::Dcd(dcd) => {
+                if !matches!(self.loss, Loss::OvaSquaredHinge { .. }) {
+                    return Err(LinearError::DcdUnsupported {
+                        what: format!("the {} loss", self.loss.name()),
+                    });
+                }
+                if !matches!(self.reg, Regularizer::L2(l) if l > 0.0) {
+                    return Err(LinearError::DcdUnsupported { what: format!("{:?}", self.reg) });
+                }
+                if dcd.max_epochs == 0 || dcd.max_epochs > MAX_ITERATIONS {
+                    return bad("max_epochs", dcd.max_epochs as f64, "must be 1 to MAX_ITERATIONS");
+                }
+                if !(dcd.tolerance.is_finite() && dcd.tolerance > 0.0) {
+                    return bad("tolerance", dcd.tolerance, "must be positive and finite");
+                }
+            }
             Solver::Lbfgs(l) => {
                 if !self.loss.is_smooth() {
                     return Err(LinearError::NonSmoothLoss { loss: self.loss.name() });
@@ -411,6 +433,7 @@ impl Fit for Linear {
         let s = match self.solver {
             Solver::Sgd(s) => s,
             Solver::Lbfgs(l) => return self.fit_lbfgs(train, &l),
+            Solver::Dcd(dcd) => return self.fit_dcd(train, &dcd),
         };
         let kernel = KernelKind::detect().map_err(imgclass_linalg::gemm::GemmError::from)?;
         let (n, d) = (train.len(), train.dim());
@@ -514,6 +537,51 @@ impl Fit for Linear {
 }
 
 impl Linear {
+    /// The dual coordinate descent fit of the one-vs-all L2-SVM (see `dcd.rs`). A margin `m`
+    /// other than 1 is the margin-1 problem scaled: `W_m = m·W_1`.
+    fn fit_dcd(&self, train: &Subset, cfg: &Dcd) -> Result<LinearModel, LinearError> {
+        let c = train.n_classes();
+        let started = std::time::Instant::now();
+        let (mean, x) = match train.values() {
+            Values::Pixels(px) => (mean_image(train), Data::Pixels(px)),
+            Values::Features(rows) => (mean_features(rows), Data::Features(rows)),
+        };
+        let offset: Vec<f32> = mean.iter().map(|m| -m * self.input_scale).collect();
+        let labels = train.labels();
+        let rows = crate::dcd::Rows {
+            x,
+            labels: &labels,
+            scale: self.input_scale,
+            offset: &offset,
+            n_classes: c,
+            bias: if self.fit_bias { 1.0 } else { 0.0 },
+        };
+        let margin = match self.loss {
+            Loss::OvaSquaredHinge { margin } => margin,
+            _ => 1.0,
+        };
+        let lambda = self.reg.coefficients().0;
+        let mut report = TrainingReport::with_capacity(cfg.max_epochs.min(1 << 16));
+        let out = crate::dcd::solve(&rows, lambda, cfg, &mut report)?;
+        let w: Vec<f32> = out.w.iter().map(|&v| (v * margin) as f32).collect();
+        let b: Vec<f32> = out.b.iter().map(|&v| (v * margin) as f32).collect();
+        report.finish(out.epochs, out.epochs as f64, 0.0, "f64", 0.0);
+        report.solver = "dcd";
+        report.stop_reason = Some(out.stop);
+        report.gradient_norm = Some(out.spread);
+        report.objective = Some(out.objective * margin * margin);
+        report.train_seconds = started.elapsed().as_secs_f64();
+        tracing::debug!(
+            epochs = out.epochs,
+            stop = %out.stop,
+            spread = out.spread,
+            objective = out.objective,
+            seconds = report.train_seconds,
+            "linear classifier trained (dual coordinate descent)"
+        );
+        Ok(LinearModel::new(w, b, mean, self.input_scale, train.shape(), c, self.loss, report))
+    }
+
     /// The full-batch fit: L-BFGS on the whole objective (see `lbfgs.rs`).
     fn fit_lbfgs(&self, train: &Subset, cfg: &Lbfgs) -> Result<LinearModel, LinearError> {
         let c = train.n_classes();

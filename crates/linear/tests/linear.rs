@@ -766,3 +766,65 @@ fn lbfgs_f32_products_reach_the_f64_optimum() {
         }
     }
 }
+
+/// Dual coordinate descent solves the one-vs-all L2-SVM: without a bias (where both solvers
+/// minimise exactly the same objective) it reaches L-BFGS's optimum, objective within 1e-6
+/// relative and weights within 1e-3 of the largest; a margin m gives m times the margin-1
+/// weights; the same bits on one thread or two; anything else is a typed refusal.
+#[test]
+fn dcd_reaches_the_lbfgs_optimum_of_the_l2_svm() {
+    use imgclass_linear::Dcd;
+    let ds = gaussian(400, 12, 4, 21);
+    let train = ds.all();
+    let loss = Loss::OvaSquaredHinge { margin: 1.0 };
+    let reg = Reg::L2(1e-2);
+    let tight = Lbfgs { tolerance: 1e-9, objective_tolerance: 0.0, ..Lbfgs::default() };
+    let reference = Linear::new(loss)
+        .regularization(reg)
+        .fit_bias(false)
+        .solver(Solver::Lbfgs(tight))
+        .fit(&train)
+        .expect("fits");
+    let dcd = Dcd { tolerance: 1e-6, max_epochs: 10_000, seed: 4 };
+    let fit = |loss: Loss| {
+        Linear::new(loss).regularization(reg).fit_bias(false).solver(Solver::Dcd(dcd)).fit(&train)
+    };
+    let m = fit(loss).expect("fits");
+    assert_eq!(m.report().stop_reason, Some(StopReason::ProjectedGradient));
+    let (a, b) = (
+        reference.report().objective.expect("objective"),
+        m.report().objective.expect("objective"),
+    );
+    assert!((a - b).abs() <= 1e-6 * a, "lbfgs {a}, dcd {b}");
+    let wmax = reference.weights().iter().fold(0.0f32, |x, v| x.max(v.abs()));
+    for (x, y) in reference.weights().iter().zip(m.weights()) {
+        assert!((x - y).abs() <= 1e-3 * wmax, "{x} vs {y}");
+    }
+    // the margin scales the solution
+    let m2 = fit(Loss::OvaSquaredHinge { margin: 2.0 }).expect("fits");
+    for (x, y) in m.weights().iter().zip(m2.weights()) {
+        assert!((2.0 * x - y).abs() <= 1e-5 * wmax.max(1.0), "{x} vs {y}");
+    }
+    // with a (penalised) bias: predicts as well as L-BFGS on this data
+    let with_bias =
+        Linear::new(loss).regularization(reg).solver(Solver::Dcd(Dcd::default())).fit(&train);
+    let pb = with_bias.expect("fits").predict(&train).expect("p");
+    let pr = reference.predict(&train).expect("p");
+    let agree = pb.iter().zip(&pr).filter(|(x, y)| x == y).count();
+    assert!(agree >= 390, "{agree} of 400");
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        let again = pool.install(|| fit(loss)).expect("fits");
+        assert_eq!(again.weights(), m.weights(), "{threads} threads");
+    }
+    for (loss, reg) in [
+        (Loss::Softmax, Reg::L2(1e-2)),
+        (Loss::SquaredHinge { margin: 1.0 }, Reg::L2(1e-2)),
+        (loss, Reg::None),
+        (loss, Reg::L1(1e-2)),
+    ] {
+        let e = Linear::new(loss).regularization(reg).solver(Solver::Dcd(dcd)).fit(&train);
+        let e = e.expect_err("refused").to_string();
+        assert!(e.contains("dual coordinate descent") && e.contains("use lbfgs or sgd"), "{e}");
+    }
+}

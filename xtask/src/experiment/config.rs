@@ -369,6 +369,23 @@ pub struct SolverConfig {
     /// Take the solver's products in f32 (sums and loss in f64): several times faster on
     /// wide feature matrices, the objective within about 1e-7 of the f64 one.
     pub f32_products: bool,
+    /// The L2-SVM's solver: `"dcd"` (dual coordinate descent, liblinear's; its bias is
+    /// penalised like LinearSVC's) or `"lbfgs"` (as softmax).
+    pub svm: SvmSolver,
+    /// Dual coordinate descent: most epochs, and the projected-gradient spread it stops at.
+    pub dcd_max_epochs: usize,
+    /// See `dcd_max_epochs` (liblinear's default 0.1).
+    pub dcd_tolerance: f64,
+}
+
+/// The solver of the representations' L2-SVM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SvmSolver {
+    /// Dual coordinate descent.
+    Dcd,
+    /// L-BFGS.
+    Lbfgs,
 }
 
 impl Default for SolverConfig {
@@ -379,6 +396,9 @@ impl Default for SolverConfig {
             tolerance: 1e-5,
             validation_fraction: 0.1,
             f32_products: true,
+            svm: SvmSolver::Dcd,
+            dcd_max_epochs: 200,
+            dcd_tolerance: 0.1,
         }
     }
 }

@@ -242,7 +242,7 @@ fn curve_plots(c: &ClassifierResult, rep: &str) -> Vec<String> {
                 if linear { "objective per iteration" } else { "minibatch loss" },
                 if cu.stop.is_empty() { String::new() } else { format!(" ({})", cu.stop) }
             ),
-            x_label: "iteration".into(),
+            x_label: if c.model.contains("dcd") { "epoch" } else { "iteration" }.into(),
             y_label: if linear { "objective (log scale)" } else { "loss" }.into(),
             series: vec![LineSeries {
                 name: "loss".into(),

@@ -13,13 +13,13 @@ use imgclass_eval::{
     Axis, ConfusionMatrix, Origin, Refine, RefinedGrid, RefinedPoint, accuracy,
     refining_grid_search, stratified_split,
 };
-use imgclass_linear::{Lbfgs, Linear, LinearError, Loss, Solver};
+use imgclass_linear::{Dcd, Lbfgs, Linear, LinearError, Loss, Solver};
 use imgclass_model::SavedModel;
 use imgclass_net::{Net, NetError, NetSgd};
 use serde::Serialize;
 
 use super::config::{
-    ClassifierKind, Config, KnnConfig, NetConfig, RepresentationConfig, SolverConfig,
+    ClassifierKind, Config, KnnConfig, NetConfig, RepresentationConfig, SolverConfig, SvmSolver,
 };
 use super::knn::KnnResult;
 use super::progress::Progress;
@@ -126,21 +126,29 @@ fn net_cells(n: &NetConfig) -> usize {
     n.hidden.len() * n.learning_rates.len() * n.regularizations.len()
 }
 
-/// The full-batch linear classifier of `kind` with L2 strength `lambda`: L-BFGS from zero
-/// weights, the one-vs-all squared hinge (L2-SVM, as Coates et al. and LinearSVC) for `svm`.
-fn linear_params(kind: ClassifierKind, lambda: f64, solver: &SolverConfig) -> Linear {
-    let loss = match kind {
-        ClassifierKind::Svm => Loss::OvaSquaredHinge { margin: 1.0 },
-        _ => Loss::Softmax,
+/// The linear classifier of `kind` with L2 strength `lambda`: softmax by L-BFGS from zero
+/// weights; `svm` the one-vs-all squared hinge (L2-SVM, as Coates et al. and LinearSVC) by
+/// dual coordinate descent or L-BFGS (`[solver] svm`).
+fn linear_params(kind: ClassifierKind, lambda: f64, solver: &SolverConfig, seed: u64) -> Linear {
+    let lbfgs = Solver::Lbfgs(Lbfgs {
+        max_iterations: solver.max_iterations,
+        tolerance: solver.tolerance,
+        f32_products: solver.f32_products,
+        ..Lbfgs::default()
+    });
+    let (loss, solver) = match (kind, solver.svm) {
+        (ClassifierKind::Svm, SvmSolver::Dcd) => (
+            Loss::OvaSquaredHinge { margin: 1.0 },
+            Solver::Dcd(Dcd {
+                max_epochs: solver.dcd_max_epochs,
+                tolerance: solver.dcd_tolerance,
+                seed,
+            }),
+        ),
+        (ClassifierKind::Svm, SvmSolver::Lbfgs) => (Loss::OvaSquaredHinge { margin: 1.0 }, lbfgs),
+        _ => (Loss::Softmax, lbfgs),
     };
-    Linear::new(loss).regularization(imgclass_linear::Reg::L2(lambda)).solver(Solver::Lbfgs(
-        Lbfgs {
-            max_iterations: solver.max_iterations,
-            tolerance: solver.tolerance,
-            f32_products: solver.f32_products,
-            ..Lbfgs::default()
-        },
-    ))
+    Linear::new(loss).regularization(imgclass_linear::Reg::L2(lambda)).solver(solver)
 }
 
 fn net_params(n: &NetConfig, v: &[f64], epochs: usize, on_pixels: bool, seed: u64) -> Net {
@@ -259,7 +267,7 @@ fn run_linear(
     let label = format!("{rep} {}", kind.label());
     let grid: RefinedGrid = refining_grid_search(
         &axes,
-        |v| linear_params(kind, v[0], solver),
+        |v| linear_params(kind, v[0], solver, seed),
         &fit_set,
         &val_set,
         |e| matches!(e, LinearError::Diverged { .. }),
@@ -269,7 +277,7 @@ fn run_linear(
     let best = grid.best.with_context(|| format!("every {label} fit failed"))?;
     let lambda = grid.points[best].values[0];
     let t = Instant::now();
-    let model = linear_params(kind, lambda, solver)
+    let model = linear_params(kind, lambda, solver, seed)
         .fit(train)
         .with_context(|| format!("retraining {label} on all training rows"))?;
     let fit_seconds = t.elapsed().as_secs_f64();
@@ -278,7 +286,7 @@ fn run_linear(
     let val = grid.points[best].point.accuracy;
     Ok(ClassifierResult {
         classifier: kind,
-        model: format!("{} (l-bfgs)", kind.label()),
+        model: format!("{} ({})", kind.label(), model.report().solver),
         chosen: format!("L2 {}", sci(lambda)),
         validation: format!("hold-out {:.4}", val.unwrap_or(f64::NAN)),
         val_accuracy: val,
@@ -289,11 +297,16 @@ fn run_linear(
         curves: Curves {
             objective: model.report().loss.clone(),
             stop: model.report().stop_reason.map_or(String::new(), |r| {
-                format!(
-                    "{r} after {} iterations, largest gradient component {:.1e}",
-                    model.report().iterations,
-                    model.report().gradient_norm.unwrap_or(f64::NAN)
-                )
+                let rep = model.report();
+                let g = rep.gradient_norm.unwrap_or(f64::NAN);
+                if rep.solver == "dcd" {
+                    format!("{r} after {} epochs (spread {g:.1e})", rep.iterations)
+                } else {
+                    format!(
+                        "{r} after {} iterations, largest gradient component {g:.1e}",
+                        rep.iterations
+                    )
+                }
             }),
             ..Curves::default()
         },
