@@ -796,6 +796,10 @@ fn dcd_reaches_the_lbfgs_optimum_of_the_l2_svm() {
         m.report().objective.expect("objective"),
     );
     assert!((a - b).abs() <= 1e-6 * a, "lbfgs {a}, dcd {b}");
+    // the per-epoch record is the dual objective: it never falls and stays below the optimum
+    let dual = &m.report().loss;
+    assert!(dual.windows(2).all(|p| p[1] >= p[0] - 1e-6 * a as f32), "{dual:?}");
+    assert!(f64::from(*dual.last().expect("epochs")) <= a * (1.0 + 1e-6));
     let wmax = reference.weights().iter().fold(0.0f32, |x, v| x.max(v.abs()));
     for (x, y) in reference.weights().iter().zip(m.weights()) {
         assert!((x - y).abs() <= 1e-3 * wmax, "{x} vs {y}");
