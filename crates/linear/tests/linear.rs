@@ -57,6 +57,7 @@ fn sgd_reaches_full_training_accuracy_on_separable_data() {
             assert_eq!(accuracy(&pred, &train.labels()), 1.0, "{loss:?} {reg:?}");
             let r = model.report();
             assert_eq!(r.iterations, 30 * 120usize.div_ceil(16));
+            assert_eq!((r.solver, r.stop_reason), ("sgd", Some(StopReason::MaxIterations)));
             assert!(r.loss.last() < r.loss.first(), "{loss:?} {reg:?}: loss did not fall");
             assert_eq!(r.loss.len(), r.iterations);
             for ((t, d), g) in r.loss.iter().zip(&r.data_loss).zip(&r.reg_loss) {
@@ -564,6 +565,15 @@ fn lbfgs_reaches_the_minimum_of_plain_f64_gradient_descent() {
             assert!((got - want).abs() <= 1e-6 * want, "{loss:?} {lambda}: {got} vs {want}");
             let own = r.objective.expect("lbfgs");
             assert!((own - want).abs() <= 1e-6 * want, "{loss:?} {lambda}: {own} vs {want}");
+            // f64 from the start reaches the same minimum (the default starts on f32 products)
+            let f64_only = Lbfgs { tolerance: 1e-7, mixed_precision: false, ..Lbfgs::default() };
+            let d = Linear::new(loss)
+                .regularization(Reg::L2(lambda))
+                .solver(Solver::Lbfgs(f64_only))
+                .fit(&train)
+                .expect("fits");
+            let own64 = d.report().objective.expect("lbfgs");
+            assert!((own64 - want).abs() <= 1e-6 * want, "{loss:?} {lambda}: {own64} vs {want}");
             // one entry per iteration, decreasing, data + reg = total
             assert_eq!(r.loss.len(), r.iterations);
             assert!(r.iterations >= 3 && r.evaluations >= r.iterations);
@@ -626,7 +636,13 @@ fn lbfgs_stop_reasons() {
     assert!(a - b <= 1.001e-3 * a, "{a} -> {b}");
     // no tolerance at all: it runs until the objective is flat to rounding, far short of
     // the budget
-    let l = Lbfgs { tolerance: 0.0, objective_tolerance: 0.0, max_iterations: 5000, memory: 5 };
+    let l = Lbfgs {
+        tolerance: 0.0,
+        objective_tolerance: 0.0,
+        max_iterations: 5000,
+        memory: 5,
+        ..Lbfgs::default()
+    };
     let m = fit(l).expect("fits");
     let r = m.report();
     assert!(
