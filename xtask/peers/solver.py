@@ -74,6 +74,8 @@ def main():
     p.add_argument("--rows", type=int, default=10000, help="training rows (first N of 50,000)")
     p.add_argument("--c", type=float, default=1.0)
     p.add_argument("--tol", type=float, default=1e-6, help="both sides' tolerance")
+    p.add_argument("--svc-tol", type=float, default=None,
+                   help="LinearSVC's tolerance (default: --tol; liblinear's own stopping rule, not max |grad|)")
     p.add_argument("--max-iter", type=int, default=5000)
     p.add_argument("--features", default="hog-hsv,pixels")
     p.add_argument("--losses", default="softmax,l2-svm")
@@ -100,7 +102,8 @@ def main():
                 clf = LogisticRegression(C=a.c, solver="lbfgs", tol=a.tol, max_iter=a.max_iter)
                 obj_loss = "softmax"
             else:
-                clf = LinearSVC(C=a.c, loss="squared_hinge", penalty="l2", dual=False, tol=a.tol,
+                svc_tol = a.tol if a.svc_tol is None else a.svc_tol
+                clf = LinearSVC(C=a.c, loss="squared_hinge", penalty="l2", dual=False, tol=svc_tol,
                                 max_iter=a.max_iter)
                 obj_loss = "l2-svm"
             t0 = time.perf_counter()
@@ -112,7 +115,8 @@ def main():
             sk_acc = float((clf.predict(xt) == yt).mean())
             our_acc = float(((xt @ W.T + b_eff).argmax(axis=1) == yt).mean())
             rel = (our_obj - sk_obj) / abs(sk_obj)
-            row = dict(features=features, loss=loss, rows=n, dim=x.shape[1], C=a.c, lam=lam, tol=a.tol,
+            sk_tol = clf.get_params()["tol"]
+            row = dict(features=features, loss=loss, rows=n, dim=x.shape[1], C=a.c, lam=lam, tol=a.tol, sklearn_tol=sk_tol,
                        ours_seconds=r["fit_seconds"], ours_iterations=r["iterations"],
                        ours_evaluations=r["evaluations"], ours_stop=r["stop"],
                        ours_gradient=r["gradient_norm"], ours_objective_own=r["objective"],
@@ -123,7 +127,7 @@ def main():
             results.append(row)
             print(f"{features:8s} {loss:8s} n={n} d={x.shape[1]} C={a.c:g} tol={a.tol:g}: "
                   f"ours {r['fit_seconds']:7.2f} s {r['iterations']:4d} it ({r['stop']}) F={our_obj:.10f} test {100*our_acc:5.2f} % | "
-                  f"{type(clf).__name__} {sk_s:7.2f} s {sk_iter:4d} it F={sk_obj:.10f} test {100*sk_acc:5.2f} % | "
+                  f"{type(clf).__name__} (tol {sk_tol:g}) {sk_s:7.2f} s {sk_iter:4d} it F={sk_obj:.10f} test {100*sk_acc:5.2f} % | "
                   f"(F_ours - F_sk)/F_sk {rel:+.2e}, speed-up {sk_s / r['fit_seconds']:.1f}x, load {os.getloadavg()[0]:.2f}",
                   flush=True)
     if a.json:

@@ -38,8 +38,8 @@
 use std::collections::VecDeque;
 
 use imgclass_core::Rows;
-use imgclass_linalg::gemm::{Op, gemm, sgemm};
-use imgclass_loss::{Loss, LossError};
+use imgclass_linalg::gemm::{GemmScalar, Op, gemm};
+use imgclass_loss::{Float, Loss, LossError};
 use rayon::prelude::*;
 
 use crate::LinearError;
@@ -66,13 +66,11 @@ pub struct Lbfgs {
     pub objective_tolerance: f64,
     /// Correction pairs kept (default 10, SciPy's `maxcor`).
     pub memory: usize,
-    /// Take the two products of an evaluation in f32 (`linalg::gemm::sgemm` on the f32 rows
-    /// as they are, sums and the loss still in f64) instead of f64 (default false). About 2-4x
-    /// faster on wide feature matrices (no f64 copy of each block, half the memory traffic);
-    /// the objective then carries the products' rounding (about 1e-7 of it), so expect the
-    /// line search to stop ([`StopReason::LineSearchFailed`]) before a gradient tolerance much
-    /// below 1e-5.
-    pub f32_products: bool,
+    /// Iterate on f32 products first (default true): about twice the throughput, until a
+    /// stop rule is met or the line search fails there; then the point is re-evaluated in f64
+    /// and the iterations go on in f64, so every stop rule is judged in f64. False: f64 from
+    /// the start.
+    pub mixed_precision: bool,
 }
 
 impl Default for Lbfgs {
@@ -82,7 +80,7 @@ impl Default for Lbfgs {
             tolerance: 1e-5,
             objective_tolerance: 64.0 * f64::EPSILON,
             memory: 10,
-            f32_products: false,
+            mixed_precision: true,
         }
     }
 }
@@ -101,7 +99,7 @@ pub enum StopReason {
     /// rounding along the search direction): the last point is kept.
     LineSearchFailed,
     /// Dual coordinate descent: the projected gradient's spread over an epoch reached the
-    /// tolerance (liblinear's stopping rule).
+    /// tolerance on every row (liblinear's stopping rule).
     ProjectedGradient,
 }
 
@@ -137,15 +135,24 @@ pub(crate) struct Objective<'a> {
     pub(crate) l2: f64,
     pub(crate) n_classes: usize,
     pub(crate) fit_bias: bool,
-    /// Products in f32 ([`Lbfgs::f32_products`]).
-    pub(crate) f32_products: bool,
 }
 
-/// One block's sums: `Σ_i L_i`, `Σ_i dS_iᵀ x̃_i` and `Σ_i dS_i`.
-struct BlockSums {
+/// One block's sums: `Σ_i L_i`, `Σ_i dS_iᵀ x̃_i` (in the products' precision `T`) and
+/// `Σ_i dS_i`.
+struct BlockSums<T> {
     loss: f64,
-    dw: Vec<f64>,
+    dw: Vec<T>,
     db: Vec<f64>,
+}
+
+/// The precision of an evaluation's products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Precision {
+    /// f32 rows, weights and products (twice the throughput; objective rounding about 1e-8
+    /// of `F`), loss and sums in f64.
+    Single,
+    /// Everything in f64.
+    Double,
 }
 
 impl Objective<'_> {
@@ -159,25 +166,32 @@ impl Objective<'_> {
 
     /// `(data loss, λ Σ W²)` at `theta`, with `∇F` written into `grad`. Non-finite scores
     /// give an infinite data loss (and an unspecified gradient).
-    pub(crate) fn eval(&self, theta: &[f64], grad: &mut [f64]) -> Result<(f64, f64), LinearError> {
+    pub(crate) fn eval(
+        &self,
+        theta: &[f64],
+        grad: &mut [f64],
+        precision: Precision,
+    ) -> Result<(f64, f64), LinearError> {
+        match precision {
+            Precision::Single => self.eval_in::<f32>(theta, grad),
+            Precision::Double => self.eval_in::<f64>(theta, grad),
+        }
+    }
+
+    fn eval_in<T: GemmScalar + Float>(
+        &self,
+        theta: &[f64],
+        grad: &mut [f64],
+    ) -> Result<(f64, f64), LinearError> {
         let (c, d) = (self.n_classes, self.dim());
         let n = self.labels.len();
         let (w, b) = theta.split_at(c * d);
+        let w: Vec<T> = w.iter().map(|&v| T::from_f64(v)).collect();
         let starts: Vec<usize> = (0..n).step_by(BLOCK_ROWS).collect();
-        let blocks: Vec<Result<Option<BlockSums>, LinearError>> = if self.f32_products {
-            let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
-            starts
-                .par_iter()
-                .map_init(Vec::new, |xt, &s| {
-                    self.block_f32(s, (s + BLOCK_ROWS).min(n), &w32, b, xt)
-                })
-                .collect()
-        } else {
-            starts
-                .par_iter()
-                .map_init(Vec::new, |xt, &s| self.block(s, (s + BLOCK_ROWS).min(n), w, b, xt))
-                .collect()
-        };
+        let blocks: Vec<Result<Option<BlockSums<T>>, LinearError>> = starts
+            .par_iter()
+            .map_init(Vec::new, |xt, &s| self.block(s, (s + BLOCK_ROWS).min(n), &w, b, xt))
+            .collect();
         grad.fill(0.0);
         let mut data = 0.0f64;
         let inv_n = 1.0 / n as f64;
@@ -187,7 +201,7 @@ impl Objective<'_> {
             };
             data += blk.loss;
             for (g, &v) in grad[..c * d].iter_mut().zip(&blk.dw) {
-                *g += v;
+                *g += v.to_f64();
             }
             for (g, &v) in grad[c * d..].iter_mut().zip(&blk.db) {
                 *g += v;
@@ -209,16 +223,18 @@ impl Objective<'_> {
     }
 
     /// The sums of rows `r0..r1`, or `None` when a score is not finite.
-    fn block(
+    fn block<T: GemmScalar + Float>(
         &self,
         r0: usize,
         r1: usize,
-        w: &[f64],
+        w: &[T],
         b: &[f64],
-        xt: &mut Vec<f64>,
-    ) -> Result<Option<BlockSums>, LinearError> {
+        xt: &mut Vec<T>,
+    ) -> Result<Option<BlockSums<T>>, LinearError> {
         let (c, d) = (self.n_classes, self.dim());
-        let mut sums = BlockSums { loss: 0.0, dw: vec![0.0f64; c * d], db: vec![0.0f64; c] };
+        let mut sums = BlockSums { loss: 0.0, dw: vec![T::ZERO; c * d], db: vec![0.0f64; c] };
+        let mut st = vec![T::ZERO; SUB_ROWS * c];
+        let mut dst = vec![T::ZERO; SUB_ROWS * c];
         let mut scores = vec![0.0f64; SUB_ROWS * c];
         let mut ds = vec![0.0f64; SUB_ROWS * c];
         // sub-blocks of SUB_ROWS rows (their x̃ stays in L2), accumulated in order into the
@@ -226,27 +242,30 @@ impl Objective<'_> {
         for s0 in (r0..r1).step_by(SUB_ROWS) {
             let s1 = (s0 + SUB_ROWS).min(r1);
             let m = s1 - s0;
-            xt.resize(m * d, 0.0);
+            xt.resize(m * d, T::ZERO);
             let (s, off) = (self.scale, self.offset);
             for (i, out) in (s0..s1).zip(xt.chunks_exact_mut(d.max(1))) {
                 match self.x {
                     Data::Pixels(px) => {
                         for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
-                            *o = f64::from(f32::from(v) * s + of);
+                            *o = T::from_f64(f64::from(f32::from(v) * s + of));
                         }
                     }
                     Data::Features(f) => {
                         for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
-                            *o = f64::from(v * s + of);
+                            *o = T::from_f64(f64::from(v * s + of));
                         }
                     }
                 }
             }
             let xt = &xt[..m * d];
             let (scores, ds) = (&mut scores[..m * c], &mut ds[..m * c]);
-            gemm(m, c, d, 1.0, xt, Op::N, w, Op::T, 0.0, scores)?;
-            for row in scores.chunks_exact_mut(c) {
-                row.iter_mut().zip(b).for_each(|(v, &bj)| *v += bj);
+            let (st, dst) = (&mut st[..m * c], &mut dst[..m * c]);
+            gemm(m, c, d, T::ONE, xt, Op::N, w, Op::T, T::ZERO, st)?;
+            for (srow, trow) in scores.chunks_exact_mut(c).zip(st.chunks_exact(c)) {
+                for ((v, &t), &bj) in srow.iter_mut().zip(trow).zip(b) {
+                    *v = t.to_f64() + bj;
+                }
             }
             let mean = match self.loss.loss_grad_into(scores, c, &self.labels[s0..s1], ds) {
                 Ok(v) => v,
@@ -258,78 +277,11 @@ impl Objective<'_> {
             for row in ds.chunks_exact(c) {
                 sums.db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
             }
-            gemm(c, d, m, mf, ds, Op::T, xt, Op::N, 1.0, &mut sums.dw)?;
+            dst.iter_mut().zip(ds.iter()).for_each(|(o, &g)| *o = T::from_f64(g * mf));
+            gemm(c, d, m, T::ONE, dst, Op::T, xt, Op::N, T::ONE, &mut sums.dw)?;
             sums.loss += mean * mf;
         }
         Ok(Some(sums))
-    }
-}
-
-impl Objective<'_> {
-    /// [`Objective::block`] with both products in f32 (`w32` is `W` rounded to f32): the rows
-    /// stay f32 as they are formed, scores are widened to f64 for the loss, `dS` is rounded to
-    /// f32 for the backward product, and the block's `dW` is summed in f64.
-    fn block_f32(
-        &self,
-        r0: usize,
-        r1: usize,
-        w32: &[f32],
-        b: &[f64],
-        xt: &mut Vec<f32>,
-    ) -> Result<Option<BlockSums>, LinearError> {
-        let (c, d) = (self.n_classes, self.dim());
-        let (mut loss, mut db) = (0.0f64, vec![0.0f64; c]);
-        let mut dw32 = vec![0.0f32; c * d];
-        let mut s32 = vec![0.0f32; SUB_ROWS * c];
-        let mut scores = vec![0.0f64; SUB_ROWS * c];
-        let mut ds = vec![0.0f64; SUB_ROWS * c];
-        let mut ds32 = vec![0.0f32; SUB_ROWS * c];
-        // sub-blocks of SUB_ROWS rows (their x̃ stays in L2), as the f64 path
-        for s0 in (r0..r1).step_by(SUB_ROWS) {
-            let s1 = (s0 + SUB_ROWS).min(r1);
-            let m = s1 - s0;
-            xt.resize(m * d, 0.0);
-            let (s, off) = (self.scale, self.offset);
-            for (i, out) in (s0..s1).zip(xt.chunks_exact_mut(d.max(1))) {
-                match self.x {
-                    Data::Pixels(px) => {
-                        for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
-                            *o = f32::from(v) * s + of;
-                        }
-                    }
-                    Data::Features(f) => {
-                        for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
-                            *o = v * s + of;
-                        }
-                    }
-                }
-            }
-            let xt = &xt[..m * d];
-            let (s32, scores, ds, ds32) =
-                (&mut s32[..m * c], &mut scores[..m * c], &mut ds[..m * c], &mut ds32[..m * c]);
-            sgemm(m, c, d, 1.0, xt, Op::N, w32, Op::T, 0.0, s32)?;
-            for (row, r32) in scores.chunks_exact_mut(c).zip(s32.chunks_exact(c)) {
-                for ((v, &x), &bj) in row.iter_mut().zip(r32).zip(b) {
-                    *v = f64::from(x) + bj;
-                }
-            }
-            let mean = match self.loss.loss_grad_into(scores, c, &self.labels[s0..s1], ds) {
-                Ok(v) => v,
-                Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            let mf = m as f64;
-            for row in ds.chunks_exact(c) {
-                db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
-            }
-            for (o, &g) in ds32.iter_mut().zip(ds.iter()) {
-                *o = (g * mf) as f32;
-            }
-            sgemm(c, d, m, 1.0, ds32, Op::T, xt, Op::N, 1.0, &mut dw32)?;
-            loss += mean * mf;
-        }
-        let dw = dw32.iter().map(|&v| f64::from(v)).collect();
-        Ok(Some(BlockSums { loss, dw, db }))
     }
 }
 
@@ -376,6 +328,7 @@ struct LineSearch<'o, 'a> {
     dphi0: f64,
     evals: usize,
     xt: Vec<f64>,
+    precision: Precision,
 }
 
 impl LineSearch<'_, '_> {
@@ -385,7 +338,7 @@ impl LineSearch<'_, '_> {
             *x = t + alpha * p;
         }
         let mut grad = vec![0.0f64; self.xt.len()];
-        let (data, reg) = self.obj.eval(&self.xt, &mut grad)?;
+        let (data, reg) = self.obj.eval(&self.xt, &mut grad, self.precision)?;
         let f = data + reg;
         if !f.is_finite() {
             return Ok(Trial { alpha, f: f64::INFINITY, data, reg, dphi: f64::NAN, grad });
@@ -471,29 +424,54 @@ fn cubic_step(a: &Trial, b: &Trial) -> f64 {
 }
 
 /// L-BFGS from `θ = 0`: records `F` (and its two parts) after every iteration in `report`.
+///
+/// With [`Lbfgs::mixed_precision`] it iterates on f32 products until a rule would stop it
+/// (the gradient or objective rule met, or a failed line search: where the f32 rounding
+/// stalls progress), then re-evaluates the point in f64 and goes on in f64 (the correction
+/// pairs kept), so every stop rule is judged on f64 values.
 pub(crate) fn minimize(
     obj: &Objective<'_>,
     cfg: &Lbfgs,
     report: &mut TrainingReport,
 ) -> Result<Outcome, LinearError> {
     let np = obj.n_params();
+    let mut precision = if cfg.mixed_precision { Precision::Single } else { Precision::Double };
     let mut theta = vec![0.0f64; np];
     let mut grad = vec![0.0f64; np];
-    let (data, reg) = obj.eval(&theta, &mut grad)?;
+    let (data, reg) = obj.eval(&theta, &mut grad, precision)?;
     let mut f = data + reg;
     if !f.is_finite() {
         return Err(LinearError::Diverged { iteration: 0, loss: f });
     }
     let mut evaluations = 1;
     let mut pairs: VecDeque<(Vec<f64>, Vec<f64>, f64)> = VecDeque::with_capacity(cfg.memory);
-    let mut stop = StopReason::MaxIterations;
     let mut iterations = 0;
     let mut p = vec![0.0f64; np];
     let mut alpha_buf = vec![0.0f64; cfg.memory];
-    if max_abs(&grad) <= cfg.tolerance {
-        stop = StopReason::GradientTolerance;
-    }
-    while stop == StopReason::MaxIterations && iterations < cfg.max_iterations {
+    let mut f_old = f64::INFINITY;
+    let stop = loop {
+        let rule = if max_abs(&grad) <= cfg.tolerance {
+            Some(StopReason::GradientTolerance)
+        } else if f_old.is_finite()
+            && (f_old - f) <= cfg.objective_tolerance * f_old.abs().max(f.abs()).max(1.0)
+        {
+            Some(StopReason::ObjectiveTolerance)
+        } else {
+            None
+        };
+        if let Some(rule) = rule {
+            if precision == Precision::Double {
+                break rule;
+            }
+            // met in f32: judge it again in f64
+            precision = Precision::Double;
+            let (data, reg) = obj.eval(&theta, &mut grad, precision)?;
+            (f, f_old, evaluations) = (data + reg, f64::INFINITY, evaluations + 1);
+            continue;
+        }
+        if iterations >= cfg.max_iterations {
+            break StopReason::MaxIterations;
+        }
         // p = −H g by the two-loop recursion, H₀ = γI with γ = sᵀy / yᵀy of the newest pair
         p.iter_mut().zip(&grad).for_each(|(pi, g)| *pi = -g);
         for (k, (s, y, rho)) in pairs.iter().enumerate().rev() {
@@ -518,14 +496,27 @@ pub(crate) fn minimize(
             dphi0 = -dot(&grad, &grad);
         }
         let alpha0 = if pairs.is_empty() { 1.0 / dot(&p, &p).sqrt() } else { 1.0 };
-        let mut ls =
-            LineSearch { obj, theta: &theta, p: &p, f0: f, dphi0, evals: 0, xt: vec![0.0; np] };
+        let mut ls = LineSearch {
+            obj,
+            theta: &theta,
+            p: &p,
+            f0: f,
+            dphi0,
+            evals: 0,
+            xt: vec![0.0; np],
+            precision,
+        };
         let start = Trial { alpha: 0.0, f, data: 0.0, reg: 0.0, dphi: dphi0, grad: Vec::new() };
         let found = ls.run(alpha0, start)?;
         evaluations += ls.evals;
         let Some(t) = found else {
-            stop = StopReason::LineSearchFailed;
-            break;
+            if precision == Precision::Double {
+                break StopReason::LineSearchFailed;
+            }
+            precision = Precision::Double;
+            let (data, reg) = obj.eval(&theta, &mut grad, precision)?;
+            (f, f_old, evaluations) = (data + reg, f64::INFINITY, evaluations + 1);
+            continue;
         };
         iterations += 1;
         // s = α p, y = ∇F_new − ∇F
@@ -539,16 +530,16 @@ pub(crate) fn minimize(
             }
             pairs.push_back((s, y, 1.0 / sy));
         }
-        let f_old = f;
+        f_old = f;
         (f, grad) = (t.f, t.grad);
         report.push(t.data as f32, t.reg as f32);
-        if max_abs(&grad) <= cfg.tolerance {
-            stop = StopReason::GradientTolerance;
-        } else if (f_old - f) <= cfg.objective_tolerance * f_old.abs().max(f.abs()).max(1.0) {
-            stop = StopReason::ObjectiveTolerance;
-        }
+    };
+    if precision == Precision::Single {
+        // the budget ran out in f32: report the point's f64 objective and gradient
+        let (data, reg) = obj.eval(&theta, &mut grad, Precision::Double)?;
+        (f, evaluations) = (data + reg, evaluations + 1);
     }
-    if theta.iter().any(|v| !v.is_finite()) {
+    if theta.iter().any(|v| !v.is_finite()) || !f.is_finite() {
         return Err(LinearError::Diverged { iteration: iterations, loss: f });
     }
     Ok(Outcome { grad_max: max_abs(&grad), objective: f, theta, stop, iterations, evaluations })
@@ -590,14 +581,14 @@ mod tests {
                         l2,
                         n_classes: c,
                         fit_bias,
-                        f32_products: false,
                     };
                     // without a bias the solver keeps b = 0 (its gradient is zeroed)
                     let theta: Vec<f64> = (0..obj.n_params())
                         .map(|i| if i < c * d || fit_bias { g.next_normal() * 0.3 } else { 0.0 })
                         .collect();
                     let mut grad = vec![0.0; theta.len()];
-                    let (data_loss, reg) = obj.eval(&theta, &mut grad).expect("finite");
+                    let (data_loss, reg) =
+                        obj.eval(&theta, &mut grad, Precision::Double).expect("finite");
                     // the naive objective: rows formed the same way, everything else f64
                     let row = |i: usize| -> Vec<f64> {
                         (0..d)

@@ -602,7 +602,6 @@ impl Linear {
             l2: self.reg.coefficients().0,
             n_classes: c,
             fit_bias: self.fit_bias,
-            f32_products: cfg.f32_products,
         };
         let mut report = TrainingReport::with_capacity(cfg.max_iterations.min(1 << 16));
         let out = crate::lbfgs::minimize(&obj, cfg, &mut report)?;

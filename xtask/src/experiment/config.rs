@@ -366,8 +366,8 @@ pub struct SolverConfig {
     pub tolerance: f64,
     /// Fraction of the training rows held out to choose `λ`.
     pub validation_fraction: f64,
-    /// Take the solver's products in f32 (sums and loss in f64): several times faster on
-    /// wide feature matrices, the objective within about 1e-7 of the f64 one.
+    /// L-BFGS iterates on f32 products first, then finishes in f64 (`Lbfgs::mixed_precision`):
+    /// about twice the throughput; every stop rule is still judged in f64.
     pub f32_products: bool,
     /// The L2-SVM's solver: `"dcd"` (dual coordinate descent, liblinear's; its bias is
     /// penalised like LinearSVC's) or `"lbfgs"` (as softmax).
