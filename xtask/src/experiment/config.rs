@@ -368,7 +368,7 @@ pub struct SolverConfig {
     pub validation_fraction: f64,
     /// L-BFGS iterates on f32 products first, then finishes in f64 (`Lbfgs::mixed_precision`):
     /// about twice the throughput; every stop rule is still judged in f64.
-    pub f32_products: bool,
+    pub mixed_precision: bool,
     /// The L2-SVM's solver: `"dcd"` (dual coordinate descent, liblinear's; its bias is
     /// penalised like LinearSVC's) or `"lbfgs"` (as softmax).
     pub svm: SvmSolver,
@@ -395,7 +395,7 @@ impl Default for SolverConfig {
             max_iterations: 300,
             tolerance: 1e-5,
             validation_fraction: 0.1,
-            f32_products: true,
+            mixed_precision: true,
             svm: SvmSolver::Dcd,
             dcd_max_epochs: 200,
             dcd_tolerance: 0.1,

@@ -133,7 +133,7 @@ fn linear_params(kind: ClassifierKind, lambda: f64, solver: &SolverConfig, seed:
     let lbfgs = Solver::Lbfgs(Lbfgs {
         max_iterations: solver.max_iterations,
         tolerance: solver.tolerance,
-        mixed_precision: solver.f32_products,
+        mixed_precision: solver.mixed_precision,
         ..Lbfgs::default()
     });
     let (loss, solver) = match (kind, solver.svm) {
