@@ -106,7 +106,8 @@ pub fn steps(rep: &RepresentationConfig, cfg: &Config) -> u64 {
         .map(|c| match c {
             ClassifierKind::Knn => super::knn::steps(&knn_config(&cfg.knn)),
             ClassifierKind::Svm | ClassifierKind::Softmax => {
-                solver.regularizations.len() as u64 + 1
+                let cells = solver.regularizations.len();
+                if cells > 1 { cells as u64 + 1 } else { 1 }
             }
             ClassifierKind::Net => {
                 let cells = net_cells(net);
@@ -261,21 +262,31 @@ fn run_linear(
     progress: &mut Progress,
 ) -> anyhow::Result<ClassifierResult> {
     let (train, test) = (&prep.train, &prep.test);
-    let split = stratified_split(&train.labels(), solver.validation_fraction, seed)?;
-    let (fit_set, val_set) = split.apply(train)?;
     let axes = [Axis::log("L2", solver.regularizations.clone())];
     let label = format!("{rep} {}", kind.label());
-    let grid: RefinedGrid = refining_grid_search(
-        &axes,
-        |v| linear_params(kind, v[0], solver, seed),
-        &fit_set,
-        &val_set,
-        |e| matches!(e, LinearError::Diverged { .. }),
-        on_point(progress, label.clone(), &axes, solver.regularizations.len()),
-        search,
-    )?;
-    let best = grid.best.with_context(|| format!("every {label} fit failed"))?;
-    let lambda = grid.points[best].values[0];
+    // a grid of one cell is the choice itself: no hold-out fit
+    let grid: Option<RefinedGrid> = if solver.regularizations.len() > 1 {
+        let split = stratified_split(&train.labels(), solver.validation_fraction, seed)?;
+        let (fit_set, val_set) = split.apply(train)?;
+        Some(refining_grid_search(
+            &axes,
+            |v| linear_params(kind, v[0], solver, seed),
+            &fit_set,
+            &val_set,
+            |e| matches!(e, LinearError::Diverged { .. }),
+            on_point(progress, label.clone(), &axes, solver.regularizations.len()),
+            search,
+        )?)
+    } else {
+        None
+    };
+    let (lambda, val) = match &grid {
+        Some(g) => {
+            let best = g.best.with_context(|| format!("every {label} fit failed"))?;
+            (g.points[best].values[0], g.points[best].point.accuracy)
+        }
+        None => (solver.regularizations[0], None),
+    };
     let t = Instant::now();
     let model = linear_params(kind, lambda, solver, seed)
         .fit(train)
@@ -283,17 +294,16 @@ fn run_linear(
     let fit_seconds = t.elapsed().as_secs_f64();
     let (test_accuracy, confusion) = score(&model, test)?;
     progress.step(&format!("{label} retrained: test {test_accuracy:.4}"));
-    let val = grid.points[best].point.accuracy;
     Ok(ClassifierResult {
         classifier: kind,
         model: format!("{} ({})", kind.label(), model.report().solver),
         chosen: format!("L2 {}", sci(lambda)),
-        validation: format!("hold-out {:.4}", val.unwrap_or(f64::NAN)),
+        validation: val.map_or("- (one cell, not searched)".into(), |v| format!("hold-out {v:.4}")),
         val_accuracy: val,
         test_accuracy,
         axes: axes.iter().map(|a| a.name.clone()).collect(),
-        search: grid.points,
-        bound_hit: grid.bound_hit,
+        bound_hit: grid.as_ref().map_or_else(Vec::new, |g| g.bound_hit.clone()),
+        search: grid.map_or_else(Vec::new, |g| g.points),
         curves: Curves {
             objective: model.report().loss.clone(),
             stop: model.report().stop_reason.map_or(String::new(), |r| {
