@@ -18,12 +18,16 @@
 //!
 //! One evaluation of `F` and `∇F` runs over fixed blocks of [`BLOCK_ROWS`] training rows in
 //! parallel (rayon): each block forms its rows `x̃ = (x − μ)·s` (rounded to f32 as the SGD
-//! paths and `predict` form them, u8 pixels or f32 features alike, then held in f64), takes
-//! the products `S = X̃ Wᵀ` and `dW = dSᵀ X̃` in f64 ([`imgclass_linalg::gemm::gemm`], one
-//! thread each) and the loss and `dS` in f64; the blocks' sums are added in f64 in block
-//! order. The blocks depend only on `N`, so a fit has the same bits on any number of threads.
-//! f64 throughout because the line search compares objective values: with f32 products their
-//! rounding (about 1e-8 of `F`) stalled it before a gradient tolerance of 1e-7.
+//! paths and `predict` form them, u8 pixels or f32 features alike) 32 rows at a time, takes
+//! the products `S = X̃ Wᵀ` and `dW = dSᵀ X̃` ([`imgclass_linalg::gemm::gemm`], one thread
+//! each) and the loss and `dS` in f64; the blocks' sums are added in f64 in block order. The
+//! blocks depend only on `N`, so a fit has the same bits on any number of threads.
+//!
+//! The products run in f32 first ([`Lbfgs::mixed_precision`], about twice the throughput),
+//! then in f64: the line search compares objective values, and f32 rounding (about 1e-8 of
+//! `F`) stalls it short of a tight gradient tolerance. So when a stop rule is met or the line
+//! search fails on f32 products, the point is re-evaluated in f64 and the iterations go on in
+//! f64 (correction pairs kept) until a rule is met there: every stop is judged in f64.
 //!
 //! ## Our λ and scikit-learn's C
 //!
