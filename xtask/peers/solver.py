@@ -101,6 +101,12 @@ def main():
             if loss == "softmax":
                 clf = LogisticRegression(C=a.c, solver="lbfgs", tol=a.tol, max_iter=a.max_iter)
                 obj_loss = "softmax"
+            elif loss == "l2-svm-dcd":
+                # liblinear's dual coordinate descent: the same algorithm, bias penalised as
+                # ours, and the same stopping rule (projected-gradient spread <= tol)
+                clf = LinearSVC(C=a.c, loss="squared_hinge", penalty="l2", dual=True, tol=a.tol,
+                                max_iter=a.max_iter)
+                obj_loss = "l2-svm"
             else:
                 svc_tol = a.tol if a.svc_tol is None else a.svc_tol
                 clf = LinearSVC(C=a.c, loss="squared_hinge", penalty="l2", dual=False, tol=svc_tol,

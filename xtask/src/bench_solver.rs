@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use imgclass_core::{Fit, Predict, Subset};
 use imgclass_features::{StepSpec, apply, fit_steps};
-use imgclass_linear::{Lbfgs, Linear, Loss, Reg, Solver};
+use imgclass_linear::{Dcd, Lbfgs, Linear, Loss, Reg, Solver};
 
 /// Which rows the classifier sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,8 +31,12 @@ pub enum Features {
 pub enum SolverLoss {
     /// Softmax cross-entropy (scikit-learn's multinomial `LogisticRegression`).
     Softmax,
-    /// One-vs-all squared hinge (scikit-learn's `LinearSVC`).
+    /// One-vs-all squared hinge by L-BFGS (scikit-learn's `LinearSVC`, primal).
     L2Svm,
+    /// One-vs-all squared hinge by dual coordinate descent (`Solver::Dcd`; scikit-learn's
+    /// `LinearSVC(dual=True)`, the same algorithm and the same penalised bias); `--tol` is
+    /// then the projected-gradient spread, liblinear's rule.
+    L2SvmDcd,
 }
 
 /// Arguments of `cargo xtask bench solver`.
@@ -120,12 +124,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let steps_seconds = t0.elapsed().as_secs_f64();
     let loss = match args.loss {
         SolverLoss::Softmax => Loss::Softmax,
-        SolverLoss::L2Svm => Loss::OvaSquaredHinge { margin: 1.0 },
+        SolverLoss::L2Svm | SolverLoss::L2SvmDcd => Loss::OvaSquaredHinge { margin: 1.0 },
     };
     let reg = Reg::from_sklearn_c(args.c, n);
     let lbfgs =
         Lbfgs { max_iterations: args.max_iterations, tolerance: args.tol, ..Lbfgs::default() };
-    let params = Linear::new(loss).regularization(reg).solver(Solver::Lbfgs(lbfgs));
+    let solver = match args.loss {
+        SolverLoss::L2SvmDcd => Solver::Dcd(Dcd {
+            max_epochs: args.max_iterations,
+            tolerance: args.tol,
+            ..Dcd::default()
+        }),
+        _ => Solver::Lbfgs(lbfgs),
+    };
+    let params = Linear::new(loss).regularization(reg).solver(solver);
     let t1 = Instant::now();
     let model = params.fit(&ftrain)?;
     let fit_seconds = t1.elapsed().as_secs_f64();
