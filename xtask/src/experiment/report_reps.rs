@@ -122,6 +122,9 @@ pub fn render(
                 );
                 blocks.push(Block::Svg(svg));
             }
+            if !c.curves.stop.is_empty() {
+                blocks.push(Block::Text(format!("Training: {}.", c.curves.stop)));
+            }
             for (i, svg) in curve_plots(c, &r.name).into_iter().enumerate() {
                 part.add(
                     format!("{ctag}_curve{i}.svg"),
@@ -235,15 +238,28 @@ fn curve_plots(c: &ClassifierResult, rep: &str) -> Vec<String> {
     let cu = &c.curves;
     if !cu.objective.is_empty() {
         let linear = matches!(c.classifier, ClassifierKind::Svm | ClassifierKind::Softmax);
+        let dual = c.model.contains("dcd");
         out.push(line_plot_svg(&LinePlot {
             title: format!(
-                "{} on {rep}: {}{}",
+                "{} on {rep}: {}",
                 c.model,
-                if linear { "objective per iteration" } else { "minibatch loss" },
-                if cu.stop.is_empty() { String::new() } else { format!(" ({})", cu.stop) }
+                if dual {
+                    "dual objective per epoch"
+                } else if linear {
+                    "objective per iteration"
+                } else {
+                    "minibatch loss"
+                }
             ),
             x_label: if c.model.contains("dcd") { "epoch" } else { "iteration" }.into(),
-            y_label: if linear { "objective (log scale)" } else { "loss" }.into(),
+            y_label: if dual {
+                "dual objective (a lower bound of the objective)"
+            } else if linear {
+                "objective (log scale)"
+            } else {
+                "loss"
+            }
+            .into(),
             series: vec![LineSeries {
                 name: "loss".into(),
                 points: cu
