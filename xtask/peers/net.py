@@ -125,7 +125,7 @@ def main():
     p.add_argument("--iterations", type=int, default=1000)
     p.add_argument("--sk-max-epochs", type=int, default=10)
     a = p.parse_args()
-    d = os.path.join(a.data_dir, "cifar-10-batches-bin")
+    d = os.path.join(a.data_dir, "cifar-10", "cifar-10-batches-bin")
     xtr, ytr, xte, yte = load_cifar10(d)
     x_fit, y_fit = xtr[:49_000], ytr[:49_000]
     x_val, y_val = xtr[49_000:], ytr[49_000:]
