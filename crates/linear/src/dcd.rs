@@ -75,19 +75,7 @@ impl Rows<'_> {
     }
 
     fn widen(&self, i: usize, out: &mut [f64]) {
-        let (s, off) = (self.scale, self.offset);
-        match self.x {
-            Data::Pixels(px) => {
-                for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
-                    *o = f64::from(f32::from(v) * s + of);
-                }
-            }
-            Data::Features(f) => {
-                for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
-                    *o = f64::from(v * s + of);
-                }
-            }
-        }
+        self.x.row_into(i, self.scale, self.offset, out);
     }
 }
 

@@ -126,6 +126,25 @@ pub(crate) enum Data<'a> {
     Features(Rows<'a, f32>),
 }
 
+impl Data<'_> {
+    /// Row `i` as the model sees it, `x̃ = x·scale + offset` (formed in f32 as the SGD paths
+    /// and `predict` form it), written into `out` in the precision `T`.
+    pub(crate) fn row_into<T: Float>(&self, i: usize, scale: f32, offset: &[f32], out: &mut [T]) {
+        match self {
+            Data::Pixels(px) => {
+                for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(offset) {
+                    *o = T::from_f64(f64::from(f32::from(v) * scale + of));
+                }
+            }
+            Data::Features(f) => {
+                for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(offset) {
+                    *o = T::from_f64(f64::from(v * scale + of));
+                }
+            }
+        }
+    }
+}
+
 /// The full-batch objective on fixed rows: parameters `θ = [W (c x d, row-major), b (c)]`.
 pub(crate) struct Objective<'a> {
     pub(crate) x: Data<'a>,
@@ -247,20 +266,8 @@ impl Objective<'_> {
             let s1 = (s0 + SUB_ROWS).min(r1);
             let m = s1 - s0;
             xt.resize(m * d, T::ZERO);
-            let (s, off) = (self.scale, self.offset);
             for (i, out) in (s0..s1).zip(xt.chunks_exact_mut(d.max(1))) {
-                match self.x {
-                    Data::Pixels(px) => {
-                        for ((o, &v), &of) in out.iter_mut().zip(px.row(i)).zip(off) {
-                            *o = T::from_f64(f64::from(f32::from(v) * s + of));
-                        }
-                    }
-                    Data::Features(f) => {
-                        for ((o, &v), &of) in out.iter_mut().zip(f.row(i)).zip(off) {
-                            *o = T::from_f64(f64::from(v * s + of));
-                        }
-                    }
-                }
+                self.x.row_into(i, self.scale, self.offset, out);
             }
             let xt = &xt[..m * d];
             let (scores, ds) = (&mut scores[..m * c], &mut ds[..m * c]);

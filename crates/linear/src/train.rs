@@ -537,16 +537,23 @@ impl Fit for Linear {
 }
 
 impl Linear {
-    /// The dual coordinate descent fit of the one-vs-all L2-SVM (see `dcd.rs`). A margin `m`
-    /// other than 1 is the margin-1 problem scaled: `W_m = m·W_1`.
-    fn fit_dcd(&self, train: &Subset, cfg: &Dcd) -> Result<LinearModel, LinearError> {
-        let c = train.n_classes();
-        let started = std::time::Instant::now();
+    /// The training rows of a full-batch solver: the mean `μ` (image or feature), the rows,
+    /// and the offset `−μ·s` of `x̃ = x·s − μ·s`.
+    fn full_batch_rows<'a>(&self, train: &'a Subset) -> (Vec<f32>, Data<'a>, Vec<f32>) {
         let (mean, x) = match train.values() {
             Values::Pixels(px) => (mean_image(train), Data::Pixels(px)),
             Values::Features(rows) => (mean_features(rows), Data::Features(rows)),
         };
         let offset: Vec<f32> = mean.iter().map(|m| -m * self.input_scale).collect();
+        (mean, x, offset)
+    }
+
+    /// The dual coordinate descent fit of the one-vs-all L2-SVM (see `dcd.rs`). A margin `m`
+    /// other than 1 is the margin-1 problem scaled: `W_m = m·W_1`.
+    fn fit_dcd(&self, train: &Subset, cfg: &Dcd) -> Result<LinearModel, LinearError> {
+        let c = train.n_classes();
+        let started = std::time::Instant::now();
+        let (mean, x, offset) = self.full_batch_rows(train);
         let labels = train.labels();
         let rows = crate::dcd::Rows {
             x,
@@ -587,11 +594,7 @@ impl Linear {
         let c = train.n_classes();
         let d = train.dim();
         let started = std::time::Instant::now();
-        let (mean, x) = match train.values() {
-            Values::Pixels(px) => (mean_image(train), Data::Pixels(px)),
-            Values::Features(rows) => (mean_features(rows), Data::Features(rows)),
-        };
-        let offset: Vec<f32> = mean.iter().map(|m| -m * self.input_scale).collect();
+        let (mean, x, offset) = self.full_batch_rows(train);
         let labels = train.labels();
         let obj = Objective {
             x,
