@@ -1,8 +1,8 @@
 //! Dual coordinate descent for the one-vs-all L2-SVM (Hsieh, Chang, Lin, Keerthi &
 //! Sundararajan, ICML 2008; liblinear's `L2R_L2LOSS_SVC_DUAL`, scikit-learn's `LinearSVC`
 //! with `loss="squared_hinge", dual=True`): the solver of
-//! [`Loss::OvaSquaredHinge`](crate::Loss::OvaSquaredHinge) when rows are many and wide, where L-BFGS needs hundreds of passes over the data and this needs
-//! tens.
+//! [`Loss::OvaSquaredHinge`](crate::Loss::OvaSquaredHinge) when rows are many and wide,
+//! where L-BFGS needs hundreds of passes over the data and this needs tens.
 //!
 //! ```text
 //! per class k, t_i = +1 if y_i = k else −1, x̂_i = [x̃_i, B]  (B: the bias feature, 1)
