@@ -250,6 +250,27 @@ fn on_point<'a>(
     }
 }
 
+/// The refining search over `axes` on a stratified hold-out of `train` (`fraction` of it),
+/// or `None` when the grid has one cell: that cell is the choice itself, no hold-out fit.
+#[allow(clippy::too_many_arguments)]
+fn choose<P: Fit>(
+    axes: &[Axis],
+    make: impl Fn(&[f64]) -> P,
+    train: &Subset,
+    fraction: f64,
+    seed: u64,
+    tolerate: impl Fn(&P::Error) -> bool,
+    on_point: impl FnMut(&RefinedPoint, usize),
+    search: Refine,
+) -> anyhow::Result<Option<RefinedGrid>> {
+    if axes.iter().map(|a| a.values.len()).product::<usize>() <= 1 {
+        return Ok(None);
+    }
+    let split = stratified_split(&train.labels(), fraction, seed)?;
+    let (fit_set, val_set) = split.apply(train)?;
+    Ok(Some(refining_grid_search(axes, make, &fit_set, &val_set, tolerate, on_point, search)?))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_linear(
     kind: ClassifierKind,
@@ -264,22 +285,16 @@ fn run_linear(
     let (train, test) = (&prep.train, &prep.test);
     let axes = [Axis::log("L2", solver.regularizations.clone())];
     let label = format!("{rep} {}", kind.label());
-    // a grid of one cell is the choice itself: no hold-out fit
-    let grid: Option<RefinedGrid> = if solver.regularizations.len() > 1 {
-        let split = stratified_split(&train.labels(), solver.validation_fraction, seed)?;
-        let (fit_set, val_set) = split.apply(train)?;
-        Some(refining_grid_search(
-            &axes,
-            |v| linear_params(kind, v[0], solver, seed),
-            &fit_set,
-            &val_set,
-            |e| matches!(e, LinearError::Diverged { .. }),
-            on_point(progress, label.clone(), &axes, solver.regularizations.len()),
-            search,
-        )?)
-    } else {
-        None
-    };
+    let grid = choose(
+        &axes,
+        |v| linear_params(kind, v[0], solver, seed),
+        train,
+        solver.validation_fraction,
+        seed,
+        |e| matches!(e, LinearError::Diverged { .. }),
+        on_point(progress, label.clone(), &axes, solver.regularizations.len()),
+        search,
+    )?;
     let (lambda, val) = match &grid {
         Some(g) => {
             let best = g.best.with_context(|| format!("every {label} fit failed"))?;
@@ -344,22 +359,22 @@ fn run_net(
         Axis::log("L2", n.regularizations.clone()),
     ];
     let label = format!("{rep} net");
-    let (chosen_values, grid) = if net_cells(n) > 1 {
-        let split = stratified_split(&train.labels(), n.validation_fraction.max(0.02), seed)?;
-        let (fit_set, val_set) = split.apply(train)?;
-        let grid = refining_grid_search(
-            &axes,
-            |v| net_params(n, v, n.search_epochs, on_pixels, seed),
-            &fit_set,
-            &val_set,
-            |e| matches!(e, NetError::Diverged { .. }),
-            on_point(progress, label.clone(), &axes, net_cells(n)),
-            search,
-        )?;
-        let best = grid.best.with_context(|| format!("every {label} fit diverged"))?;
-        (grid.points[best].values.clone(), Some(grid))
-    } else {
-        (vec![n.hidden[0] as f64, n.learning_rates[0], n.regularizations[0]], None)
+    let grid = choose(
+        &axes,
+        |v| net_params(n, v, n.search_epochs, on_pixels, seed),
+        train,
+        n.validation_fraction.max(0.02),
+        seed,
+        |e| matches!(e, NetError::Diverged { .. }),
+        on_point(progress, label.clone(), &axes, net_cells(n)),
+        search,
+    )?;
+    let chosen_values = match &grid {
+        Some(g) => {
+            let best = g.best.with_context(|| format!("every {label} fit diverged"))?;
+            g.points[best].values.clone()
+        }
+        None => vec![n.hidden[0] as f64, n.learning_rates[0], n.regularizations[0]],
     };
     let t = Instant::now();
     let model = net_params(n, &chosen_values, n.epochs, on_pixels, seed)
