@@ -20,14 +20,16 @@ pub struct TrainingReport {
     pub reg_loss: Vec<f32>,
     /// Number of SGD updates or L-BFGS iterations.
     pub iterations: usize,
-    /// The solver: `sgd` or `lbfgs` (empty for a model rebuilt from parts).
+    /// The solver: `sgd`, `lbfgs` or `dcd` (empty for a model rebuilt from parts).
     pub solver: &'static str,
     /// Why training stopped (`None` for a model rebuilt from parts; SGD always runs its
     /// budget: [`StopReason::MaxIterations`]).
     pub stop_reason: Option<StopReason>,
-    /// L-BFGS: the largest component of the objective's gradient at the returned weights.
+    /// L-BFGS: the largest component of the objective's gradient at the returned weights;
+    /// dual coordinate descent: the last epoch's projected-gradient spread.
     pub gradient_norm: Option<f64>,
-    /// L-BFGS: the objective `F(W, b)` over the training set at the returned weights, in f64.
+    /// L-BFGS and dual coordinate descent: the objective `F(W, b)` over the training set at
+    /// the returned weights, in f64 (dcd: without its bias penalty).
     pub objective: Option<f64>,
     /// L-BFGS: evaluations of the objective and gradient (the line searches' included).
     pub evaluations: usize,
