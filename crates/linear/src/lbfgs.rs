@@ -21,7 +21,12 @@
 //! paths and `predict` form them, u8 pixels or f32 features alike) 32 rows at a time, takes
 //! the products `S = X̃ Wᵀ` and `dW = dSᵀ X̃` ([`imgclass_linalg::gemm::gemm`], one thread
 //! each) and the loss and `dS` in f64; the blocks' sums are added in f64 in block order. The
-//! blocks depend only on `N`, so a fit has the same bits on any number of threads.
+//! blocks depend only on `N`, so a fit has the same bits on any number of threads. On u8
+//! pixels the f32 products are linalg's u8 kernels instead ([`gemm_nt_u8_with`],
+//! [`gemm_tn_u8_with`]: the affine map applied inside their SIMD loops, no `x̃` formed, no
+//! packing), a whole block at a time: for the skinny `n = 10` products of raw CIFAR-10 the
+//! general product spent most of its time packing and forming `x̃` (a profile of a 45,000 x
+//! 3,072 softmax fit: 34 % packing, 13 % edge kernel, 17 % forming rows, 26 % the kernel).
 //!
 //! The products run in f32 first ([`Lbfgs::mixed_precision`], about twice the throughput),
 //! then in f64: the line search compares objective values, and f32 rounding (about 1e-8 of
@@ -42,7 +47,10 @@
 use std::collections::VecDeque;
 
 use imgclass_core::Rows;
-use imgclass_linalg::gemm::{GemmScalar, Op, gemm};
+use imgclass_linalg::KernelKind;
+use imgclass_linalg::gemm::{
+    Affine, GemmError, GemmScalar, Op, gemm, gemm_nt_u8_with, gemm_tn_u8_with,
+};
 use imgclass_loss::{Float, Loss, LossError};
 use rayon::prelude::*;
 
@@ -201,7 +209,7 @@ impl Objective<'_> {
         }
     }
 
-    fn eval_in<T: GemmScalar + Float>(
+    fn eval_in<T: Product>(
         &self,
         theta: &[f64],
         grad: &mut [f64],
@@ -210,10 +218,28 @@ impl Objective<'_> {
         let n = self.labels.len();
         let (w, b) = theta.split_at(c * d);
         let w: Vec<T> = w.iter().map(|&v| T::from_f64(v)).collect();
+        // pixels in f32: linalg's u8 kernels take the rows as bytes with the affine map
+        let scale = vec![self.scale; d];
+        let u8_path = match (&self.x, T::U8) {
+            (Data::Pixels(px), Some((nt, tn))) => Some(U8Path {
+                px: *px,
+                pre: Affine { scale: &scale, offset: self.offset },
+                kernel: KernelKind::detect().map_err(GemmError::Kernel)?,
+                nt,
+                tn,
+            }),
+            _ => None,
+        };
         let starts: Vec<usize> = (0..n).step_by(BLOCK_ROWS).collect();
         let blocks: Vec<Result<Option<BlockSums<T>>, LinearError>> = starts
             .par_iter()
-            .map_init(Vec::new, |xt, &s| self.block(s, (s + BLOCK_ROWS).min(n), &w, b, xt))
+            .map_init(Vec::new, |xt, &s| {
+                let r1 = (s + BLOCK_ROWS).min(n);
+                match &u8_path {
+                    Some(p) => self.block_u8(p, s, r1, &w, b),
+                    None => self.block(s, r1, &w, b, xt),
+                }
+            })
             .collect();
         grad.fill(0.0);
         let mut data = 0.0f64;
@@ -246,7 +272,7 @@ impl Objective<'_> {
     }
 
     /// The sums of rows `r0..r1`, or `None` when a score is not finite.
-    fn block<T: GemmScalar + Float>(
+    fn block<T: Product>(
         &self,
         r0: usize,
         r1: usize,
@@ -294,6 +320,79 @@ impl Objective<'_> {
         }
         Ok(Some(sums))
     }
+}
+
+impl Objective<'_> {
+    /// [`Objective::block`] on u8 pixels in f32: the rows `r0..r1` go to linalg's u8 kernels
+    /// as bytes ([`gemm_nt_u8_with`] for `S`, [`gemm_tn_u8_with`] for `dW`), which apply the
+    /// affine map inside their SIMD loops instead of materialising `x̃` and packing it (a
+    /// skinny `n = 10` product is mostly packing for a general GEMM). Their rounding differs
+    /// from the f32 `x̃` of [`Data::row_into`] by f32 rounding only; the f64 phase that judges
+    /// every stop rule forms `x̃` as before.
+    fn block_u8<T: Product>(
+        &self,
+        p: &U8Path<'_, T>,
+        r0: usize,
+        r1: usize,
+        w: &[T],
+        b: &[f64],
+    ) -> Result<Option<BlockSums<T>>, LinearError> {
+        let (c, d) = (self.n_classes, self.dim());
+        let m = r1 - r0;
+        let rows: Vec<&[u8]> = (r0..r1).map(|i| p.px.row(i)).collect();
+        let mut st = vec![T::ZERO; m * c];
+        (p.nt)(p.kernel, &rows, p.pre, w, c, &mut st)?;
+        let mut scores = vec![0.0f64; m * c];
+        for (srow, trow) in scores.chunks_exact_mut(c.max(1)).zip(st.chunks_exact(c.max(1))) {
+            for ((v, &t), &bj) in srow.iter_mut().zip(trow).zip(b) {
+                *v = t.to_f64() + bj;
+            }
+        }
+        let mut ds = vec![0.0f64; m * c];
+        let mean = match self.loss.loss_grad_into(&scores, c, &self.labels[r0..r1], &mut ds) {
+            Ok(v) => v,
+            Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mf = m as f64;
+        let mut db = vec![0.0f64; c];
+        for row in ds.chunks_exact(c.max(1)) {
+            db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
+        }
+        let dst: Vec<T> = ds.iter().map(|&g| T::from_f64(g * mf)).collect();
+        let mut dw = vec![T::ZERO; c * d];
+        (p.tn)(p.kernel, &dst, c, &rows, p.pre, &mut dw)?;
+        Ok(Some(BlockSums { loss: mean * mf, dw, db }))
+    }
+}
+
+/// The pixels, their affine map, the kernel and the products of [`Objective::block_u8`].
+struct U8Path<'a, T> {
+    px: Rows<'a, u8>,
+    pre: Affine<'a>,
+    kernel: KernelKind,
+    nt: NtU8<T>,
+    tn: TnU8<T>,
+}
+
+/// linalg's forward u8 product ([`gemm_nt_u8_with`]) in precision `T`.
+type NtU8<T> = fn(KernelKind, &[&[u8]], Affine<'_>, &[T], usize, &mut [T]) -> Result<(), GemmError>;
+/// linalg's backward u8 product ([`gemm_tn_u8_with`]) in precision `T`.
+type TnU8<T> = fn(KernelKind, &[T], usize, &[&[u8]], Affine<'_>, &mut [T]) -> Result<(), GemmError>;
+
+/// A precision of the products: every one has the general [`gemm`]; f32 also has linalg's
+/// u8 kernels (the pixel path of [`Objective::block_u8`]).
+trait Product: GemmScalar + Float {
+    /// The u8 kernels in this precision, if any.
+    const U8: Option<(NtU8<Self>, TnU8<Self>)>;
+}
+
+impl Product for f32 {
+    const U8: Option<(NtU8<f32>, TnU8<f32>)> = Some((gemm_nt_u8_with, gemm_tn_u8_with));
+}
+
+impl Product for f64 {
+    const U8: Option<(NtU8<f64>, TnU8<f64>)> = None;
 }
 
 /// What [`minimize`] hands back.
@@ -564,7 +663,8 @@ mod tests {
 
     /// `F` and `∇F` of [`Objective::eval`] against central differences of `F` itself and
     /// against a naive f64 objective, for every smooth loss, with and without L2 and bias,
-    /// over more rows than one block (so the block sums are exercised).
+    /// over more rows than one block (so the block sums are exercised); the f32 evaluation
+    /// (on pixels, [`Objective::block_u8`]) against the f64 one.
     #[test]
     fn full_objective_gradient_matches_central_differences() {
         let (n, d, c) = (BLOCK_ROWS * 2 + 37, 5, 3);
@@ -630,6 +730,17 @@ mod tests {
                     assert!((got - want).abs() <= 1e-12 * want, "{loss:?} {l2}: {got} vs {want}");
                     let chk = check_gradient(naive, &theta, &grad, 1e-5);
                     assert!(chk.max_rel_error < 1e-6, "{loss:?} {l2} {fit_bias}: {chk:?}");
+                    // the f32 phase (pixels: linalg's u8 kernels; features: the general
+                    // product) agrees with the f64 one to f32 rounding
+                    let mut grad32 = vec![0.0; theta.len()];
+                    let (d32, r32) =
+                        obj.eval(&theta, &mut grad32, Precision::Single).expect("finite");
+                    let f32_rel = ((d32 + r32) - want).abs() / want;
+                    assert!(f32_rel <= 1e-5, "{loss:?} {l2}: f32 F {} vs {want}", d32 + r32);
+                    let top = grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    for (a, b) in grad32.iter().zip(&grad) {
+                        assert!((a - b).abs() <= 1e-4 * top, "{loss:?} {l2}: ∇ {a} vs {b}");
+                    }
                 }
             }
         }

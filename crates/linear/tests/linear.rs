@@ -723,8 +723,11 @@ fn lbfgs_has_the_same_bits_on_one_and_two_threads() {
     }
 }
 
+/// Pixels (whose f32 phase runs on linalg's u8 kernels) and the same values as f32 features
+/// (the general product) reach the same optimum: every stop is judged in f64 on the same
+/// `x̃`, so the objectives agree to the tolerance's order and the weights closely.
 #[test]
-fn lbfgs_on_pixels_and_on_the_same_values_as_features_gives_the_same_bits() {
+fn lbfgs_on_pixels_and_on_the_same_values_as_features_reaches_the_same_optimum() {
     let px = separable(100, 8);
     let feats = Dataset::from_features(
         px.pixels().expect("pixels").to_f32(),
@@ -739,9 +742,14 @@ fn lbfgs_on_pixels_and_on_the_same_values_as_features_gives_the_same_bits() {
             .input_scale(1.0 / 255.0)
             .solver(lbfgs(1e-6));
         let (a, b) = (p.fit(&px.all()).expect("fits"), p.fit(&feats.all()).expect("fits"));
-        assert_eq!(a.weights(), b.weights(), "{loss:?}");
-        assert_eq!(a.report().loss, b.report().loss, "{loss:?}");
+        let (fa, fb) = (a.report().objective.expect("F"), b.report().objective.expect("F"));
+        assert!((fa - fb).abs() <= 1e-9 * fa.abs().max(1.0), "{loss:?}: {fa} vs {fb}");
+        let top = b.weights().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst =
+            a.weights().iter().zip(b.weights()).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst <= 1e-3 * top, "{loss:?}: weights differ by {worst} of {top}");
         assert_eq!(a.predict(&px.all()).expect("predicts"), px.labels(), "{loss:?}");
+        assert_eq!(b.predict(&feats.all()).expect("predicts"), px.labels(), "{loss:?}");
     }
 }
 
