@@ -360,6 +360,9 @@ pub struct SolverConfig {
     pub regularizations: Vec<f64>,
     /// Most L-BFGS iterations per fit.
     pub max_iterations: usize,
+    /// Most L-BFGS iterations of each search cell (at most `max_iterations`): enough to rank
+    /// the strengths, the chosen one then gets `max_iterations`.
+    pub search_max_iterations: usize,
     /// Stop when the gradient's largest component is at most this.
     pub tolerance: f64,
     /// Fraction of the training rows held out to choose `λ`.
@@ -391,6 +394,7 @@ impl Default for SolverConfig {
         Self {
             regularizations: vec![1e-4, 1e-3, 1e-2],
             max_iterations: 300,
+            search_max_iterations: 100,
             tolerance: 1e-5,
             validation_fraction: 0.1,
             mixed_precision: true,
@@ -431,6 +435,8 @@ pub struct NetConfig {
     /// Keep the weights of the epoch with the best accuracy on that share (false: the last
     /// epoch's; on a share of 1,000 images the best epoch is a noisy choice).
     pub keep_best_epoch: bool,
+    /// Probability of dropping each hidden unit during training (inverted dropout; 0: none).
+    pub dropout: f64,
 }
 
 impl Default for NetConfig {
@@ -447,6 +453,7 @@ impl Default for NetConfig {
             pixel_scale: 1.0 / 64.0,
             validation_fraction: 0.02,
             keep_best_epoch: false,
+            dropout: 0.0,
         }
     }
 }
@@ -474,6 +481,13 @@ impl SolverConfig {
                 "solver.max_iterations",
                 s.max_iterations.to_string(),
                 "must be 1 to 100000",
+            ));
+        }
+        if s.search_max_iterations == 0 || s.search_max_iterations > s.max_iterations {
+            return Err(bad(
+                "solver.search_max_iterations",
+                s.search_max_iterations.to_string(),
+                "must be 1 to solver.max_iterations",
             ));
         }
         if !(s.tolerance.is_finite() && s.tolerance > 0.0) {
@@ -530,6 +544,9 @@ impl NetConfig {
         }
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(bad("net.momentum", self.momentum.to_string(), "must be in [0, 1)"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(bad("net.dropout", self.dropout.to_string(), "must be in [0, 1)"));
         }
         if !(self.decay > 0.0 && self.decay <= 1.0) {
             return Err(bad("net.decay", self.decay.to_string(), "must be in (0, 1]"));
@@ -879,6 +896,9 @@ mod tests {
             ("[quick]\niterations = 20000000\n", "quick.iterations", "from 1 to 10000000"),
             ("[knn]\ngallery_rows = 1000\n", "knn.gallery_rows", "at most 50"),
             ("[knn]\ngallery_neighbours = 31\n", "knn.gallery_neighbours", "at most 30"),
+            ("[net]\ndropout = 1.0\n", "net.dropout", "in [0, 1)"),
+            ("[solver]\nsearch_max_iterations = 301\n", "search_max_iterations", "to solver.max"),
+            ("[net]\ndropout = -0.1\n", "net.dropout", "in [0, 1)"),
         ] {
             let e = Config::from_toml(toml).expect_err(toml);
             let msg = e.to_string();

@@ -82,6 +82,22 @@ pub fn render(
             Block::Table(accuracy_table(reps)),
         ],
     ));
+    if let Some(svg) = centroid_plot(reps) {
+        part.add(
+            "kmeans_centroids.svg".into(),
+            "test accuracy against the number of k-means centroids".into(),
+            "representations".into(),
+            svg.clone().into_bytes(),
+        );
+        if let Some(first) = part.sections.last_mut() {
+            first.blocks.push(Block::Text(
+                "Test accuracy against the size of the learned dictionary (the representations \
+                 with a k-means step; one line per classifier):"
+                    .into(),
+            ));
+            first.blocks.push(Block::Svg(svg));
+        }
+    }
     for (ri, r) in reps.iter().enumerate() {
         let tag = file_tag(&r.name);
         let mut blocks = vec![Block::Text(format!(
@@ -310,15 +326,7 @@ fn first_layer(c: &ClassifierResult, shape: ImageShape) -> Option<Vec<Vec<u8>>> 
 /// k-means centroids live in whitened patch space; each is rescaled to 0..255 by its own
 /// minimum and maximum, as the paper's figure draws them.
 fn dictionary(steps: &[imgclass_features::Step]) -> Option<(Vec<Vec<u8>>, ImageShape, String)> {
-    use imgclass_features::Step;
-    fn find(steps: &[Step]) -> Option<&imgclass_features::KmeansFeatures> {
-        steps.iter().find_map(|s| match s {
-            Step::Kmeans(k) => Some(k),
-            Step::Union { parts, .. } => find(parts),
-            _ => None,
-        })
-    }
-    let k = find(steps)?;
+    let k = find_kmeans(steps)?;
     let rf = k.receptive_field();
     let shape = ImageShape::new(k.channels(), rf, rf);
     let tiles = k
@@ -340,6 +348,58 @@ fn dictionary(steps: &[imgclass_features::Step]) -> Option<(Vec<Vec<u8>>, ImageS
             k.n_centroids()
         ),
     ))
+}
+
+/// The k-means feature learner among `steps` (inside unions too), if any.
+fn find_kmeans(steps: &[imgclass_features::Step]) -> Option<&imgclass_features::KmeansFeatures> {
+    use imgclass_features::Step;
+    steps.iter().find_map(|s| match s {
+        Step::Kmeans(k) => Some(k),
+        Step::Union { parts, .. } => find_kmeans(parts),
+        _ => None,
+    })
+}
+
+/// Test accuracy (%) against the dictionary size K, one series per classifier kind, over the
+/// representations with a k-means step; `None` unless at least two sizes ran.
+fn centroid_plot(reps: &[RepresentationResult]) -> Option<String> {
+    let mut series: Vec<LineSeries> = Vec::new();
+    let mut sizes: Vec<usize> = Vec::new();
+    for r in reps {
+        let Some(k) = find_kmeans(&r.steps) else { continue };
+        let size = k.n_centroids();
+        if !sizes.contains(&size) {
+            sizes.push(size);
+        }
+        for c in &r.classifiers {
+            let point = (size as f64, 100.0 * c.test_accuracy);
+            let name = c.classifier.label();
+            match series.iter_mut().find(|s| s.name == name) {
+                Some(s) => s.points.push(point),
+                None => series.push(LineSeries { name: name.to_string(), points: vec![point] }),
+            }
+        }
+    }
+    if sizes.len() < 2 {
+        return None;
+    }
+    for s in &mut series {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let labels = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|&(x, y)| (x, y, format!("{y:.1}"))))
+        .collect();
+    Some(line_plot_svg(&LinePlot {
+        title: "Test accuracy against the number of k-means centroids".into(),
+        x_label: "centroids K (log scale)".into(),
+        y_label: "test accuracy (%)".into(),
+        series,
+        log_x: true,
+        markers: true,
+        labels,
+        ..LinePlot::default()
+    }))
 }
 
 /// `name` as a file-name part: ASCII letters and digits kept (lowercased), anything else `-`.

@@ -156,6 +156,7 @@ fn net_params(n: &NetConfig, v: &[f64], epochs: usize, on_pixels: bool, seed: u6
     Net::new(v[0] as usize)
         .regularization(v[2])
         .input_scale(if on_pixels { n.pixel_scale } else { 1.0 })
+        .dropout(n.dropout)
         .sgd(NetSgd {
             batch_size: n.batch_size,
             learning_rate: v[1],
@@ -285,9 +286,10 @@ fn run_linear(
     let (train, test) = (&prep.train, &prep.test);
     let axes = [Axis::log("L2", solver.regularizations.clone())];
     let label = format!("{rep} {}", kind.label());
+    let searched = SolverConfig { max_iterations: solver.search_max_iterations, ..solver.clone() };
     let grid = choose(
         &axes,
-        |v| linear_params(kind, v[0], solver, seed),
+        |v| linear_params(kind, v[0], &searched, seed),
         train,
         solver.validation_fraction,
         seed,
