@@ -74,6 +74,9 @@ pub struct Args {
     /// The peer's arithmetic (`float64`, MATLAB's double, or `float32`).
     #[arg(long, default_value = "float64")]
     pub peer_dtype: String,
+    /// The peer's images per extraction block (1: `extract_features.m`'s per-image loop).
+    #[arg(long, default_value_t = 1)]
+    pub peer_chunk: usize,
     /// Seed (ours and the peer's; the two draw different random numbers).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -102,7 +105,8 @@ pub struct Args {
     /// Python interpreter for the peer (numpy, scipy).
     #[arg(long, default_value = ".venv/bin/python")]
     pub python: PathBuf,
-    /// Output directory for the result JSON (and the check files while it runs).
+    /// Output directory: `features.json`, and `check/` (our dictionary, whitening, mean and
+    /// features of the `--check` images as `.npy`, the peer's `--check` input).
     #[arg(long, default_value = "target/bench-features")]
     pub out_dir: PathBuf,
     /// rayon threads (0 = rayon's default, all cores).
@@ -386,6 +390,7 @@ fn run_peer(
         .args(["--C", &args.c.to_string()])
         .args(["--max-iter", &args.peer_max_iter.to_string()])
         .args(["--dtype", &args.peer_dtype])
+        .args(["--chunk", &args.peer_chunk.max(1).to_string()])
         .args(["--seed", &args.seed.to_string()])
         .arg("--json")
         // OpenBLAS overrides this machine's environment may set for our own builds; numpy's
@@ -541,11 +546,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None
         };
         drop(km);
-        let p = run_peer(&args, &bin, (n, nt, &params), check)?;
-        if check.is_some() {
-            std::fs::remove_dir_all(&check_dir).ok();
-        }
-        Some(p)
+        Some(run_peer(&args, &bin, (n, nt, &params), check)?)
     };
     let load_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
