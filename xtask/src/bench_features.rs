@@ -614,3 +614,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("wrote {}", path.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgclass_core::{ClassNames, Dataset, ImageShape};
+
+    /// The timed fit is `KmeansFeatures::fit` phase by phase: the same seeds give the same
+    /// dictionary, whitening and features, bit for bit.
+    #[test]
+    fn timed_fit_is_the_librarys_fit() {
+        let mut g = SplitMix64::new(3);
+        let shape = ImageShape::new(3, 10, 9);
+        let px: Vec<u8> = (0..40 * shape.len()).map(|_| g.below(256) as u8).collect();
+        let ds = Dataset::new(px, vec![0; 40], shape, ClassNames::new(["a"])).expect("dataset");
+        let p = KmeansParams {
+            receptive_field: 4,
+            centroids: 6,
+            patches: 300,
+            iterations: 3,
+            ..KmeansParams::default()
+        };
+        let want = KmeansFeatures::fit(&ds.all(), &p, 11).expect("fit");
+        let (_, got, inertia, _) = fit_ours(&ds.all(), &p, 11).expect("timed fit");
+        assert_eq!(got, want);
+        assert_eq!(inertia.len(), 3);
+        let (a, b) = (got.transform(&ds.all()).expect("a"), want.transform(&ds.all()).expect("b"));
+        assert_eq!(
+            a.features().map(|r| r.to_contiguous()),
+            b.features().map(|r| r.to_contiguous())
+        );
+    }
+}
