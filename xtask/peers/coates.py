@@ -138,7 +138,7 @@ def run_kmeans(x, k, iterations, rng, batch=1000, log=None):
     return centroids
 
 
-def extract_features(x, centroids, rf, m, p, eps_norm=10.0, chunk=1, dtype=np.float64):
+def extract_features(x, centroids, rf, m, p, eps_norm=10.0, chunk=1, dtype=np.float64, log=None):
     """extract_features.m on images x (n x ch x h x w), `chunk` images per block."""
     n, ch, h, w = x.shape
     k = centroids.shape[0]
@@ -164,6 +164,8 @@ def extract_features(x, centroids, rf, m, p, eps_norm=10.0, chunk=1, dtype=np.fl
         out[s:s + b, 1 * k:2 * k] = f[:, hr:, :hc].sum(axis=(1, 2))
         out[s:s + b, 2 * k:3 * k] = f[:, :hr, hc:].sum(axis=(1, 2))
         out[s:s + b, 3 * k:4 * k] = f[:, hr:, hc:].sum(axis=(1, 2))
+        if log and (s + b) // 10000 > s // 10000:
+            log(f"  extracting features: {s + b} / {n}")
     return out
 
 
@@ -276,10 +278,12 @@ def main():
         ph["kmeans_s"] = time.time() - t
         del patches
         t = time.time()
-        ftr = extract_features(xtr, centroids, args.rf, m, p, args.normalization_eps, args.chunk, dtype)
+        ftr = extract_features(xtr, centroids, args.rf, m, p, args.normalization_eps,
+                               args.chunk, dtype, log)
         ph["extract_train_s"] = time.time() - t
         t = time.time()
-        fte = extract_features(xte, centroids, args.rf, m, p, args.normalization_eps, args.chunk, dtype)
+        fte = extract_features(xte, centroids, args.rf, m, p, args.normalization_eps,
+                               args.chunk, dtype, log)
         ph["extract_test_s"] = time.time() - t
         t = time.time()
         mean, sd = standardize_fit(ftr, args.standardize)

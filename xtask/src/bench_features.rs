@@ -77,6 +77,10 @@ pub struct Args {
     /// The peer's images per extraction block (1: `extract_features.m`'s per-image loop).
     #[arg(long, default_value_t = 1)]
     pub peer_chunk: usize,
+    /// The peer's BLAS threads (`OPENBLAS_NUM_THREADS`, `OMP_NUM_THREADS`, `MKL_NUM_THREADS`;
+    /// 0: the library's default, every core).
+    #[arg(long, default_value_t = 0)]
+    pub peer_threads: usize,
     /// Seed (ours and the peer's; the two draw different random numbers).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -400,6 +404,12 @@ fn run_peer(
         .stderr(std::process::Stdio::inherit());
     if let Some(dir) = check_dir {
         cmd.arg("--check").arg(dir);
+    }
+    if args.peer_threads > 0 {
+        let t = args.peer_threads.to_string();
+        for var in ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"] {
+            cmd.env(var, &t);
+        }
     }
     eprintln!("running the peer: {} {}", py.display(), script.display());
     let out = cmd.output().with_context(|| format!("running {}", py.display()))?;
