@@ -173,7 +173,7 @@ def l2svm_loss(w, x, yy, c):
     """train_svm.m's my_l2svmloss, the bias as the last row of theta (regularised, as the
     column of ones of kmeans_demo.m)."""
     d, k = x.shape[1], yy.shape[1]
-    theta = w.reshape(d + 1, k)
+    theta = w.reshape(d + 1, k).astype(x.dtype, copy=False)  # float32 products for float32 rows
     margin = np.maximum(0, 1 - yy * (x @ theta[:d] + theta[d]))
     loss = 0.5 * np.sum(theta ** 2) + c * np.sum(np.mean(margin ** 2, axis=0))
     my = margin * yy
