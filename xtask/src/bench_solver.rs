@@ -203,7 +203,7 @@ fn write_rows(path: &Path, x: &Subset) -> anyhow::Result<()> {
 }
 
 /// A little-endian f32 array in NumPy's `.npy` format (version 1.0, C order).
-fn write_npy(path: &Path, data: &[f32], shape: &[usize]) -> anyhow::Result<()> {
+pub(crate) fn write_npy(path: &Path, data: &[f32], shape: &[usize]) -> anyhow::Result<()> {
     let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
     let shape =
         if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };

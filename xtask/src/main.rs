@@ -4,6 +4,7 @@
 mod bench_ann;
 mod bench_cv;
 mod bench_data;
+mod bench_features;
 mod bench_knn;
 mod bench_linear;
 mod bench_net;
@@ -62,6 +63,8 @@ enum Bench {
     Net(bench_net::Args),
     /// The full-batch L-BFGS solver against scikit-learn (peer: xtask/peers/solver.py).
     Solver(bench_solver::Args),
+    /// The Coates k-means feature pipeline against numpy/scipy (peer: xtask/peers/coates.py).
+    Features(bench_features::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -79,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(Bench::Ann(args)) => bench_ann::run(args),
         Command::Bench(Bench::Net(args)) => bench_net::run(args),
         Command::Bench(Bench::Solver(args)) => bench_solver::run(args),
+        Command::Bench(Bench::Features(args)) => bench_features::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
