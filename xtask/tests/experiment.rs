@@ -120,6 +120,7 @@ fn check_report_files(dir: &Path, results: &Value) {
         "softmax_templates.png",
         "loss_curves.svg",
         "ann.svg",
+        "kmeans_centroids.svg",
     ] {
         assert!(names.contains(&expected), "figure {expected} listed");
     }
@@ -195,11 +196,15 @@ fn demo_runs_end_to_end_and_is_reproducible_whatever_the_thread_count() {
     // one summary row per (representation, classifier), the default representations
     let summary = a["summary"].as_array().expect("summary");
     for (rep, model) in [
+        ("raw", "softmax (lbfgs)"),
         ("raw", "net"),
         ("hog+hsv", "k-NN"),
         ("hog+hsv", "l2-svm"),
         ("hog+hsv", "softmax"),
         ("hog+hsv", "net"),
+        ("kmeans-100", "l2-svm"),
+        ("kmeans-1600", "l2-svm"),
+        ("kmeans-1600", "net"),
     ] {
         let row = summary
             .iter()
