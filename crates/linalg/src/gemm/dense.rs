@@ -50,16 +50,19 @@ pub fn sgemm(
     gemm(m, n, k, alpha, a, op_a, b, op_b, beta, c)
 }
 
-/// A scalar [`gemm`] multiplies: `f32` or `f64` (sealed by the `matrixmultiply` kernels it
-/// forwards to).
+/// A scalar [`gemm`] multiplies: `f32` or `f64` (the two real types the `gemm` crate's kernels
+/// it forwards to implement).
 pub trait GemmScalar:
     Copy + Default + PartialEq + std::ops::Mul<Output = Self> + Send + Sync + 'static
 {
-    /// The raw product with strides.
+    /// The raw product with strides, `c = alpha · a · b + beta · c` with `a` of `m x k`, `b`
+    /// of `k x n`, `c` of `m x n`, element `(i, j)` of a matrix `x` at `x + i·rsx + j·csx`
+    /// (the argument order of `matrixmultiply::sgemm`). With `beta == 0` the old contents of
+    /// `c` are not read.
     ///
     /// # Safety
-    /// As `matrixmultiply::sgemm`: every element addressed through the strides lies inside
-    /// the buffers, and `c` aliases neither `a` nor `b`.
+    /// Every element addressed through the strides lies inside the buffers, and `c` aliases
+    /// neither `a` nor `b`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn raw(
         m: usize,
@@ -77,6 +80,57 @@ pub trait GemmScalar:
         rsc: isize,
         csc: isize,
     );
+}
+
+/// The `gemm` crate's call, one thread: its `dst := α·dst + β·lhs·rhs` names the scales the
+/// other way round and takes (column, row) strides; `read_dst = false` when `beta == 0`, so
+/// NaN in `c` does not propagate.
+///
+/// # Safety
+/// As [`GemmScalar::raw`]; `T` is `f32` or `f64` (the crate panics on other types).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_crate<T: GemmScalar>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: *const T,
+    rsa: isize,
+    csa: isize,
+    b: *const T,
+    rsb: isize,
+    csb: isize,
+    beta: T,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+) {
+    let read_c = beta != T::default();
+    // SAFETY: forwarded from the caller's contract; `Parallelism::None` runs on the calling
+    // thread only.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            csc,
+            rsc,
+            read_c,
+            a,
+            csa,
+            rsa,
+            b,
+            csb,
+            rsb,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
 }
 
 impl GemmScalar for f32 {
@@ -97,9 +151,7 @@ impl GemmScalar for f32 {
         csc: isize,
     ) {
         // SAFETY: forwarded from the caller's contract
-        unsafe {
-            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
+        unsafe { gemm_crate(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }
 
@@ -121,9 +173,7 @@ impl GemmScalar for f64 {
         csc: isize,
     ) {
         // SAFETY: forwarded from the caller's contract
-        unsafe {
-            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
+        unsafe { gemm_crate(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }
 
@@ -195,40 +245,102 @@ pub fn gemm<T: GemmScalar>(
 mod tests {
     use super::*;
 
-    /// The product against a naive f64 triple loop, for every combination of transposes,
-    /// odd shapes (not multiples of any kernel's tile) and β.
-    #[test]
-    fn matches_a_naive_product_for_every_transpose_and_odd_shapes() {
-        let mut g = 12345u64;
-        let mut next = || {
-            g = g.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((g >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    /// Uniform values in [-0.5, 0.5) from a fixed LCG.
+    fn values(seed: u64, len: usize) -> Vec<f64> {
+        let mut g = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                g = g.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((g >> 40) as f64 / (1u64 << 24) as f64) - 0.5
+            })
+            .collect()
+    }
+
+    /// `alpha · op(a) · op(b) + beta · c0` by a naive f64 triple loop (beta == 0 ignores c0).
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        (m, n, k): (usize, usize, usize),
+        alpha: f64,
+        a: &[f64],
+        op_a: Op,
+        b: &[f64],
+        op_b: Op,
+        beta: f64,
+        c0: &[f64],
+    ) -> Vec<f64> {
+        let at = |i: usize, p: usize| match op_a {
+            Op::N => a[i * k + p],
+            Op::T => a[p * m + i],
         };
-        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (17, 9, 33), (64, 10, 129)] {
+        let bt = |p: usize, j: usize| match op_b {
+            Op::N => b[p * n + j],
+            Op::T => b[j * k + p],
+        };
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+                let old = if beta == 0.0 { 0.0 } else { beta * c0[i * n + j] };
+                out[i * n + j] = alpha * dot + old;
+            }
+        }
+        out
+    }
+
+    /// Shapes through every path of the kernels: empty, vectors (m or n of 1, the crate's
+    /// gemv), k of 1 and 2 (its outer-product path), tiny outputs (its horizontal kernel),
+    /// odd sizes that are multiples of no tile, and sizes past the cache blocking.
+    const SHAPES: &[(usize, usize, usize)] = &[
+        (0, 0, 0),
+        (0, 3, 2),
+        (3, 0, 2),
+        (1, 1, 1),
+        (1, 1, 17),
+        (1, 37, 5),
+        (37, 1, 5),
+        (5, 7, 1),
+        (9, 13, 2),
+        (3, 5, 7),
+        (16, 16, 40),
+        (17, 9, 33),
+        (64, 10, 129),
+        (100, 10, 500),
+        (10, 500, 100),
+        (33, 47, 600),
+        (131, 67, 1031),
+    ];
+
+    #[test]
+    fn matches_a_naive_product_for_every_transpose_shape_and_scale() {
+        for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
+            let seed = 10 * s as u64;
+            let (a, b) = (values(seed + 1, m * k), values(seed + 2, k * n));
+            let c0 = values(seed + 3, m * n);
             for op_a in [Op::N, Op::T] {
                 for op_b in [Op::N, Op::T] {
-                    let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
-                    let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
-                    let c0: Vec<f32> = (0..m * n).map(|_| next()).collect();
-                    let at = |i: usize, p: usize| match op_a {
-                        Op::N => a[i * k + p],
-                        Op::T => a[p * m + i],
-                    };
-                    let bt = |p: usize, j: usize| match op_b {
-                        Op::N => b[p * n + j],
-                        Op::T => b[j * k + p],
-                    };
-                    let mut c = c0.clone();
-                    sgemm(m, n, k, 2.0, &a, op_a, &b, op_b, 0.5, &mut c).expect("shapes");
-                    for i in 0..m {
-                        for j in 0..n {
-                            let want: f64 = (0..k)
-                                .map(|p| f64::from(at(i, p)) * f64::from(bt(p, j)))
-                                .sum::<f64>()
-                                * 2.0
-                                + 0.5 * f64::from(c0[i * n + j]);
-                            let got = f64::from(c[i * n + j]);
-                            assert!((got - want).abs() < 1e-4, "{m}x{n}x{k} {op_a:?}{op_b:?}");
+                    for (alpha, beta) in [(1.0, 0.0), (2.0, 0.5), (-0.5, 1.0)] {
+                        let want = naive((m, n, k), alpha, &a, op_a, &b, op_b, beta, &c0);
+                        let tol = 1e-6 * (k as f64 + 1.0);
+                        // f32
+                        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+                        let mut c = f(&c0);
+                        let (a32, b32) = (f(&a), f(&b));
+                        sgemm(m, n, k, alpha as f32, &a32, op_a, &b32, op_b, beta as f32, &mut c)
+                            .expect("shapes");
+                        for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                            assert!(
+                                (f64::from(got) - w).abs() < tol,
+                                "f32 {m}x{n}x{k} {op_a:?}{op_b:?} α={alpha} β={beta} [{i}]: {got} vs {w}"
+                            );
+                        }
+                        // f64
+                        let mut c = c0.clone();
+                        gemm(m, n, k, alpha, &a, op_a, &b, op_b, beta, &mut c).expect("shapes");
+                        for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                            assert!(
+                                (got - w).abs() < 1e-12 * (k as f64 + 1.0),
+                                "f64 {m}x{n}x{k} {op_a:?}{op_b:?} α={alpha} β={beta} [{i}]: {got} vs {w}"
+                            );
                         }
                     }
                 }
@@ -237,14 +349,65 @@ mod tests {
     }
 
     #[test]
-    fn wrong_lengths_are_typed_errors_and_beta_zero_ignores_nan() {
+    fn beta_zero_ignores_nan_in_the_output_on_every_path() {
+        for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
+            let (a, b) = (values(s as u64, m * k), values(s as u64 + 99, k * n));
+            let (a, b): (Vec<f32>, Vec<f32>) =
+                (a.iter().map(|&x| x as f32).collect(), b.iter().map(|&x| x as f32).collect());
+            for op_a in [Op::N, Op::T] {
+                for op_b in [Op::N, Op::T] {
+                    let mut c = vec![f32::NAN; m * n];
+                    sgemm(m, n, k, 1.0, &a, op_a, &b, op_b, 0.0, &mut c).expect("shapes");
+                    assert!(c.iter().all(|v| v.is_finite()), "{m}x{n}x{k} {op_a:?}{op_b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_typed_errors_and_empty_k_scales_the_output() {
         let mut c = [f32::NAN; 2];
         sgemm(1, 2, 1, 1.0, &[2.0], Op::N, &[3.0, 4.0], Op::N, 0.0, &mut c).expect("ok");
         assert_eq!(c, [6.0, 8.0]);
         let e = sgemm(1, 2, 1, 1.0, &[2.0], Op::N, &[3.0], Op::N, 0.0, &mut c).unwrap_err();
         assert_eq!(e, GemmError::ShapeMismatch { what: "b", expected: 2, found: 1 });
+        let e = sgemm(1, 2, 1, 1.0, &[2.0], Op::N, &[3.0, 4.0], Op::N, 0.0, &mut c[..1]);
+        assert_eq!(e, Err(GemmError::ShapeMismatch { what: "out", expected: 2, found: 1 }));
         let mut z = [f32::NAN];
         sgemm(1, 1, 0, 1.0, &[], Op::N, &[], Op::N, 0.0, &mut z).expect("empty k");
         assert_eq!(z, [0.0]);
+        let mut z = [3.0f32, -1.0];
+        sgemm(2, 1, 0, 1.0, &[], Op::N, &[], Op::N, 2.0, &mut z).expect("empty k");
+        assert_eq!(z, [6.0, -2.0]);
+    }
+
+    /// The bits of a product depend only on the operands' values and shapes: not on where
+    /// the buffers sit in memory (alignment) nor on which or how many threads call it at
+    /// once, which is what lets callers split work over rayon and still get the same bits at
+    /// any thread count.
+    #[test]
+    fn same_bits_at_any_alignment_and_from_concurrent_threads() {
+        use rayon::prelude::*;
+        let (m, n, k) = (100, 500, 307);
+        let a: Vec<f32> = values(7, m * k).iter().map(|&x| x as f32).collect();
+        let b: Vec<f32> = values(8, k * n).iter().map(|&x| x as f32).collect();
+        let product = |shift: usize| {
+            // copies at `shift` floats past a fresh allocation's start
+            let mut ab = vec![0f32; shift + a.len()];
+            ab[shift..].copy_from_slice(&a);
+            let mut bb = vec![0f32; shift + b.len()];
+            bb[shift..].copy_from_slice(&b);
+            let mut c = vec![0f32; shift + m * n];
+            sgemm(m, n, k, 1.0, &ab[shift..], Op::N, &bb[shift..], Op::T, 0.0, &mut c[shift..])
+                .expect("shapes");
+            c.split_off(shift)
+        };
+        let want = product(0);
+        for shift in 1..8 {
+            assert_eq!(product(shift), want, "shift {shift}");
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+        let all: Vec<Vec<f32>> = pool.install(|| (0..8).into_par_iter().map(product).collect());
+        assert!(all.iter().all(|c| *c == want));
     }
 }
