@@ -13,10 +13,16 @@
 //! v ← μ_m v − η ∇L,  θ ← θ + v         (Nesterov: θ ← θ + μ_m v − η ∇L with the new v)
 //! ```
 //!
-//! Products are `imgclass_linalg::gemm::gemm` (the `matrixmultiply` crate's packed kernels,
-//! the general f32/f64 product of the workspace). Each minibatch is split into two fixed
-//! halves computed in parallel and summed in order, so a fit has the same bits on any number
-//! of threads.
+//! Products are `imgclass_linalg::gemm::gemm`, the general f32/f64 product of the workspace:
+//! the `gemm` crate's AVX-512 kernels on one thread, chosen by measurement over the
+//! `matrixmultiply` crate (issue 16 item 3; `cargo bench -p imgclass-linalg --bench
+//! products`, one thread, 2026-12-04 at load 5-6, GFLOP/s `matrixmultiply` → `gemm`) on
+//! this net's shapes for a half-minibatch of 100 rows and 500 hidden units: forward
+//! `X W1ᵀ` 43 → 58 (d = 3,072 pixels), 43 → 78 (d = 6,400 k-means features), 44 → 94
+//! (d = 154 HOG), `H W2ᵀ` 19 → 28; backward `dHᵀ X` 50 → 105 (d = 3,072), 48 → 100
+//! (6,400), 49 → 93 (154), `dSᵀ H` 25 → 58, `dS W2` 34 → 69. Each minibatch is split into
+//! two fixed halves computed in parallel and summed in order, so a fit has the same bits on
+//! any number of threads.
 //!
 //! ```
 //! use imgclass_core::{ClassNames, Dataset, Fit, Predict};

@@ -1,14 +1,56 @@
 //! [`sgemm`]: the general f32 matrix product `C = α·op(A)·op(B) + β·C` on row-major slices,
-//! for feature matrices (the linear classifiers' f32 path, and every model whose inputs are
-//! not raw pixels); [`gemm`] is the same for any [`GemmScalar`] (`f32`, and `f64` for
-//! gradient checks in double precision).
+//! for feature matrices (the linear classifiers' f32 path, the two-layer net, the k-means
+//! feature learner and extractor, and every model whose inputs are not raw pixels); [`gemm`]
+//! is the same for any [`GemmScalar`] (`f32`, and `f64` for gradient checks in double
+//! precision).
 //!
-//! It wraps the `matrixmultiply` crate (the packed, cache-blocked kernels behind ndarray and
-//! nalgebra, AVX2/FMA selected at run time) instead of a fourth hand-written product: the u8
-//! kernels of this crate exist because they fuse the pixels' affine preprocessing and use
-//! integer instructions, which buys the raw-pixel SGD its speed; an f32 × f32 product has
-//! nothing to fuse, and `matrixmultiply` is within reach of the machine's f32 peak. Built
-//! without its `threading` feature, so a product's bits never depend on the thread count.
+//! It wraps the `gemm` crate (packed, cache-blocked kernels with AVX-512, by faer's author)
+//! instead of a fourth hand-written product: the u8 kernels of this crate exist because they
+//! fuse the pixels' affine preprocessing and use integer instructions, which buys the
+//! raw-pixel SGD its speed; an f32 × f32 product has nothing to fuse.
+//!
+//! **Chosen by measurement** (issue 16 item 3): one thread, row-major f32 with the callers'
+//! transposes, `C = A·B`, GFLOP/s (2·m·n·k per product; criterion's median, best of two
+//! runs), 2026-12-04 21:03-21:21 UTC on the project's 2-vCPU Xeon (AVX-512F/BW/VL/VNNI) at
+//! load 5-6 (two other builds running: absolute figures are low, the ratios are what
+//! counts), `cargo bench -p imgclass-linalg --bench products`:
+//!
+//! | product (m x n x k) | used by | `matrixmultiply` 0.3 | `gemm` 0.19 | ratio |
+//! | --- | --- | ---: | ---: | ---: |
+//! | 100 x 500 x 3072, A·W1ᵀ | net forward, pixels | 43 | 58 | 1.35x |
+//! | 100 x 500 x 6400, A·W1ᵀ | net forward, k-means features | 43 | 78 | 1.82x |
+//! | 100 x 500 x 154, A·W1ᵀ | net forward, HOG | 44 | 94 | 2.14x |
+//! | 100 x 10 x 500, H·W2ᵀ | net forward, layer 2 | 19 | 28 | 1.45x |
+//! | 500 x 3072 x 100, dHᵀ·X | net backward dW1, pixels | 50 | 105 | 2.12x |
+//! | 500 x 6400 x 100, dHᵀ·X | net backward dW1, k-means | 48 | 100 | 2.08x |
+//! | 500 x 154 x 100, dHᵀ·X | net backward dW1, HOG | 49 | 93 | 1.92x |
+//! | 10 x 500 x 100, dSᵀ·H | net backward dW2 | 25 | 58 | 2.30x |
+//! | 100 x 500 x 10, dS·W2 | net backward dH | 34 | 69 | 2.03x |
+//! | 256 x 1600 x 108, X_b·Cᵀ | k-means learner block | 49 | 100 | 2.02x |
+//! | 729 x 1600 x 108, X·Cᵀ | k-means extraction, one image | 49 | 104 | 2.13x |
+//! | 5832 x 108 x 108, X·W | whitening, 8 images | 48 | 100 | 2.09x |
+//! | 1024 x 1024 x 1024 | reference | 51 | 120 | 2.38x |
+//!
+//! `gemm` is faster on every shape, 1.35x on the net's forward product on pixels (the
+//! slowest of its shapes at 58 GFLOP/s; the same product at d = 6,400 runs at 78, so the
+//! 12 KiB stride between W1's rows is the likely cause, not measured further) and about 2x
+//! on every backward and k-means product, so it replaced `matrixmultiply` (AVX2/FMA kernels,
+//! no AVX-512 path); the code here stays the same size (one call). `faer`'s matmul was not
+//! measured (a much larger dependency, optional in the issue). linalg's own AVX-512 `F32Tile`
+//! micro-kernel of the f32 k-NN (12 x 32 over packed panels, comparable per core in the
+//! k-NN's long products) is not a general product: serving these callers would need packing for both transposes,
+//! edge tiles, cache blocking and `α`/`β` around it, a GEMM's worth of new code.
+//!
+//! **Dispatch and determinism.** The crate chooses its kernel at run time on its own (AVX-512F
+//! with its `x86-v4` feature, else AVX2/FMA, else a portable scalar kernel), so it needs
+//! nothing from [`crate::KernelKind`] and is not affected by `IMGCLASS_KERNEL` (our rule of a
+//! scalar twin, run-time dispatch and an agreement test is met inside the crate, whose own
+//! tests compare its kernels with a naive fallback). The tests here check the product the CPU selects
+//! against a naive f64 triple loop on every path of the crate (empty, vector, rank-1/2, tiny
+//! and blocked shapes, every transpose, f32 and f64, `β = 0` over NaN). It is built without its `rayon` feature and called with
+//! `Parallelism::None`: a product runs on the calling thread, and its bits depend only on
+//! the operands and shapes (tested at several alignments and from concurrent threads), so
+//! callers that split work over rayon get the same bits at any thread count.
 
 use super::GemmError;
 
