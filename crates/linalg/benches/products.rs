@@ -1,8 +1,11 @@
 //! f32 matrix-product throughput on one thread, on the shapes the workspace multiplies
-//! (issue 16 item 3): the `matrixmultiply` crate (AVX2/FMA kernels) against the `gemm` crate
-//! (AVX-512 kernels with its `x86-v4` feature), both row-major with the callers' transposes,
-//! `C = A·B` with `β = 0`. Throughput is in FLOP (2·m·n·k per product), so criterion's
-//! "elem/s" reads as GFLOP/s.
+//! (issue 16 item 3): the `matrixmultiply` crate (with its `avx512` feature, as every binary
+//! of the workspace that links nalgebra builds it) against the `gemm` crate (AVX-512 kernels
+//! with its `x86-v4` feature), both row-major with the callers' transposes, `C = A·B` with
+//! `β = 0`. Throughput is in FLOP (2·m·n·k per product), so criterion's "elem/s" reads as
+//! GFLOP/s. The `sgemm2t_*` groups run the net's two big products as the net does, one half
+//! of a minibatch per thread on two threads at once (own `A` and `C`, shared `B`), and count
+//! both products.
 //!
 //! Run: `cargo bench -p imgclass-linalg --bench products` (one shape: `-- fwd1_d3072`).
 
@@ -162,5 +165,40 @@ fn products(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, products);
+/// The net's two halves at once: `f` on (a0, c0) and (a1, c1) on two threads, `b` shared.
+fn two_threads(
+    s: &Shape,
+    f: fn(&Shape, &[f32], &[f32], &mut [f32]),
+    (a0, a1): (&[f32], &[f32]),
+    b: &[f32],
+    (c0, c1): (&mut [f32], &mut [f32]),
+) {
+    std::thread::scope(|scope| {
+        scope.spawn(|| f(s, a1, b, c1));
+        f(s, a0, b, c0);
+    });
+}
+
+fn products_two_threads(c: &mut Criterion) {
+    for s in SHAPES.iter().filter(|s| s.name.ends_with("d3072")) {
+        let (a0, a1) = (values(1, s.m * s.k), values(3, s.m * s.k));
+        let b = values(2, s.k * s.n);
+        let (mut c0, mut c1) = (vec![0f32; s.m * s.n], vec![0f32; s.m * s.n]);
+        let mut g = c.benchmark_group(format!("sgemm2t_{}", s.name));
+        g.throughput(Throughput::Elements(4 * (s.m * s.n * s.k) as u64));
+        g.sample_size(20);
+        g.warm_up_time(std::time::Duration::from_millis(500));
+        g.measurement_time(std::time::Duration::from_secs(2));
+        for (name, f) in
+            [("matrixmultiply", matrixmultiply as fn(&_, &_, &_, &mut _)), ("gemm", gemm_crate)]
+        {
+            g.bench_function(name, |bch| {
+                bch.iter(|| two_threads(s, f, (&a0, &a1), &b, (&mut c0, &mut c1)))
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, products, products_two_threads);
 criterion_main!(benches);

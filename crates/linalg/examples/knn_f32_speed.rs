@@ -1,5 +1,5 @@
 //! Throughput probe of `knn_f32` on synthetic byte-valued f32 rows, per kernel, beside the
-//! raw `sgemm` (the `gemm` crate) product of the same shape: `cargo run --release -p
+//! raw `sgemm` (matrixmultiply) product of the same shape: `cargo run --release -p
 //! imgclass-linalg --example knn_f32_speed -- [n_queries] [n_train] [k]`.
 
 use std::time::Instant;
@@ -39,14 +39,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    // one thread of `sgemm` on a 256-query block against 2,048 training rows
+    // one thread of matrixmultiply on a 256-query block against 2,048 training rows
     let (m, n) = (256.min(nq), 2048.min(nt));
     let mut c = vec![0f32; m * n];
     let start = Instant::now();
     sgemm(m, n, dim, 1.0, &q[..m * dim], Op::N, &t[..n * dim], Op::T, 0.0, &mut c)?;
     let s = start.elapsed().as_secs_f64();
     println!(
-        "sgemm (gemm crate) {m}x{n}x{dim}, 1 thread: {:.1} GFLOP/s",
+        "matrixmultiply sgemm {m}x{n}x{dim}, 1 thread: {:.1} GFLOP/s",
         2.0 * (m * n * dim) as f64 / s / 1e9
     );
     Ok(())

@@ -1,56 +1,61 @@
 //! [`sgemm`]: the general f32 matrix product `C = α·op(A)·op(B) + β·C` on row-major slices,
-//! for feature matrices (the linear classifiers' f32 path, the two-layer net, the k-means
-//! feature learner and extractor, and every model whose inputs are not raw pixels); [`gemm`]
-//! is the same for any [`GemmScalar`] (`f32`, and `f64` for gradient checks in double
-//! precision).
+//! for feature matrices (the linear classifiers' f32 path, and every model whose inputs are
+//! not raw pixels); [`gemm`] is the same for any [`GemmScalar`] (`f32`, and `f64` for
+//! gradient checks in double precision).
 //!
-//! It wraps the `gemm` crate (packed, cache-blocked kernels with AVX-512, by faer's author)
-//! instead of a fourth hand-written product: the u8 kernels of this crate exist because they
-//! fuse the pixels' affine preprocessing and use integer instructions, which buys the
-//! raw-pixel SGD its speed; an f32 × f32 product has nothing to fuse.
+//! It wraps the `matrixmultiply` crate (the packed, cache-blocked kernels behind ndarray and
+//! nalgebra, AVX-512F with its `avx512` feature, else AVX2/FMA, selected at run time) instead
+//! of a fourth hand-written product: the u8 kernels of this crate exist because they fuse
+//! the pixels' affine preprocessing and use integer instructions, which buys the raw-pixel
+//! SGD its speed; an f32 × f32 product has nothing to fuse. Built without its `threading`
+//! feature, so a product's bits never depend on the thread count.
 //!
-//! **Chosen by measurement** (issue 16 item 3): one thread, row-major f32 with the callers'
-//! transposes, `C = A·B`, GFLOP/s (2·m·n·k per product; criterion's median, best of two
-//! runs), 2026-12-04 21:03-21:21 UTC on the project's 2-vCPU Xeon (AVX-512F/BW/VL/VNNI) at
-//! load 5-6 (two other builds running: absolute figures are low, the ratios are what
-//! counts), `cargo bench -p imgclass-linalg --bench products`:
+//! **Kept by measurement** (issue 16 item 3) against the `gemm` crate (0.19, AVX-512 with its
+//! `x86-v4` feature, `Parallelism::None`): one thread, row-major f32 with the callers'
+//! transposes, `C = A·B`, GFLOP/s (2·m·n·k per product; criterion's median, best of two runs),
+//! 2026-12-04 21:37-21:47 UTC on the project's 2-vCPU Xeon (AVX-512F/BW/VL/VNNI), load 2.3-3.5
+//! (other builds running), `cargo bench -p imgclass-linalg --bench products`; the last two rows
+//! run the net's two halves at once on the two threads, as the net does:
 //!
 //! | product (m x n x k) | used by | `matrixmultiply` 0.3 | `gemm` 0.19 | ratio |
 //! | --- | --- | ---: | ---: | ---: |
-//! | 100 x 500 x 3072, A·W1ᵀ | net forward, pixels | 43 | 58 | 1.35x |
-//! | 100 x 500 x 6400, A·W1ᵀ | net forward, k-means features | 43 | 78 | 1.82x |
-//! | 100 x 500 x 154, A·W1ᵀ | net forward, HOG | 44 | 94 | 2.14x |
-//! | 100 x 10 x 500, H·W2ᵀ | net forward, layer 2 | 19 | 28 | 1.45x |
-//! | 500 x 3072 x 100, dHᵀ·X | net backward dW1, pixels | 50 | 105 | 2.12x |
-//! | 500 x 6400 x 100, dHᵀ·X | net backward dW1, k-means | 48 | 100 | 2.08x |
-//! | 500 x 154 x 100, dHᵀ·X | net backward dW1, HOG | 49 | 93 | 1.92x |
-//! | 10 x 500 x 100, dSᵀ·H | net backward dW2 | 25 | 58 | 2.30x |
-//! | 100 x 500 x 10, dS·W2 | net backward dH | 34 | 69 | 2.03x |
-//! | 256 x 1600 x 108, X_b·Cᵀ | k-means learner block | 49 | 100 | 2.02x |
-//! | 729 x 1600 x 108, X·Cᵀ | k-means extraction, one image | 49 | 104 | 2.13x |
-//! | 5832 x 108 x 108, X·W | whitening, 8 images | 48 | 100 | 2.09x |
-//! | 1024 x 1024 x 1024 | reference | 51 | 120 | 2.38x |
+//! | 100 x 500 x 3072, A·W1ᵀ | net forward, pixels | 105 | 87 | 0.83x |
+//! | 100 x 500 x 6400, A·W1ᵀ | net forward, k-means features | 110 | 112 | 1.03x |
+//! | 100 x 500 x 154, A·W1ᵀ | net forward, HOG | 122 | 133 | 1.09x |
+//! | 100 x 10 x 500, H·W2ᵀ | net forward, layer 2 | 41 | 41 | 0.98x |
+//! | 500 x 3072 x 100, dHᵀ·X | net backward dW1, pixels | 145 | 156 | 1.07x |
+//! | 500 x 6400 x 100, dHᵀ·X | net backward dW1, k-means | 140 | 152 | 1.09x |
+//! | 500 x 154 x 100, dHᵀ·X | net backward dW1, HOG | 140 | 135 | 0.96x |
+//! | 10 x 500 x 100, dSᵀ·H | net backward dW2 | 53 | 76 | 1.44x |
+//! | 100 x 500 x 10, dS·W2 | net backward dH | 77 | 98 | 1.26x |
+//! | 256 x 1600 x 108, X_b·Cᵀ | k-means learner block | 141 | 148 | 1.05x |
+//! | 729 x 1600 x 108, X·Cᵀ | k-means extraction, one image | 148 | 161 | 1.09x |
+//! | 5832 x 108 x 108, X·W | whitening, 8 images | 123 | 144 | 1.18x |
+//! | 1024 x 1024 x 1024 | reference | 142 | 161 | 1.14x |
+//! | 2 x (100 x 500 x 3072, A·W1ᵀ), two threads | net forward, pixels, 2 halves | 199 | 159 | 0.80x |
+//! | 2 x (500 x 3072 x 100, dHᵀ·X), two threads | net backward dW1, pixels, 2 halves | 262 | 283 | 1.08x |
 //!
-//! `gemm` is faster on every shape, 1.35x on the net's forward product on pixels (the
-//! slowest of its shapes at 58 GFLOP/s; the same product at d = 6,400 runs at 78, so the
-//! 12 KiB stride between W1's rows is the likely cause, not measured further) and about 2x
-//! on every backward and k-means product, so it replaced `matrixmultiply` (AVX2/FMA kernels,
-//! no AVX-512 path); the code here stays the same size (one call). `faer`'s matmul was not
-//! measured (a much larger dependency, optional in the issue). linalg's own AVX-512 `F32Tile`
-//! micro-kernel of the f32 k-NN (12 x 32 over packed panels, comparable per core in the
-//! k-NN's long products) is not a general product: serving these callers would need packing for both transposes,
-//! edge tiles, cache blocking and `α`/`β` around it, a GEMM's worth of new code.
+//! `gemm` is not clearly faster where the net spends its time: on pixels it is 0.8x on the
+//! forward product with W1 and 1.07x on the backward one (one thread, or the two halves at
+//! once), and the two-layer net's iteration was slower with it (16.8 → 18.3 ms, load 2.5-3.5,
+//! docs/bench/net.md); it is 1.03-1.18x on the k-means products and wins clearly only on the
+//! small products (`dSᵀ H`, `dS W2`, under 1 % of the net's work). So `matrixmultiply` stays
+//! (the smaller dependency: `gemm` brings its f16/complex kernels and `pulp`). Before this
+//! measurement `matrixmultiply` was built here without `avx512` (AVX2 only: 41-51 GFLOP/s on
+//! the larger shapes, a third to a half of the above), and got it only through nalgebra's
+//! default features in the binaries; the feature is now explicit, so tests and binaries run the
+//! same kernels. `faer`'s matmul was not measured. linalg's own AVX-512 `F32Tile` micro-kernel
+//! of the f32 k-NN (12 x 32 over packed panels) is not a general product: serving these callers
+//! would need packing for both transposes, edge tiles, cache blocking and `α`/`β` around it, a
+//! GEMM's worth of new code.
 //!
-//! **Dispatch and determinism.** The crate chooses its kernel at run time on its own (AVX-512F
-//! with its `x86-v4` feature, else AVX2/FMA, else a portable scalar kernel), so it needs
-//! nothing from [`crate::KernelKind`] and is not affected by `IMGCLASS_KERNEL` (our rule of a
-//! scalar twin, run-time dispatch and an agreement test is met inside the crate, whose own
-//! tests compare its kernels with a naive fallback). The tests here check the product the CPU selects
-//! against a naive f64 triple loop on every path of the crate (empty, vector, rank-1/2, tiny
-//! and blocked shapes, every transpose, f32 and f64, `β = 0` over NaN). It is built without its `rayon` feature and called with
-//! `Parallelism::None`: a product runs on the calling thread, and its bits depend only on
-//! the operands and shapes (tested at several alignments and from concurrent threads), so
-//! callers that split work over rayon get the same bits at any thread count.
+//! `matrixmultiply` does its own run-time dispatch, so this product needs nothing from
+//! [`crate::KernelKind`] and is not affected by `IMGCLASS_KERNEL` (its portable fallback kernel
+//! and each SIMD kernel are tested by the crate against a reference product); the tests here
+//! check the product the CPU selects against a naive f64 triple loop on adversarial shapes
+//! (empty, vectors, k of 1 and 2, odd and blocked sizes, every transpose, f32 and f64, `β = 0`
+//! over NaN), and that its bits do not depend on the buffers' alignment or on concurrent
+//! callers.
 
 use super::GemmError;
 
@@ -92,19 +97,16 @@ pub fn sgemm(
     gemm(m, n, k, alpha, a, op_a, b, op_b, beta, c)
 }
 
-/// A scalar [`gemm`] multiplies: `f32` or `f64` (the two real types the `gemm` crate's kernels
-/// it forwards to implement).
+/// A scalar [`gemm`] multiplies: `f32` or `f64` (sealed by the `matrixmultiply` kernels it
+/// forwards to).
 pub trait GemmScalar:
     Copy + Default + PartialEq + std::ops::Mul<Output = Self> + Send + Sync + 'static
 {
-    /// The raw product with strides, `c = alpha · a · b + beta · c` with `a` of `m x k`, `b`
-    /// of `k x n`, `c` of `m x n`, element `(i, j)` of a matrix `x` at `x + i·rsx + j·csx`
-    /// (the argument order of `matrixmultiply::sgemm`). With `beta == 0` the old contents of
-    /// `c` are not read.
+    /// The raw product with strides.
     ///
     /// # Safety
-    /// Every element addressed through the strides lies inside the buffers, and `c` aliases
-    /// neither `a` nor `b`.
+    /// As `matrixmultiply::sgemm`: every element addressed through the strides lies inside
+    /// the buffers, and `c` aliases neither `a` nor `b`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn raw(
         m: usize,
@@ -122,57 +124,6 @@ pub trait GemmScalar:
         rsc: isize,
         csc: isize,
     );
-}
-
-/// The `gemm` crate's call, one thread: its `dst := α·dst + β·lhs·rhs` names the scales the
-/// other way round and takes (column, row) strides; `read_dst = false` when `beta == 0`, so
-/// NaN in `c` does not propagate.
-///
-/// # Safety
-/// As [`GemmScalar::raw`]; `T` is `f32` or `f64` (the crate panics on other types).
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_crate<T: GemmScalar>(
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: T,
-    a: *const T,
-    rsa: isize,
-    csa: isize,
-    b: *const T,
-    rsb: isize,
-    csb: isize,
-    beta: T,
-    c: *mut T,
-    rsc: isize,
-    csc: isize,
-) {
-    let read_c = beta != T::default();
-    // SAFETY: forwarded from the caller's contract; `Parallelism::None` runs on the calling
-    // thread only.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c,
-            csc,
-            rsc,
-            read_c,
-            a,
-            csa,
-            rsa,
-            b,
-            csb,
-            rsb,
-            beta,
-            alpha,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
 }
 
 impl GemmScalar for f32 {
@@ -193,7 +144,9 @@ impl GemmScalar for f32 {
         csc: isize,
     ) {
         // SAFETY: forwarded from the caller's contract
-        unsafe { gemm_crate(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+        unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
     }
 }
 
@@ -215,7 +168,9 @@ impl GemmScalar for f64 {
         csc: isize,
     ) {
         // SAFETY: forwarded from the caller's contract
-        unsafe { gemm_crate(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+        unsafe {
+            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
     }
 }
 
@@ -329,9 +284,9 @@ mod tests {
         out
     }
 
-    /// Shapes through every path of the kernels: empty, vectors (m or n of 1, the crate's
-    /// gemv), k of 1 and 2 (its outer-product path), tiny outputs (its horizontal kernel),
-    /// odd sizes that are multiples of no tile, and sizes past the cache blocking.
+    /// Adversarial shapes: empty, vectors (m or n of 1), k of 1 and 2, tiny outputs, odd
+    /// sizes that are multiples of no tile (masked kernel edges), and sizes past the cache
+    /// blocking (several k and n blocks).
     const SHAPES: &[(usize, usize, usize)] = &[
         (0, 0, 0),
         (0, 3, 2),
@@ -391,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn beta_zero_ignores_nan_in_the_output_on_every_path() {
+    fn beta_zero_ignores_nan_in_the_output_on_every_shape() {
         for (s, &(m, n, k)) in SHAPES.iter().enumerate() {
             let (a, b) = (values(s as u64, m * k), values(s as u64 + 99, k * n));
             let (a, b): (Vec<f32>, Vec<f32>) =
