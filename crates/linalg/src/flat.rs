@@ -47,8 +47,10 @@
 //! IndexFlatL2's 48.95 s in the same script run (0.25x; 250 GFLOP/s), the u8 search 3.88 s;
 //! at load ~9-11, L2 43.1 s vs 336.4 s and L1 90.2 s. The AVX-512 micro-kernel (24 zmm accumulators, 2 FMA per
 //! broadcast) reached 48 GFLOP/s on one thread end to end where `matrixmultiply`
-//! ([`crate::gemm::sgemm`], AVX2/FMA kernels only) gave 25-41 on the bare product, so no
-//! library GEMM is used here.
+//! ([`crate::gemm::sgemm`], then built with AVX2/FMA kernels only) gave 25-41 on the bare
+//! product, so no library GEMM is used here. `sgemm` now has its AVX-512 kernels (105-160
+//! GFLOP/s on one thread on the callers' larger shapes: the table in `gemm/dense.rs`); this path
+//! was not measured against it.
 
 use crate::arch::{F32_QP, F32_TR, F32Tile, scalar};
 use crate::{KernelKind, LinalgError, Metric, RowsF32};

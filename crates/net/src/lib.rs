@@ -13,8 +13,15 @@
 //! v ← μ_m v − η ∇L,  θ ← θ + v         (Nesterov: θ ← θ + μ_m v − η ∇L with the new v)
 //! ```
 //!
-//! Products are `imgclass_linalg::gemm::gemm` (the `matrixmultiply` crate's packed kernels,
-//! the general f32/f64 product of the workspace). Each minibatch is split into two fixed
+//! Products are `imgclass_linalg::gemm::gemm`, the general f32/f64 product of the workspace:
+//! the `matrixmultiply` crate's packed AVX-512 kernels on one thread, kept over the `gemm`
+//! crate by measurement (issue 16 item 3; `cargo bench -p imgclass-linalg --bench products`,
+//! 2026-12-04, load 2.3-3.5, GFLOP/s `matrixmultiply` / `gemm`, one thread) on this net's
+//! shapes for a half-minibatch of 100 rows and 500 hidden units: forward `X W1ᵀ` 105 / 87
+//! (d = 3,072 pixels), 110 / 112 (d = 6,400 k-means features), 122 / 133 (d = 154 HOG),
+//! `H W2ᵀ` 41 / 41; backward `dHᵀ X` 145 / 156 (d = 3,072), 140 / 152 (6,400), 140 / 135
+//! (154), `dSᵀ H` 53 / 76, `dS W2` 77 / 98. `gemm` is 0.83-1.09x on the big products and
+//! a fit was slower with it (docs/bench/net.md). Each minibatch is split into two fixed
 //! halves computed in parallel and summed in order, so a fit has the same bits on any number
 //! of threads.
 //!
