@@ -26,9 +26,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{Fit as _, Predict as _, Subset};
-use imgclass_features::{
-    KMeans, KmeansFeatures, KmeansParams, Standardizer, Zca, normalize_patches, sample_patches,
-};
+use imgclass_features::{KmeansFeatures, KmeansParams, Standardizer};
 use imgclass_linalg::gemm::{Op, sgemm};
 use imgclass_linear::{Dcd, Linear, Loss, Reg, Solver};
 use rayon::prelude::*;
@@ -251,46 +249,15 @@ fn extraction_flops(km: &KmeansFeatures) -> f64 {
     2.0 * (pr * pc) as f64 * d * (d + km.n_centroids() as f64)
 }
 
-/// What `KmeansFeatures::fit(fit_on, params, seed)` does, with the same seeds (so the same
-/// dictionary), timed per phase: `(patches, whitening, k-means)` seconds and the learner.
+/// `KmeansFeatures::fit_report`: `(patches, whitening, k-means)` seconds, the learner, the
+/// inertia per iteration and the empty clusters.
 fn fit_ours(
     fit_on: &Subset,
     params: &KmeansParams,
     seed: u64,
 ) -> anyhow::Result<([f64; 3], KmeansFeatures, Vec<f64>, usize)> {
-    let shape = params.check(fit_on.shape())?;
-    let rows = fit_on.pixels().context("k-means features take images")?;
-    let d = params.patch_dim(shape);
-    let root = SplitMix64::new(seed);
-    let t0 = Instant::now();
-    let mut patches = sample_patches(
-        rows,
-        shape,
-        params.receptive_field,
-        params.patches,
-        root.fork(0).next_u64(),
-    );
-    normalize_patches(&mut patches, d, params.normalization_eps);
-    let t1 = Instant::now();
-    let zca = Zca::fit(&patches, d, params.whitening_eps)?;
-    zca.apply(&mut patches);
-    let t2 = Instant::now();
-    let fit = KMeans::new(params.centroids)
-        .iterations(params.iterations)
-        .init(params.init)
-        .empty(params.empty_cluster)
-        .seed(root.fork(1).next_u64())
-        .fit(&patches, d)?;
-    drop(patches);
-    let t3 = Instant::now();
-    let empty = fit.counts.iter().filter(|&&c| c == 0).count();
-    let km = KmeansFeatures::from_parts(*params, shape, fit.centroids, zca.mean, zca.matrix)?;
-    Ok((
-        [(t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t3 - t2).as_secs_f64()],
-        km,
-        fit.inertia,
-        empty,
-    ))
+    let (km, r) = KmeansFeatures::fit_report(fit_on, params, seed)?;
+    Ok(([r.patches_seconds, r.whitening_seconds, r.kmeans_seconds], km, r.inertia, r.empty))
 }
 
 /// Share of `pred` equal to the labels of `x`.
@@ -623,36 +590,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use imgclass_core::{ClassNames, Dataset, ImageShape};
-
-    /// The timed fit is `KmeansFeatures::fit` phase by phase: the same seeds give the same
-    /// dictionary, whitening and features, bit for bit.
-    #[test]
-    fn timed_fit_is_the_librarys_fit() {
-        let mut g = SplitMix64::new(3);
-        let shape = ImageShape::new(3, 10, 9);
-        let px: Vec<u8> = (0..40 * shape.len()).map(|_| g.below(256) as u8).collect();
-        let ds = Dataset::new(px, vec![0; 40], shape, ClassNames::new(["a"])).expect("dataset");
-        let p = KmeansParams {
-            receptive_field: 4,
-            centroids: 6,
-            patches: 300,
-            iterations: 3,
-            ..KmeansParams::default()
-        };
-        let want = KmeansFeatures::fit(&ds.all(), &p, 11).expect("fit");
-        let (_, got, inertia, _) = fit_ours(&ds.all(), &p, 11).expect("timed fit");
-        assert_eq!(got, want);
-        assert_eq!(inertia.len(), 3);
-        let (a, b) = (got.transform(&ds.all()).expect("a"), want.transform(&ds.all()).expect("b"));
-        assert_eq!(
-            a.features().map(|r| r.to_contiguous()),
-            b.features().map(|r| r.to_contiguous())
-        );
-    }
 }

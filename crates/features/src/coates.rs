@@ -327,6 +327,21 @@ impl Zca {
     }
 }
 
+/// What [`KmeansFeatures::fit_report`] reports beside the learner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KmeansFitReport {
+    /// Sampling and normalising the patches, seconds.
+    pub patches_seconds: f64,
+    /// Fitting and applying the whitening, seconds.
+    pub whitening_seconds: f64,
+    /// k-means, seconds.
+    pub kmeans_seconds: f64,
+    /// The k-means inertia `Σ ‖x − c‖²` after each iteration.
+    pub inertia: Vec<f64>,
+    /// Clusters left empty at the end.
+    pub empty: usize,
+}
+
 /// The fitted feature learner: whitening and dictionary (see the module documentation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KmeansFeatures {
@@ -347,6 +362,16 @@ pub struct KmeansFeatures {
 impl KmeansFeatures {
     /// Fits whitening and dictionary on random patches of the images of `train` (seeded).
     pub fn fit(train: &Subset, params: &KmeansParams, seed: u64) -> Result<Self, FeatureError> {
+        Self::fit_report(train, params, seed).map(|(features, _)| features)
+    }
+
+    /// [`KmeansFeatures::fit`], also reporting each phase's time, the k-means inertia per
+    /// iteration and the clusters left empty (what `cargo xtask bench features` tabulates).
+    pub fn fit_report(
+        train: &Subset,
+        params: &KmeansParams,
+        seed: u64,
+    ) -> Result<(Self, KmeansFitReport), FeatureError> {
         let shape = params.check(train.shape())?;
         if train.is_empty() {
             return Err(FeatureError::EmptyTrain);
@@ -368,23 +393,32 @@ impl KmeansFeatures {
             root.fork(0).next_u64(),
         );
         normalize_patches(&mut patches, d, params.normalization_eps);
+        let t1 = std::time::Instant::now();
         let zca = Zca::fit(&patches, d, params.whitening_eps)?;
         zca.apply(&mut patches);
-        let t1 = std::time::Instant::now();
+        let t2 = std::time::Instant::now();
         let fit = KMeans::new(params.centroids)
             .iterations(params.iterations)
             .init(params.init)
             .empty(params.empty_cluster)
             .seed(root.fork(1).next_u64())
             .fit(&patches, d)?;
+        let report = KmeansFitReport {
+            patches_seconds: (t1 - t0).as_secs_f64(),
+            whitening_seconds: (t2 - t1).as_secs_f64(),
+            kmeans_seconds: t2.elapsed().as_secs_f64(),
+            empty: fit.counts.iter().filter(|&&c| c == 0).count(),
+            inertia: fit.inertia,
+        };
         tracing::info!(
-            patches_and_whitening_s = (t1 - t0).as_secs_f64(),
-            kmeans_s = t1.elapsed().as_secs_f64(),
-            inertia = ?fit.inertia,
-            empty = fit.counts.iter().filter(|&&c| c == 0).count(),
+            patches_and_whitening_s = report.patches_seconds + report.whitening_seconds,
+            kmeans_s = report.kmeans_seconds,
+            inertia = ?report.inertia,
+            empty = report.empty,
             "kmeans features fitted"
         );
-        Self::from_parts(*params, shape, fit.centroids, zca.mean, zca.matrix)
+        let features = Self::from_parts(*params, shape, fit.centroids, zca.mean, zca.matrix)?;
+        Ok((features, report))
     }
 
     /// Rebuilds the fitted learner from its parts (a loaded model, or phases run

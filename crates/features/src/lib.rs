@@ -38,7 +38,8 @@ mod standardize;
 mod step;
 
 pub use coates::{
-    KmeansFeatures, KmeansParams, Zca, normalize_patch, normalize_patches, sample_patches,
+    KmeansFeatures, KmeansFitReport, KmeansParams, Zca, normalize_patch, normalize_patches,
+    sample_patches,
 };
 pub use error::{FeatureError, PipelineError};
 pub use hog::Hog;

@@ -392,7 +392,7 @@ fn centroid_plot(reps: &[RepresentationResult]) -> Option<String> {
         .collect();
     Some(line_plot_svg(&LinePlot {
         title: "Test accuracy against the number of k-means centroids".into(),
-        x_label: "centroids K (log scale)".into(),
+        x_label: "centroids K".into(),
         y_label: "test accuracy (%)".into(),
         series,
         log_x: true,
