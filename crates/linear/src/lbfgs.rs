@@ -284,8 +284,6 @@ impl Objective<'_> {
         let mut sums = BlockSums { loss: 0.0, dw: vec![T::ZERO; c * d], db: vec![0.0f64; c] };
         let mut st = vec![T::ZERO; SUB_ROWS * c];
         let mut dst = vec![T::ZERO; SUB_ROWS * c];
-        let mut scores = vec![0.0f64; SUB_ROWS * c];
-        let mut ds = vec![0.0f64; SUB_ROWS * c];
         // sub-blocks of SUB_ROWS rows (their x̃ stays in L2), accumulated in order into the
         // block's sums
         for s0 in (r0..r1).step_by(SUB_ROWS) {
@@ -296,27 +294,13 @@ impl Objective<'_> {
                 self.x.row_into(i, self.scale, self.offset, out);
             }
             let xt = &xt[..m * d];
-            let (scores, ds) = (&mut scores[..m * c], &mut ds[..m * c]);
             let (st, dst) = (&mut st[..m * c], &mut dst[..m * c]);
             gemm(m, c, d, T::ONE, xt, Op::N, w, Op::T, T::ZERO, st)?;
-            for (srow, trow) in scores.chunks_exact_mut(c).zip(st.chunks_exact(c)) {
-                for ((v, &t), &bj) in srow.iter_mut().zip(trow).zip(b) {
-                    *v = t.to_f64() + bj;
-                }
-            }
-            let mean = match self.loss.loss_grad_into(scores, c, &self.labels[s0..s1], ds) {
-                Ok(v) => v,
-                Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
-                Err(e) => return Err(e.into()),
+            let Some(loss) = self.loss_rows(s0, st, b, dst, &mut sums.db)? else {
+                return Ok(None);
             };
-            // the loss's dS is of the sub-block mean: back to per-row sums
-            let mf = m as f64;
-            for row in ds.chunks_exact(c) {
-                sums.db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
-            }
-            dst.iter_mut().zip(ds.iter()).for_each(|(o, &g)| *o = T::from_f64(g * mf));
             gemm(c, d, m, T::ONE, dst, Op::T, xt, Op::N, T::ONE, &mut sums.dw)?;
-            sums.loss += mean * mf;
+            sums.loss += loss;
         }
         Ok(Some(sums))
     }
@@ -342,27 +326,48 @@ impl Objective<'_> {
         let rows: Vec<&[u8]> = (r0..r1).map(|i| p.px.row(i)).collect();
         let mut st = vec![T::ZERO; m * c];
         (p.nt)(p.kernel, &rows, p.pre, w, c, &mut st)?;
+        let (mut dst, mut db) = (vec![T::ZERO; m * c], vec![0.0f64; c]);
+        let Some(loss) = self.loss_rows(r0, &st, b, &mut dst, &mut db)? else {
+            return Ok(None);
+        };
+        let mut dw = vec![T::ZERO; c * d];
+        (p.tn)(p.kernel, &dst, c, &rows, p.pre, &mut dw)?;
+        Ok(Some(BlockSums { loss, dw, db }))
+    }
+
+    /// The loss part of a block, between its two products: from the scores `st` (rows x c,
+    /// bias not added) of the rows from `r0`, the loss's `dS` times the row count into `dst`
+    /// (the backward product's input) and added into `db`; returns the rows' loss sum, or
+    /// `None` when a score is not finite.
+    fn loss_rows<T: Product>(
+        &self,
+        r0: usize,
+        st: &[T],
+        b: &[f64],
+        dst: &mut [T],
+        db: &mut [f64],
+    ) -> Result<Option<f64>, LinearError> {
+        let c = self.n_classes;
+        let m = st.len() / c;
         let mut scores = vec![0.0f64; m * c];
-        for (srow, trow) in scores.chunks_exact_mut(c.max(1)).zip(st.chunks_exact(c.max(1))) {
+        for (srow, trow) in scores.chunks_exact_mut(c).zip(st.chunks_exact(c)) {
             for ((v, &t), &bj) in srow.iter_mut().zip(trow).zip(b) {
                 *v = t.to_f64() + bj;
             }
         }
         let mut ds = vec![0.0f64; m * c];
-        let mean = match self.loss.loss_grad_into(&scores, c, &self.labels[r0..r1], &mut ds) {
+        let mean = match self.loss.loss_grad_into(&scores, c, &self.labels[r0..r0 + m], &mut ds) {
             Ok(v) => v,
             Err(LossError::NonFinite { what: "scores", .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        // the loss's dS is of the rows' mean: back to per-row sums
         let mf = m as f64;
-        let mut db = vec![0.0f64; c];
-        for row in ds.chunks_exact(c.max(1)) {
+        for row in ds.chunks_exact(c) {
             db.iter_mut().zip(row).for_each(|(a, &g)| *a += g * mf);
         }
-        let dst: Vec<T> = ds.iter().map(|&g| T::from_f64(g * mf)).collect();
-        let mut dw = vec![T::ZERO; c * d];
-        (p.tn)(p.kernel, &dst, c, &rows, p.pre, &mut dw)?;
-        Ok(Some(BlockSums { loss: mean * mf, dw, db }))
+        dst.iter_mut().zip(&ds).for_each(|(o, &g)| *o = T::from_f64(g * mf));
+        Ok(Some(mean * mf))
     }
 }
 
