@@ -26,6 +26,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{Fit as _, Predict as _, Subset};
+use imgclass_eval::accuracy;
 use imgclass_features::{KmeansFeatures, KmeansParams, Standardizer};
 use imgclass_linalg::gemm::{Op, sgemm};
 use imgclass_linear::{Dcd, Linear, Loss, Reg, Solver};
@@ -249,23 +250,6 @@ fn extraction_flops(km: &KmeansFeatures) -> f64 {
     2.0 * (pr * pc) as f64 * d * (d + km.n_centroids() as f64)
 }
 
-/// `KmeansFeatures::fit_report`: `(patches, whitening, k-means)` seconds, the learner, the
-/// inertia per iteration and the empty clusters.
-fn fit_ours(
-    fit_on: &Subset,
-    params: &KmeansParams,
-    seed: u64,
-) -> anyhow::Result<([f64; 3], KmeansFeatures, Vec<f64>, usize)> {
-    let (km, r) = KmeansFeatures::fit_report(fit_on, params, seed)?;
-    Ok(([r.patches_seconds, r.whitening_seconds, r.kmeans_seconds], km, r.inertia, r.empty))
-}
-
-/// Share of `pred` equal to the labels of `x`.
-fn accuracy(pred: &[u32], x: &Subset) -> f64 {
-    let hits = pred.iter().zip(x.labels()).filter(|(a, b)| **a == *b).count();
-    hits as f64 / x.len().max(1) as f64
-}
-
 /// The whole pipeline on our side; also hands back the learner (for the check).
 fn run_ours(
     train: &Subset,
@@ -273,11 +257,11 @@ fn run_ours(
     params: &KmeansParams,
     args: &Args,
 ) -> anyhow::Result<(OursResult, KmeansFeatures)> {
-    let ([patches_s, whitening_s, kmeans_s], km, inertia, empty) =
-        fit_ours(train, params, args.seed)?;
+    let (km, fit) = KmeansFeatures::fit_report(train, params, args.seed)?;
     eprintln!(
-        "  ours: k-means inertia per iteration {:?}, {empty} empty clusters",
-        inertia.iter().map(|v| format!("{v:.4e}")).collect::<Vec<_>>()
+        "  ours: k-means inertia per iteration {:?}, {} empty clusters",
+        fit.inertia.iter().map(|v| format!("{v:.4e}")).collect::<Vec<_>>(),
+        fit.empty
     );
     let t = Instant::now();
     let ftrain = km.transform(train)?;
@@ -305,12 +289,12 @@ fn run_ours(
     let t = Instant::now();
     let pred = model.predict(&stest.all())?;
     let predict_s = t.elapsed().as_secs_f64();
-    let test_accuracy = accuracy(&pred, &stest.all());
-    let train_accuracy = accuracy(&model.predict(&strain.all())?, &strain.all());
+    let test_accuracy = accuracy(stest.labels(), &pred)?;
+    let train_accuracy = accuracy(strain.labels(), &model.predict(&strain.all())?)?;
     let mut phases = Phases {
-        patches_s,
-        whitening_s,
-        kmeans_s,
+        patches_s: fit.patches_seconds,
+        whitening_s: fit.whitening_seconds,
+        kmeans_s: fit.kmeans_seconds,
         extract_train_s,
         extract_test_s,
         standardize_s,
@@ -328,8 +312,8 @@ fn run_ours(
             svm_objective: r.objective,
             svm_epochs: r.iterations,
             svm_stop: r.stop_reason.map_or_else(String::new, |s| s.to_string()),
-            kmeans_inertia: inertia,
-            kmeans_empty: empty,
+            kmeans_inertia: fit.inertia,
+            kmeans_empty: fit.empty,
         },
         km,
     ))
@@ -464,7 +448,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             params.iterations,
             n_ext_train + n_ext_test
         );
-        let (fit_s, km, _, _) = fit_ours(&fit_on, &params, args.seed)?;
+        let (km, fit) = KmeansFeatures::fit_report(&fit_on, &params, args.seed)?;
         let t = Instant::now();
         for x in [&ext_train, &ext_test] {
             std::hint::black_box(km.transform(x)?);
@@ -475,9 +459,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "full (ours): patches {:.2} s, whitening {:.2} s, k-means {:.2} s, extraction of {} \
              images {:.1} s = {:.0} GFLOP/s{}",
-            fit_s[0],
-            fit_s[1],
-            fit_s[2],
+            fit.patches_seconds,
+            fit.whitening_seconds,
+            fit.kmeans_seconds,
             n_ext_train + n_ext_test,
             extract_s,
             flops / extract_s / 1e9,
@@ -489,7 +473,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         full = Some(serde_json::json!({
             "train": n_train, "patches": params.patches, "centroids": params.centroids,
             "iterations": params.iterations, "images_extracted": n_ext_train + n_ext_test,
-            "patches_s": fit_s[0], "whitening_s": fit_s[1], "kmeans_s": fit_s[2],
+            "patches_s": fit.patches_seconds, "whitening_s": fit.whitening_seconds,
+            "kmeans_s": fit.kmeans_seconds,
             "extract_s": extract_s, "gemm_bound_s": bound_s,
         }));
     }
