@@ -671,7 +671,9 @@ macro_rules! dispatch_nr {
 mod dense;
 pub use dense::{GemmScalar, Op, gemm, sgemm};
 mod fwd_i8;
+pub mod skinny;
 pub use fwd_i8::{FWD_I8_MAX_K, FWD_I8_Q_MAX, NtPackedI8, gemm_nt_u8_i8_serial};
+pub use skinny::{AffineInput, SkinnyScalar, gemm_nt_affine_with, gemm_tn_affine_add_with};
 mod int;
 pub use int::{
     I8Grad, I8U8_MAX_ROWS, gemm_tn_i8u8_cols_prepared, gemm_tn_i8u8_cols_with, i8u8_is_simd,
