@@ -62,11 +62,13 @@
 //! 1e-13° in all.
 //!
 //! Every other pixel takes the direct computation: `x = 0` (`gx = −1e-15`), `|t| > 1e6` (which
-//! includes `gx = 0` with `gy ≠ 0`, as `x = 1e-15`, and a NaN `t`), and `t` in a band; except
-//! `gy = 0` with `x > 0`, where θ is exactly 90 (its bin is found once per call: an edge for
-//! even `B`). A pixel with `m = 0` needs no bin, as adding `+0` to a sum (all `>= +0`)
-//! changes no bit; the fast path adds `+0` for `x < 0` rather than branch. `B` above about
-//! 31,000 (an edge's `|τ_k| > 1e4`) turns the fast path off.
+//! includes `gx = 0` with `gy ≠ 0`, as `x = 1e-15`, and a NaN `t`), and `t` in a band. Two
+//! of these are cheaper: `gy = 0` with `x > 0` gives θ = 90 exactly, whose bin is found once
+//! per call (it is an edge for even `B`); and `gx = 0` (`x = 1e-15`, common in images: the
+//! last column, flat runs) keeps its decisions by the bits of `gy` in a small direct-mapped
+//! table per worker and call. A pixel with `m = 0` needs no bin, as adding `+0` to a sum (all
+//! `>= +0`) changes no bit; the fast path adds `+0` for `x < 0` rather than branch. `B` above
+//! about 31,000 (an edge's `|τ_k| > 1e4`) turns the fast path off.
 
 use imgclass_core::{Dataset, ImageShape, RowShape, ShapeMismatch, Subset, Values};
 use rayon::prelude::*;
@@ -166,12 +168,13 @@ impl Hog {
         let (b, cell) = (self.orientations, self.cell);
         let (ncr, ncc) = (h / cell, w / cell);
         let cw = ncc * cell;
-        let acc = &mut sc.acc[..ncr * ncc * b];
+        let Scratch { grey, row, acc, memo } = sc;
+        let acc = &mut acc[..ncr * ncc * b];
         acc.fill(0.0);
-        let (xs, rest) = sc.row[..4 * cw].split_at_mut(cw);
+        let (xs, rest) = row[..4 * cw].split_at_mut(cw);
         let (gys, rest) = rest.split_at_mut(cw);
         let (ts, ms) = rest.split_at_mut(cw);
-        let grey = &sc.grey[..plane];
+        let grey = &grey[..plane];
         for r in 0..ncr * cell {
             let row = &grey[r * w..(r + 1) * w];
             // gx = g(r, c+1) − g(r, c), 0 in the last column
@@ -203,7 +206,7 @@ impl Hog {
             for (cc, ((x, gy), (t, m))) in cells.enumerate() {
                 let a = &mut acc[(cc * ncr + cr) * b..(cc * ncr + cr + 1) * b];
                 for (((&x, &gy), &t), &m) in x.iter().zip(gy).zip(t).zip(m) {
-                    bins.add(x, gy, t, m, a);
+                    bins.add(x, gy, t, m, a, memo);
                 }
             }
         }
@@ -259,13 +262,19 @@ impl Bins {
     /// when the reference `θ = atan2(gy, x)·180/π + 90` falls in a bin. `acc` holds a cell's
     /// `B` sums, all `>= +0`, so adding `+0.0` to one of them leaves its bits alone.
     #[inline(always)]
-    fn add(&self, x: f64, gy: f64, t: f64, m: f64, acc: &mut [f64]) {
+    fn add(&self, x: f64, gy: f64, t: f64, m: f64, acc: &mut [f64], memo: &mut Memo) {
         if let Some(k) = self.fast_index(x, t) {
             // x < 0: θ beyond [0°, 180°] (by more than 5.7e-5°), no bin: add +0 instead
             acc[k] += if x > 0.0 { m } else { 0.0 };
         } else if m != 0.0 {
-            let bin =
-                if t == 0.0 && x > 0.0 { self.at_90 } else { exact_bin(x, gy, self.b, self.width) };
+            let exact = || exact_bin(x, gy, self.b, self.width);
+            let bin = if t == 0.0 && x > 0.0 {
+                self.at_90
+            } else if x == 1e-15 && self.b < MEMO_NONE as usize {
+                memo.get(gy, exact)
+            } else {
+                exact()
+            };
             if let Some(bin) = bin {
                 acc[bin] += m;
             }
@@ -282,6 +291,36 @@ impl Bins {
         let in_band = k > 0 && t <= self.hi[k - 1];
         // a NaN or infinite t (x = 0) fails `<=`
         (t.abs() <= self.t_max && !(in_band && x > 0.0)).then_some(k)
+    }
+}
+
+/// Entries of a [`Memo`]: `2^MEMO_BITS`.
+const MEMO_BITS: u32 = 10;
+
+/// A [`Memo`] entry's "no bin".
+const MEMO_NONE: u32 = u32::MAX;
+
+/// The exact decisions already made for `x = 1e-15` (`gx = 0`, common in images: the last
+/// column and flat runs), by the bits of `gy`: a direct-mapped table of `(bits, bin)` entries
+/// ([`MEMO_NONE`] for no bin), each a true decision of the [`Bins`] of the call (the first
+/// ones that of the NaN `gy` whose bits are all ones: no bin).
+struct Memo(Vec<(u64, u32)>);
+
+impl Memo {
+    fn new() -> Self {
+        Self(vec![(u64::MAX, MEMO_NONE); 1 << MEMO_BITS])
+    }
+
+    /// The decision for `gy`, from the table or else from `exact` (then kept).
+    #[inline]
+    fn get(&mut self, gy: f64, exact: impl FnOnce() -> Option<usize>) -> Option<usize> {
+        let bits = gy.to_bits();
+        let e =
+            &mut self.0[(bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - MEMO_BITS)) as usize];
+        if e.0 != bits {
+            *e = (bits, exact().map_or(MEMO_NONE, |b| b as u32));
+        }
+        (e.1 != MEMO_NONE).then_some(e.1 as usize)
     }
 }
 
@@ -312,6 +351,7 @@ struct Scratch {
     /// A row's `x = gx + 1e-15`, `gy`, `t = gy / x` and magnitude, one after the other
     row: Vec<f64>,
     acc: Vec<f64>,
+    memo: Memo,
 }
 
 impl Scratch {
@@ -320,6 +360,7 @@ impl Scratch {
             grey: vec![0.0; s.height * s.width],
             row: vec![0.0; 4 * s.width],
             acc: vec![0.0; dim],
+            memo: Memo::new(),
         }
     }
 }
@@ -354,11 +395,11 @@ mod tests {
 
     /// The new decision for one pixel (through [`Bins::add`] with magnitude 1), and whether
     /// it took the fast path.
-    fn new_bin(bins: &Bins, gx: f64, gy: f64) -> (Option<usize>, bool) {
+    fn new_bin(bins: &Bins, memo: &mut Memo, gx: f64, gy: f64) -> (Option<usize>, bool) {
         let x = gx + 1e-15;
         let t = gy / x;
         let mut acc = vec![0.0; bins.b];
-        bins.add(x, gy, t, 1.0, &mut acc);
+        bins.add(x, gy, t, 1.0, &mut acc, memo);
         let hit: Vec<usize> = (0..bins.b).filter(|&i| acc[i] != 0.0).collect();
         assert!(hit.len() <= 1 && acc.iter().all(|&a| a == 0.0 || a == 1.0));
         (hit.first().copied(), bins.fast_index(x, t).is_some())
@@ -366,10 +407,10 @@ mod tests {
 
     /// Asserts the new decision equals the naive rule on every pair; returns the fast share.
     fn check(pairs: impl IntoIterator<Item = (f64, f64)>, b: usize) -> f64 {
-        let bins = Bins::new(b);
+        let (bins, mut memo) = (Bins::new(b), Memo::new());
         let (mut n, mut fast) = (0usize, 0usize);
         for (gx, gy) in pairs {
-            let (got, f) = new_bin(&bins, gx, gy);
+            let (got, f) = new_bin(&bins, &mut memo, gx, gy);
             let want = naive_bin(gx, gy, b);
             assert_eq!(
                 got,
@@ -512,6 +553,8 @@ mod tests {
         diffs.dedup();
         for b in [9, 2, 4, 12] {
             let pairs = diffs.iter().flat_map(|&gx| diffs.iter().map(move |&gy| (gx, gy)));
+            // gx = 0 once more, now from the memo of the first pass (or a colliding entry)
+            let pairs = pairs.chain(diffs.iter().map(|&gy| (0.0, gy)));
             let fast = check(pairs, b);
             assert!(fast > 0.99, "B = {b}: fast path on {fast}");
         }
