@@ -74,16 +74,20 @@ impl HueHistogram {
         let edges: Vec<f64> = (0..=nb).map(|k| 255.0 * k as f64 / nb as f64).collect();
         let mut out = vec![0f32; x.len() * nb];
         out.par_chunks_mut(nb).enumerate().for_each_init(
-            || (vec![0u32; nb], vec![0.0; plane]),
-            |(counts, hs), (i, o)| {
+            || (vec![0u32; nb], vec![0.0; plane], vec![0.0; plane]),
+            |(counts, hs, qs), (i, o)| {
                 let px = rows.row(i);
                 counts.fill(0);
                 let (red, rest) = px[..3 * plane].split_at(plane);
                 let (green, blue) = rest.split_at(plane);
                 hues(red, green, blue, hs);
-                for &h in hs.iter() {
-                    let h = h * 255.0;
-                    let mut b = (h / 255.0 * nb as f64) as usize;
+                // the hue times 255 and its first guess of a bin, in a pass that vectorises
+                for (h, q) in hs.iter_mut().zip(qs.iter_mut()) {
+                    *h *= 255.0;
+                    *q = *h / 255.0 * nb as f64;
+                }
+                for (&h, &q) in hs.iter().zip(qs.iter()) {
+                    let mut b = q as usize;
                     while b > 0 && h < edges[b] {
                         b -= 1;
                     }
