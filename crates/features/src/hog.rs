@@ -665,33 +665,4 @@ mod tests {
             }
         }
     }
-
-    /// An indicative figure only (`cargo test -p imgclass-features --release -- --ignored
-    /// hog_time --nocapture`): one thread, 10,000 random 32x32x3 images.
-    #[test]
-    #[ignore]
-    fn hog_time() {
-        let s = ImageShape::new(3, 32, 32);
-        let n = 10_000;
-        let px = images(n, s, &mut SplitMix64::new(5));
-        let hog = Hog::new(8, 9);
-        let bins = Bins::new(9);
-        let mut sc = Scratch::new(s, hog.output_dim(s));
-        let mut out = vec![0f32; hog.output_dim(s)];
-        for round in 0..2 {
-            let t0 = std::time::Instant::now();
-            let mut sum = 0.0;
-            for i in 0..n {
-                hog.one(&px[i * s.len()..(i + 1) * s.len()], s, &bins, &mut sc, &mut out);
-                sum += out[0];
-            }
-            let fast = t0.elapsed();
-            let t0 = std::time::Instant::now();
-            for i in 0..n {
-                sum += one_reference(&hog, &px[i * s.len()..(i + 1) * s.len()], s)[0];
-            }
-            let reference = t0.elapsed();
-            println!("round {round}: new {fast:?}, reference {reference:?} ({sum})");
-        }
-    }
 }

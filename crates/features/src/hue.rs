@@ -231,26 +231,4 @@ mod tests {
             }
         }
     }
-
-    /// An indicative figure only (`cargo test -p imgclass-features --release -- --ignored
-    /// hue_time --nocapture`): 10 bins of 10,000 random 32x32 images, one thread.
-    #[test]
-    #[ignore]
-    fn hue_time() {
-        let (n, s) = (10_000, ImageShape::new(3, 32, 32));
-        let (px, ds) = images(n, s, 5);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-        for round in 0..2 {
-            let t0 = std::time::Instant::now();
-            let h = pool.install(|| HueHistogram::new(10).transform(&ds.all())).expect("hue");
-            let new = t0.elapsed();
-            let t0 = std::time::Instant::now();
-            let mut sum = 0.0;
-            for p in px.chunks_exact(s.len()) {
-                sum += histogram_reference(p, 1024, 10)[0];
-            }
-            let first = h.features().expect("f").to_contiguous()[0];
-            println!("round {round}: new {new:?}, reference {:?} ({sum}, {first})", t0.elapsed());
-        }
-    }
 }
