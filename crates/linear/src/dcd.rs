@@ -458,34 +458,30 @@ fn pass_body(
     while start < full {
         let end = (start + BLOCK).min(full);
         let (p, x) = (&prev[start..end], &next[start..end]);
-        for (k, s) in st.iter_mut().enumerate() {
+        // the visiting classes two at a time (twice the independent add chains of one dot)
+        let mut held: Option<(&mut [f64], Option<f64>, &mut [f64; LANES])> = None;
+        for (((s, &pd), &v), a) in st.iter_mut().zip(pend).zip(visit).zip(acc.iter_mut()) {
             let w = &mut s.w[start..end];
-            match (pend[k], visit[k]) {
-                (Some(delta), true) => {
-                    let mut a = acc[k]; // a local array: the lane sums stay in registers
-                    for ((wc, pc), xc) in w
-                        .chunks_exact_mut(LANES)
-                        .zip(p.chunks_exact(LANES))
-                        .zip(x.chunks_exact(LANES))
-                    {
-                        for (((s, o), &v), &q) in a.iter_mut().zip(wc).zip(pc).zip(xc) {
-                            *o += delta * v;
-                            *s += *o * q;
-                        }
-                    }
-                    acc[k] = a;
+            if !v {
+                if let Some(delta) = pd {
+                    axpy_body(delta, p, w);
                 }
-                (Some(delta), false) => axpy_body(delta, p, w),
-                (None, true) => {
-                    let mut a = acc[k];
-                    for (wc, xc) in w.chunks_exact(LANES).zip(x.chunks_exact(LANES)) {
-                        for (s, (o, q)) in a.iter_mut().zip(wc.iter().zip(xc)) {
-                            *s += o * q;
-                        }
-                    }
-                    acc[k] = a;
-                }
-                (None, false) => {}
+                continue;
+            }
+            match held.take() {
+                None => held = Some((w, pd, a)),
+                Some((w0, p0, a0)) => match (p0, pd) {
+                    (Some(d0), Some(d1)) => lanes2::<true, true>(d0, d1, w0, w, p, x, a0, a),
+                    (Some(d0), None) => lanes2::<true, false>(d0, 0.0, w0, w, p, x, a0, a),
+                    (None, Some(d1)) => lanes2::<false, true>(0.0, d1, w0, w, p, x, a0, a),
+                    (None, None) => lanes2::<false, false>(0.0, 0.0, w0, w, p, x, a0, a),
+                },
+            }
+        }
+        if let Some((w, pd, a)) = held {
+            match pd {
+                Some(delta) => lanes1::<true>(delta, w, p, x, a),
+                None => lanes1::<false>(0.0, w, p, x, a),
             }
         }
         start = end;
@@ -512,6 +508,63 @@ fn pass_body(
             dots[k] = sum;
         }
     }
+}
+
+/// One class's block of [`pass_body`]: `w += δ·p` if `U`, and the lane sums of `w·x`.
+#[inline(always)]
+fn lanes1<const U: bool>(delta: f64, w: &mut [f64], p: &[f64], x: &[f64], a: &mut [f64; LANES]) {
+    let mut s = *a; // a local array: the lane sums stay in registers
+    for ((wc, pc), xc) in
+        w.chunks_exact_mut(LANES).zip(p.chunks_exact(LANES)).zip(x.chunks_exact(LANES))
+    {
+        for (((s, o), &v), &q) in s.iter_mut().zip(wc).zip(pc).zip(xc) {
+            if U {
+                *o += delta * v;
+            }
+            *s += *o * q;
+        }
+    }
+    *a = s;
+}
+
+/// Two classes' blocks of [`pass_body`] in one loop, each as [`lanes1`] (its own lane sums,
+/// in the same order): twice the independent add chains.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn lanes2<const U0: bool, const U1: bool>(
+    d0: f64,
+    d1: f64,
+    w0: &mut [f64],
+    w1: &mut [f64],
+    p: &[f64],
+    x: &[f64],
+    a0: &mut [f64; LANES],
+    a1: &mut [f64; LANES],
+) {
+    let (mut s0, mut s1) = (*a0, *a1);
+    for (((w0c, w1c), pc), xc) in w0
+        .chunks_exact_mut(LANES)
+        .zip(w1.chunks_exact_mut(LANES))
+        .zip(p.chunks_exact(LANES))
+        .zip(x.chunks_exact(LANES))
+    {
+        let w0c: &mut [f64; LANES] = w0c.try_into().expect("a chunk of LANES");
+        let w1c: &mut [f64; LANES] = w1c.try_into().expect("a chunk of LANES");
+        let pc: &[f64; LANES] = pc.try_into().expect("a chunk of LANES");
+        let xc: &[f64; LANES] = xc.try_into().expect("a chunk of LANES");
+        for l in 0..LANES {
+            if U0 {
+                w0c[l] += d0 * pc[l];
+            }
+            s0[l] += w0c[l] * xc[l];
+            if U1 {
+                w1c[l] += d1 * pc[l];
+            }
+            s1[l] += w1c[l] * xc[l];
+        }
+    }
+    *a0 = s0;
+    *a1 = s1;
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -699,53 +752,65 @@ mod tests {
                 if d > 2 {
                     next[1] = -prev[0] * next[0] / prev[1];
                 }
-                let pend = [Some(0.37), None, Some(0.0), Some(-1e-3), None, Some(2.5)];
-                let visit = [true, true, false, true, false, true];
-                let w0: Vec<Vec<f64>> = (0..pend.len())
-                    .map(|_| (0..d).map(|_| g.next_normal() * scale).collect())
-                    .collect();
-                let mut w0c = w0.clone();
-                w0c.iter_mut().for_each(|w| {
-                    if d > 3 {
-                        w[3] = -0.0;
-                    }
-                });
-                // the unfused result
-                let mut want_w = w0c.clone();
-                let mut want_dot = vec![0.0f64; pend.len()];
-                for k in 0..pend.len() {
-                    if let Some(delta) = pend[k] {
-                        axpy(false, delta, &prev, &mut want_w[k]);
-                    }
-                    if visit[k] {
-                        want_dot[k] = dot(false, &want_w[k], &next);
-                    }
-                }
-                for simd in [false, true] {
-                    if simd && !simd_here {
-                        continue;
-                    }
-                    let mut st: Vec<ClassState> = w0c
-                        .iter()
-                        .map(|w| {
-                            let mut s = ClassState::new(1, d);
-                            s.w.clone_from(w);
-                            s
-                        })
+                for (pend, visit) in [
+                    (
+                        vec![Some(0.37), None, Some(0.0), Some(-1e-3), None, Some(2.5)],
+                        vec![true, true, false, true, false, true],
+                    ),
+                    (
+                        vec![None, Some(0.37), None, None, Some(-0.0), Some(1.5), Some(3.0)],
+                        vec![true, true, true, true, true, true, true],
+                    ),
+                    (vec![Some(0.5)], vec![true]),
+                    (vec![None], vec![true]),
+                    (vec![Some(0.5), None], vec![false, false]),
+                ] {
+                    let w0: Vec<Vec<f64>> = (0..pend.len())
+                        .map(|_| (0..d).map(|_| g.next_normal() * scale).collect())
                         .collect();
-                    let mut acc = vec![[1.0f64; LANES]; pend.len()];
-                    let mut dots = vec![0.0f64; pend.len()];
-                    pass(simd, &prev, &next, &mut st, &pend, &visit, &mut acc, &mut dots);
+                    let mut w0c = w0.clone();
+                    w0c.iter_mut().for_each(|w| {
+                        if d > 3 {
+                            w[3] = -0.0;
+                        }
+                    });
+                    // the unfused result
+                    let mut want_w = w0c.clone();
+                    let mut want_dot = vec![0.0f64; pend.len()];
                     for k in 0..pend.len() {
-                        let wb: Vec<u64> = st[k].w.iter().map(|v| v.to_bits()).collect();
-                        let ww: Vec<u64> = want_w[k].iter().map(|v| v.to_bits()).collect();
-                        assert_eq!(wb, ww, "w d {d} k {k} simd {simd}");
+                        if let Some(delta) = pend[k] {
+                            axpy(false, delta, &prev, &mut want_w[k]);
+                        }
                         if visit[k] {
-                            assert_eq!(
-                                dots[k].to_bits(),
-                                want_dot[k].to_bits(),
-                                "dot d {d} k {k} simd {simd}"
-                            );
+                            want_dot[k] = dot(false, &want_w[k], &next);
+                        }
+                    }
+                    for simd in [false, true] {
+                        if simd && !simd_here {
+                            continue;
+                        }
+                        let mut st: Vec<ClassState> = w0c
+                            .iter()
+                            .map(|w| {
+                                let mut s = ClassState::new(1, d);
+                                s.w.clone_from(w);
+                                s
+                            })
+                            .collect();
+                        let mut acc = vec![[1.0f64; LANES]; pend.len()];
+                        let mut dots = vec![0.0f64; pend.len()];
+                        pass(simd, &prev, &next, &mut st, &pend, &visit, &mut acc, &mut dots);
+                        for k in 0..pend.len() {
+                            let wb: Vec<u64> = st[k].w.iter().map(|v| v.to_bits()).collect();
+                            let ww: Vec<u64> = want_w[k].iter().map(|v| v.to_bits()).collect();
+                            assert_eq!(wb, ww, "w d {d} k {k} simd {simd}");
+                            if visit[k] {
+                                assert_eq!(
+                                    dots[k].to_bits(),
+                                    want_dot[k].to_bits(),
+                                    "dot d {d} k {k} simd {simd}"
+                                );
+                            }
                         }
                     }
                 }
