@@ -531,6 +531,12 @@ fn lanes1<const U: bool>(delta: f64, w: &mut [f64], p: &[f64], x: &[f64], a: &mu
     *a = s;
 }
 
+/// A copy of four elements.
+#[inline(always)]
+fn quad(c: &[f64]) -> [f64; 4] {
+    c.try_into().expect("four elements")
+}
+
 /// A copy of a chunk of [`LANES`] (every load before any store, so the blocks vectorise
 /// without a question of aliasing).
 #[inline(always)]
@@ -559,23 +565,27 @@ fn lanes2<const U0: bool, const U1: bool>(
         .zip(p.chunks_exact(LANES))
         .zip(x.chunks_exact(LANES))
     {
-        let (pc, xc) = (chunk(pc), chunk(xc));
-        let (mut v0, mut v1) = (chunk(w0c), chunk(w1c));
-        for l in 0..LANES {
+        // four lanes at a time (one AVX2 register each), loads before stores
+        for q in 0..LANES / 4 {
+            let r = 4 * q..4 * q + 4;
+            let (pq, xq) = (quad(&pc[r.clone()]), quad(&xc[r.clone()]));
+            let (mut v0, mut v1) = (quad(&w0c[r.clone()]), quad(&w1c[r.clone()]));
+            for l in 0..4 {
+                if U0 {
+                    v0[l] += d0 * pq[l];
+                }
+                s0[4 * q + l] += v0[l] * xq[l];
+                if U1 {
+                    v1[l] += d1 * pq[l];
+                }
+                s1[4 * q + l] += v1[l] * xq[l];
+            }
             if U0 {
-                v0[l] += d0 * pc[l];
+                w0c[r.clone()].copy_from_slice(&v0);
             }
-            s0[l] += v0[l] * xc[l];
             if U1 {
-                v1[l] += d1 * pc[l];
+                w1c[r].copy_from_slice(&v1);
             }
-            s1[l] += v1[l] * xc[l];
-        }
-        if U0 {
-            w0c.copy_from_slice(&v0);
-        }
-        if U1 {
-            w1c.copy_from_slice(&v1);
         }
     }
     *a0 = s0;
