@@ -29,9 +29,10 @@
 //! element, each element updated before its product is taken; the last pending updates are
 //! applied when the epoch ends, before anything else reads `w`. The pass is blocked over the
 //! dimensions (512 at a time): for each block, every class of the group goes over the blocks
-//! of `x_p` and `x_i`, which stay in L1. The bits are the plain epoch's: the update is the same
-//! `w + δ·x` per element, and nothing but the next dot reads `w` before it is applied (the bias
-//! weight, a scalar, is updated at once, as before); the dot keeps the plain one's order,
+//! of `x_p` and `x_i`, which stay in L1, two classes per loop (twice the independent add
+//! chains of one dot). The bits are the plain epoch's: the update is the same `w + δ·x` per
+//! element, and nothing but the next dot reads `w` before it is applied (the bias weight, a
+//! scalar, is updated at once, as before); the dot keeps the plain one's order,
 //! its 16 lane sums carried across the blocks (a multiple of 16 long), each lane adding the
 //! products of its elements in increasing order, then the pairwise reduction of the lanes and
 //! the tail of `d mod 16` elements in order. A test runs whole fits with the plain epoch,
@@ -249,11 +250,9 @@ impl ClassState {
     }
 }
 
-/// One pass of a group of classes over the rows in `order`: [`epoch_reference`]'s
-/// arithmetic, with the update of each visited row deferred into the next visited row's
-/// dot products (see the [module docs](self)).
-///
-/// [`epoch_reference`]: tests::epoch_reference
+/// One pass of a group of classes over the rows in `order`: the arithmetic of the unfused
+/// epoch (the tests' `epoch_reference`), with the update of each visited row deferred into
+/// the next visited row's dot products (see the [module docs](self)).
 fn epoch(
     rows: &Rows<'_>,
     order: &[usize],
@@ -439,7 +438,9 @@ const BLOCK: usize = 512;
 /// [`BLOCK`], each class's 16 lane sums carried across the blocks (so every lane adds the
 /// same products in the same order as `dot_body`), the pairwise reduction and the tail after
 /// the last block. The update of an element precedes its product, so the dot sees the
-/// updated weights, as the unfused update-then-dot does.
+/// updated weights, as the unfused update-then-dot does. The visiting classes go two at a
+/// time ([`lanes2`]: 8 independent add chains instead of 4, each class's lane sums in its
+/// own order); a class that only has an update does an [`axpy_body`] on the block.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn pass_body(
