@@ -19,10 +19,28 @@
 //! Rows are visited in a seeded shuffle, new each epoch, the same for every class; the classes
 //! are independent, split into two fixed halves run in parallel, each reading every row once
 //! per epoch, so a fit has the same bits on any number of threads. Weights and sums are f64;
-//! each row is widened from f32 once per visit. The per-row dot products and updates are one
-//! generic body compiled twice, for AVX2 and portably (the scalar twin), chosen once per fit
-//! by [`KernelKind::detect`]; Rust never fuses a multiply and an add on its own, so both give
-//! the same bits (tested).
+//! each row is widened from f32 once per visit.
+//!
+//! The epoch is bound by cache traffic, not arithmetic: the plain step reads `w_k` and `x_i`
+//! for the dot, then reads `x_i` and reads and writes `w_k` again for the update, per row and
+//! class. So the update of a visited row is deferred into the next visited row's pass: with
+//! `δ_k` pending from row `p` (none when the class skipped or shrank `p`, or its `PG` was
+//! tiny), one pass over `w_k` does `w_k += δ_k x_p` and `acc_k += w_k·x_i`, element by
+//! element, each element updated before its product is taken; the last pending updates are
+//! applied when the epoch ends, before anything else reads `w`. The pass is blocked over the
+//! dimensions (512 at a time): for each block, every class of the group goes over the blocks
+//! of `x_p` and `x_i`, which stay in L1, two classes per loop (twice the independent add
+//! chains of one dot). The bits are the plain epoch's: the update is the same `w + δ·x` per
+//! element, and nothing but the next dot reads `w` before it is applied (the bias weight, a
+//! scalar, is updated at once, as before); the dot keeps the plain one's order,
+//! its 16 lane sums carried across the blocks (a multiple of 16 long), each lane adding the
+//! products of its elements in increasing order, then the pairwise reduction of the lanes and
+//! the tail of `d mod 16` elements in order. A test runs whole fits with the plain epoch,
+//! kept as a reference, and asserts the same bits.
+//!
+//! The dot products and updates are generic bodies compiled twice, for AVX2 and portably (the
+//! scalar twin), chosen once per fit by [`KernelKind::detect`]; Rust never fuses a multiply
+//! and an add on its own (and no FMA is used), so both give the same bits (tested).
 //!
 //! Shrinking as liblinear's: a row at its bound whose gradient exceeds the last epoch's largest
 //! projected gradient is skipped until the remaining rows converge, then every row is checked
@@ -96,6 +114,20 @@ pub(crate) fn solve(
     lambda: f64,
     cfg: &Dcd,
     report: &mut TrainingReport,
+) -> Result<Outcome, LinearError> {
+    solve_with(rows, lambda, cfg, report, epoch)
+}
+
+/// One epoch of a group of classes: [`epoch`], or in tests its unfused reference.
+type EpochFn = fn(&Rows<'_>, &[usize], &[usize], &mut [ClassState], &[f64], f64, bool);
+
+/// [`solve`] with the epoch given.
+fn solve_with(
+    rows: &Rows<'_>,
+    lambda: f64,
+    cfg: &Dcd,
+    report: &mut TrainingReport,
+    epoch: EpochFn,
 ) -> Result<Outcome, LinearError> {
     let (n, d, c) = (rows.labels.len(), rows.dim(), rows.n_classes);
     let diag = lambda * n as f64; // D = 1 / (2C) with C = 1 / (2λn)
@@ -218,6 +250,9 @@ impl ClassState {
     }
 }
 
+/// One pass of a group of classes over the rows in `order`: the arithmetic of the unfused
+/// epoch (the tests' `epoch_reference`), with the update of each visited row deferred into
+/// the next visited row's dot products (see the [module docs](self)).
 fn epoch(
     rows: &Rows<'_>,
     order: &[usize],
@@ -227,23 +262,36 @@ fn epoch(
     diag: f64,
     simd: bool,
 ) {
-    let mut x = vec![0.0f64; rows.dim()];
+    let g = st.len();
+    // the row of the pending updates (prev) and the row being visited (next)
+    let (mut prev, mut next) = (vec![0.0f64; rows.dim()], vec![0.0f64; rows.dim()]);
+    // per class: δ of its last visited row, still to be added to w as δ·prev
+    let mut pend: Vec<Option<f64>> = vec![None; g];
+    let mut visit = vec![false; g];
+    let mut dots = vec![0.0f64; g];
+    let mut acc = vec![[0.0f64; LANES]; g];
     for s in st.iter_mut() {
         s.pg_max = f64::NEG_INFINITY;
         s.pg_min = f64::INFINITY;
     }
     for &i in order {
-        if st.iter().all(|s| s.done || !s.active[i]) {
+        for (v, s) in visit.iter_mut().zip(st.iter()) {
+            *v = !s.done && s.active[i];
+        }
+        if !visit.iter().any(|&v| v) {
             continue; // no class of this group visits the row: not even widened
         }
-        rows.widen(i, &mut x);
+        rows.widen(i, &mut next);
+        // w_k += δ_k·prev and dot_k = w_k·next, in one blocked pass
+        pass(simd, &prev, &next, st, &pend, &visit, &mut acc, &mut dots);
+        pend.iter_mut().for_each(|p| *p = None);
         let y = rows.labels[i] as usize;
-        for (s, &k) in st.iter_mut().zip(classes) {
-            if s.done || !s.active[i] {
+        for (k, (s, &class)) in st.iter_mut().zip(classes).enumerate() {
+            if !visit[k] {
                 continue;
             }
-            let t = if y == k { 1.0 } else { -1.0 };
-            let margin = t * (dot(simd, &s.w, &x) + s.wb * rows.bias);
+            let t = if y == class { 1.0 } else { -1.0 };
+            let margin = t * (dots[k] + s.wb * rows.bias);
             let a = s.alpha[i];
             let gr = margin - 1.0 + diag * a;
             let mut pg = gr;
@@ -260,9 +308,16 @@ fn epoch(
                 let new = (a - gr / qd[i]).max(0.0);
                 let delta = (new - a) * t;
                 s.alpha[i] = new;
-                axpy(simd, delta, &x, &mut s.w);
+                pend[k] = Some(delta); // applied (even a δ of 0, as axpy would) in the next pass
                 s.wb += delta * rows.bias;
             }
+        }
+        std::mem::swap(&mut prev, &mut next);
+    }
+    // the last visited row's updates (`solve` reads w after the epoch)
+    for (s, p) in st.iter_mut().zip(&pend) {
+        if let Some(delta) = *p {
+            axpy(simd, delta, &prev, &mut s.w);
         }
     }
     for s in st.iter_mut() {
@@ -303,7 +358,7 @@ fn primal(rows: &Rows<'_>, w: &[f64], b: &[f64], lambda: f64, simd: bool) -> f64
 /// independent chains hide the add latency).
 #[inline(always)]
 fn dot_body(a: &[f64], b: &[f64]) -> f64 {
-    const L: usize = 16;
+    const L: usize = LANES;
     let mut acc = [0.0f64; L];
     let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -372,9 +427,502 @@ fn axpy(simd: bool, alpha: f64, x: &[f64], y: &mut [f64]) {
     axpy_body(alpha, x, y)
 }
 
+/// The lanes of [`dot_body`].
+const LANES: usize = 16;
+/// The dimensions of one block of [`pass_body`] (a multiple of [`LANES`]): two rows' blocks
+/// (8 KiB) stay in L1 while the group's classes go over them.
+const BLOCK: usize = 512;
+
+/// For each class `k` of a group: `w_k += δ_k·prev` if `pend[k]` is `Some(δ_k)`, then, if
+/// `visit[k]`, `dots[k] = w_k·next` with [`dot_body`]'s bits: the dimensions in blocks of
+/// [`BLOCK`], each class's 16 lane sums carried across the blocks (so every lane adds the
+/// same products in the same order as `dot_body`), the pairwise reduction and the tail after
+/// the last block. The update of an element precedes its product, so the dot sees the
+/// updated weights, as the unfused update-then-dot does. The visiting classes go two at a
+/// time ([`lanes2`]: 8 independent add chains instead of 4, each class's lane sums in its
+/// own order); a class that only has an update does an [`axpy_body`] on the block.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn pass_body(
+    prev: &[f64],
+    next: &[f64],
+    st: &mut [ClassState],
+    pend: &[Option<f64>],
+    visit: &[bool],
+    acc: &mut [[f64; LANES]],
+    dots: &mut [f64],
+) {
+    let d = next.len();
+    let full = d - d % LANES;
+    acc.iter_mut().for_each(|a| *a = [0.0; LANES]);
+    let mut start = 0;
+    while start < full {
+        let end = (start + BLOCK).min(full);
+        let (p, x) = (&prev[start..end], &next[start..end]);
+        // the visiting classes two at a time (twice the independent add chains of one dot)
+        let mut held: Option<(&mut [f64], Option<f64>, &mut [f64; LANES])> = None;
+        for (((s, &pd), &v), a) in st.iter_mut().zip(pend).zip(visit).zip(acc.iter_mut()) {
+            let w = &mut s.w[start..end];
+            if !v {
+                if let Some(delta) = pd {
+                    axpy_body(delta, p, w);
+                }
+                continue;
+            }
+            match held.take() {
+                None => held = Some((w, pd, a)),
+                Some((w0, p0, a0)) => match (p0, pd) {
+                    (Some(d0), Some(d1)) => lanes2::<true, true>(d0, d1, w0, w, p, x, a0, a),
+                    (Some(d0), None) => lanes2::<true, false>(d0, 0.0, w0, w, p, x, a0, a),
+                    (None, Some(d1)) => lanes2::<false, true>(0.0, d1, w0, w, p, x, a0, a),
+                    (None, None) => lanes2::<false, false>(0.0, 0.0, w0, w, p, x, a0, a),
+                },
+            }
+        }
+        if let Some((w, pd, a)) = held {
+            match pd {
+                Some(delta) => lanes1::<true>(delta, w, p, x, a),
+                None => lanes1::<false>(0.0, w, p, x, a),
+            }
+        }
+        start = end;
+    }
+    let (p, x) = (&prev[full..], &next[full..]);
+    for (k, s) in st.iter_mut().enumerate() {
+        let w = &mut s.w[full..];
+        if let Some(delta) = pend[k] {
+            axpy_body(delta, p, w);
+        }
+        if visit[k] {
+            let a = &mut acc[k];
+            let mut width = LANES;
+            while width > 1 {
+                width /= 2;
+                for l in 0..width {
+                    a[l] += a[l + width];
+                }
+            }
+            let mut sum = a[0];
+            for (o, q) in w.iter().zip(x) {
+                sum += o * q;
+            }
+            dots[k] = sum;
+        }
+    }
+}
+
+/// One class's block of [`pass_body`]: `w += δ·p` if `U`, and the lane sums of `w·x`.
+#[inline(always)]
+fn lanes1<const U: bool>(delta: f64, w: &mut [f64], p: &[f64], x: &[f64], a: &mut [f64; LANES]) {
+    let mut s = *a; // a local array: the lane sums stay in registers
+    for ((wc, pc), xc) in
+        w.chunks_exact_mut(LANES).zip(p.chunks_exact(LANES)).zip(x.chunks_exact(LANES))
+    {
+        let (pc, xc, mut v) = (chunk(pc), chunk(xc), chunk(wc));
+        for l in 0..LANES {
+            if U {
+                v[l] += delta * pc[l];
+            }
+            s[l] += v[l] * xc[l];
+        }
+        if U {
+            wc.copy_from_slice(&v);
+        }
+    }
+    *a = s;
+}
+
+/// A copy of four elements.
+#[inline(always)]
+fn quad(c: &[f64]) -> [f64; 4] {
+    c.try_into().expect("four elements")
+}
+
+/// A copy of a chunk of [`LANES`] (every load before any store, so the blocks vectorise
+/// without a question of aliasing).
+#[inline(always)]
+fn chunk(c: &[f64]) -> [f64; LANES] {
+    c.try_into().expect("a chunk of LANES")
+}
+
+/// Two classes' blocks of [`pass_body`] in one loop, each as [`lanes1`] (its own lane sums,
+/// in the same order): twice the independent add chains.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn lanes2<const U0: bool, const U1: bool>(
+    d0: f64,
+    d1: f64,
+    w0: &mut [f64],
+    w1: &mut [f64],
+    p: &[f64],
+    x: &[f64],
+    a0: &mut [f64; LANES],
+    a1: &mut [f64; LANES],
+) {
+    let (mut s0, mut s1) = (*a0, *a1);
+    for (((w0c, w1c), pc), xc) in w0
+        .chunks_exact_mut(LANES)
+        .zip(w1.chunks_exact_mut(LANES))
+        .zip(p.chunks_exact(LANES))
+        .zip(x.chunks_exact(LANES))
+    {
+        // four lanes at a time (one AVX2 register each), loads before stores
+        for q in 0..LANES / 4 {
+            let r = 4 * q..4 * q + 4;
+            let (pq, xq) = (quad(&pc[r.clone()]), quad(&xc[r.clone()]));
+            let (mut v0, mut v1) = (quad(&w0c[r.clone()]), quad(&w1c[r.clone()]));
+            for l in 0..4 {
+                if U0 {
+                    v0[l] += d0 * pq[l];
+                }
+                s0[4 * q + l] += v0[l] * xq[l];
+                if U1 {
+                    v1[l] += d1 * pq[l];
+                }
+                s1[4 * q + l] += v1[l] * xq[l];
+            }
+            if U0 {
+                w0c[r.clone()].copy_from_slice(&v0);
+            }
+            if U1 {
+                w1c[r].copy_from_slice(&v1);
+            }
+        }
+    }
+    *a0 = s0;
+    *a1 = s1;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+fn pass_avx2(
+    prev: &[f64],
+    next: &[f64],
+    st: &mut [ClassState],
+    pend: &[Option<f64>],
+    visit: &[bool],
+    acc: &mut [[f64; LANES]],
+    dots: &mut [f64],
+) {
+    pass_body(prev, next, st, pend, visit, acc, dots)
+}
+
+/// [`pass_body`], dispatched as [`dot`].
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn pass(
+    simd: bool,
+    prev: &[f64],
+    next: &[f64],
+    st: &mut [ClassState],
+    pend: &[Option<f64>],
+    visit: &[bool],
+    acc: &mut [[f64; LANES]],
+    dots: &mut [f64],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: as in `dot`
+        return unsafe { pass_avx2(prev, next, st, pend, visit, acc, dots) };
+    }
+    let _ = simd;
+    pass_body(prev, next, st, pend, visit, acc, dots)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The unfused epoch (one dot and one axpy per visited row and class), the reference
+    /// whose bits [`epoch`] must reproduce.
+    pub(super) fn epoch_reference(
+        rows: &Rows<'_>,
+        order: &[usize],
+        classes: &[usize],
+        st: &mut [ClassState],
+        qd: &[f64],
+        diag: f64,
+        simd: bool,
+    ) {
+        let mut x = vec![0.0f64; rows.dim()];
+        for s in st.iter_mut() {
+            s.pg_max = f64::NEG_INFINITY;
+            s.pg_min = f64::INFINITY;
+        }
+        for &i in order {
+            if st.iter().all(|s| s.done || !s.active[i]) {
+                continue; // no class of this group visits the row: not even widened
+            }
+            rows.widen(i, &mut x);
+            let y = rows.labels[i] as usize;
+            for (s, &k) in st.iter_mut().zip(classes) {
+                if s.done || !s.active[i] {
+                    continue;
+                }
+                let t = if y == k { 1.0 } else { -1.0 };
+                let margin = t * (dot(simd, &s.w, &x) + s.wb * rows.bias);
+                let a = s.alpha[i];
+                let gr = margin - 1.0 + diag * a;
+                let mut pg = gr;
+                if a == 0.0 {
+                    if gr > s.pg_max_old {
+                        s.active[i] = false; // shrink
+                        continue;
+                    }
+                    pg = gr.min(0.0);
+                }
+                s.pg_max = s.pg_max.max(pg);
+                s.pg_min = s.pg_min.min(pg);
+                if pg.abs() > 1e-12 {
+                    let new = (a - gr / qd[i]).max(0.0);
+                    let delta = (new - a) * t;
+                    s.alpha[i] = new;
+                    axpy(simd, delta, &x, &mut s.w);
+                    s.wb += delta * rows.bias;
+                }
+            }
+        }
+        for s in st.iter_mut() {
+            if s.pg_max < s.pg_min {
+                // nothing visited (every row shrunk): a spread of 0
+                s.pg_max = 0.0;
+                s.pg_min = 0.0;
+            }
+        }
+    }
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static SHRUNK: AtomicBool = AtomicBool::new(false);
+
+    /// [`epoch_reference`], noting whether it left some row shrunk.
+    fn epoch_reference_spy(
+        rows: &Rows<'_>,
+        order: &[usize],
+        classes: &[usize],
+        st: &mut [ClassState],
+        qd: &[f64],
+        diag: f64,
+        simd: bool,
+    ) {
+        epoch_reference(rows, order, classes, st, qd, diag, simd);
+        if st.iter().any(|s| s.active.iter().any(|&a| !a)) {
+            SHRUNK.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A whole fit with the fused, blocked epoch has the bits of one with the unfused
+    /// reference: α (through w and the objective), w, b, the per-epoch dual objectives, the
+    /// epochs, the stop and the spread; on f32 features and u8 pixels, widths below, around
+    /// and above the lanes and the block, 1 to 10 classes, with and without bias, and λ small
+    /// enough for rows to be shrunk.
+    #[test]
+    fn fused_epoch_gives_the_reference_bits() {
+        let mut g = SplitMix64::new(11);
+        for (n, d) in [(1, 3), (23, 5), (64, 16), (97, 37), (150, 512), (80, 1100)] {
+            let x: Vec<f32> = (0..n * d).map(|_| (g.next_normal() * 2.0 + 0.5) as f32).collect();
+            let px: Vec<u8> = (0..n * d).map(|_| g.below(256) as u8).collect();
+            let offset: Vec<f32> = (0..d).map(|k| -0.3 - 0.01 * k as f32).collect();
+            let feats = Data::Features(imgclass_core::Rows::new(&x, n, d).expect("shape"));
+            let pixels = Data::Pixels(imgclass_core::Rows::new(&px, n, d).expect("shape"));
+            for (data, scale) in [(feats, 1.0f32), (pixels, 1.0 / 128.0)] {
+                for c in [1, 2, 3, 10] {
+                    let labels: Vec<u32> = (0..n).map(|_| g.below(c as u64) as u32).collect();
+                    for bias in [0.0, 1.0] {
+                        for lambda in [1e-4, 1e-2, 1.0] {
+                            let rows = Rows {
+                                x: data,
+                                labels: &labels,
+                                scale,
+                                offset: &offset,
+                                n_classes: c,
+                                bias,
+                            };
+                            let cfg = Dcd { max_epochs: 40, tolerance: 0.01, seed: 5 };
+                            let (mut r1, mut r2) =
+                                (TrainingReport::default(), TrainingReport::default());
+                            let a = solve_with(&rows, lambda, &cfg, &mut r1, epoch).expect("fused");
+                            let b = solve_with(&rows, lambda, &cfg, &mut r2, epoch_reference_spy)
+                                .expect("reference");
+                            let bits =
+                                |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                            let what = format!("n {n} d {d} c {c} bias {bias} λ {lambda}");
+                            assert_eq!(bits(&a.w), bits(&b.w), "w: {what}");
+                            assert_eq!(bits(&a.b), bits(&b.b), "b: {what}");
+                            assert_eq!(a.objective.to_bits(), b.objective.to_bits(), "{what}");
+                            assert_eq!(a.spread.to_bits(), b.spread.to_bits(), "{what}");
+                            assert_eq!((a.epochs, a.stop), (b.epochs, b.stop), "{what}");
+                            let f = |r: &TrainingReport| {
+                                r.loss.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                            };
+                            assert_eq!(f(&r1), f(&r2), "dual objectives: {what}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(SHRUNK.load(Ordering::Relaxed), "no row was ever shrunk");
+    }
+
+    /// The fused pass, AVX2 and portable, against the unfused axpy then dot (bit for bit), on
+    /// adversarial weights and rows, every combination of pending update and visit.
+    #[test]
+    fn fused_pass_twins_give_the_unfused_bits() {
+        let simd_here = matches!(KernelKind::detect(), Ok(k) if !matches!(k, KernelKind::Scalar));
+        let mut g = SplitMix64::new(7);
+        for d in [0, 1, 15, 16, 17, 511, 512, 513, 1000, 1040, 6400] {
+            for scale in [1.0, 1e-300, 1e300, 1e10] {
+                let prev: Vec<f64> = (0..d).map(|_| g.next_normal() * scale).collect();
+                let mut next: Vec<f64> = (0..d).map(|_| g.next_normal()).collect();
+                if d > 2 {
+                    next[1] = -prev[0] * next[0] / prev[1];
+                }
+                for (pend, visit) in [
+                    (
+                        vec![Some(0.37), None, Some(0.0), Some(-1e-3), None, Some(2.5)],
+                        vec![true, true, false, true, false, true],
+                    ),
+                    (
+                        vec![None, Some(0.37), None, None, Some(-0.0), Some(1.5), Some(3.0)],
+                        vec![true, true, true, true, true, true, true],
+                    ),
+                    (vec![Some(0.5)], vec![true]),
+                    (vec![None], vec![true]),
+                    (vec![Some(0.5), None], vec![false, false]),
+                ] {
+                    let w0: Vec<Vec<f64>> = (0..pend.len())
+                        .map(|_| (0..d).map(|_| g.next_normal() * scale).collect())
+                        .collect();
+                    let mut w0c = w0.clone();
+                    w0c.iter_mut().for_each(|w| {
+                        if d > 3 {
+                            w[3] = -0.0;
+                        }
+                    });
+                    // the unfused result
+                    let mut want_w = w0c.clone();
+                    let mut want_dot = vec![0.0f64; pend.len()];
+                    for k in 0..pend.len() {
+                        if let Some(delta) = pend[k] {
+                            axpy(false, delta, &prev, &mut want_w[k]);
+                        }
+                        if visit[k] {
+                            want_dot[k] = dot(false, &want_w[k], &next);
+                        }
+                    }
+                    for simd in [false, true] {
+                        if simd && !simd_here {
+                            continue;
+                        }
+                        let mut st: Vec<ClassState> = w0c
+                            .iter()
+                            .map(|w| {
+                                let mut s = ClassState::new(1, d);
+                                s.w.clone_from(w);
+                                s
+                            })
+                            .collect();
+                        let mut acc = vec![[1.0f64; LANES]; pend.len()];
+                        let mut dots = vec![0.0f64; pend.len()];
+                        pass(simd, &prev, &next, &mut st, &pend, &visit, &mut acc, &mut dots);
+                        for k in 0..pend.len() {
+                            let wb: Vec<u64> = st[k].w.iter().map(|v| v.to_bits()).collect();
+                            let ww: Vec<u64> = want_w[k].iter().map(|v| v.to_bits()).collect();
+                            assert_eq!(wb, ww, "w d {d} k {k} simd {simd}");
+                            if visit[k] {
+                                assert_eq!(
+                                    dots[k].to_bits(),
+                                    want_dot[k].to_bits(),
+                                    "dot d {d} k {k} simd {simd}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Indicative only (a shared machine): 3 epochs of 10 classes in two groups on 20,000 x
+    /// 6,400 f32 rows, the unfused reference against the fused epoch.
+    /// `cargo test -p imgclass-linear --release dcd_epoch_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn dcd_epoch_timing() {
+        let (n, d, c) = (20_000, 6_400, 10);
+        let mut g = SplitMix64::new(1);
+        let x: Vec<f32> = (0..n * d).map(|_| g.next_normal() as f32).collect();
+        let labels: Vec<u32> = (0..n).map(|_| g.below(c as u64) as u32).collect();
+        let offset = vec![0.0f32; d];
+        let rows = Rows {
+            x: Data::Features(imgclass_core::Rows::new(&x, n, d).expect("shape")),
+            labels: &labels,
+            scale: 1.0,
+            offset: &offset,
+            n_classes: c,
+            bias: 1.0,
+        };
+        let simd = matches!(KernelKind::detect(), Ok(k) if !matches!(k, KernelKind::Scalar));
+        let diag = 1e-4 * n as f64;
+        let mut buf = vec![0.0f64; d];
+        let qd: Vec<f64> = (0..n)
+            .map(|i| {
+                rows.widen(i, &mut buf);
+                dot(simd, &buf, &buf) + 1.0 + diag
+            })
+            .collect();
+        let half = c / 2;
+        let groups: Vec<Vec<usize>> = vec![(0..half).collect(), (half..c).collect()];
+        let mut results = Vec::new();
+        fn widen_only(
+            rows: &Rows<'_>,
+            order: &[usize],
+            _: &[usize],
+            st: &mut [ClassState],
+            _: &[f64],
+            _: f64,
+            _: bool,
+        ) {
+            let mut x = vec![0.0f64; rows.dim()];
+            for &i in order {
+                rows.widen(i, &mut x);
+                st[0].wb += x[i % x.len()];
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut state: Vec<ClassState> = (0..c).map(|_| ClassState::new(n, d)).collect();
+        let order: Vec<usize> = (0..n).collect();
+        let mut chunks: Vec<&mut [ClassState]> = state.chunks_mut(half).collect();
+        chunks.par_iter_mut().zip(&groups).for_each(|(st, classes)| {
+            for _ in 0..3 {
+                widen_only(&rows, &order, classes, st, &qd, diag, simd);
+            }
+        });
+        println!("widening only: {:.3} s per epoch", started.elapsed().as_secs_f64() / 3.0);
+        let runs = [("reference", epoch_reference as EpochFn), ("fused", epoch as EpochFn)];
+        for (name, f) in runs.into_iter().cycle().take(4) {
+            let mut state: Vec<ClassState> = (0..c).map(|_| ClassState::new(n, d)).collect();
+            let mut gs = SplitMix64::new(2);
+            let started = std::time::Instant::now();
+            for _ in 0..3 {
+                let mut order: Vec<usize> = (0..n).collect();
+                for i in (1..n).rev() {
+                    order.swap(i, gs.below(i as u64 + 1) as usize);
+                }
+                let mut chunks: Vec<&mut [ClassState]> = state.chunks_mut(half).collect();
+                chunks.par_iter_mut().zip(&groups).for_each(|(st, classes)| {
+                    f(&rows, &order, classes, st, &qd, diag, simd);
+                });
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!("{name}: 3 epochs in {secs:.2} s ({:.3} s per epoch)", secs / 3.0);
+            results.push(
+                state.iter().flat_map(|s| s.w.iter().map(|v| v.to_bits())).collect::<Vec<_>>(),
+            );
+        }
+        assert!(results.iter().all(|r| *r == results[0]));
+    }
 
     /// The AVX2 instances and the portable twins agree bit for bit on random and adversarial
     /// input (lengths around the 8-lane blocks, huge and tiny magnitudes, cancellation).
