@@ -94,57 +94,51 @@ pub trait SkinnyScalar:
     );
 }
 
-impl SkinnyScalar for f32 {
-    #[inline(always)]
-    fn fma(self, a: Self, b: Self) -> Self {
-        self.mul_add(a, b)
-    }
-    #[inline(always)]
-    fn nt<X: AffineInput>(rows: &[&[X]], pre: Affine<'_>, w: &[Self], n: usize, out: &mut [Self]) {
-        nt_body::<X, Self, 16>(rows, pre, w, n, out)
-    }
-    #[inline(always)]
-    fn tn<X: AffineInput>(g: &[Self], n: usize, rows: &[&[X]], pre: Affine<'_>, out: &mut [Self]) {
-        tn_body::<X, Self, 32>(g, n, rows, pre, out)
-    }
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn nt512<X: AffineInput>(
-        rows: &[&[X]],
-        pre: Affine<'_>,
-        w: &[Self],
-        n: usize,
-        out: &mut [Self],
-    ) {
-        // SAFETY: forwarded
-        unsafe { X::nt512_f32(rows, pre, w, n, out) }
-    }
+/// The two precisions: forward lanes `$nt`, backward lanes `$tn` (64-byte vectors: one of
+/// f32 or of f64 forward, two backward), and their AVX-512 forward instance.
+macro_rules! skinny_scalar {
+    ($t:ty, $nt:literal, $tn:literal, $nt512:ident) => {
+        impl SkinnyScalar for $t {
+            #[inline(always)]
+            fn fma(self, a: Self, b: Self) -> Self {
+                self.mul_add(a, b)
+            }
+            #[inline(always)]
+            fn nt<X: AffineInput>(
+                rows: &[&[X]],
+                pre: Affine<'_>,
+                w: &[Self],
+                n: usize,
+                out: &mut [Self],
+            ) {
+                nt_body::<X, Self, $nt>(rows, pre, w, n, out)
+            }
+            #[inline(always)]
+            fn tn<X: AffineInput>(
+                g: &[Self],
+                n: usize,
+                rows: &[&[X]],
+                pre: Affine<'_>,
+                out: &mut [Self],
+            ) {
+                tn_body::<X, Self, $tn>(g, n, rows, pre, out)
+            }
+            #[cfg(target_arch = "x86_64")]
+            unsafe fn nt512<X: AffineInput>(
+                rows: &[&[X]],
+                pre: Affine<'_>,
+                w: &[Self],
+                n: usize,
+                out: &mut [Self],
+            ) {
+                // SAFETY: forwarded
+                unsafe { X::$nt512(rows, pre, w, n, out) }
+            }
+        }
+    };
 }
-
-impl SkinnyScalar for f64 {
-    #[inline(always)]
-    fn fma(self, a: Self, b: Self) -> Self {
-        self.mul_add(a, b)
-    }
-    #[inline(always)]
-    fn nt<X: AffineInput>(rows: &[&[X]], pre: Affine<'_>, w: &[Self], n: usize, out: &mut [Self]) {
-        nt_body::<X, Self, 8>(rows, pre, w, n, out)
-    }
-    #[inline(always)]
-    fn tn<X: AffineInput>(g: &[Self], n: usize, rows: &[&[X]], pre: Affine<'_>, out: &mut [Self]) {
-        tn_body::<X, Self, 16>(g, n, rows, pre, out)
-    }
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn nt512<X: AffineInput>(
-        rows: &[&[X]],
-        pre: Affine<'_>,
-        w: &[Self],
-        n: usize,
-        out: &mut [Self],
-    ) {
-        // SAFETY: forwarded
-        unsafe { X::nt512_f64(rows, pre, w, n, out) }
-    }
-}
+skinny_scalar!(f32, 16, 32, nt512_f32);
+skinny_scalar!(f64, 8, 16, nt512_f64);
 
 /// The element of a skinny product's rows: u8 pixels or f32 features.
 pub trait AffineInput: Copy + Default + Send + Sync + 'static {
