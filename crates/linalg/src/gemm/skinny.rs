@@ -24,10 +24,12 @@
 //!   rows go past; each output is one fused chain over the rows in order.
 //!
 //! Every multiply-add is fused (`mul_add`, a correctly rounded software `fma` in the portable
-//! twin where the CPU has none), so the portable twin, the AVX2 instance (the same generic
-//! body compiled for AVX2 + FMA) and the AVX-512 instance (the forward product with
-//! intrinsics, since the compiler spilled the generic body's 20 accumulators; the backward
-//! one the generic body) give the same bits (tested). The kernel is an argument
+//! twin where the CPU has none), so the portable twin, the AVX2 instances (both products
+//! with intrinsics, one row's scores or 5 classes x 2 half-vectors of `D` in registers) and
+//! the AVX-512 instance (the forward product with intrinsics, since the compiler spilled the
+//! generic body's 20 accumulators; the backward one the generic body) give the same bits
+//! (tested). The generic body compiled for AVX2 had stayed largely scalar, with spilled
+//! accumulators: 9x slower in the forward product. The kernel is an argument
 //! ([`KernelKind::detect`] chooses one). The functions are serial: callers split rows
 //! (forward) or blocks of rows (backward) over their own tasks.
 //!
@@ -92,12 +94,41 @@ pub trait SkinnyScalar:
         n: usize,
         out: &mut [Self],
     );
+
+    /// The AVX2 forward instance at this precision.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; shapes checked by the caller.
+    #[doc(hidden)]
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn nt256<X: AffineInput>(
+        rows: &[&[X]],
+        pre: Affine<'_>,
+        w: &[Self],
+        n: usize,
+        out: &mut [Self],
+    );
+
+    /// The AVX2 backward instance at this precision.
+    ///
+    /// # Safety
+    /// As [`SkinnyScalar::nt256`].
+    #[doc(hidden)]
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn tn256<X: AffineInput>(
+        g: &[Self],
+        n: usize,
+        rows: &[&[X]],
+        pre: Affine<'_>,
+        out: &mut [Self],
+    );
 }
 
 /// The two precisions: forward lanes `$nt`, backward lanes `$tn` (64-byte vectors: one of
-/// f32 or of f64 forward, two backward), and their AVX-512 forward instance.
+/// f32 or of f64 forward, two backward), their AVX-512 forward instance and their AVX2
+/// instances.
 macro_rules! skinny_scalar {
-    ($t:ty, $nt:literal, $tn:literal, $nt512:ident) => {
+    ($t:ty, $nt:literal, $tn:literal, $nt512:ident, $nt256:ident, $tn256:ident) => {
         impl SkinnyScalar for $t {
             #[inline(always)]
             fn fma(self, a: Self, b: Self) -> Self {
@@ -134,11 +165,33 @@ macro_rules! skinny_scalar {
                 // SAFETY: forwarded
                 unsafe { X::$nt512(rows, pre, w, n, out) }
             }
+            #[cfg(target_arch = "x86_64")]
+            unsafe fn nt256<X: AffineInput>(
+                rows: &[&[X]],
+                pre: Affine<'_>,
+                w: &[Self],
+                n: usize,
+                out: &mut [Self],
+            ) {
+                // SAFETY: forwarded
+                unsafe { X::$nt256(rows, pre, w, n, out) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            unsafe fn tn256<X: AffineInput>(
+                g: &[Self],
+                n: usize,
+                rows: &[&[X]],
+                pre: Affine<'_>,
+                out: &mut [Self],
+            ) {
+                // SAFETY: forwarded
+                unsafe { X::$tn256(g, n, rows, pre, out) }
+            }
         }
     };
 }
-skinny_scalar!(f32, 16, 32, nt512_f32);
-skinny_scalar!(f64, 8, 16, nt512_f64);
+skinny_scalar!(f32, 16, 32, nt512_f32, nt256_f32, tn256_f32);
+skinny_scalar!(f64, 8, 16, nt512_f64, nt256_f64, tn256_f64);
 
 /// The element of a skinny product's rows: u8 pixels or f32 features.
 pub trait AffineInput: Copy + Default + Send + Sync + 'static {
@@ -160,10 +213,43 @@ pub trait AffineInput: Copy + Default + Send + Sync + 'static {
     #[doc(hidden)]
     #[cfg(target_arch = "x86_64")]
     unsafe fn nt512_f64(rows: &[&[Self]], pre: Affine<'_>, w: &[f64], n: usize, out: &mut [f64]);
+
+    /// The AVX2 forward instance on these rows in f32.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; shapes checked by the caller.
+    #[doc(hidden)]
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn nt256_f32(rows: &[&[Self]], pre: Affine<'_>, w: &[f32], n: usize, out: &mut [f32]);
+
+    /// The AVX2 forward instance on these rows in f64.
+    ///
+    /// # Safety
+    /// As [`AffineInput::nt256_f32`].
+    #[doc(hidden)]
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn nt256_f64(rows: &[&[Self]], pre: Affine<'_>, w: &[f64], n: usize, out: &mut [f64]);
+
+    /// The AVX2 backward instance on these rows in f32.
+    ///
+    /// # Safety
+    /// As [`AffineInput::nt256_f32`].
+    #[doc(hidden)]
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn tn256_f32(g: &[f32], n: usize, rows: &[&[Self]], pre: Affine<'_>, out: &mut [f32]);
+
+    /// The AVX2 backward instance on these rows in f64.
+    ///
+    /// # Safety
+    /// As [`AffineInput::nt256_f32`].
+    #[doc(hidden)]
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn tn256_f64(g: &[f64], n: usize, rows: &[&[Self]], pre: Affine<'_>, out: &mut [f64]);
 }
 
 macro_rules! affine_input {
-    ($x:ty, $value:expr, $f32:ident, $f64:ident) => {
+    ($x:ty, $value:expr, $f32:ident, $f64:ident, $nt32:ident, $nt64:ident, $tn32:ident,
+     $tn64:ident) => {
         impl AffineInput for $x {
             #[inline(always)]
             fn value(self) -> f32 {
@@ -191,11 +277,64 @@ macro_rules! affine_input {
                 // SAFETY: forwarded
                 unsafe { avx512::$f64(rows, pre, w, n, out) }
             }
+            #[cfg(target_arch = "x86_64")]
+            unsafe fn nt256_f32(
+                rows: &[&[Self]],
+                pre: Affine<'_>,
+                w: &[f32],
+                n: usize,
+                out: &mut [f32],
+            ) {
+                // SAFETY: forwarded
+                unsafe { avx2::$nt32(rows, pre, w, n, out) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            unsafe fn nt256_f64(
+                rows: &[&[Self]],
+                pre: Affine<'_>,
+                w: &[f64],
+                n: usize,
+                out: &mut [f64],
+            ) {
+                // SAFETY: forwarded
+                unsafe { avx2::$nt64(rows, pre, w, n, out) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            unsafe fn tn256_f32(
+                g: &[f32],
+                n: usize,
+                rows: &[&[Self]],
+                pre: Affine<'_>,
+                out: &mut [f32],
+            ) {
+                // SAFETY: forwarded
+                unsafe { avx2::$tn32(g, n, rows, pre, out) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            unsafe fn tn256_f64(
+                g: &[f64],
+                n: usize,
+                rows: &[&[Self]],
+                pre: Affine<'_>,
+                out: &mut [f64],
+            ) {
+                // SAFETY: forwarded
+                unsafe { avx2::$tn64(g, n, rows, pre, out) }
+            }
         }
     };
 }
-affine_input!(u8, f32::from, nt_u8_f32, nt_u8_f64);
-affine_input!(f32, std::convert::identity, nt_f32_f32, nt_f32_f64);
+affine_input!(u8, f32::from, nt_u8_f32, nt_u8_f64, nt_u8_f32, nt_u8_f64, tn_u8_f32, tn_u8_f64);
+affine_input!(
+    f32,
+    std::convert::identity,
+    nt_f32_f32,
+    nt_f32_f64,
+    nt_f32_f32,
+    nt_f32_f64,
+    tn_f32_f32,
+    tn_f32_f64
+);
 
 /// Classes per pass over the rows (their accumulators stay in registers).
 const G: usize = 5;
@@ -245,7 +384,7 @@ pub fn gemm_nt_affine_with<X: AffineInput, T: SkinnyScalar>(
         #[cfg(target_arch = "x86_64")]
         KernelKind::Avx2 => {
             // SAFETY: check_kernel found avx2 and fma on this CPU
-            unsafe { nt_avx2(rows, pre, w, n, out) }
+            unsafe { T::nt256(rows, pre, w, n, out) }
         }
         _ => T::nt(rows, pre, w, n, out),
     }
@@ -278,7 +417,7 @@ pub fn gemm_tn_affine_add_with<X: AffineInput, T: SkinnyScalar>(
         #[cfg(target_arch = "x86_64")]
         KernelKind::Avx2 => {
             // SAFETY: as in gemm_nt_affine_with
-            unsafe { tn_avx2(g, n, rows, pre, out) }
+            unsafe { T::tn256(g, n, rows, pre, out) }
         }
         _ => T::tn(g, n, rows, pre, out),
     }
@@ -286,32 +425,8 @@ pub fn gemm_tn_affine_add_with<X: AffineInput, T: SkinnyScalar>(
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn nt_avx2<X: AffineInput, T: SkinnyScalar>(
-    rows: &[&[X]],
-    pre: Affine<'_>,
-    w: &[T],
-    n: usize,
-    out: &mut [T],
-) {
-    T::nt(rows, pre, w, n, out)
-}
-
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 fn tn_avx512<X: AffineInput, T: SkinnyScalar>(
-    g: &[T],
-    n: usize,
-    rows: &[&[X]],
-    pre: Affine<'_>,
-    out: &mut [T],
-) {
-    T::tn(g, n, rows, pre, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn tn_avx2<X: AffineInput, T: SkinnyScalar>(
     g: &[T],
     n: usize,
     rows: &[&[X]],
@@ -803,6 +918,367 @@ mod avx512 {
     );
 }
 
+/// Both products with AVX2 + FMA intrinsics: the portable bodies' arithmetic (the same
+/// lanes, fused steps, trees and tails) with the accumulators in registers. A 64-byte vector
+/// of the portable body is two 32-byte halves here; 16 registers hold one row's scores for
+/// up to 5 classes (10 accumulators) in the forward product and 5 classes x 2 halves of `D`
+/// in the backward one. The blocking differs from the portable body's, the bits do not: a
+/// score depends only on its row, and each output of `D` is one fused chain over the rows.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Affine, G};
+
+    /// [`super::finish`]'s tree on 16 f32 lanes held as two halves: lanes `l` and `l + 8`
+    /// (`lo + hi`), then `l + 4`, `l + 2`, `l + 1`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn tree_ps(lo: __m256, hi: __m256) -> f32 {
+        let a8 = _mm256_add_ps(lo, hi);
+        let a4 = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+        let a2 = _mm_add_ps(a4, _mm_movehl_ps(a4, a4));
+        _mm_cvtss_f32(_mm_add_ss(a2, _mm_shuffle_ps(a2, a2, 1)))
+    }
+
+    /// The same tree on 8 f64 lanes: `l + 4` (`lo + hi`), `l + 2`, `l + 1`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn tree_pd(lo: __m256d, hi: __m256d) -> f64 {
+        let a4 = _mm256_add_pd(lo, hi);
+        let a2 = _mm_add_pd(_mm256_castpd256_pd128(a4), _mm256_extractf128_pd(a4, 1));
+        _mm_cvtsd_f64(_mm_add_sd(a2, _mm_unpackhi_pd(a2, a2)))
+    }
+
+    /// `x̃` of 8 f32 lanes: the affine map in f32, a multiply then an add (not fused), as
+    /// the portable [`super::tilde`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn affine8(x: __m256, s: *const f32, o: *const f32) -> __m256 {
+        // SAFETY: the caller's pointers have 8 lanes
+        unsafe { _mm256_add_ps(_mm256_mul_ps(x, _mm256_loadu_ps(s)), _mm256_loadu_ps(o)) }
+    }
+
+    /// 8 bytes widened to 8 f32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn widen8(b: __m128i) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b))
+    }
+
+    /// f32 lanes widened to two halves of f64.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn to_pd(x: __m256) -> (__m256d, __m256d) {
+        (_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)))
+    }
+
+    macro_rules! kernels {
+        ($nt:ident, $nt_group:ident, $tn:ident, $tn_group:ident, $x:ty, $t:ty, $l:literal,
+         $v:ty, $zero:ident, $load:ident, $store:ident, $set1:ident, $fma:ident, $reduce:ident,
+         |$p:ident, $s:ident, $o:ident| $xt:expr) => {
+            /// `x̃` of one whole 64-byte vector's lanes from `p`, `s`, `o`, as two halves.
+            #[inline]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn load_x($p: *const $x, $s: *const f32, $o: *const f32) -> ($v, $v) {
+                // SAFETY: the caller's pointers have `$l` lanes
+                unsafe { $xt }
+            }
+
+            /// The lanes `kv..k` of a row, scale, offset or weight row, zero-padded to a
+            /// whole vector as the portable body pads them.
+            #[inline(always)]
+            fn pad<U: Copy + Default>(v: &[U], kv: usize) -> [U; $l] {
+                let mut a = [U::default(); $l];
+                a[..v.len() - kv].copy_from_slice(&v[kv..]);
+                a
+            }
+
+            /// # Safety
+            /// AVX2 and FMA; shapes checked by the caller.
+            #[target_feature(enable = "avx2,fma")]
+            pub(crate) unsafe fn $nt(
+                rows: &[&[$x]],
+                pre: Affine<'_>,
+                w: &[$t],
+                n: usize,
+                out: &mut [$t],
+            ) {
+                let k = pre.scale.len();
+                let mut j0 = 0;
+                while j0 < n {
+                    let wg = &w[j0 * k..];
+                    // SAFETY: forwarded
+                    j0 += unsafe {
+                        match n - j0 {
+                            1 => $nt_group::<1>(rows, pre, wg, n, j0, out),
+                            2 => $nt_group::<2>(rows, pre, wg, n, j0, out),
+                            3 => $nt_group::<3>(rows, pre, wg, n, j0, out),
+                            4 => $nt_group::<4>(rows, pre, wg, n, j0, out),
+                            _ => $nt_group::<G>(rows, pre, wg, n, j0, out),
+                        }
+                    };
+                }
+            }
+
+            /// Every row's scores for the `C` classes from `j0`, one row at a time.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $nt_group<const C: usize>(
+                rows: &[&[$x]],
+                pre: Affine<'_>,
+                w: &[$t],
+                n: usize,
+                j0: usize,
+                out: &mut [$t],
+            ) -> usize {
+                const H: usize = $l / 2;
+                let k = pre.scale.len();
+                let kv = k / $l * $l;
+                let wr: [&[$t]; C] = core::array::from_fn(|j| &w[j * k..(j + 1) * k]);
+                let (sp, op) = (pad::<f32>(pre.scale, kv), pad::<f32>(pre.offset, kv));
+                let wp: [[$t; $l]; C] = core::array::from_fn(|j| pad::<$t>(wr[j], kv));
+                for (i, row) in rows.iter().enumerate() {
+                    let mut acc: [[$v; 2]; C] = [[$zero(); 2]; C];
+                    let mut c = 0;
+                    while c < kv {
+                        // SAFETY: c + L <= kv <= k, the length of the row, of scale and
+                        // offset and of every weight row
+                        unsafe {
+                            let (lo, hi) = load_x(
+                                row.as_ptr().add(c),
+                                pre.scale.as_ptr().add(c),
+                                pre.offset.as_ptr().add(c),
+                            );
+                            for j in 0..C {
+                                let wj = wr[j].as_ptr().add(c);
+                                acc[j][0] = $fma(lo, $load(wj), acc[j][0]);
+                                acc[j][1] = $fma(hi, $load(wj.add(H)), acc[j][1]);
+                            }
+                        }
+                        c += $l;
+                    }
+                    if kv < k {
+                        let xp = pad::<$x>(row, kv);
+                        // SAFETY: the padded copies have whole vectors
+                        unsafe {
+                            let (lo, hi) = load_x(xp.as_ptr(), sp.as_ptr(), op.as_ptr());
+                            for j in 0..C {
+                                let wj = wp[j].as_ptr();
+                                acc[j][0] = $fma(lo, $load(wj), acc[j][0]);
+                                acc[j][1] = $fma(hi, $load(wj.add(H)), acc[j][1]);
+                            }
+                        }
+                    }
+                    for j in 0..C {
+                        out[i * n + j0 + j] = $reduce(acc[j][0], acc[j][1]);
+                    }
+                }
+                C
+            }
+
+            /// # Safety
+            /// AVX2 and FMA; shapes checked by the caller.
+            #[target_feature(enable = "avx2,fma")]
+            pub(crate) unsafe fn $tn(
+                g: &[$t],
+                n: usize,
+                rows: &[&[$x]],
+                pre: Affine<'_>,
+                out: &mut [$t],
+            ) {
+                let k = pre.scale.len();
+                let mut j0 = 0;
+                while j0 < n {
+                    let og = &mut out[j0 * k..];
+                    // SAFETY: forwarded
+                    j0 += unsafe {
+                        match n - j0 {
+                            1 => $tn_group::<1>(g, n, j0, rows, pre, og),
+                            2 => $tn_group::<2>(g, n, j0, rows, pre, og),
+                            3 => $tn_group::<3>(g, n, j0, rows, pre, og),
+                            4 => $tn_group::<4>(g, n, j0, rows, pre, og),
+                            _ => $tn_group::<G>(g, n, j0, rows, pre, og),
+                        }
+                    };
+                }
+            }
+
+            /// `D += Gᵀ X̃` for the `C` classes from `j0`, one vector of columns at a time;
+            /// each output is one fused chain over the rows in order.
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $tn_group<const C: usize>(
+                g: &[$t],
+                n: usize,
+                j0: usize,
+                rows: &[&[$x]],
+                pre: Affine<'_>,
+                out: &mut [$t],
+            ) -> usize {
+                const H: usize = $l / 2;
+                let k = pre.scale.len();
+                let kv = k / $l * $l;
+                let mut c = 0;
+                while c < kv {
+                    // SAFETY: c + L <= kv <= k, the length of every row, of scale and offset
+                    // and of each of the C rows of `out` from class j0; g has rows.len() x n
+                    unsafe {
+                        let mut acc: [[$v; 2]; C] = [[$zero(); 2]; C];
+                        for j in 0..C {
+                            let d = out.as_ptr().add(j * k + c);
+                            acc[j] = [$load(d), $load(d.add(H))];
+                        }
+                        for (i, row) in rows.iter().enumerate() {
+                            let (lo, hi) = load_x(
+                                row.as_ptr().add(c),
+                                pre.scale.as_ptr().add(c),
+                                pre.offset.as_ptr().add(c),
+                            );
+                            for j in 0..C {
+                                let gj = $set1(*g.get_unchecked(i * n + j0 + j));
+                                acc[j][0] = $fma(gj, lo, acc[j][0]);
+                                acc[j][1] = $fma(gj, hi, acc[j][1]);
+                            }
+                        }
+                        for j in 0..C {
+                            let d = out.as_mut_ptr().add(j * k + c);
+                            $store(d, acc[j][0]);
+                            $store(d.add(H), acc[j][1]);
+                        }
+                    }
+                    c += $l;
+                }
+                if kv < k {
+                    let rem = k - kv;
+                    let (sp, op) = (pad::<f32>(pre.scale, kv), pad::<f32>(pre.offset, kv));
+                    let mut dp: [[$t; $l]; C] =
+                        core::array::from_fn(|j| pad::<$t>(&out[j * k..(j + 1) * k], kv));
+                    // SAFETY: the padded copies have whole vectors; g as above
+                    unsafe {
+                        let mut acc: [[$v; 2]; C] = [[$zero(); 2]; C];
+                        for j in 0..C {
+                            let d = dp[j].as_ptr();
+                            acc[j] = [$load(d), $load(d.add(H))];
+                        }
+                        for (i, row) in rows.iter().enumerate() {
+                            let xp = pad::<$x>(row, kv);
+                            let (lo, hi) = load_x(xp.as_ptr(), sp.as_ptr(), op.as_ptr());
+                            for j in 0..C {
+                                let gj = $set1(*g.get_unchecked(i * n + j0 + j));
+                                acc[j][0] = $fma(gj, lo, acc[j][0]);
+                                acc[j][1] = $fma(gj, hi, acc[j][1]);
+                            }
+                        }
+                        for j in 0..C {
+                            let d = dp[j].as_mut_ptr();
+                            $store(d, acc[j][0]);
+                            $store(d.add(H), acc[j][1]);
+                        }
+                    }
+                    for j in 0..C {
+                        out[j * k + kv..(j + 1) * k].copy_from_slice(&dp[j][..rem]);
+                    }
+                }
+                C
+            }
+        };
+    }
+
+    mod f32_f32 {
+        use super::*;
+        kernels!(
+            nt_f32_f32,
+            nt_group,
+            tn_f32_f32,
+            tn_group,
+            f32,
+            f32,
+            16,
+            __m256,
+            _mm256_setzero_ps,
+            _mm256_loadu_ps,
+            _mm256_storeu_ps,
+            _mm256_set1_ps,
+            _mm256_fmadd_ps,
+            tree_ps,
+            |p, s, o| (
+                affine8(_mm256_loadu_ps(p), s, o),
+                affine8(_mm256_loadu_ps(p.add(8)), s.add(8), o.add(8))
+            )
+        );
+    }
+    mod u8_f32 {
+        use super::*;
+        kernels!(
+            nt_u8_f32,
+            nt_group,
+            tn_u8_f32,
+            tn_group,
+            u8,
+            f32,
+            16,
+            __m256,
+            _mm256_setzero_ps,
+            _mm256_loadu_ps,
+            _mm256_storeu_ps,
+            _mm256_set1_ps,
+            _mm256_fmadd_ps,
+            tree_ps,
+            |p, s, o| {
+                let b = _mm_loadu_si128(p.cast());
+                (
+                    affine8(widen8(b), s, o),
+                    affine8(widen8(_mm_srli_si128::<8>(b)), s.add(8), o.add(8)),
+                )
+            }
+        );
+    }
+    mod f32_f64 {
+        use super::*;
+        kernels!(
+            nt_f32_f64,
+            nt_group,
+            tn_f32_f64,
+            tn_group,
+            f32,
+            f64,
+            8,
+            __m256d,
+            _mm256_setzero_pd,
+            _mm256_loadu_pd,
+            _mm256_storeu_pd,
+            _mm256_set1_pd,
+            _mm256_fmadd_pd,
+            tree_pd,
+            |p, s, o| to_pd(affine8(_mm256_loadu_ps(p), s, o))
+        );
+    }
+    mod u8_f64 {
+        use super::*;
+        kernels!(
+            nt_u8_f64,
+            nt_group,
+            tn_u8_f64,
+            tn_group,
+            u8,
+            f64,
+            8,
+            __m256d,
+            _mm256_setzero_pd,
+            _mm256_loadu_pd,
+            _mm256_storeu_pd,
+            _mm256_set1_pd,
+            _mm256_fmadd_pd,
+            tree_pd,
+            |p, s, o| to_pd(affine8(widen8(_mm_loadl_epi64(p.cast())), s, o))
+        );
+    }
+    pub(super) use f32_f32::{nt_f32_f32, tn_f32_f32};
+    pub(super) use f32_f64::{nt_f32_f64, tn_f32_f64};
+    pub(super) use u8_f32::{nt_u8_f32, tn_u8_f32};
+    pub(super) use u8_f64::{nt_u8_f64, tn_u8_f64};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -863,13 +1339,21 @@ mod tests {
         KernelKind::available()
     }
 
-    /// Every kernel gives the scalar twin's bits, in f32 and f64, on u8 and f32 rows, for
-    /// every class count (full groups of 5 and each remainder) and lengths around the
-    /// 16-lane vectors.
+    /// Every kernel gives the scalar twin's bits, in f32 and f64, on u8 and f32 rows (all four
+    /// pairs), for every class count (full groups of 5 and each remainder) and lengths around
+    /// the 8-, 16- and 32-lane vectors (tails of every kind, whole vectors only, none at all).
     #[test]
     fn every_kernel_gives_the_scalar_twins_bits() {
-        for (m, n, k) in [(3, 10, 3072), (2, 1, 17), (4, 7, 33), (1, 12, 16), (5, 3, 0), (2, 4, 15)]
-        {
+        for (m, n, k) in [
+            (3, 10, 3072),
+            (9, 10, 154),
+            (2, 1, 17),
+            (4, 7, 33),
+            (1, 12, 16),
+            (5, 3, 0),
+            (2, 4, 15),
+            (3, 6, 7),
+        ] {
             for adversarial in [false, true] {
                 let cs = case(m, n, k, (m * 131 + n * 7 + k) as u64, adversarial);
                 let pre = Affine { scale: &cs.scale, offset: &cs.offset };
@@ -877,18 +1361,31 @@ mod tests {
                 let fx: Vec<&[f32]> = cs.fx.iter().map(Vec::as_slice).collect();
                 let w32: Vec<f32> = cs.w.iter().map(|&v| v as f32).collect();
                 let g32: Vec<f32> = cs.g.iter().map(|&v| v as f32).collect();
+                // both products in both precisions on both row types
+                fn both<X: AffineInput, T: SkinnyScalar>(
+                    kernel: KernelKind,
+                    rows: &[&[X]],
+                    pre: Affine<'_>,
+                    w: &[T],
+                    g: &[T],
+                    n: usize,
+                ) -> Vec<T> {
+                    let mut s = vec![T::default(); rows.len() * n];
+                    gemm_nt_affine_with(kernel, rows, pre, w, n, &mut s).unwrap();
+                    let mut d = w.to_vec();
+                    gemm_tn_affine_add_with(kernel, g, n, rows, pre, &mut d).unwrap();
+                    s.extend(d);
+                    s
+                }
                 let run = |kernel| {
-                    let mut s64 = vec![0.0f64; m * n];
-                    gemm_nt_affine_with(kernel, &fx, pre, &cs.w, n, &mut s64).unwrap();
-                    let mut s32 = vec![0.0f32; m * n];
-                    gemm_nt_affine_with(kernel, &px, pre, &w32, n, &mut s32).unwrap();
-                    let mut d64 = cs.w.clone();
-                    gemm_tn_affine_add_with(kernel, &cs.g, n, &fx, pre, &mut d64).unwrap();
-                    let mut d32 = w32.clone();
-                    gemm_tn_affine_add_with(kernel, &g32, n, &px, pre, &mut d32).unwrap();
-                    let bits64 = s64.iter().chain(&d64).map(|v| v.to_bits()).collect::<Vec<_>>();
-                    let bits32 = s32.iter().chain(&d32).map(|v| v.to_bits()).collect::<Vec<_>>();
-                    (bits64, bits32)
+                    let b64 = |v: Vec<f64>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    let b32 = |v: Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    (
+                        b64(both(kernel, &fx, pre, &cs.w, &cs.g, n)),
+                        b64(both(kernel, &px, pre, &cs.w, &cs.g, n)),
+                        b32(both(kernel, &fx, pre, &w32, &g32, n)),
+                        b32(both(kernel, &px, pre, &w32, &g32, n)),
+                    )
                 };
                 let want = run(KernelKind::Scalar);
                 for kernel in kernels() {
