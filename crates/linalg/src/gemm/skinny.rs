@@ -81,54 +81,16 @@ pub trait SkinnyScalar:
     #[doc(hidden)]
     fn tn<X: AffineInput>(g: &[Self], n: usize, rows: &[&[X]], pre: Affine<'_>, out: &mut [Self]);
 
-    /// The AVX-512 forward instance at this precision.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F/BW/VL; shapes checked by the caller.
+    /// The SIMD instances on rows of `X` at this precision.
     #[doc(hidden)]
     #[cfg(target_arch = "x86_64")]
-    unsafe fn nt512<X: AffineInput>(
-        rows: &[&[X]],
-        pre: Affine<'_>,
-        w: &[Self],
-        n: usize,
-        out: &mut [Self],
-    );
-
-    /// The AVX2 forward instance at this precision.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA; shapes checked by the caller.
-    #[doc(hidden)]
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn nt256<X: AffineInput>(
-        rows: &[&[X]],
-        pre: Affine<'_>,
-        w: &[Self],
-        n: usize,
-        out: &mut [Self],
-    );
-
-    /// The AVX2 backward instance at this precision.
-    ///
-    /// # Safety
-    /// As [`SkinnyScalar::nt256`].
-    #[doc(hidden)]
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn tn256<X: AffineInput>(
-        g: &[Self],
-        n: usize,
-        rows: &[&[X]],
-        pre: Affine<'_>,
-        out: &mut [Self],
-    );
+    fn simd<X: AffineInput>() -> Instances<X, Self>;
 }
 
 /// The two precisions: forward lanes `$nt`, backward lanes `$tn` (64-byte vectors: one of
-/// f32 or of f64 forward, two backward), their AVX-512 forward instance and their AVX2
-/// instances.
+/// f32 or of f64 forward, two backward), and their SIMD instances.
 macro_rules! skinny_scalar {
-    ($t:ty, $nt:literal, $tn:literal, $nt512:ident, $nt256:ident, $tn256:ident) => {
+    ($t:ty, $nt:literal, $tn:literal, $simd:ident) => {
         impl SkinnyScalar for $t {
             #[inline(always)]
             fn fma(self, a: Self, b: Self) -> Self {
@@ -155,186 +117,76 @@ macro_rules! skinny_scalar {
                 tn_body::<X, Self, $tn>(g, n, rows, pre, out)
             }
             #[cfg(target_arch = "x86_64")]
-            unsafe fn nt512<X: AffineInput>(
-                rows: &[&[X]],
-                pre: Affine<'_>,
-                w: &[Self],
-                n: usize,
-                out: &mut [Self],
-            ) {
-                // SAFETY: forwarded
-                unsafe { X::$nt512(rows, pre, w, n, out) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            unsafe fn nt256<X: AffineInput>(
-                rows: &[&[X]],
-                pre: Affine<'_>,
-                w: &[Self],
-                n: usize,
-                out: &mut [Self],
-            ) {
-                // SAFETY: forwarded
-                unsafe { X::$nt256(rows, pre, w, n, out) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            unsafe fn tn256<X: AffineInput>(
-                g: &[Self],
-                n: usize,
-                rows: &[&[X]],
-                pre: Affine<'_>,
-                out: &mut [Self],
-            ) {
-                // SAFETY: forwarded
-                unsafe { X::$tn256(g, n, rows, pre, out) }
+            fn simd<X: AffineInput>() -> Instances<X, Self> {
+                X::$simd()
             }
         }
     };
 }
-skinny_scalar!(f32, 16, 32, nt512_f32, nt256_f32, tn256_f32);
-skinny_scalar!(f64, 8, 16, nt512_f64, nt256_f64, tn256_f64);
+skinny_scalar!(f32, 16, 32, simd_f32);
+skinny_scalar!(f64, 8, 16, simd_f64);
+
+/// A forward instance: `(rows, pre, w, n, out)`.
+#[cfg(target_arch = "x86_64")]
+type NtFn<X, T> = unsafe fn(&[&[X]], Affine<'_>, &[T], usize, &mut [T]);
+/// A backward instance: `(g, n, rows, pre, out)`.
+#[cfg(target_arch = "x86_64")]
+type TnFn<X, T> = unsafe fn(&[T], usize, &[&[X]], Affine<'_>, &mut [T]);
+
+/// The SIMD instances of the two products on rows of `X` with weights of `T`, chosen by the
+/// two types: one table per pair, so that a new instance is one field here and one entry in
+/// `affine_input!`. Each is `unsafe`: the CPU must have its features (checked by the
+/// products through [`KernelKind::is_available`]) and the shapes must be checked.
+#[doc(hidden)]
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct Instances<X: 'static, T: 'static> {
+    /// The AVX-512 forward product (AVX-512F/BW/VL).
+    nt512: NtFn<X, T>,
+    /// The AVX2 forward product (AVX2 + FMA).
+    nt256: NtFn<X, T>,
+    /// The AVX2 backward product (AVX2 + FMA).
+    tn256: TnFn<X, T>,
+}
 
 /// The element of a skinny product's rows: u8 pixels or f32 features.
 pub trait AffineInput: Copy + Default + Send + Sync + 'static {
     /// The value as f32 (exact for both).
     fn value(self) -> f32;
 
-    /// The AVX-512 forward instance on these rows in f32.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F/BW/VL; shapes checked by the caller.
+    /// The SIMD instances on these rows in f32.
     #[doc(hidden)]
     #[cfg(target_arch = "x86_64")]
-    unsafe fn nt512_f32(rows: &[&[Self]], pre: Affine<'_>, w: &[f32], n: usize, out: &mut [f32]);
+    fn simd_f32() -> Instances<Self, f32>;
 
-    /// The AVX-512 forward instance on these rows in f64.
-    ///
-    /// # Safety
-    /// As [`AffineInput::nt512_f32`].
+    /// The SIMD instances on these rows in f64.
     #[doc(hidden)]
     #[cfg(target_arch = "x86_64")]
-    unsafe fn nt512_f64(rows: &[&[Self]], pre: Affine<'_>, w: &[f64], n: usize, out: &mut [f64]);
-
-    /// The AVX2 forward instance on these rows in f32.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA; shapes checked by the caller.
-    #[doc(hidden)]
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn nt256_f32(rows: &[&[Self]], pre: Affine<'_>, w: &[f32], n: usize, out: &mut [f32]);
-
-    /// The AVX2 forward instance on these rows in f64.
-    ///
-    /// # Safety
-    /// As [`AffineInput::nt256_f32`].
-    #[doc(hidden)]
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn nt256_f64(rows: &[&[Self]], pre: Affine<'_>, w: &[f64], n: usize, out: &mut [f64]);
-
-    /// The AVX2 backward instance on these rows in f32.
-    ///
-    /// # Safety
-    /// As [`AffineInput::nt256_f32`].
-    #[doc(hidden)]
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn tn256_f32(g: &[f32], n: usize, rows: &[&[Self]], pre: Affine<'_>, out: &mut [f32]);
-
-    /// The AVX2 backward instance on these rows in f64.
-    ///
-    /// # Safety
-    /// As [`AffineInput::nt256_f32`].
-    #[doc(hidden)]
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn tn256_f64(g: &[f64], n: usize, rows: &[&[Self]], pre: Affine<'_>, out: &mut [f64]);
+    fn simd_f64() -> Instances<Self, f64>;
 }
 
+/// The two row types, each with its instance table per precision (the function names of
+/// the `avx512` and `avx2` modules: forward f32, forward f64, backward f32, backward f64).
 macro_rules! affine_input {
-    ($x:ty, $value:expr, $f32:ident, $f64:ident, $nt32:ident, $nt64:ident, $tn32:ident,
-     $tn64:ident) => {
+    ($x:ty, $value:expr, $nt32:ident, $nt64:ident, $tn32:ident, $tn64:ident) => {
         impl AffineInput for $x {
             #[inline(always)]
             fn value(self) -> f32 {
                 $value(self)
             }
             #[cfg(target_arch = "x86_64")]
-            unsafe fn nt512_f32(
-                rows: &[&[Self]],
-                pre: Affine<'_>,
-                w: &[f32],
-                n: usize,
-                out: &mut [f32],
-            ) {
-                // SAFETY: forwarded
-                unsafe { avx512::$f32(rows, pre, w, n, out) }
+            fn simd_f32() -> Instances<Self, f32> {
+                Instances { nt512: avx512::$nt32, nt256: avx2::$nt32, tn256: avx2::$tn32 }
             }
             #[cfg(target_arch = "x86_64")]
-            unsafe fn nt512_f64(
-                rows: &[&[Self]],
-                pre: Affine<'_>,
-                w: &[f64],
-                n: usize,
-                out: &mut [f64],
-            ) {
-                // SAFETY: forwarded
-                unsafe { avx512::$f64(rows, pre, w, n, out) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            unsafe fn nt256_f32(
-                rows: &[&[Self]],
-                pre: Affine<'_>,
-                w: &[f32],
-                n: usize,
-                out: &mut [f32],
-            ) {
-                // SAFETY: forwarded
-                unsafe { avx2::$nt32(rows, pre, w, n, out) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            unsafe fn nt256_f64(
-                rows: &[&[Self]],
-                pre: Affine<'_>,
-                w: &[f64],
-                n: usize,
-                out: &mut [f64],
-            ) {
-                // SAFETY: forwarded
-                unsafe { avx2::$nt64(rows, pre, w, n, out) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            unsafe fn tn256_f32(
-                g: &[f32],
-                n: usize,
-                rows: &[&[Self]],
-                pre: Affine<'_>,
-                out: &mut [f32],
-            ) {
-                // SAFETY: forwarded
-                unsafe { avx2::$tn32(g, n, rows, pre, out) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            unsafe fn tn256_f64(
-                g: &[f64],
-                n: usize,
-                rows: &[&[Self]],
-                pre: Affine<'_>,
-                out: &mut [f64],
-            ) {
-                // SAFETY: forwarded
-                unsafe { avx2::$tn64(g, n, rows, pre, out) }
+            fn simd_f64() -> Instances<Self, f64> {
+                Instances { nt512: avx512::$nt64, nt256: avx2::$nt64, tn256: avx2::$tn64 }
             }
         }
     };
 }
-affine_input!(u8, f32::from, nt_u8_f32, nt_u8_f64, nt_u8_f32, nt_u8_f64, tn_u8_f32, tn_u8_f64);
-affine_input!(
-    f32,
-    std::convert::identity,
-    nt_f32_f32,
-    nt_f32_f64,
-    nt_f32_f32,
-    nt_f32_f64,
-    tn_f32_f32,
-    tn_f32_f64
-);
+affine_input!(u8, f32::from, nt_u8_f32, nt_u8_f64, tn_u8_f32, tn_u8_f64);
+affine_input!(f32, std::convert::identity, nt_f32_f32, nt_f32_f64, tn_f32_f32, tn_f32_f64);
 
 /// Classes per pass over the rows (their accumulators stay in registers).
 const G: usize = 5;
@@ -379,12 +231,12 @@ pub fn gemm_nt_affine_with<X: AffineInput, T: SkinnyScalar>(
         #[cfg(target_arch = "x86_64")]
         KernelKind::Avx512 => {
             // SAFETY: check_kernel found avx512f/bw/vl on this CPU
-            unsafe { T::nt512(rows, pre, w, n, out) }
+            unsafe { (T::simd::<X>().nt512)(rows, pre, w, n, out) }
         }
         #[cfg(target_arch = "x86_64")]
         KernelKind::Avx2 => {
             // SAFETY: check_kernel found avx2 and fma on this CPU
-            unsafe { T::nt256(rows, pre, w, n, out) }
+            unsafe { (T::simd::<X>().nt256)(rows, pre, w, n, out) }
         }
         _ => T::nt(rows, pre, w, n, out),
     }
@@ -417,7 +269,7 @@ pub fn gemm_tn_affine_add_with<X: AffineInput, T: SkinnyScalar>(
         #[cfg(target_arch = "x86_64")]
         KernelKind::Avx2 => {
             // SAFETY: as in gemm_nt_affine_with
-            unsafe { T::tn256(g, n, rows, pre, out) }
+            unsafe { (T::simd::<X>().tn256)(g, n, rows, pre, out) }
         }
         _ => T::tn(g, n, rows, pre, out),
     }
