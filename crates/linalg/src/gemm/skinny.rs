@@ -193,6 +193,39 @@ const G: usize = 5;
 /// Rows per pass of the forward product over `W` (each `W` load serves 4 rows).
 const R: usize = 4;
 
+/// Runs `$call` for the classes in groups of [`G`] (then one group of the rest): `$j0` is the
+/// group's first class and `$c` a `const` of its size, for the group kernels' `C`; `$call`
+/// returns the size. Every product, portable or SIMD, walks its classes this way.
+macro_rules! by_groups {
+    ($n:expr, |$j0:ident, $c:ident| $call:expr) => {{
+        let mut $j0 = 0;
+        while $j0 < $n {
+            $j0 += match $n - $j0 {
+                1 => {
+                    const $c: usize = 1;
+                    $call
+                }
+                2 => {
+                    const $c: usize = 2;
+                    $call
+                }
+                3 => {
+                    const $c: usize = 3;
+                    $call
+                }
+                4 => {
+                    const $c: usize = 4;
+                    $call
+                }
+                _ => {
+                    const $c: usize = G;
+                    $call
+                }
+            };
+        }
+    }};
+}
+
 fn check_args<X>(rows: &[&[X]], pre: Affine<'_>) -> Result<usize, GemmError> {
     let k = pre.scale.len();
     check("offset", k, pre.offset.len())?;
@@ -342,17 +375,7 @@ fn nt_rows<X: AffineInput, T: SkinnyScalar, const L: usize, const RR: usize>(
     k: usize,
     out: &mut [T],
 ) {
-    let mut j0 = 0;
-    while j0 < n {
-        let wg = &w[j0 * k..];
-        j0 += match n - j0 {
-            1 => nt_group::<X, T, L, RR, 1>(rows, pre, wg, n, j0, out),
-            2 => nt_group::<X, T, L, RR, 2>(rows, pre, wg, n, j0, out),
-            3 => nt_group::<X, T, L, RR, 3>(rows, pre, wg, n, j0, out),
-            4 => nt_group::<X, T, L, RR, 4>(rows, pre, wg, n, j0, out),
-            _ => nt_group::<X, T, L, RR, G>(rows, pre, wg, n, j0, out),
-        };
-    }
+    by_groups!(n, |j0, C| nt_group::<X, T, L, RR, C>(rows, pre, &w[j0 * k..], n, j0, out));
 }
 
 /// Scores of `RR` rows for the `C` classes from `j0` (whose weight rows start `w`); writes
@@ -442,17 +465,7 @@ fn tn_body<X: AffineInput, T: SkinnyScalar, const L: usize>(
     out: &mut [T],
 ) {
     let k = pre.scale.len();
-    let mut j0 = 0;
-    while j0 < n {
-        let og = &mut out[j0 * k..];
-        j0 += match n - j0 {
-            1 => tn_group::<X, T, L, 1>(g, n, j0, rows, pre, og),
-            2 => tn_group::<X, T, L, 2>(g, n, j0, rows, pre, og),
-            3 => tn_group::<X, T, L, 3>(g, n, j0, rows, pre, og),
-            4 => tn_group::<X, T, L, 4>(g, n, j0, rows, pre, og),
-            _ => tn_group::<X, T, L, G>(g, n, j0, rows, pre, og),
-        };
-    }
+    by_groups!(n, |j0, C| tn_group::<X, T, L, C>(g, n, j0, rows, pre, &mut out[j0 * k..]));
 }
 
 /// `D += Gᵀ X̃` for the `C` classes from `j0` (`out` starts at class `j0`'s row); returns `C`.
@@ -591,20 +604,10 @@ mod avx512 {
                 out: &mut [$t],
             ) {
                 let k = pre.scale.len();
-                let mut j0 = 0;
-                while j0 < n {
-                    let wg = &w[j0 * k..];
-                    // SAFETY: forwarded
-                    j0 += unsafe {
-                        match n - j0 {
-                            1 => $group::<RR, 1>(rows, pre, wg, n, j0, out),
-                            2 => $group::<RR, 2>(rows, pre, wg, n, j0, out),
-                            3 => $group::<RR, 3>(rows, pre, wg, n, j0, out),
-                            4 => $group::<RR, 4>(rows, pre, wg, n, j0, out),
-                            _ => $group::<RR, G>(rows, pre, wg, n, j0, out),
-                        }
-                    };
-                }
+                // SAFETY: forwarded
+                by_groups!(n, |j0, C| unsafe {
+                    $group::<RR, C>(rows, pre, &w[j0 * k..], n, j0, out)
+                });
             }
 
             #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
@@ -858,20 +861,10 @@ mod avx2 {
                 out: &mut [$t],
             ) {
                 let k = pre.scale.len();
-                let mut j0 = 0;
-                while j0 < n {
-                    let wg = &w[j0 * k..];
-                    // SAFETY: forwarded
-                    j0 += unsafe {
-                        match n - j0 {
-                            1 => $nt_group::<1>(rows, pre, wg, n, j0, out),
-                            2 => $nt_group::<2>(rows, pre, wg, n, j0, out),
-                            3 => $nt_group::<3>(rows, pre, wg, n, j0, out),
-                            4 => $nt_group::<4>(rows, pre, wg, n, j0, out),
-                            _ => $nt_group::<G>(rows, pre, wg, n, j0, out),
-                        }
-                    };
-                }
+                // SAFETY: forwarded
+                by_groups!(n, |j0, C| unsafe {
+                    $nt_group::<C>(rows, pre, &w[j0 * k..], n, j0, out)
+                });
             }
 
             /// Every row's scores for the `C` classes from `j0`, one row at a time.
@@ -940,20 +933,10 @@ mod avx2 {
                 out: &mut [$t],
             ) {
                 let k = pre.scale.len();
-                let mut j0 = 0;
-                while j0 < n {
-                    let og = &mut out[j0 * k..];
-                    // SAFETY: forwarded
-                    j0 += unsafe {
-                        match n - j0 {
-                            1 => $tn_group::<1>(g, n, j0, rows, pre, og),
-                            2 => $tn_group::<2>(g, n, j0, rows, pre, og),
-                            3 => $tn_group::<3>(g, n, j0, rows, pre, og),
-                            4 => $tn_group::<4>(g, n, j0, rows, pre, og),
-                            _ => $tn_group::<G>(g, n, j0, rows, pre, og),
-                        }
-                    };
-                }
+                // SAFETY: forwarded
+                by_groups!(n, |j0, C| unsafe {
+                    $tn_group::<C>(g, n, j0, rows, pre, &mut out[j0 * k..])
+                });
             }
 
             /// `D += Gᵀ X̃` for the `C` classes from `j0`, one vector of columns at a time;
