@@ -605,6 +605,7 @@ impl Linear {
             l2: self.reg.coefficients().0,
             n_classes: c,
             fit_bias: self.fit_bias,
+            pool: Default::default(),
         };
         let mut report = TrainingReport::with_capacity(cfg.max_iterations.min(1 << 16));
         let out = crate::lbfgs::minimize(&obj, cfg, &mut report)?;
