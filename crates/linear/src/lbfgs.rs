@@ -355,6 +355,7 @@ impl Objective<'_> {
     /// 3,072 softmax fit on standardised pixels: 30 % packing and 22 % forming rows, 37 % in
     /// the kernels). Sub-blocks of [`SUB_ROWS`] rows, so that the backward product's second
     /// pass over a sub-block finds it in L2.
+    #[allow(clippy::too_many_arguments)]
     fn block_skinny<T: Product>(
         &self,
         kernel: KernelKind,
