@@ -74,6 +74,10 @@ def main():
     p.add_argument("--rows", type=int, default=10000, help="training rows (first N of 50,000)")
     p.add_argument("--c", type=float, default=1.0)
     p.add_argument("--tol", type=float, default=1e-6, help="both sides' tolerance")
+    p.add_argument("--svc-intercept-scaling", type=float, default=1.0,
+                   help="LinearSVC's intercept_scaling (primal): it penalises the intercept as a weight on a "
+                        "constant feature of this value, ours leaves the bias free; a large value (e.g. 30) makes "
+                        "the penalty on b vanish (1/2 (b/s)^2), so both solve the same problem")
     p.add_argument("--svc-tol", type=float, default=None,
                    help="LinearSVC's tolerance (default: --tol; liblinear's own stopping rule, not max |grad|)")
     p.add_argument("--max-iter", type=int, default=5000)
@@ -110,7 +114,7 @@ def main():
             else:
                 svc_tol = a.tol if a.svc_tol is None else a.svc_tol
                 clf = LinearSVC(C=a.c, loss="squared_hinge", penalty="l2", dual=False, tol=svc_tol,
-                                max_iter=a.max_iter)
+                                max_iter=a.max_iter, intercept_scaling=a.svc_intercept_scaling)
                 obj_loss = "l2-svm"
             t0 = time.perf_counter()
             clf.fit(x, y)
@@ -123,6 +127,7 @@ def main():
             rel = (our_obj - sk_obj) / abs(sk_obj)
             sk_tol = clf.get_params()["tol"]
             row = dict(features=features, loss=loss, rows=n, dim=x.shape[1], C=a.c, lam=lam, tol=a.tol, sklearn_tol=sk_tol,
+                       sklearn_intercept_scaling=clf.get_params().get("intercept_scaling"),
                        ours_seconds=r["fit_seconds"], ours_iterations=r["iterations"],
                        ours_evaluations=r["evaluations"], ours_stop=r["stop"],
                        ours_gradient=r["gradient_norm"], ours_objective_own=r["objective"],
