@@ -929,6 +929,67 @@ mod tests {
         }
     }
 
+    /// The pooled block sums leave nothing behind: an evaluation repeated after others (at
+    /// another point, in the other precision, after one whose scores overflowed) gives the
+    /// first one's bits, on features and on pixels.
+    #[test]
+    fn reused_block_sums_give_the_same_bits_as_fresh_ones() {
+        let (n, d, c) = (BLOCK_ROWS * 3 + 11, 7, 4);
+        let mut g = SplitMix64::new(5);
+        let x: Vec<f32> = (0..n * d).map(|_| g.next_normal() as f32).collect();
+        let px: Vec<u8> = (0..n * d).map(|_| g.below(256) as u8).collect();
+        let labels: Vec<u32> = (0..n as u32).map(|i| (i * 3 + 1) % c as u32).collect();
+        let offset: Vec<f32> = (0..d).map(|k| -0.2 * k as f32).collect();
+        let feats = Data::Features(Rows::new(&x, n, d).expect("shape"));
+        let pixels = Data::Pixels(Rows::new(&px, n, d).expect("shape"));
+        for (data, scale) in [(feats, 1.0f32), (pixels, 1.0 / 255.0)] {
+            let obj = Objective {
+                x: data,
+                labels: &labels,
+                scale,
+                offset: &offset,
+                loss: Loss::Softmax,
+                l2: 0.1,
+                n_classes: c,
+                fit_bias: true,
+                pool: BlockPool::default(),
+            };
+            let np = obj.n_params();
+            let a: Vec<f64> = (0..np).map(|_| g.next_normal() * 0.2).collect();
+            let b: Vec<f64> = (0..np).map(|_| g.next_normal()).collect();
+            let huge: Vec<f64> = (0..np).map(|i| if i % 3 == 0 { 1e308 } else { -1e307 }).collect();
+            for precision in [Precision::Double, Precision::Single] {
+                let run = |t: &[f64], p: Precision| {
+                    let mut grad = vec![0.0; np];
+                    let (l, r) = obj.eval(t, &mut grad, p).expect("evaluates");
+                    (l.to_bits(), r.to_bits(), grad.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                };
+                let first = run(&a, precision);
+                run(&b, precision);
+                run(&a, Precision::Double);
+                run(&a, Precision::Single);
+                let (l, _, _) = run(&huge, precision);
+                assert_eq!(f64::from_bits(l), f64::INFINITY, "overflowing scores");
+                assert_eq!(run(&a, precision), first, "{precision:?}");
+            }
+        }
+    }
+
+    /// The 8-lane dot product against a naive f64 sum, for every tail length.
+    #[test]
+    fn the_lane_dot_product_matches_a_naive_sum() {
+        let mut g = SplitMix64::new(9);
+        for len in 0..40 {
+            let a: Vec<f64> = (0..len).map(|_| g.next_normal()).collect();
+            let b: Vec<f64> = (0..len).map(|_| g.next_normal()).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            let scale: f64 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+            let got = dot(&a, &b);
+            assert!((got - naive).abs() <= 1e-14 * scale.max(1.0), "{len}: {got} vs {naive}");
+        }
+        assert_eq!(dot(&[3.0; 9], &[2.0; 9]), 54.0);
+    }
+
     #[test]
     fn the_cubic_step_finds_a_quadratic_minimum_and_falls_back_to_bisection() {
         // φ(α) = (α − 2)²: φ(0) = 4, φ'(0) = −4; φ(3) = 1, φ'(3) = 2 → minimum at 2
