@@ -153,8 +153,9 @@ pub fn gemm_nt_u8_with(
     if n == 0 || rows.is_empty() {
         return Ok(());
     }
-    let prep = nt_prepare(kernel, pre, w, n);
-    nt_run(kernel, rows, &prep, pre, w, n, out);
+    // packed once per call, as a caller of `gemm_nt_u8_packed` would: the same bits
+    let packed = NtPacked::new(kernel, pre, w, n)?;
+    nt_run(kernel, rows, &packed.prep, pre, w, n, out);
     Ok(())
 }
 
@@ -527,8 +528,8 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above; no two tasks touch the same element.
 unsafe impl Sync for OutPtr {}
 
-/// `W` prepared once per forward call for the AVX-512 and AVX2 kernels (`avx512::prepare`,
-/// [`prepare_portable`]): the scaled weights `W' = W · diag(scale)` packed by feature block,
+/// `W` prepared for the AVX-512 and AVX2 forward kernels (by [`NtPacked`], once per call of
+/// [`gemm_nt_u8_with`]): the scaled weights `W' = W · diag(scale)` packed by feature block,
 /// and `β = W · offset` over the vectorised features. Empty for the scalar twin.
 #[derive(Default)]
 struct NtPrep {
@@ -536,39 +537,9 @@ struct NtPrep {
     beta: Vec<f32>,
 }
 
-fn nt_prepare(kernel: KernelKind, pre: Affine<'_>, w: &[f32], n: usize) -> NtPrep {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: callers checked `kernel.is_available()` (avx512f detected) and the shapes.
-        KernelKind::Avx512 => unsafe { avx512::prepare(pre, w, n) },
-        KernelKind::Avx2 => prepare_portable(pre, w, n),
-        _ => NtPrep::default(),
-    }
-}
-
-/// The packing of `W' = W · diag(scale)` and `β` for the AVX2 forward kernel, in the
-/// AVX-512 layout (blocks of [`NtPacked::BLOCK`] features, `n x BLOCK` each, zero past the
-/// vectorised features `k / 16 · 16`), in portable code: the products `w · s` are exact
-/// per element, so only `β` (an f64 sum in feature order) can differ from the AVX-512
-/// packing's bits, and the two kernels are not compared bit for bit.
-fn prepare_portable(pre: Affine<'_>, w: &[f32], n: usize) -> NtPrep {
-    let k = pre.scale.len();
-    let nkb = (k / 16 * 16).div_ceil(NtPacked::BLOCK);
-    let mut wk = vec![0.0f32; nkb * n * NtPacked::BLOCK];
-    let mut parts = vec![0.0f64; nkb * n];
-    for (blk, (piece, beta)) in
-        wk.chunks_exact_mut(n * NtPacked::BLOCK).zip(parts.chunks_exact_mut(n)).enumerate()
-    {
-        let f0 = blk * NtPacked::BLOCK;
-        let f1 = (f0 + NtPacked::BLOCK).min(k);
-        let segs: Vec<&[f32]> = (0..n).map(|c| &w[c * k + f0..c * k + f1]).collect();
-        prepare_block_portable(pre, &segs, blk, piece, beta);
-    }
-    let beta = (0..n).map(|c| parts.chunks_exact(n).map(|p| p[c]).sum::<f64>() as f32).collect();
-    NtPrep { wk, beta }
-}
-
-/// Block `blk` of [`prepare_portable`]: `W'` of its features (zero past `k / 16 · 16`) into
+/// Block `blk` of an AVX2 [`NtPacked`] (portable code: the products `w · s` are exact per
+/// element, so only `β`, an f64 sum in feature order, can differ from the AVX-512 packing's
+/// bits, and the two kernels are not compared bit for bit): `W'` of its features (zero past `k / 16 · 16`) into
 /// `piece`, and `Σ offset_k W_ck` over them per class into `beta` (exact products, summed in
 /// f64 in feature order). `segs[c]` holds class `c`'s weights from feature `blk · BLOCK` on
 /// (at least the vectorised ones; checked by the callers).
@@ -609,11 +580,11 @@ fn nt_serial(
         KernelKind::Scalar => scalar::nt(rows, pre, w, n, out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers checked `kernel.is_available()` (avx2 and fma detected).
-        // `prep` was made by `nt_prepare` for this kernel, `pre`, `w` and `n`.
+        // `prep` was made by `NtPacked::new` for this kernel, `pre`, `w` and `n`.
         KernelKind::Avx2 => unsafe { avx2::nt(rows, prep, pre, w, n, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers checked `kernel.is_available()` (avx512f detected); `prep` was
-        // made by `nt_prepare` for this kernel, `pre`, `w` and `n`.
+        // made by `NtPacked::new` for this kernel, `pre`, `w` and `n`.
         KernelKind::Avx512 => unsafe { avx512::nt(rows, prep, pre, w, n, out) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => scalar::nt(rows, pre, w, n, out),
@@ -759,40 +730,7 @@ mod avx512 {
     /// it.
     pub(super) const NT_KB: usize = 256;
 
-    /// Packs `W' = W · diag(scale)` by feature block (block `b` holds `n x NT_KB` floats,
-    /// zero-padded) and computes `β_j = Σ_k offset_k · W_jk` over the vectorised features,
-    /// with exact `f32 x f32` products summed in `f64` (16 lanes, then a tree) and one
-    /// rounding to `f32`.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F; `w` holds `n x k` floats with `k = pre.scale.len()`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn prepare(pre: Affine<'_>, w: &[f32], n: usize) -> NtPrep {
-        use rayon::prelude::*;
-        let k = pre.scale.len();
-        let kv = k / 16 * 16;
-        let nkb = kv.div_ceil(NT_KB);
-        let mut wk = vec![0.0f32; nkb * n * NT_KB];
-        // one task per feature block (each writes its n x NT_KB piece and its partial β per
-        // class, in f64); the partials are added in block order, so β does not depend on the
-        // thread count
-        let mut parts = vec![0.0f64; nkb * n];
-        wk.par_chunks_mut(n * NT_KB).zip(parts.par_chunks_mut(n)).enumerate().for_each(
-            |(blk, (piece, beta))| {
-                let f0 = blk * NT_KB;
-                let f1 = (f0 + NT_KB).min(k);
-                let segs: Vec<&[f32]> = (0..n).map(|c| &w[c * k + f0..c * k + f1]).collect();
-                // SAFETY: forwarded (AVX-512F); segments cover the block's features, `piece`
-                // holds n · NT_KB floats and `beta` n.
-                unsafe { prepare_block(pre, &segs, blk, piece, beta) }
-            },
-        );
-        let beta =
-            (0..n).map(|c| parts.chunks_exact(n).map(|p| p[c]).sum::<f64>() as f32).collect();
-        NtPrep { wk, beta }
-    }
-
-    /// Block `blk` of [`prepare`]: writes `W'` for its features (zero past `kv`) into
+    /// Block `blk` of an AVX-512 [`super::NtPacked`]: writes `W'` for its features (zero past `kv`) into
     /// `piece` and `Σ offset_k W_ck` over them per class into `beta` (f64, 16 lanes then a
     /// tree). `segs[c]` holds class `c`'s weights from feature `blk · NT_KB` on.
     ///
@@ -837,7 +775,7 @@ mod avx512 {
     }
 
     /// Forward pass over all `rows` (see the module docs), 2 rows x up to 10 classes a
-    /// register block, on `W'` and `β` from [`prepare`]: `s_ij = Σ_k x_ik W'_jk + β_j`
+    /// register block, on `W'` and `β` from [`super::NtPacked`]: `s_ij = Σ_k x_ik W'_jk + β_j`
     /// (+ the tail features), so the inner loop converts each byte to `f32` (exact) without
     /// the per-feature affine map.
     ///
@@ -849,7 +787,7 @@ mod avx512 {
     ///
     /// # Safety
     /// The CPU must support AVX-512F; shapes checked by the caller; `prep` comes from
-    /// [`prepare`] with the same `pre`, `w` and `n`.
+    /// [`super::NtPacked::new`] with the same `pre`, `w` and `n`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn nt(
@@ -1283,7 +1221,7 @@ mod avx2 {
     /// one weight vector: 13 of the 16 registers.
     const NT_CLASSES: usize = 5;
 
-    /// Forward pass on `W'` and `β` from [`super::prepare_portable`], as the AVX-512 kernel:
+    /// Forward pass on `W'` and `β` from [`super::NtPacked`], as the AVX-512 kernel:
     /// `s_ij = Σ_k x_ik W'_jk + β_j` (+ the tail features), so the inner loop only widens
     /// bytes to f32 (exact). Each weight vector, loaded from L1, serves two rows; the
     /// per-element affine map and the `W` stream from L2 of one row at a time made the
@@ -1295,7 +1233,7 @@ mod avx2 {
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA; shapes checked by the caller; `prep` comes from
-    /// [`super::prepare_portable`] with the same `pre`, `w` and `n`.
+    /// [`super::NtPacked::new`] with the same `pre`, `w` and `n`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn nt(
         rows: &[&[u8]],
