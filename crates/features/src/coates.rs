@@ -14,6 +14,9 @@
 //!           split at h_r = round(P_r / 2), h_c = round(P_c / 2) (14 for 27): output
 //!           [Σ_{top-left} f, Σ_{bottom-left} f, Σ_{top-right} f, Σ_{bottom-right} f]
 //!           (4·K values: quadrant-major, centroid within; the order of the paper's code)
+//! flip      (optional, not the paper's) c_{j+K/2} = mirror(c_j), pooled per half h (top,
+//!           bottom): [Σ_{h, left} f_j + Σ_{h, right} f_{j±K/2} (+ ½ both on the middle
+//!           column)]: 2·K values, the same for an image and its mirror image
 //! ```
 //!
 //! Fitting samples `patches` positions uniformly at random, patch `i` from image
@@ -77,6 +80,15 @@ pub struct KmeansParams {
     pub init: KmeansInit,
     /// What k-means does with an empty cluster (default: the paper's code, zero it).
     pub empty_cluster: EmptyCluster,
+    /// Make the features invariant to the image's left-right flip (not in the paper; default
+    /// off). Whitening is fitted on the sampled patches and their mirror images, the
+    /// dictionary holds `centroids / 2` learned shapes and their mirror images
+    /// ([`KMeans::fit_mirrored`]), and each pooled value sums a centroid's responses over the
+    /// left half with its mirror image's responses over the right half (the middle column,
+    /// if any, half to each): `2·K` features, equal for an image and its mirror image.
+    /// A linear model on them is one whose weights are the same for each feature and its
+    /// mirror image, which is what training on every image and its flip converges to.
+    pub flip: bool,
 }
 
 impl Default for KmeansParams {
@@ -91,6 +103,7 @@ impl Default for KmeansParams {
             normalization_eps: 10.0,
             init: KmeansInit::Gaussian,
             empty_cluster: EmptyCluster::Zero,
+            flip: false,
         }
     }
 }
@@ -127,6 +140,15 @@ impl KmeansParams {
                 ),
             );
         }
+        if self.flip && !self.centroids.is_multiple_of(2) {
+            return bad(
+                "centroids",
+                format!(
+                    "{} centroids cannot be mirror pairs (flip needs an even number)",
+                    self.centroids
+                ),
+            );
+        }
         for (name, eps) in
             [("whitening_eps", self.whitening_eps), ("normalization_eps", self.normalization_eps)]
         {
@@ -141,6 +163,17 @@ impl KmeansParams {
     pub fn patch_dim(&self, shape: ImageShape) -> usize {
         shape.channels * self.receptive_field * self.receptive_field
     }
+
+    /// Features per image: `4·K`, or `2·K` with [`KmeansParams::flip`].
+    pub fn output_dim(&self) -> usize {
+        if self.flip { 2 * self.centroids } else { 4 * self.centroids }
+    }
+}
+
+/// The left-right mirror of a patch's values (channel, row, column order): value `i` of the
+/// mirrored patch is value `mirror[i]` of the patch. An involution.
+pub fn patch_mirror(channels: usize, rf: usize) -> Vec<usize> {
+    (0..channels * rf * rf).map(|i| i - i % rf + (rf - 1 - i % rf)).collect()
 }
 
 /// Patch positions per axis of length `n`: `(n − rf) / stride + 1`.
@@ -394,15 +427,28 @@ impl KmeansFeatures {
         );
         normalize_patches(&mut patches, d, params.normalization_eps);
         let t1 = std::time::Instant::now();
-        let zca = Zca::fit(&patches, d, params.whitening_eps)?;
+        let mirror = patch_mirror(shape.channels, params.receptive_field);
+        let zca = if params.flip {
+            // the patches and their mirror images: the whitening commutes with the flip
+            let mut both = Vec::with_capacity(2 * patches.len());
+            both.extend_from_slice(&patches);
+            both.extend(patches.chunks_exact(d).flat_map(|p| mirror.iter().map(|&i| p[i])));
+            Zca::fit(&both, d, params.whitening_eps)?
+        } else {
+            Zca::fit(&patches, d, params.whitening_eps)?
+        };
         zca.apply(&mut patches);
         let t2 = std::time::Instant::now();
-        let fit = KMeans::new(params.centroids)
+        let kmeans = KMeans::new(params.centroids)
             .iterations(params.iterations)
             .init(params.init)
             .empty(params.empty_cluster)
-            .seed(root.fork(1).next_u64())
-            .fit(&patches, d)?;
+            .seed(root.fork(1).next_u64());
+        let fit = if params.flip {
+            kmeans.fit_mirrored(&patches, d, &mirror)?
+        } else {
+            kmeans.fit(&patches, d)?
+        };
         let report = KmeansFitReport {
             patches_seconds: (t1 - t0).as_secs_f64(),
             whitening_seconds: (t2 - t1).as_secs_f64(),
@@ -447,6 +493,21 @@ impl KmeansFeatures {
         }
         if centroids.iter().chain(&mean).chain(&whitening).any(|v| !v.is_finite()) {
             return corrupt("kmeans parts hold a non-finite value".into());
+        }
+        if params.flip {
+            let mirror = patch_mirror(input.channels, params.receptive_field);
+            let (first, second) = centroids.split_at(k / 2 * d);
+            let closed = first
+                .chunks_exact(d)
+                .zip(second.chunks_exact(d))
+                .all(|(c, mc)| mirror.iter().zip(mc).all(|(&i, &v)| v.to_bits() == c[i].to_bits()));
+            if !closed {
+                return corrupt(
+                    "a flip dictionary's second half must mirror its first (centroid j + K/2 \
+                     is centroid j's left-right mirror image)"
+                        .into(),
+                );
+            }
         }
         let c2 = centroids
             .chunks_exact(d)
@@ -507,9 +568,9 @@ impl KmeansFeatures {
         self.params.patch_dim(self.input)
     }
 
-    /// Features per image: `4 · K`.
+    /// Features per image: `4 · K`, or `2 · K` with [`KmeansParams::flip`].
     pub fn output_dim(&self) -> usize {
-        4 * self.params.centroids
+        self.params.output_dim()
     }
 
     /// Patch positions `(rows, columns)` per image.
@@ -563,9 +624,25 @@ impl KmeansFeatures {
         for (t, (row, w)) in sc.dots.chunks_exact_mut(k).zip(sc.white.chunks_exact(d)).enumerate() {
             let x2 = w.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() as f32;
             finish_row(row, x2, &self.c2);
-            let q = usize::from((t / pc) >= hr) + 2 * usize::from((t % pc) >= hc);
-            for (o, &f) in out[q * k..][..k].iter_mut().zip(row.iter()) {
-                *o += f;
+            let (y, x) = (t / pc, t % pc);
+            if self.params.flip {
+                // (top/bottom, j): centroid j on the left, its mirror (j ± K/2) on the right
+                let o = &mut out[usize::from(y >= hr) * k..][..k];
+                let (a, b) = row.split_at(k / 2);
+                match (2 * x + 1).cmp(&pc) {
+                    std::cmp::Ordering::Less => add(o, a, b),
+                    std::cmp::Ordering::Greater => add(o, b, a),
+                    std::cmp::Ordering::Equal => {
+                        for (j, o) in o.iter_mut().enumerate() {
+                            *o += 0.5 * (row[j] + row[(j + k / 2) % k]);
+                        }
+                    }
+                }
+            } else {
+                let q = usize::from(y >= hr) + 2 * usize::from(x >= hc);
+                for (o, &f) in out[q * k..][..k].iter_mut().zip(row.iter()) {
+                    *o += f;
+                }
             }
         }
     }
@@ -589,6 +666,14 @@ fn finish_row(row: &mut [f32], x2: f32, c2: &[f32]) {
     for v in row.iter_mut() {
         let f = mean - *v;
         *v = if f > 0.0 { f } else { 0.0 };
+    }
+}
+
+/// `o += [a, b]` (the two halves of a pooled row).
+#[inline]
+fn add(o: &mut [f32], a: &[f32], b: &[f32]) {
+    for (o, &f) in o.iter_mut().zip(a.iter().chain(b)) {
+        *o += f;
     }
 }
 
@@ -724,7 +809,8 @@ mod tests {
         let pr = (s.height - rf) / st + 1;
         let pc = (s.width - rf) / st + 1;
         let (hr, hc) = ((pr as f64 / 2.0).round() as usize, (pc as f64 / 2.0).round() as usize);
-        let mut out = vec![0f64; 4 * k];
+        let flip = km.params().flip;
+        let mut out = vec![0f64; if flip { 2 * k } else { 4 * k }];
         for yi in 0..pr {
             for xi in 0..pc {
                 let mut p = Vec::with_capacity(d);
@@ -765,9 +851,27 @@ mod tests {
                     })
                     .collect();
                 let mu = z.iter().sum::<f64>() / k as f64;
-                let q = if yi < hr { 0 } else { 1 } + if xi < hc { 0 } else { 2 };
-                for j in 0..k {
-                    out[q * k + j] += (mu - z[j]).max(0.0);
+                let f: Vec<f64> = z.iter().map(|z| (mu - z).max(0.0)).collect();
+                if flip {
+                    // feature (half, j): f_j on the left, f of j's mirror on the right,
+                    // both halved on the middle column
+                    let m = |j: usize| (j + k / 2) % k;
+                    let v = if yi < hr { 0 } else { 1 };
+                    for j in 0..k {
+                        let x2 = 2 * xi + 1;
+                        out[v * k + j] += if x2 < pc {
+                            f[j]
+                        } else if x2 > pc {
+                            f[m(j)]
+                        } else {
+                            0.5 * (f[j] + f[m(j)])
+                        };
+                    }
+                } else {
+                    let q = if yi < hr { 0 } else { 1 } + if xi < hc { 0 } else { 2 };
+                    for j in 0..k {
+                        out[q * k + j] += f[j];
+                    }
                 }
             }
         }
@@ -776,17 +880,22 @@ mod tests {
 
     #[test]
     fn triangle_features_match_a_naive_per_patch_loop() {
-        for (shape, rf, stride) in [
-            (ImageShape::new(3, 9, 8), 3, 1),
-            (ImageShape::new(3, 10, 11), 4, 2),
-            (ImageShape::new(1, 7, 7), 2, 3),
+        for (shape, rf, stride, flip) in [
+            (ImageShape::new(3, 9, 8), 3, 1, false),
+            (ImageShape::new(3, 10, 11), 4, 2, false),
+            (ImageShape::new(1, 7, 7), 2, 3, false),
+            // 6 x 7 positions: an even and an odd grid width (a middle column)
+            (ImageShape::new(3, 9, 8), 3, 1, true),
+            (ImageShape::new(3, 9, 9), 3, 1, true),
+            (ImageShape::new(1, 11, 11), 3, 2, true),
         ] {
             let ds = images(30, shape, 3);
             let p = KmeansParams {
                 receptive_field: rf,
                 stride,
-                centroids: 7,
+                centroids: if flip { 8 } else { 7 },
                 patches: 500,
+                flip,
                 ..Default::default()
             };
             let km = KmeansFeatures::fit(&ds.all(), &p, 1).expect("fit");
@@ -805,6 +914,75 @@ mod tests {
                 assert!(want.iter().any(|&v| v > 0.0));
             }
         }
+    }
+
+    #[test]
+    fn flip_features_are_the_same_for_an_image_and_its_mirror_image() {
+        let shape = ImageShape::new(3, 12, 12);
+        let ds = images(40, shape, 6);
+        let p = KmeansParams {
+            receptive_field: 4,
+            centroids: 10,
+            patches: 3000,
+            flip: true,
+            ..Default::default()
+        };
+        let km = KmeansFeatures::fit(&ds.all(), &p, 2).expect("fit");
+        assert_eq!(km.output_dim(), 20);
+        let (d, k) = (km.patch_dim(), km.n_centroids());
+        // the whitening commutes with the patch mirror, the dictionary is closed under it
+        let m = patch_mirror(3, 4);
+        let w = km.whitening();
+        let scale = w.iter().fold(0f32, |a, &b| a.max(b.abs()));
+        for i in 0..d {
+            assert!((km.whitening_mean()[m[i]] - km.whitening_mean()[i]).abs() < 1e-4);
+            for j in 0..d {
+                assert!((w[m[i] * d + m[j]] - w[i * d + j]).abs() < 1e-4 * scale, "({i},{j})");
+            }
+        }
+        let c = km.centroids();
+        for j in 0..k / 2 {
+            for i in 0..d {
+                assert_eq!(c[(j + k / 2) * d + i], c[j * d + m[i]]);
+            }
+        }
+        // every image flipped left-right
+        let px = ds.pixels().expect("pixels");
+        let flipped: Vec<u8> = (0..40)
+            .flat_map(|n| {
+                let r = px.row(n);
+                (0..3 * 12 * 12).map(move |i| r[i - i % 12 + 11 - i % 12])
+            })
+            .collect();
+        let fl = Dataset::new(flipped, vec![0; 40], shape, ClassNames::new(["a"])).expect("ds");
+        let a = km.transform(&ds.all()).expect("transform");
+        let b = km.transform(&fl.all()).expect("transform");
+        let (a, b) = (a.features().expect("f"), b.features().expect("f"));
+        for n in 0..40 {
+            let scale = a.row(n).iter().fold(1f32, |s, &v| s.max(v.abs()));
+            for (j, (&u, &v)) in a.row(n).iter().zip(b.row(n)).enumerate() {
+                assert!((u - v).abs() < 1e-4 * scale, "image {n} feature {j}: {u} vs {v}");
+            }
+        }
+        // without flip they differ (the check above can fail)
+        let plain =
+            KmeansFeatures::fit(&ds.all(), &KmeansParams { flip: false, ..p }, 2).expect("fit");
+        let (u, v) = (plain.transform_rows(px), plain.transform_rows(fl.pixels().expect("px")));
+        let gap = u.iter().zip(&v).fold(0f32, |g, (a, b)| g.max((a - b).abs()));
+        assert!(gap > 1e-2 * u.iter().fold(0f32, |s, &a| s.max(a)), "{gap}");
+        // a flip dictionary whose halves do not mirror is refused; odd K is refused
+        let mut bad = c.to_vec();
+        bad[k / 2 * d] += 1.0;
+        let e = KmeansFeatures::from_parts(
+            p,
+            shape,
+            bad,
+            km.whitening_mean().to_vec(),
+            km.whitening().to_vec(),
+        );
+        assert!(matches!(e, Err(FeatureError::Corrupt { .. })), "{e:?}");
+        let e = KmeansFeatures::fit(&ds.all(), &KmeansParams { centroids: 9, ..p }, 2);
+        assert!(matches!(e, Err(FeatureError::InvalidParam { name: "centroids", .. })), "{e:?}");
     }
 
     #[test]

@@ -176,12 +176,76 @@ impl KMeans {
                 reason: format!("starting centroids must be {} x {dim} finite values", self.k),
             });
         }
+        Ok(self.lloyd(data, dim, n, init, None))
+    }
+
+    /// k-means whose dictionary is closed under a mirror map of the coordinates: `k` (even)
+    /// centroids, the second half the mirror images of the first, `c_{j + k/2} = m(c_j)`
+    /// with `m(c)[i] = c[mirror[i]]` (`mirror` an involution of `0..dim`, for image patches
+    /// the left-right flip of their columns, `KmeansFeatures`' `flip`).
+    ///
+    /// It is Lloyd's algorithm on the rows and their mirror images together, with the
+    /// dictionary kept closed: a row assigned to `c_j` joins cluster `j`, a row assigned to
+    /// `m(c_j)` joins it as its own mirror image, so each of the `k/2` free centroids is the
+    /// mean of the rows of either orientation nearest to it (the mirror images of the rows
+    /// are never stored). The free centroids start as [`KMeans::fit`]'s would for `k/2`;
+    /// `counts` are per dictionary entry (`k`) and the inertia is over the rows alone.
+    ///
+    /// ```
+    /// use imgclass_features::KMeans;
+    /// // 2-value rows, the mirror swaps them: clumps near (0, 10) and (10, 0) are one shape
+    /// let x = [0.0f32, 10.0, 1.0, 10.0, 10.0, 0.0, 10.0, 1.0];
+    /// let fit = KMeans::new(2).iterations(3).fit_mirrored(&x, 2, &[1, 0])?;
+    /// let c = &fit.centroids;
+    /// assert_eq!((c[2], c[3]), (c[1], c[0])); // the second centroid mirrors the first
+    /// assert!((c[0].max(c[1]) - 10.0).abs() < 1e-6 && (c[0].min(c[1]) - 0.5).abs() < 1e-6);
+    /// # Ok::<(), imgclass_features::FeatureError>(())
+    /// ```
+    pub fn fit_mirrored(
+        &self,
+        data: &[f32],
+        dim: usize,
+        mirror: &[usize],
+    ) -> Result<KMeansFit, FeatureError> {
+        let n = self.check(data, dim)?;
+        let bad = |reason: String| Err(FeatureError::InvalidParam { name: "kmeans", reason });
+        if !self.k.is_multiple_of(2) {
+            return Err(FeatureError::InvalidParam {
+                name: "centroids",
+                reason: format!(
+                    "{} centroids cannot be mirror pairs (need an even number)",
+                    self.k
+                ),
+            });
+        }
+        if mirror.len() != dim
+            || mirror.iter().enumerate().any(|(i, &j)| j >= dim || mirror[j] != i)
+        {
+            return bad(format!("the mirror map must be an involution of 0..{dim}"));
+        }
+        let half = Self { k: self.k / 2, ..*self }.initial_centroids(data, dim)?;
+        let mut init = half.clone();
+        init.extend(half.chunks_exact(dim).flat_map(|c| mirror.iter().map(|&i| c[i])));
+        Ok(self.lloyd(data, dim, n, init, Some(mirror)))
+    }
+
+    /// Lloyd's loop from `centroids`; with `mirror`, the dictionary's second half stays the
+    /// mirror image of its first (see [`KMeans::fit_mirrored`]).
+    fn lloyd(
+        &self,
+        data: &[f32],
+        dim: usize,
+        n: usize,
+        mut centroids: Vec<f32>,
+        mirror: Option<&[usize]>,
+    ) -> KMeansFit {
         let k = self.k;
-        let mut centroids = init;
+        // free centroids: all of them, or the first half
+        let free = if mirror.is_some() { k / 2 } else { k };
         let mut labels = vec![0u32; n];
         let mut counts = vec![0usize; k];
         let mut inertia = Vec::with_capacity(self.iterations);
-        let mut sums = vec![0f64; k * dim];
+        let mut sums = vec![0f64; free * dim];
         for _ in 0..self.iterations {
             inertia.push(assign(data, dim, &centroids, &mut labels));
             sums.fill(0.0);
@@ -189,11 +253,16 @@ impl KMeans {
             for (x, &l) in data.chunks_exact(dim).zip(&labels) {
                 let l = l as usize;
                 counts[l] += 1;
-                for (s, &v) in sums[l * dim..][..dim].iter_mut().zip(x) {
-                    *s += f64::from(v);
+                let s = &mut sums[(l % free) * dim..][..dim];
+                match mirror {
+                    Some(m) if l >= free => {
+                        s.iter_mut().zip(m).for_each(|(s, &i)| *s += f64::from(x[i]));
+                    }
+                    _ => s.iter_mut().zip(x).for_each(|(s, &v)| *s += f64::from(v)),
                 }
             }
-            for (j, &cnt) in counts.iter().enumerate() {
+            for j in 0..free {
+                let cnt = counts[j] + if free < k { counts[j + free] } else { 0 };
                 let c = &mut centroids[j * dim..][..dim];
                 if cnt > 0 {
                     for (cv, &s) in c.iter_mut().zip(&sums[j * dim..][..dim]) {
@@ -203,8 +272,14 @@ impl KMeans {
                     c.fill(0.0);
                 }
             }
+            if let Some(m) = mirror {
+                let (first, second) = centroids.split_at_mut(free * dim);
+                for (c, mc) in first.chunks_exact(dim).zip(second.chunks_exact_mut(dim)) {
+                    mc.iter_mut().zip(m).for_each(|(v, &i)| *v = c[i]);
+                }
+            }
         }
-        Ok(KMeansFit { centroids, dim, counts, inertia })
+        KMeansFit { centroids, dim, counts, inertia }
     }
 }
 
@@ -324,6 +399,68 @@ mod tests {
             assert_eq!(fit.counts, counts, "{init:?} {empty:?}");
             assert_eq!(fit.inertia.len(), 6);
             assert!(fit.inertia.windows(2).all(|w| w[1] <= w[0] * (1.0 + 1e-6)));
+        }
+    }
+
+    #[test]
+    fn mirrored_lloyd_matches_a_naive_f64_loop_and_stays_closed() {
+        let (n, d, k) = (600, 6, 8);
+        let x = clumps(n, d, 5, 21);
+        // reverse the coordinates within two halves of 3, as a patch flip reverses columns
+        let mirror = [2, 1, 0, 5, 4, 3];
+        for init in [KmeansInit::Gaussian, KmeansInit::Rows] {
+            let km = KMeans::new(k).iterations(5).init(init).seed(3);
+            let fit = km.fit_mirrored(&x, d, &mirror).expect("fit");
+            // naive: the same start, then per row the nearest of all k entries by direct f64
+            // distances; a row nearest to m(c_j) joins cluster j mirrored
+            let half = KMeans::new(k / 2).init(init).seed(3).initial_centroids(&x, d).expect("s");
+            let mut c: Vec<f64> = half.iter().map(|&v| f64::from(v)).collect();
+            let mut counts = vec![0usize; k];
+            for _ in 0..5 {
+                let dict: Vec<f64> = c
+                    .chunks(d)
+                    .flat_map(|r| r.to_vec())
+                    .chain(c.chunks(d).flat_map(|r| mirror.map(|i| r[i])))
+                    .collect();
+                let mut sums = vec![0f64; k / 2 * d];
+                let mut sizes = vec![0usize; k / 2];
+                counts.fill(0);
+                for row in x.chunks_exact(d) {
+                    let dist = |j: usize| -> f64 {
+                        (0..d).map(|t| (f64::from(row[t]) - dict[j * d + t]).powi(2)).sum()
+                    };
+                    let l = (1..k).fold(0, |b, j| if dist(j) < dist(b) { j } else { b });
+                    counts[l] += 1;
+                    sizes[l % (k / 2)] += 1;
+                    for t in 0..d {
+                        let v = if l < k / 2 { row[t] } else { row[mirror[t]] };
+                        sums[(l % (k / 2)) * d + t] += f64::from(v);
+                    }
+                }
+                for j in 0..k / 2 {
+                    for t in 0..d {
+                        c[j * d + t] =
+                            if sizes[j] > 0 { sums[j * d + t] / sizes[j] as f64 } else { 0.0 };
+                    }
+                }
+            }
+            for (a, b) in fit.centroids[..k / 2 * d].iter().zip(&c) {
+                assert!((f64::from(*a) - b).abs() < 1e-4, "{init:?}: {a} vs {b}");
+            }
+            assert_eq!(fit.counts, counts, "{init:?}");
+            for j in 0..k / 2 {
+                let (cj, mj) =
+                    (&fit.centroids[j * d..][..d], &fit.centroids[(j + k / 2) * d..][..d]);
+                assert!(mirror.iter().zip(mj).all(|(&i, &v)| v.to_bits() == cj[i].to_bits()));
+            }
+            assert!(fit.inertia.windows(2).all(|w| w[1] <= w[0] * (1.0 + 1e-6)));
+        }
+        // an odd k or a map that is not an involution is refused
+        let e = KMeans::new(7).fit_mirrored(&x, d, &mirror);
+        assert!(matches!(e, Err(FeatureError::InvalidParam { name: "centroids", .. })));
+        for bad in [&[1usize, 2, 0, 3, 4, 5][..], &[0, 1, 2, 3, 4], &[0, 1, 2, 3, 4, 6]] {
+            let e = KMeans::new(8).fit_mirrored(&x, d, bad);
+            assert!(matches!(e, Err(FeatureError::InvalidParam { name: "kmeans", .. })), "{bad:?}");
         }
     }
 

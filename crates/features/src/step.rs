@@ -110,6 +110,7 @@ impl std::fmt::Display for StepSpec {
             Self::Pca { components, whiten: true } => write!(f, "pca({components}, whiten)"),
             Self::Hog { cell, orientations } => write!(f, "hog({cell}px, {orientations} bins)"),
             Self::HueHistogram { bins } => write!(f, "hue_histogram({bins})"),
+            Self::Kmeans(p) if p.flip => write!(f, "kmeans({}, flip)", p.centroids),
             Self::Kmeans(p) => write!(f, "kmeans({})", p.centroids),
             Self::Union { of } => {
                 f.write_str("union(")?;

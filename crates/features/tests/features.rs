@@ -460,6 +460,37 @@ fn kmeans_step_rebuilds_from_its_tensors_with_the_same_features() {
 }
 
 #[test]
+fn flip_kmeans_step_rebuilds_from_its_tensors_and_says_flip() {
+    let ds = small_images(40, 4);
+    let spec = StepSpec::Kmeans(KmeansParams { flip: true, ..small_kmeans() });
+    assert_eq!(spec.to_string(), "kmeans(16, flip)");
+    let step = spec.fit(&ds.all(), 5).expect("fit");
+    assert_eq!(step.output_dim(), 32);
+    let tensors = step.tensors();
+    let get = |name: &str| tensors.iter().find(|t| t.name == name).expect("named").data.clone();
+    let back = Step::from_tensors(&spec, step.input(), |name| Ok(get(name))).expect("rebuilds");
+    assert_eq!(back, step);
+    let f = |s: &Step| s.transform(&ds.all()).expect("t").features().map(|r| r.to_contiguous());
+    assert_eq!(f(&back), f(&step));
+    // the same tensors under a spec without flip give other features; a dictionary whose
+    // halves do not mirror each other is refused under flip
+    let plain = StepSpec::Kmeans(small_kmeans());
+    let other = Step::from_tensors(&plain, step.input(), |name| Ok(get(name))).expect("plain");
+    assert_eq!(other.output_dim(), 64);
+    let bad = Step::from_tensors(&spec, step.input(), |name| {
+        let mut v = get(name);
+        if name == "centroids" {
+            v.swap(0, 1);
+        }
+        Ok(v)
+    });
+    assert!(matches!(bad, Err(FeatureError::Corrupt { .. })), "{bad:?}");
+    let json = serde_json::to_string(&spec).expect("json");
+    assert!(json.contains("\"flip\":true"), "{json}");
+    assert_eq!(serde_json::from_str::<StepSpec>(&json).expect("parses"), spec);
+}
+
+#[test]
 fn kmeans_step_has_the_same_bits_at_any_thread_count_and_seed_matters() {
     let ds = small_images(50, 3);
     let spec = StepSpec::Kmeans(small_kmeans());
@@ -476,6 +507,17 @@ fn kmeans_step_has_the_same_bits_at_any_thread_count_and_seed_matters() {
     assert_eq!(one, run(2, 7));
     assert_eq!(one, run(3, 7));
     assert_ne!(one.0, run(2, 8).0);
+    let spec = StepSpec::Kmeans(KmeansParams { flip: true, ..small_kmeans() });
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool").install(|| {
+            let step = spec.fit(&ds.all(), 7).expect("fit");
+            let y = step.transform(&ds.all()).expect("t");
+            let bits: Vec<u32> =
+                y.features().expect("f").to_contiguous().iter().map(|v| v.to_bits()).collect();
+            (step, bits)
+        })
+    };
+    assert_eq!(run(1), run(2));
 }
 
 #[test]
