@@ -43,10 +43,12 @@ impl<T: Float> Params<T> {
     }
 
     /// The arrays in a fixed order (`w1`, `b1`, `w2`, `b2`).
+    #[cfg(test)]
     pub(crate) fn arrays(&self) -> [&Vec<T>; 4] {
         [&self.w1, &self.b1, &self.w2, &self.b2]
     }
 
+    #[cfg(test)]
     pub(crate) fn arrays_mut(&mut self) -> [&mut Vec<T>; 4] {
         [&mut self.w1, &mut self.b1, &mut self.w2, &mut self.b2]
     }
@@ -141,7 +143,9 @@ pub(crate) fn data_loss_grad<T: Float + GemmScalar>(
     Ok(data)
 }
 
-/// `λ (‖W1‖² + ‖W2‖²)`, and `2λW` added to the weight gradients.
+/// `λ (‖W1‖² + ‖W2‖²)`, and `2λW` added to the weight gradients (the gradient checks' form;
+/// training fuses it into its update, `train::sgd_step`).
+#[cfg(test)]
 pub(crate) fn add_reg<T: Float>(p: &Params<T>, reg: f64, g: &mut Params<T>) -> f64 {
     if reg == 0.0 {
         return 0.0;

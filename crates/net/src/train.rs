@@ -8,7 +8,7 @@ use imgclass_core::{Fit, Subset, Values};
 use imgclass_loss::Loss;
 
 use crate::NetError;
-use crate::grad::{Dims, Params, Scratch, add_reg, data_loss_grad};
+use crate::grad::{Dims, Params, Scratch, data_loss_grad};
 use crate::model::{NetModel, NetReport};
 
 /// The most epochs one fit runs.
@@ -188,11 +188,21 @@ impl Net {
 
 /// `(x − μ) s` for the view positions `rows` of `v`, row-major f32.
 pub(crate) fn preprocess(v: &Values<'_>, rows: Range<usize>, mean: &[f32], scale: f32) -> Vec<f32> {
-    gather(v, rows, mean, scale)
+    let mut out = Vec::with_capacity(rows.len() * mean.len());
+    gather(&mut out, v, rows, mean, scale);
+    out
 }
 
-fn gather(v: &Values<'_>, rows: impl Iterator<Item = usize>, mean: &[f32], scale: f32) -> Vec<f32> {
-    let mut out = Vec::new();
+/// [`preprocess`] of any positions into `out` (cleared first; a batch reuses one buffer, so
+/// its pages are not handed back to the kernel and zeroed again every batch).
+fn gather(
+    out: &mut Vec<f32>,
+    v: &Values<'_>,
+    rows: impl Iterator<Item = usize>,
+    mean: &[f32],
+    scale: f32,
+) {
+    out.clear();
     for i in rows {
         match v {
             Values::Pixels(r) => {
@@ -203,7 +213,94 @@ fn gather(v: &Values<'_>, rows: impl Iterator<Item = usize>, mean: &[f32], scale
             }
         }
     }
-    out
+}
+
+/// Rows of `w1` per block of the fused update (fixed, so the regularisation sum does not
+/// depend on the thread count).
+const STEP_BLOCK: usize = 1 << 15;
+
+/// What one SGD step applies to every parameter: the two half-batch gradients' weights,
+/// `2λ`, the learning rate, the momentum.
+#[derive(Debug, Clone, Copy)]
+struct StepArgs {
+    /// Weights of the two halves' gradients (`None` for a batch of one half).
+    halves: Option<(f32, f32)>,
+    /// `2λ` (`None` for λ = 0).
+    two_reg: Option<f32>,
+    lr: f32,
+    mu: f32,
+    nesterov: bool,
+}
+
+/// One SGD step on one parameter array, in one pass: the gradient `w0 a + w1 b` (or `a`),
+/// plus `2λ w` when `regularised`, then the momentum update of `v` and `w`. Returns `Σ w²`
+/// of the weights before the step (0 unless regularised) and whether every new weight is
+/// finite.
+fn step_slice(
+    w: &mut [f32],
+    v: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    regularised: bool,
+    s: StepArgs,
+) -> (f64, bool) {
+    // Σ w² in 8 interleaved f64 lanes (one running sum would wait on every add)
+    let mut sq = [0f64; 8];
+    let mut finite = true;
+    let two = if regularised { s.two_reg } else { None };
+    let (w0, w1) = s.halves.unwrap_or((1.0, 0.0));
+    let len = w.len().min(v.len()).min(a.len()).min(b.len());
+    let (w, v, a, b) = (&mut w[..len], &mut v[..len], &a[..len], &b[..len]);
+    for (j, (((wi, vi), &ai), &bi)) in w.iter_mut().zip(v.iter_mut()).zip(a).zip(b).enumerate() {
+        let mut g = if s.halves.is_some() { w0 * ai + w1 * bi } else { ai };
+        if let Some(two) = two {
+            sq[j % 8] += f64::from(*wi) * f64::from(*wi);
+            g += two * *wi;
+        }
+        let prev = *vi;
+        *vi = s.mu * *vi - s.lr * g;
+        *wi += if s.nesterov { -s.mu * prev + (1.0 + s.mu) * *vi } else { *vi };
+        finite &= wi.is_finite();
+    }
+    let sq = ((sq[0] + sq[4]) + (sq[2] + sq[6])) + ((sq[1] + sq[5]) + (sq[3] + sq[7]));
+    (sq, finite)
+}
+
+/// One SGD step on every parameter (see [`step_slice`]), `w1` in parallel over fixed blocks:
+/// returns `λ (‖W1‖² + ‖W2‖²)` before the step (block sums added in order) and whether every
+/// new weight is finite. Each weight gets the same arithmetic as the unfused sequence (mix
+/// the halves, add `2λW`, momentum), so the same bits.
+fn sgd_step(
+    p: &mut Params<f32>,
+    vel: &mut Params<f32>,
+    g0: &Params<f32>,
+    g1: &Params<f32>,
+    reg: f64,
+    s: StepArgs,
+) -> (f64, bool) {
+    use rayon::prelude::*;
+    let blocks: Vec<(f64, bool)> =
+        p.w1.par_chunks_mut(STEP_BLOCK)
+            .zip(vel.w1.par_chunks_mut(STEP_BLOCK))
+            .zip(g0.w1.par_chunks(STEP_BLOCK))
+            .zip(g1.w1.par_chunks(STEP_BLOCK))
+            .map(|(((w, v), a), b)| step_slice(w, v, a, b, true, s))
+            .collect();
+    let (mut sq, mut finite) = (0f64, true);
+    for (q, f) in blocks {
+        sq += q;
+        finite &= f;
+    }
+    for (w, v, a, b, r) in [
+        (&mut p.b1, &mut vel.b1, &g0.b1, &g1.b1, false),
+        (&mut p.w2, &mut vel.w2, &g0.w2, &g1.w2, true),
+        (&mut p.b2, &mut vel.b2, &g0.b2, &g1.b2, false),
+    ] {
+        let (q, f) = step_slice(w, v, a, b, r, s);
+        sq += q;
+        finite &= f;
+    }
+    (reg * sq, finite)
 }
 
 fn accuracy(model: &NetModel, x: &Subset) -> Result<f64, NetError> {
@@ -264,7 +361,7 @@ impl Fit for Net {
         let mut vel = Params::<f32>::zeros(dims);
         let mut grads = [Params::<f32>::zeros(dims), Params::<f32>::zeros(dims)];
         let mut scratch = [Scratch::default(), Scratch::default()];
-        let mut total = Params::<f32>::zeros(dims);
+        let mut batch = Vec::with_capacity(s.batch_size.min(n) * dims.d);
         let bs = s.batch_size.min(n);
         let per_epoch = n.div_ceil(bs);
         let mut report = NetReport::default();
@@ -293,7 +390,8 @@ impl Fit for Net {
             for b in 0..per_epoch {
                 let rows = &perm[b * bs..((b + 1) * bs).min(n)];
                 let m = rows.len();
-                let x = gather(&v, rows.iter().copied(), &mean, self.input_scale);
+                gather(&mut batch, &v, rows.iter().copied(), &mean, self.input_scale);
+                let x = &batch;
                 let y: Vec<u32> = rows.iter().map(|&r| labels[r]).collect();
                 let mask: Option<Vec<f32>> = (self.dropout > 0.0).then(|| {
                     (0..m * dims.h)
@@ -332,34 +430,21 @@ impl Fit for Net {
                 };
                 let (l0, l1) = (r0.map_err(diverged)?, r1.map_err(diverged)?);
                 let (w0, w1) = (half as f32 / m as f32, (m - half) as f32 / m as f32);
-                for ((t, a), b) in total.arrays_mut().into_iter().zip(g0.arrays()).zip(g1.arrays())
-                {
-                    if y1.is_empty() {
-                        t.copy_from_slice(a);
-                    } else {
-                        t.iter_mut()
-                            .zip(a.iter().zip(b.iter()))
-                            .for_each(|(t, (a, b))| *t = w0 * a + w1 * b);
-                    }
-                }
                 let data = f64::from(w0 * l0 + if y1.is_empty() { 0.0 } else { w1 * l1 });
-                let reg = add_reg(&p, self.reg, &mut total);
+                let step = StepArgs {
+                    halves: (!y1.is_empty()).then_some((w0, w1)),
+                    two_reg: (self.reg != 0.0).then_some((2.0 * self.reg) as f32),
+                    lr: lr as f32,
+                    mu: s.momentum as f32,
+                    nesterov: s.nesterov,
+                };
+                let (reg, finite) = sgd_step(&mut p, &mut vel, g0, g1, self.reg, step);
                 let loss = data + reg;
                 if !loss.is_finite() {
                     return Err(NetError::Diverged { epoch, iteration, loss });
                 }
                 report.loss.push(loss as f32);
-                let (lr32, mu) = (lr as f32, s.momentum as f32);
-                for ((w, vv), gg) in
-                    p.arrays_mut().into_iter().zip(vel.arrays_mut()).zip(total.arrays())
-                {
-                    for ((wi, vi), &gi) in w.iter_mut().zip(vv.iter_mut()).zip(gg.iter()) {
-                        let prev = *vi;
-                        *vi = mu * *vi - lr32 * gi;
-                        *wi += if s.nesterov { -mu * prev + (1.0 + mu) * *vi } else { *vi };
-                    }
-                }
-                if p.arrays().iter().any(|a| a.iter().any(|w| !w.is_finite())) {
+                if !finite {
                     return Err(NetError::Diverged { epoch, iteration, loss: f64::INFINITY });
                 }
                 iteration += 1;
@@ -394,5 +479,72 @@ impl Fit for Net {
         report.train_seconds = started.elapsed().as_secs_f64();
         model.report = report;
         Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod step_tests {
+    use super::*;
+    use crate::grad::add_reg;
+
+    fn random(dims: Dims, g: &mut SplitMix64, scale: f64) -> Params<f32> {
+        let mut p = Params::<f32>::zeros(dims);
+        for a in p.arrays_mut() {
+            a.iter_mut().for_each(|v| *v = (g.next_normal() * scale) as f32);
+        }
+        p
+    }
+
+    #[test]
+    fn the_fused_step_equals_mix_then_regularise_then_momentum() {
+        // w1 spans several blocks and a partial one
+        let dims = Dims { d: 700, h: 100, c: 7 };
+        let mut g = SplitMix64::new(12);
+        for (halves, reg, nesterov) in [
+            (Some((0.5f32, 0.5f32)), 1e-3, false),
+            (Some((0.6, 0.4)), 0.0, true),
+            (None, 3e-2, true),
+            (None, 0.0, false),
+        ] {
+            let (p0, v0) = (random(dims, &mut g, 0.1), random(dims, &mut g, 0.01));
+            let (a, b) = (random(dims, &mut g, 1.0), random(dims, &mut g, 1.0));
+            let (lr, mu) = (0.05f32, 0.9f32);
+            // the unfused sequence, as the loop did it before
+            let mut total = a.clone();
+            if let Some((w0, w1)) = halves {
+                for ((t, a), b) in total.arrays_mut().into_iter().zip(a.arrays()).zip(b.arrays()) {
+                    t.iter_mut().zip(a.iter().zip(b)).for_each(|(t, (a, b))| *t = w0 * a + w1 * b);
+                }
+            }
+            let want_reg = add_reg(&p0, reg, &mut total);
+            let (mut pw, mut vw) = (p0.clone(), v0.clone());
+            for ((w, v), t) in pw.arrays_mut().into_iter().zip(vw.arrays_mut()).zip(total.arrays())
+            {
+                for ((wi, vi), &gi) in w.iter_mut().zip(v.iter_mut()).zip(t) {
+                    let prev = *vi;
+                    *vi = mu * *vi - lr * gi;
+                    *wi += if nesterov { -mu * prev + (1.0 + mu) * *vi } else { *vi };
+                }
+            }
+            let (mut p, mut v) = (p0.clone(), v0.clone());
+            let s = StepArgs {
+                halves,
+                two_reg: (reg != 0.0).then_some((2.0 * reg) as f32),
+                lr,
+                mu,
+                nesterov,
+            };
+            let (got_reg, finite) = sgd_step(&mut p, &mut v, &a, &b, reg, s);
+            assert!(finite);
+            assert_eq!(p, pw, "{halves:?} {reg} {nesterov}");
+            assert_eq!(v, vw);
+            assert!((got_reg - want_reg).abs() <= 1e-12 * want_reg.abs(), "{got_reg} {want_reg}");
+            // a gradient that overflows is reported
+            let mut huge = a.clone();
+            huge.w2[3] = f32::MAX;
+            let (mut p, mut v) = (p0.clone(), v0.clone());
+            let s = StepArgs { lr: 1e30, ..s };
+            assert!(!sgd_step(&mut p, &mut v, &huge, &huge, reg, s).1);
+        }
     }
 }
