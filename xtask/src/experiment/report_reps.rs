@@ -344,8 +344,9 @@ fn dictionary(steps: &[imgclass_features::Step]) -> Option<(Vec<Vec<u8>>, ImageS
         tiles,
         shape,
         format!(
-            "the {} k-means centroids ({rf}x{rf} whitened patches), each rescaled to 0..255",
-            k.n_centroids()
+            "the {} k-means centroids ({rf}x{rf} whitened patches), each rescaled to 0..255{}",
+            k.n_centroids(),
+            if k.params().flip { "; the second half mirrors the first (flip)" } else { "" }
         ),
     ))
 }
