@@ -86,8 +86,9 @@ pub struct KmeansParams {
     /// ([`KMeans::fit_mirrored`]), and each pooled value sums a centroid's responses over the
     /// left half with its mirror image's responses over the right half (the middle column,
     /// if any, half to each): `2·K` features, equal for an image and its mirror image.
-    /// A linear model on them is one whose weights are the same for each feature and its
-    /// mirror image, which is what training on every image and its flip converges to.
+    /// A linear model on them is one with equal weights on each of the `4·K` features and its
+    /// mirror partner, which is where an L2-regularised linear model trained on every image
+    /// and its mirror image ends (up to the standardisation's scale; docs/bench/features.md).
     pub flip: bool,
 }
 
