@@ -2,9 +2,11 @@
 //! distance metric, then one test pass with the chosen k; writes `cv.json`, the plots and a
 //! self-contained `report.html`.
 //!
-//! Per fold and metric the neighbours are computed once, up to the largest k of the grid, and
-//! every k is scored from that single pass (neighbours sort by (distance, training index), so
-//! the first k of the k_max list are exactly the k nearest). The test set is touched once per
+//! Per metric the neighbours of every validation row are computed once, up to the largest k
+//! of the grid, and every k is scored from that single list (neighbours sort by (distance,
+//! training index), so the first k of the k_max list are exactly the k nearest); on pixels
+//! one search covers all folds, computing each distance between two folds' rows once
+//! (`crate::knn_cv::fast_knn_cv`). The test set is touched once per
 //! metric, at the end, with that metric's chosen k; that pass is also the time unit of the
 //! target (CV total within 5x one full exact test pass per metric).
 

@@ -64,6 +64,24 @@ pub enum LinalgError {
         /// Training rows available.
         n_train: usize,
     },
+    /// `k` exceeds the rows outside some row's group ([`crate::knn_u8_across_groups`]).
+    #[error("k = {k} exceeds the {n_other} rows outside group {group}")]
+    KTooLargeForGroups {
+        /// Requested neighbours.
+        k: usize,
+        /// The largest group (the first in id order among equally large ones).
+        group: usize,
+        /// Rows outside it: the most `k` can be.
+        n_other: usize,
+    },
+    /// The group ids do not give one group per row ([`crate::knn_u8_across_groups`]).
+    #[error("{found} group ids for {expected} rows")]
+    GroupsLen {
+        /// Number of rows.
+        expected: usize,
+        /// Number of group ids given.
+        found: usize,
+    },
     /// More training rows than a `u32` index can name.
     #[error("{n_train} training rows exceed the u32 index range")]
     TooManyRows {

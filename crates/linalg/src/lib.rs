@@ -6,7 +6,9 @@
 //!
 //! Nearest-neighbour search: [`knn_u8`] (exact, integer) and [`knn_f32`] over [`Rows`] views
 //! (contiguous, or gathered by index so a cross-validation fold is searched without copying
-//! pixels); [`pairwise_u8`] / [`pairwise_f32`] fill a caller's distance matrix. The kernel
+//! pixels); [`knn_u8_across_groups`] gives every row its nearest rows of other groups
+//! (cross-validation folds as groups) computing each cross-group distance once;
+//! [`pairwise_u8`] / [`pairwise_f32`] fill a caller's distance matrix. The kernel
 //! ([`KernelKind`]) is chosen once per call from the CPU's features, or forced with
 //! `IMGCLASS_KERNEL=scalar|avx2|avx512`.
 
@@ -16,6 +18,7 @@ mod driver;
 mod error;
 mod flat;
 pub mod gemm;
+mod groups;
 mod kernel;
 mod rows;
 mod topk;
@@ -25,6 +28,7 @@ pub use distance::{
     pairwise_u8_with,
 };
 pub use error::LinalgError;
+pub use groups::{knn_u8_across_groups, knn_u8_across_groups_with};
 pub use kernel::{KERNEL_ENV, KernelError, KernelKind};
 pub use rows::{Element, Rows, RowsF32, RowsU8};
 pub use topk::{Neighbors, knn_f32, knn_f32_with, knn_u8, knn_u8_with};

@@ -1,7 +1,8 @@
 //! The k-NN phase: `folds`-fold stratified cross-validation over the grid of k for each
-//! distance, with ONE exact neighbour search per fold and metric up to the largest k (the
-//! neighbours sort by (distance, training index), so the first k of that list are exactly the
-//! k nearest and every k is scored from it); the best (metric, k) by mean CV accuracy is then
+//! distance, with ONE exact neighbour list per validation row and metric up to the largest k
+//! (the neighbours sort by (distance, training index), so the first k of that list are exactly
+//! the k nearest and every k is scored from it; on pixels one search serves all folds and
+//! computes each distance between two folds' rows once: `crate::knn_cv::fast_knn_cv`); the best (metric, k) by mean CV accuracy is then
 //! scored once on the test set, and the same test search feeds the neighbour gallery.
 
 use std::time::Instant;
