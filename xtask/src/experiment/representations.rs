@@ -104,7 +104,9 @@ pub fn steps(rep: &RepresentationConfig, cfg: &Config) -> u64 {
         .classifiers
         .iter()
         .map(|c| match c {
-            ClassifierKind::Knn => super::knn::steps(&knn_config(&cfg.knn)),
+            ClassifierKind::Knn => {
+                super::knn::steps(&knn_config(rep.knn.as_ref().unwrap_or(&cfg.knn)))
+            }
             ClassifierKind::Svm | ClassifierKind::Softmax => {
                 let cells = solver.regularizations.len();
                 if cells > 1 { cells as u64 + 1 } else { 1 }
@@ -188,7 +190,10 @@ pub fn run(
     for (ci, &kind) in rep.classifiers.iter().enumerate() {
         let cseed = imgclass_core::rng::SplitMix64::new(seed).fork(ci as u64 + 1).next_u64();
         let r = match kind {
-            ClassifierKind::Knn => run_knn(&prep, (train, test), cfg, cseed, progress)?,
+            ClassifierKind::Knn => {
+                let k = rep.knn.as_ref().unwrap_or(&cfg.knn);
+                run_knn(&prep, (train, test), k, cseed, progress)?
+            }
             ClassifierKind::Svm | ClassifierKind::Softmax => {
                 let solver = rep.solver.as_ref().unwrap_or(&cfg.solver);
                 run_linear(kind, &prep, solver, cfg.search, &names, cseed, &rep.name, progress)?
@@ -430,11 +435,11 @@ fn run_net(
 fn run_knn(
     prep: &super::steps::Prepared,
     shown: (&Subset, &Subset),
-    cfg: &Config,
+    knn: &KnnConfig,
     seed: u64,
     progress: &mut Progress,
 ) -> anyhow::Result<ClassifierResult> {
-    let kcfg = knn_config(&cfg.knn);
+    let kcfg = knn_config(knn);
     let k = super::knn::run(prep, shown, &kcfg, seed, progress)?;
     let metric = k.best_metric;
     let model = imgclass_knn::Knn::new(k.best_k).metric(metric).fit(&prep.train)?;
