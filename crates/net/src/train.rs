@@ -215,7 +215,7 @@ fn gather(
     }
 }
 
-/// Rows of `w1` per block of the fused update (fixed, so the regularisation sum does not
+/// Values of `w1` per block of the fused update (fixed, so the regularisation sum does not
 /// depend on the thread count).
 const STEP_BLOCK: usize = 1 << 15;
 
