@@ -372,7 +372,8 @@ pub struct KmeansFitReport {
     pub kmeans_seconds: f64,
     /// The k-means inertia `Σ ‖x − c‖²` after each iteration.
     pub inertia: Vec<f64>,
-    /// Clusters left empty at the end.
+    /// Clusters left empty at the end (with `flip`, a centroid and its mirror image are
+    /// empty together: when no patch chose either).
     pub empty: usize,
 }
 
@@ -454,7 +455,13 @@ impl KmeansFeatures {
             patches_seconds: (t1 - t0).as_secs_f64(),
             whitening_seconds: (t2 - t1).as_secs_f64(),
             kmeans_seconds: t2.elapsed().as_secs_f64(),
-            empty: fit.counts.iter().filter(|&&c| c == 0).count(),
+            empty: if params.flip {
+                // a centroid is empty when neither it nor its mirror image drew a patch
+                let h = params.centroids / 2;
+                2 * (0..h).filter(|&j| fit.counts[j] + fit.counts[j + h] == 0).count()
+            } else {
+                fit.counts.iter().filter(|&&c| c == 0).count()
+            },
             inertia: fit.inertia,
         };
         tracing::info!(
@@ -930,6 +937,14 @@ mod tests {
         };
         let km = KmeansFeatures::fit(&ds.all(), &p, 2).expect("fit");
         assert_eq!(km.output_dim(), 20);
+        // empty clusters come in mirror pairs, zeroed (the default rule): with many centroids
+        // for few patches the report counts exactly the zeroed pairs
+        let many = KmeansParams { centroids: 200, patches: 400, iterations: 3, ..p };
+        let (sparse, report) = KmeansFeatures::fit_report(&ds.all(), &many, 2).expect("fit");
+        let d = sparse.patch_dim();
+        let zeroed =
+            sparse.centroids()[..100 * d].chunks_exact(d).filter(|c| c.iter().all(|&v| v == 0.0));
+        assert_eq!(report.empty, 2 * zeroed.count());
         let (d, k) = (km.patch_dim(), km.n_centroids());
         // the whitening commutes with the patch mirror, the dictionary is closed under it
         let m = patch_mirror(3, 4);
