@@ -510,36 +510,34 @@ impl Default for NetConfig {
 }
 
 impl KnnConfig {
-    /// Checks the search's ranges (metrics, k grid, folds); `table` names the table in the
-    /// error (`knn`, `representations.knn`).
-    fn validate_search(&self, table: &'static str) -> Result<(), ConfigError> {
-        let bad = |field: &str, value: String, reason: &'static str| {
-            let key = match (table, field) {
-                ("knn", "metrics") => "knn.metrics",
-                ("knn", "ks") => "knn.ks",
-                ("knn", _) => "knn.folds",
-                (_, "metrics") => "representations.knn.metrics",
-                (_, "ks") => "representations.knn.ks",
-                _ => "representations.knn.folds",
-            };
-            ConfigError::Invalid { key, value, reason }
-        };
+    /// Checks the search's ranges (metrics, k grid, folds); `keys` name them in the error
+    /// ([`KNN_KEYS`], [`REPRESENTATION_KNN_KEYS`]).
+    fn validate_search(&self, keys: [&'static str; 3]) -> Result<(), ConfigError> {
+        let [metrics, ks, folds] = keys;
+        let bad = |key, value: String, reason| ConfigError::Invalid { key, value, reason };
         if self.metrics.is_empty() {
-            return Err(bad("metrics", "\"[]\"".into(), "needs at least one of \"l1\", \"l2\""));
+            return Err(bad(metrics, "\"[]\"".into(), "needs at least one of \"l1\", \"l2\""));
         }
         if self.ks.is_empty() || self.ks.contains(&0) {
             return Err(bad(
-                "ks",
+                ks,
                 format!("{:?}", self.ks),
                 "must be a non-empty list of positive k",
             ));
         }
         if self.folds < 2 {
-            return Err(bad("folds", format!("{:?}", self.folds), "must be at least 2"));
+            return Err(bad(folds, format!("{:?}", self.folds), "must be at least 2"));
         }
         Ok(())
     }
 }
+
+/// The `[knn]` table's search keys, as errors name them.
+const KNN_KEYS: [&str; 3] = ["knn.metrics", "knn.ks", "knn.folds"];
+
+/// A representation's own `knn` table's search keys, as errors name them.
+const REPRESENTATION_KNN_KEYS: [&str; 3] =
+    ["representations.knn.metrics", "representations.knn.ks", "representations.knn.folds"];
 
 impl SolverConfig {
     /// Checks every range.
@@ -740,7 +738,7 @@ impl Config {
         }
         let k = &self.knn;
         if k.enabled {
-            k.validate_search("knn")?;
+            k.validate_search(KNN_KEYS)?;
             if k.gallery_rows > MAX_GALLERY_ROWS {
                 return Err(bad("knn.gallery_rows", k.gallery_rows, GALLERY_ROWS_RANGE));
             }
@@ -850,7 +848,7 @@ impl Config {
                 n.validate()?;
             }
             if let Some(k) = &r.knn {
-                k.validate_search("representations.knn")?;
+                k.validate_search(REPRESENTATION_KNN_KEYS)?;
             }
         }
         let uses =
