@@ -98,6 +98,13 @@ pub enum GemmError {
         /// The flat index of the first such value.
         index: usize,
     },
+    /// [`cholesky`]: the matrix is not (numerically) positive definite; `pivot` is the first
+    /// column whose pivot was not positive and finite.
+    #[error("the matrix is not positive definite (pivot {pivot})")]
+    NotPositiveDefinite {
+        /// The column of that pivot.
+        pivot: usize,
+    },
 }
 
 /// The per-feature affine map that turns a u8 feature into f32:
@@ -696,6 +703,8 @@ macro_rules! dispatch_nr {
     };
 }
 
+mod chol;
+pub use chol::{cholesky, cholesky_solve};
 mod dense;
 pub use dense::{GemmScalar, Op, gemm, sgemm};
 mod fwd_i8;

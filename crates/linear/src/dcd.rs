@@ -330,7 +330,7 @@ fn epoch(
 }
 
 /// Our objective at `W`, `b`: mean_i Σ_k max(0, 1 − t s_k)² + λ‖W‖².
-fn primal(rows: &Rows<'_>, w: &[f64], b: &[f64], lambda: f64, simd: bool) -> f64 {
+pub(crate) fn primal(rows: &Rows<'_>, w: &[f64], b: &[f64], lambda: f64, simd: bool) -> f64 {
     let (n, d, c) = (rows.labels.len(), rows.dim(), rows.n_classes);
     let data: f64 = (0..n)
         .collect::<Vec<_>>()

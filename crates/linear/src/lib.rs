@@ -51,6 +51,8 @@ pub mod dcd;
 mod dense;
 pub mod lbfgs;
 mod model;
+pub mod newton;
+
 mod parts;
 mod sgd;
 mod train;
@@ -59,6 +61,7 @@ pub use dcd::Dcd;
 pub use imgclass_loss::{Loss, Regularizer as Reg};
 pub use lbfgs::{Lbfgs, StopReason};
 pub use model::{LinearModel, TrainingReport};
+pub use newton::Newton;
 pub use train::{Linear, MAX_ITERATIONS, Sgd, Solver, Stop};
 
 use imgclass_linalg::gemm::GemmError;
@@ -121,10 +124,11 @@ pub enum LinearError {
         /// The regulariser's name.
         reg: &'static str,
     },
-    /// The dual coordinate descent solver was given a loss or regulariser it does not train.
+    /// The dual coordinate descent or Newton solver was given a loss or regulariser it does not
+    /// train.
     #[error(
-        "the dual coordinate descent solver trains ova_squared_hinge with l2 of a positive \
-         lambda only, not {what}: use lbfgs or sgd"
+        "the dcd and newton solvers train ova_squared_hinge with l2 of a positive lambda \
+         only, not {what}: use lbfgs or sgd"
     )]
     DcdUnsupported {
         /// The loss or regulariser given.

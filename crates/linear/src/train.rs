@@ -10,6 +10,7 @@ use crate::LinearError;
 use crate::dcd::Dcd;
 use crate::lbfgs::{Data, Lbfgs, Objective, StopReason};
 use crate::model::{LinearModel, TrainingReport};
+use crate::newton::Newton;
 use crate::sgd::{Batches, Part, Problem, Run, part_bounds};
 
 /// The most SGD updates one fit runs: the loss curve keeps three `f32` per update (120 MB at
@@ -83,6 +84,10 @@ pub enum Solver {
     /// with [`Regularizer::L2`] of a positive `λ` only; its bias is penalised as a weight on a
     /// constant feature 1 (as liblinear and scikit-learn's `LinearSVC`).
     Dcd(Dcd),
+    /// Finite Newton ([`Newton`], module [`crate::newton`]) from a few [`Dcd`] epochs: the
+    /// same problem as [`Solver::Dcd`], solved to its optimum (gradient tolerance); for rows of
+    /// up to a few thousand features.
+    Newton(Newton),
 }
 
 impl Default for Solver {
@@ -92,14 +97,21 @@ impl Default for Solver {
 }
 
 impl Solver {
-    /// `sgd`, `lbfgs` or `dcd`.
+    /// `sgd`, `lbfgs`, `dcd` or `newton`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Sgd(_) => "sgd",
             Self::Lbfgs(_) => "lbfgs",
             Self::Dcd(_) => "dcd",
+            Self::Newton(_) => "newton",
         }
     }
+}
+
+/// The two solvers of the one-vs-all L2-SVM's primal/dual pair (`fit_dcd`).
+enum SvmSolver {
+    Dcd(Dcd),
+    Newton(Newton),
 }
 
 /// Hyperparameters of a linear classifier; [`Fit`] them to a training [`Subset`] of u8
@@ -206,7 +218,7 @@ impl Linear {
     pub fn sgd_settings(&self) -> Option<&Sgd> {
         match &self.solver {
             Solver::Sgd(s) => Some(s),
-            Solver::Lbfgs(_) | Solver::Dcd(_) => None,
+            Solver::Lbfgs(_) | Solver::Dcd(_) | Solver::Newton(_) => None,
         }
     }
 
@@ -244,6 +256,33 @@ impl Linear {
                 }
                 if !(dcd.tolerance.is_finite() && dcd.tolerance > 0.0) {
                     return bad("tolerance", dcd.tolerance, "must be positive and finite");
+                }
+            }
+            Solver::Newton(nt) => {
+                if !matches!(self.loss, Loss::OvaSquaredHinge { .. }) {
+                    return Err(LinearError::DcdUnsupported {
+                        what: format!("the {} loss", self.loss.name()),
+                    });
+                }
+                if !matches!(self.reg, Regularizer::L2(l) if l > 0.0) {
+                    return Err(LinearError::DcdUnsupported { what: format!("{:?}", self.reg) });
+                }
+                if nt.max_iterations == 0 || nt.max_iterations > MAX_ITERATIONS {
+                    return bad(
+                        "max_iterations",
+                        nt.max_iterations as f64,
+                        "must be 1 to MAX_ITERATIONS",
+                    );
+                }
+                if nt.warm_epochs > MAX_ITERATIONS {
+                    return bad(
+                        "warm_epochs",
+                        nt.warm_epochs as f64,
+                        "must be at most MAX_ITERATIONS",
+                    );
+                }
+                if !(nt.tolerance.is_finite() && nt.tolerance > 0.0) {
+                    return bad("tolerance", nt.tolerance, "must be positive and finite");
                 }
             }
             Solver::Lbfgs(l) => {
@@ -433,7 +472,8 @@ impl Fit for Linear {
         let s = match self.solver {
             Solver::Sgd(s) => s,
             Solver::Lbfgs(l) => return self.fit_lbfgs(train, &l),
-            Solver::Dcd(dcd) => return self.fit_dcd(train, &dcd),
+            Solver::Dcd(dcd) => return self.fit_dcd(train, &SvmSolver::Dcd(dcd)),
+            Solver::Newton(nt) => return self.fit_dcd(train, &SvmSolver::Newton(nt)),
         };
         let kernel = KernelKind::detect().map_err(imgclass_linalg::gemm::GemmError::from)?;
         let (n, d) = (train.len(), train.dim());
@@ -550,7 +590,7 @@ impl Linear {
 
     /// The dual coordinate descent fit of the one-vs-all L2-SVM (see `dcd.rs`). A margin `m`
     /// other than 1 is the margin-1 problem scaled: `W_m = m·W_1`.
-    fn fit_dcd(&self, train: &Subset, cfg: &Dcd) -> Result<LinearModel, LinearError> {
+    fn fit_dcd(&self, train: &Subset, cfg: &SvmSolver) -> Result<LinearModel, LinearError> {
         let c = train.n_classes();
         let started = std::time::Instant::now();
         let (mean, x, offset) = self.full_batch_rows(train);
@@ -568,12 +608,20 @@ impl Linear {
             _ => 1.0,
         };
         let lambda = self.reg.coefficients().0;
-        let mut report = TrainingReport::with_capacity(cfg.max_epochs.min(1 << 16));
-        let out = crate::dcd::solve(&rows, lambda, cfg, &mut report)?;
+        let (out, solver, mut report) = match cfg {
+            SvmSolver::Dcd(cfg) => {
+                let mut report = TrainingReport::with_capacity(cfg.max_epochs.min(1 << 16));
+                (crate::dcd::solve(&rows, lambda, cfg, &mut report)?, "dcd", report)
+            }
+            SvmSolver::Newton(cfg) => {
+                let mut report = TrainingReport::with_capacity(cfg.warm_epochs.min(1 << 16) + 64);
+                (crate::newton::solve(&rows, lambda, cfg, &mut report)?, "newton", report)
+            }
+        };
         let w: Vec<f32> = out.w.iter().map(|&v| (v * margin) as f32).collect();
         let b: Vec<f32> = out.b.iter().map(|&v| (v * margin) as f32).collect();
         report.finish(out.epochs, out.epochs as f64, 0.0, "f64", 0.0);
-        report.solver = "dcd";
+        report.solver = solver;
         report.stop_reason = Some(out.stop);
         report.gradient_norm = Some(out.spread);
         report.objective = Some(out.objective * margin * margin);
@@ -584,7 +632,8 @@ impl Linear {
             spread = out.spread,
             objective = out.objective,
             seconds = report.train_seconds,
-            "linear classifier trained (dual coordinate descent)"
+            solver,
+            "linear classifier trained (one-vs-all L2-SVM)"
         );
         Ok(LinearModel::new(w, b, mean, self.input_scale, train.shape(), c, self.loss, report))
     }

@@ -815,6 +815,72 @@ fn dcd_reaches_the_lbfgs_optimum_of_the_l2_svm() {
     ] {
         let e = Linear::new(loss).regularization(reg).solver(Solver::Dcd(dcd)).fit(&train);
         let e = e.expect_err("refused").to_string();
-        assert!(e.contains("dual coordinate descent") && e.contains("use lbfgs or sgd"), "{e}");
+        assert!(e.contains("dcd and newton solvers") && e.contains("use lbfgs or sgd"), "{e}");
     }
+}
+
+/// The finite Newton solver reaches the optimum of the one-vs-all L2-SVM: without a bias,
+/// L-BFGS's (objective within 1e-9 relative, weights within 1e-6 of the largest), from `ŵ = 0`
+/// or from a few dual CD epochs; with the penalised bias, tight dual CD's (the same problem);
+/// the same bits on one thread or three; a gradient tolerance of its own; typed refusals.
+#[test]
+fn newton_reaches_the_optimum_of_the_l2_svm() {
+    use imgclass_linear::{Dcd, Newton};
+    let ds = gaussian(600, 15, 5, 33);
+    let train = ds.all();
+    let loss = Loss::OvaSquaredHinge { margin: 1.0 };
+    let reg = Reg::L2(3e-3);
+    let tight = Lbfgs { tolerance: 1e-10, objective_tolerance: 0.0, ..Lbfgs::default() };
+    let fit = |solver: Solver, bias: bool| {
+        Linear::new(loss).regularization(reg).fit_bias(bias).solver(solver).fit(&train)
+    };
+    let reference = fit(Solver::Lbfgs(tight), false).expect("fits");
+    let f_ref = reference.report().objective.expect("F");
+    let wmax = reference.weights().iter().fold(0.0f32, |x, v| x.max(v.abs()));
+    for warm_epochs in [0, 3] {
+        let nt = Newton { warm_epochs, tolerance: 1e-9, ..Newton::default() };
+        let m = fit(Solver::Newton(nt), false).expect("fits");
+        assert_eq!(m.report().solver, "newton");
+        assert_eq!(
+            m.report().stop_reason,
+            Some(StopReason::GradientTolerance),
+            "warm {warm_epochs}"
+        );
+        assert!(m.report().gradient_norm.expect("g") <= 1e-9);
+        let f = m.report().objective.expect("F");
+        assert!((f - f_ref).abs() <= 1e-9 * f_ref, "warm {warm_epochs}: newton {f}, lbfgs {f_ref}");
+        for (x, y) in reference.weights().iter().zip(m.weights()) {
+            assert!((x - y).abs() <= 1e-6 * wmax, "warm {warm_epochs}: {x} vs {y}");
+        }
+    }
+    // with the bias penalised as a weight on a constant 1: dual CD's problem
+    let dcd = Dcd { tolerance: 1e-7, max_epochs: 20_000, seed: 2 };
+    let by_dcd = fit(Solver::Dcd(dcd), true).expect("fits");
+    let nt = Newton { tolerance: 1e-9, ..Newton::default() };
+    let by_newton = fit(Solver::Newton(nt), true).expect("fits");
+    let (a, b) = (by_dcd.report().objective.expect("F"), by_newton.report().objective.expect("F"));
+    assert!(b <= a * (1.0 + 1e-9) && (a - b).abs() <= 1e-6 * a, "dcd {a}, newton {b}");
+    for (x, y) in by_dcd.bias().iter().zip(by_newton.bias()) {
+        assert!((x - y).abs() <= 1e-3 * wmax, "bias {x} vs {y}");
+    }
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        let again = pool.install(|| fit(Solver::Newton(nt), true)).expect("fits");
+        assert_eq!(again.weights(), by_newton.weights(), "{threads} threads");
+        assert_eq!(again.bias(), by_newton.bias(), "{threads} threads");
+    }
+    // a loose tolerance stops earlier, at a worse but still near-optimal point
+    let loose = fit(Solver::Newton(Newton { tolerance: 1e-2, ..nt }), true).expect("fits");
+    assert!(loose.report().gradient_norm.expect("g") <= 1e-2);
+    for (loss, reg) in [(Loss::Softmax, reg), (loss, Reg::None), (loss, Reg::L1(1e-2))] {
+        let e = Linear::new(loss).regularization(reg).solver(Solver::Newton(nt)).fit(&train);
+        let e = e.expect_err("refused").to_string();
+        assert!(e.contains("dcd and newton solvers") && e.contains("use lbfgs or sgd"), "{e}");
+    }
+    let zero = Newton { max_iterations: 0, ..nt };
+    let e = Linear::new(loss).regularization(reg).solver(Solver::Newton(zero)).fit(&train);
+    assert!(
+        matches!(e, Err(LinearError::InvalidParameter { name: "max_iterations", .. })),
+        "{e:?}"
+    );
 }

@@ -13,7 +13,7 @@ use imgclass_eval::{
     Axis, ConfusionMatrix, Origin, Refine, RefinedGrid, RefinedPoint, accuracy,
     refining_grid_search, stratified_split,
 };
-use imgclass_linear::{Dcd, Lbfgs, Linear, LinearError, Loss, Solver};
+use imgclass_linear::{Dcd, Lbfgs, Linear, LinearError, Loss, Newton, Solver};
 use imgclass_model::SavedModel;
 use imgclass_net::{Net, NetError, NetSgd};
 use serde::Serialize;
@@ -147,6 +147,10 @@ fn linear_params(kind: ClassifierKind, lambda: f64, solver: &SolverConfig, seed:
                 tolerance: solver.dcd_tolerance,
                 seed,
             }),
+        ),
+        (ClassifierKind::Svm, SvmSolver::Newton) => (
+            Loss::OvaSquaredHinge { margin: 1.0 },
+            Solver::Newton(Newton { tolerance: solver.tolerance, seed, ..Newton::default() }),
         ),
         (ClassifierKind::Svm, SvmSolver::Lbfgs) => (Loss::OvaSquaredHinge { margin: 1.0 }, lbfgs),
         _ => (Loss::Softmax, lbfgs),
