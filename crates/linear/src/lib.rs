@@ -52,7 +52,6 @@ mod dense;
 pub mod lbfgs;
 mod model;
 pub mod newton;
-
 mod parts;
 mod sgd;
 mod train;

@@ -237,20 +237,27 @@ impl Linear {
         self.reg
     }
 
+    /// The problem [`Solver::Dcd`] and [`Solver::Newton`] solve: the one-vs-all squared hinge
+    /// with L2 of a positive `λ`.
+    fn validate_svm_problem(&self) -> Result<(), LinearError> {
+        if !matches!(self.loss, Loss::OvaSquaredHinge { .. }) {
+            return Err(LinearError::DcdUnsupported {
+                what: format!("the {} loss", self.loss.name()),
+            });
+        }
+        if !matches!(self.reg, Regularizer::L2(l) if l > 0.0) {
+            return Err(LinearError::DcdUnsupported { what: format!("{:?}", self.reg) });
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), LinearError> {
         let bad =
             |name, value: f64, reason| Err(LinearError::InvalidParameter { name, value, reason });
         match &self.solver {
             Solver::Sgd(s) => Self::validate_sgd(s)?,
             Solver::Dcd(dcd) => {
-                if !matches!(self.loss, Loss::OvaSquaredHinge { .. }) {
-                    return Err(LinearError::DcdUnsupported {
-                        what: format!("the {} loss", self.loss.name()),
-                    });
-                }
-                if !matches!(self.reg, Regularizer::L2(l) if l > 0.0) {
-                    return Err(LinearError::DcdUnsupported { what: format!("{:?}", self.reg) });
-                }
+                self.validate_svm_problem()?;
                 if dcd.max_epochs == 0 || dcd.max_epochs > MAX_ITERATIONS {
                     return bad("max_epochs", dcd.max_epochs as f64, "must be 1 to MAX_ITERATIONS");
                 }
@@ -259,14 +266,7 @@ impl Linear {
                 }
             }
             Solver::Newton(nt) => {
-                if !matches!(self.loss, Loss::OvaSquaredHinge { .. }) {
-                    return Err(LinearError::DcdUnsupported {
-                        what: format!("the {} loss", self.loss.name()),
-                    });
-                }
-                if !matches!(self.reg, Regularizer::L2(l) if l > 0.0) {
-                    return Err(LinearError::DcdUnsupported { what: format!("{:?}", self.reg) });
-                }
+                self.validate_svm_problem()?;
                 if nt.max_iterations == 0 || nt.max_iterations > MAX_ITERATIONS {
                     return bad(
                         "max_iterations",
@@ -588,8 +588,8 @@ impl Linear {
         (mean, x, offset)
     }
 
-    /// The dual coordinate descent fit of the one-vs-all L2-SVM (see `dcd.rs`). A margin `m`
-    /// other than 1 is the margin-1 problem scaled: `W_m = m·W_1`.
+    /// The one-vs-all L2-SVM by dual coordinate descent (`dcd.rs`) or finite Newton
+    /// (`newton.rs`). A margin `m` other than 1 is the margin-1 problem scaled: `W_m = m·W_1`.
     fn fit_dcd(&self, train: &Subset, cfg: &SvmSolver) -> Result<LinearModel, LinearError> {
         let c = train.n_classes();
         let started = std::time::Instant::now();
