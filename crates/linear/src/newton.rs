@@ -282,7 +282,8 @@ fn fit_class(
             h[i * dh + i] += lambda;
         }
         // the step dv = −H⁻¹∇F/2 (on the exact gradient, so a descent direction for any
-        // positive definite H, however its f32 products rounded); w + dv = ŵ_A
+        // positive definite H, however its f32 products rounded); w + dv is ŵ_A up to the
+        // rounding of H
         let mut dv: Vec<f64> = grad.iter().map(|g| -0.5 * g).collect();
         cholesky(&mut h, dh)?;
         cholesky_solve(&h, dh, &mut dv)?;
