@@ -1,0 +1,75 @@
+//! The Coates k-means feature extraction on one thread, per image, beside the one product
+//! that bounds it (issue 14: "feature extraction within 2x of the machine's f32 GEMM bound").
+//!
+//! Each 32 x 32 x 3 image is 729 patches of 108 values (6 x 6 x 3, stride 1) against
+//! K = 1,600 centroids: `product` is the bare `sgemm` of that shape (729 x 1,600 x 108,
+//! `X·Cᵀ`), `extract` the whole per-image transform (patches, normalisation, whitening, the
+//! product, triangle activations and pooling), with the paper's quadrant pooling
+//! (`flip = false`) and the flip-invariant one (`flip = true`). The dictionary is fitted on
+//! synthetic images (its values do not change the work). `extract / product` is the
+//! extraction's distance from the product bound.
+//!
+//! Run: `cargo bench -p imgclass-features --bench extraction`.
+
+// criterion_group! generates an undocumented public function
+#![allow(missing_docs)]
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use imgclass_core::rng::SplitMix64;
+use imgclass_core::{ClassNames, Dataset, ImageShape};
+use imgclass_features::{KmeansFeatures, KmeansParams};
+use imgclass_linalg::gemm::{Op, sgemm};
+
+const K: usize = 1600;
+const IMAGES: usize = 8;
+
+fn images(n: usize) -> Dataset {
+    let mut g = SplitMix64::new(3);
+    let shape = ImageShape::new(3, 32, 32);
+    let px: Vec<u8> = (0..n * shape.len()).map(|_| g.below(256) as u8).collect();
+    Dataset::new(px, vec![0; n], shape, ClassNames::new(["a"])).expect("consistent sizes")
+}
+
+fn bench(c: &mut Criterion) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("one thread");
+    let train = images(64);
+    let batch = images(IMAGES);
+    let rows = batch.pixels().expect("images");
+    let mut group = c.benchmark_group("extraction_per_image");
+    group.sample_size(20);
+
+    let mut g = SplitMix64::new(5);
+    let x: Vec<f32> = (0..729 * 108).map(|_| g.next_f64() as f32 - 0.5).collect();
+    let cen: Vec<f32> = (0..K * 108).map(|_| g.next_f64() as f32 - 0.5).collect();
+    let mut out = vec![0f32; 729 * K];
+    group.bench_function("product_729x1600x108", |b| {
+        b.iter(|| {
+            sgemm(729, K, 108, 1.0, &x, Op::N, &cen, Op::T, 0.0, &mut out).expect("sized");
+        })
+    });
+
+    for flip in [false, true] {
+        let params = KmeansParams {
+            centroids: K,
+            patches: 20_000,
+            iterations: 1,
+            flip,
+            ..Default::default()
+        };
+        let km = KmeansFeatures::fit(&train.all(), &params, 0).expect("fit");
+        let name = if flip { "extract_flip" } else { "extract_quadrants" };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let t = std::time::Instant::now();
+                for _ in 0..iters {
+                    pool.install(|| std::hint::black_box(km.transform_rows(rows)));
+                }
+                t.elapsed() / IMAGES as u32
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
