@@ -166,12 +166,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut reps = Vec::new();
     if !cfg.representations.is_empty() {
-        let total = cfg.representations.iter().map(|r| representations::steps(r, &cfg)).sum();
+        let total =
+            cfg.representations.iter().map(|r| representations::steps(r, &cfg)).sum::<u64>()
+                + cfg.ensembles.len() as u64;
         let mut p = Progress::new("features", total);
         let rseed = SplitMix64::new(seed_of(stream::REPRESENTATIONS));
         for (i, rep) in cfg.representations.iter().enumerate() {
             let seed = rseed.fork(i as u64).next_u64();
             reps.push(representations::run(rep, &cfg, (&train, &test), seed, &mut p)?);
+        }
+        for e in &cfg.ensembles {
+            let r = representations::run_ensemble(e, &reps, &test)?;
+            p.step(&format!("{}: test {:.4}", e.name, r.classifiers[0].test_accuracy));
+            reps.push(r);
         }
         timings.representations_seconds = p.finish();
     }
@@ -329,9 +336,13 @@ fn save_models(
             let mut p = prov(c.val_accuracy, c.test_accuracy);
             p.hyperparameters.insert("representation".into(), rep.name.clone().into());
             p.hyperparameters.insert("chosen".into(), c.chosen.clone().into());
-            let tag = report_reps::file_tag;
-            let file = format!("model-{}-{}", tag(&rep.name), tag(c.classifier.label()));
-            imgclass_model::save_pipeline(&rep.steps, model, &p, dir.join(file))?;
+            let file = dir.join(representations::model_file(&rep.name, c.classifier));
+            if let imgclass_model::SavedModel::Ensemble(_) = model {
+                // after its members, which the loop saved first (ensembles come last)
+                model.save(&p, file)?;
+            } else {
+                imgclass_model::save_pipeline(&rep.steps, model, &p, file)?;
+            }
         }
     }
     if let Some(k) = results.knn.as_ref().filter(|_| results.config.knn.save_model) {

@@ -49,6 +49,8 @@ enum Measure {
         /// Neighbours voting.
         k: usize,
     },
+    /// The softmax of an ensemble's weighted sum of its members' scores.
+    Combined,
 }
 
 impl Measure {
@@ -60,6 +62,7 @@ impl Measure {
             // an SVM-trained network's scores are printed as the softmax of its scores
             Params::Net { .. } => Self::Probability,
             Params::Knn { k, .. } => Self::Votes { k },
+            Params::Ensemble { .. } => Self::Combined,
         }
     }
 
@@ -74,6 +77,9 @@ impl Measure {
                 "k-NN, k = {k}: percentages are the shares of the {k} nearest training images' \
                  votes; only classes with votes are shown"
             ),
+            Self::Combined => "ensemble: percentages are the softmax of the members' weighted \
+                 scores summed (uncalibrated; the highest wins)"
+                .into(),
         }
     }
 }

@@ -205,6 +205,7 @@ fn demo_runs_end_to_end_and_is_reproducible_whatever_the_thread_count() {
         ("kmeans-100", "l2-svm"),
         ("kmeans-1600", "l2-svm"),
         ("kmeans-1600", "net"),
+        ("kmeans-1600+hog+hsv", "ensemble of 3"),
     ] {
         let row = summary
             .iter()
@@ -220,6 +221,21 @@ fn demo_runs_end_to_end_and_is_reproducible_whatever_the_thread_count() {
             assert_eq!(c["test_accuracy"].as_f64(), Some(accuracy_of(&c["confusion"])));
         }
     }
+    // the ensemble is saved as a model naming its three members' files, which load with it
+    let (ens, md) =
+        imgclass_model::SavedModel::load(one.join("model-kmeans-1600-hog-hsv-ensemble"))
+            .expect("the ensemble loads");
+    assert_eq!(ens.kind(), "ensemble");
+    let imgclass_model::Params::Ensemble { members } = &md.params else { panic!("{md:?}") };
+    let files: Vec<(&str, f32)> = members.iter().map(|m| (m.file.as_str(), m.weight)).collect();
+    assert_eq!(
+        files,
+        [
+            ("model-kmeans-1600-l2-svm.json", 3.0),
+            ("model-kmeans-1600-net.json", 1.0),
+            ("model-hog-hsv-net.json", 0.7)
+        ]
+    );
     // held-out validation: 10% of 2000
     assert_eq!(a["linear"]["n_validation"], 200);
     let points = a["ann"]["points"].as_array().expect("ann points");

@@ -281,7 +281,8 @@ fn a_model_saved_by_the_experiment_classifies_a_users_jpeg() {
         image::RgbImage::from_fn(53, 41, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 128]));
     let jpg = tmp.path().join("mine.jpg");
     img.save(&jpg).expect("jpeg");
-    for name in ["model-svm", "model-softmax", "model-knn"] {
+    // the ensemble loads its three members from their own files beside it
+    for name in ["model-svm", "model-softmax", "model-knn", "model-kmeans-1600-hog-hsv-ensemble"] {
         let model = out.join(name);
         let (saved, md) =
             imgclass_model::SavedModel::load(&model).expect("the experiment's model loads");

@@ -146,6 +146,18 @@ pub enum ModelError {
         /// Names given.
         found: usize,
     },
+    /// The members given for an ensemble do not make one (see `Ensemble::new`).
+    #[error("invalid ensemble: {reason}")]
+    Ensemble {
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// The model has no scores to sum (a k-NN model votes).
+    #[error("a {kind} model has no scores (an ensemble takes linear models and nets)")]
+    NoScores {
+        /// The model's kind.
+        kind: &'static str,
+    },
     /// An index given to a save call was not built on the model's training rows.
     #[error("the approximate index was built on other training rows than the model's")]
     IndexMismatch,

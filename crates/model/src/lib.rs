@@ -14,6 +14,8 @@
 //! <name>.ann           k-NN only, optional: the approximate index (imgclass-knn's format)
 //!
 //! linear scores:  s = W ((x − mean) · input_scale) + b,   x the u8 pixels as f32, D = C·H·W
+//! ensemble:       s = Σ_i weight_i · s_i over members saved as their own files beside it;
+//!                 its JSON lists each member's JSON file, SHA-256 and weight (no tensors)
 //! ```
 //!
 //! Pixels are channel-major (`C x H x W`, as CIFAR stores them). Every write is atomic (a temp
@@ -55,8 +57,10 @@ mod meta;
 mod saved;
 
 pub use error::ModelError;
-pub use meta::{AnnFile, FORMAT_VERSION, Metadata, Params, Provenance, StepMeta, VoteSpec};
+pub use meta::{
+    AnnFile, FORMAT_VERSION, MemberRef, Metadata, Params, Provenance, StepMeta, VoteSpec,
+};
 pub use saved::{
-    SavedModel, load_knn, load_linear, parse, save_knn, save_knn_with_index, save_linear,
-    save_pipeline,
+    Ensemble, Member, SavedModel, load_knn, load_linear, parse, save_knn, save_knn_with_index,
+    save_linear, save_pipeline,
 };

@@ -94,17 +94,38 @@ pub enum Params {
         #[serde(default)]
         ann: Option<AnnFile>,
     },
+    /// A weighted sum of other models' scores, `scores = Σ weight_i · scores_i` (linear
+    /// models' scores, nets' logits), each member a saved linear model or net, bare or behind
+    /// its own feature steps, in its own files beside this one; no tensors of its own.
+    Ensemble {
+        /// The members, in order.
+        members: Vec<MemberRef>,
+    },
 }
 
 impl Params {
-    /// `"linear"` or `"knn"`.
+    /// `"linear"`, `"net"`, `"knn"` or `"ensemble"`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Linear { .. } => "linear",
             Self::Net { .. } => "net",
             Self::Knn { .. } => "knn",
+            Self::Ensemble { .. } => "ensemble",
         }
     }
+}
+
+/// One member of a saved ensemble: a model file beside the ensemble's, its checksum and its
+/// weight.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemberRef {
+    /// The member's metadata file name, in the directory of the ensemble's.
+    pub file: String,
+    /// The SHA-256 of that metadata file, lowercase hex (which records its tensors' SHA-256
+    /// in turn, so an edited or replaced member is refused).
+    pub sha256: String,
+    /// The weight of its scores in the sum.
+    pub weight: f32,
 }
 
 /// An approximate index file saved beside a k-NN model.

@@ -19,7 +19,7 @@ use crate::files::{
     MAX_JSON_BYTES, file_name, pair, read_bounded, read_exact_len, regular_file_len, sha256_hex,
     sibling, with_suffix, write_atomic,
 };
-use crate::meta::{AnnFile, FORMAT_VERSION, Metadata, Params, Provenance, StepMeta};
+use crate::meta::{AnnFile, FORMAT_VERSION, MemberRef, Metadata, Params, Provenance, StepMeta};
 
 /// A loaded model of either kind, ready to predict.
 #[derive(Debug, Clone)]
@@ -54,55 +54,122 @@ pub enum SavedModel {
         /// The classifier on the last step's features (never itself a pipeline).
         model: Box<SavedModel>,
     },
+    /// A weighted sum of linear models' and nets' scores ([`Ensemble`]); each member takes
+    /// the ensemble's input through its own feature steps.
+    Ensemble(Ensemble),
+}
+
+/// One member of an [`Ensemble`]: a model, its weight, and the name of the metadata file it
+/// is saved as (beside the ensemble's).
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// A linear model or a net, bare or behind feature steps (a [`SavedModel::Pipeline`]).
+    pub model: SavedModel,
+    /// The weight of its scores in the sum: finite and positive.
+    pub weight: f32,
+    /// Its metadata file's name (`model-kmeans-1600-l2-svm.json`), in the directory the
+    /// ensemble is saved in; the member must be saved there before the ensemble.
+    pub file: String,
+}
+
+/// Models whose scores add up: `scores(x) = Σ_i weight_i · scores_i(x)`, where a linear
+/// model's scores are `W x' + b` and a net's are its logits; the probabilities are the softmax
+/// of the sum. The members may see different features of the same input (say, an L2-SVM on
+/// k-means features and a net on HOG features of the same images).
+///
+/// Saved, it is a metadata file that names each member's metadata file and its SHA-256 (and
+/// an empty tensor file): the members stay ordinary models that load on their own.
+#[derive(Debug, Clone)]
+pub struct Ensemble {
+    members: Vec<Member>,
+}
+
+impl Ensemble {
+    /// Checks and wraps `members`: at least one; each a linear model or a net (bare or behind
+    /// steps), never a k-NN model or another ensemble; finite positive weights; the same
+    /// input shape and class names throughout; plain file names.
+    ///
+    /// Errors: [`ModelError::Ensemble`] saying which member is wrong and how.
+    pub fn new(members: Vec<Member>) -> Result<Self, ModelError> {
+        let bad = |reason: String| Err(ModelError::Ensemble { reason });
+        let Some(first) = members.first() else {
+            return bad("no members".into());
+        };
+        for (i, m) in members.iter().enumerate() {
+            let kind = m.model.classifier().kind();
+            if !matches!(kind, "linear" | "net") {
+                return bad(format!(
+                    "member {i} ({}) is of kind {kind:?}; an ensemble sums the scores of linear \
+                     models and nets",
+                    m.file
+                ));
+            }
+            if !(m.weight.is_finite() && m.weight > 0.0) {
+                return bad(format!(
+                    "member {i} ({}) has weight {}; weights must be finite and positive",
+                    m.file, m.weight
+                ));
+            }
+            if m.model.shape() != first.model.shape() {
+                return bad(format!(
+                    "member {i} ({}) takes {}, member 0 takes {}",
+                    m.file,
+                    m.model.shape(),
+                    first.model.shape()
+                ));
+            }
+            if m.model.classes() != first.model.classes() {
+                return bad(format!(
+                    "member {i} ({}) has other class names than member 0 ({:?} against {:?})",
+                    m.file,
+                    m.model.classes().names(),
+                    first.model.classes().names()
+                ));
+            }
+            let plain = Path::new(&m.file).file_name().is_some_and(|n| n == m.file.as_str());
+            if !plain || !m.file.ends_with(".json") {
+                return bad(format!(
+                    "member {i}'s file {:?} is not a plain file name ending in .json",
+                    m.file
+                ));
+            }
+        }
+        Ok(Self { members })
+    }
+
+    /// The members, in order.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    fn first(&self) -> &SavedModel {
+        // `new` refuses an empty list
+        &self.members[0].model
+    }
+
+    /// The weighted sum of the members' scores, row-major `x.len() x n_classes`.
+    pub fn scores(&self, x: &Subset) -> Result<Vec<f32>, ModelError> {
+        let mut sum = vec![0f32; x.len() * self.first().n_classes()];
+        for m in &self.members {
+            let s = m.model.scores(x)?;
+            for (a, b) in sum.iter_mut().zip(s) {
+                *a += m.weight * b;
+            }
+        }
+        Ok(sum)
+    }
 }
 
 impl SavedModel {
     /// Loads a model of either kind; `path` is the JSON file, the tensor file, or their
     /// common stem.
+    ///
+    /// An ensemble's members are loaded from their own files beside it, each checked against
+    /// the SHA-256 the ensemble records.
     pub fn load(path: impl AsRef<Path>) -> Result<(Self, Metadata), ModelError> {
         let (json_path, _) = pair(path.as_ref(), "model");
         let json = read_bounded(&json_path, MAX_JSON_BYTES)?;
-        let md = parse_metadata(&json_path, &json)?;
-        let tensors_path = sibling(&json_path, &md.tensors)?;
-        // size and file type first, from the metadata alone: the bytes read are the bytes
-        // the model needs, never more (a 4 GB file or a link to /dev/zero is refused unread)
-        let max = tensor_file_bound(&json_path, &md)?;
-        if md.tensors_size > max {
-            return Err(invalid(
-                &json_path,
-                format!(
-                    "tensors_size {} is more than the {max} bytes this model's tensors take",
-                    md.tensors_size
-                ),
-            ));
-        }
-        let len = regular_file_len(&tensors_path)?;
-        if len != md.tensors_size {
-            return Err(ModelError::Checksum {
-                path: tensors_path,
-                what: "size",
-                expected: md.tensors_size.to_string(),
-                found: len.to_string(),
-            });
-        }
-        let tensors = read_exact_len(&tensors_path, len)?;
-        let mut model = decode(&json_path, md.clone(), &tensors_path, &tensors)?;
-        let classifier = match &mut model {
-            Self::Pipeline { model, .. } => model.as_mut(),
-            other => other,
-        };
-        if let (Params::Knn { ann: Some(ann), .. }, Self::Knn { model, index }) =
-            (&md.params, classifier)
-        {
-            let ann_path = sibling(&json_path, &ann.file)?;
-            let bytes = read_exact_len(&ann_path, regular_file_len(&ann_path)?)?;
-            let ix = BuiltIndex::from_bytes(&bytes, model.train()).map_err(|e| {
-                ModelError::Invalid { path: ann_path.clone(), reason: e.to_string() }
-            })?;
-            *index = Some(Box::new(ix));
-        }
-        tracing::debug!(path = %json_path.display(), kind = md.params.kind(), "loaded model");
-        Ok((model, md))
+        load_json(&json_path, &json)
     }
 
     /// Saves the model to `path` (a stem, `<stem>.json`, `<stem>.safetensors`, or an existing
@@ -117,16 +184,19 @@ impl SavedModel {
                 write_pair(path.as_ref(), encode_net(model, classes)?, &[], meta, None)
             }
             Self::Pipeline { steps, model } => save_pipeline(steps, model, meta, path),
+            Self::Ensemble(e) => save_ensemble(e, meta, path.as_ref()),
         }
     }
 
-    /// The classifier's kind, `"linear"`, `"net"` or `"knn"` (also for a pipeline).
+    /// The classifier's kind, `"linear"`, `"net"`, `"knn"` (also for a pipeline) or
+    /// `"ensemble"`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Linear { .. } => "linear",
             Self::Net { .. } => "net",
             Self::Knn { .. } => "knn",
             Self::Pipeline { model, .. } => model.kind(),
+            Self::Ensemble(_) => "ensemble",
         }
     }
 
@@ -138,7 +208,8 @@ impl SavedModel {
         }
     }
 
-    /// The feature steps applied before the classifier (none for a bare classifier).
+    /// The feature steps applied before the classifier (none for a bare classifier or an
+    /// ensemble, whose members apply their own).
     pub fn steps(&self) -> &[Step] {
         match self {
             Self::Pipeline { steps, .. } => steps,
@@ -157,6 +228,7 @@ impl SavedModel {
             Self::Linear { classes, .. } | Self::Net { classes, .. } => classes,
             Self::Knn { model, .. } => model.train().dataset().classes(),
             Self::Pipeline { model, .. } => model.classes(),
+            Self::Ensemble(e) => e.first().classes(),
         }
     }
 
@@ -168,6 +240,7 @@ impl SavedModel {
             Self::Net { model, .. } => model.shape(),
             Self::Knn { model, .. } => model.train().dataset().shape(),
             Self::Pipeline { steps, model } => steps.first().map_or(model.shape(), Step::input),
+            Self::Ensemble(e) => e.first().shape(),
         }
     }
 
@@ -178,12 +251,13 @@ impl SavedModel {
             Self::Net { model, .. } => model.n_classes(),
             Self::Knn { model, .. } => model.n_classes(),
             Self::Pipeline { model, .. } => model.n_classes(),
+            Self::Ensemble(e) => e.first().n_classes(),
         }
     }
 
     /// Class probabilities, row-major `x.len() x n_classes`: the softmax of the scores for a
-    /// linear model, the vote shares of the `k` neighbours for k-NN (found by the approximate
-    /// index when there is one).
+    /// linear model, a net or an ensemble, the vote shares of the `k` neighbours for k-NN
+    /// (found by the approximate index when there is one).
     pub fn predict_proba(&self, x: &Subset) -> Result<Vec<f32>, ModelError> {
         match self {
             Self::Linear { model, .. } => Ok(model.predict_proba(x)?),
@@ -194,6 +268,33 @@ impl SavedModel {
                 Ok(model.proba_from(&ix.search(x, k)?, k)?)
             }
             Self::Pipeline { steps, model } => model.predict_proba(&apply(steps, x)?),
+            Self::Ensemble(e) => {
+                let mut s = e.scores(x)?;
+                for row in s.chunks_exact_mut(self.n_classes().max(1)) {
+                    // the largest score subtracted first: exp never overflows
+                    let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut total = 0.0;
+                    for v in row.iter_mut() {
+                        *v = (*v - top).exp();
+                        total += *v;
+                    }
+                    row.iter_mut().for_each(|v| *v /= total);
+                }
+                Ok(s)
+            }
+        }
+    }
+
+    /// Class scores, row-major `x.len() x n_classes`: a linear model's `W x' + b`, a net's
+    /// logits, an ensemble's weighted sum of its members'; a pipeline's classifier's on the
+    /// transformed rows. Errors: [`ModelError::NoScores`] for k-NN.
+    pub fn scores(&self, x: &Subset) -> Result<Vec<f32>, ModelError> {
+        match self {
+            Self::Linear { model, .. } => Ok(model.scores(x)?),
+            Self::Net { model, .. } => Ok(model.scores(x)?),
+            Self::Knn { .. } => Err(ModelError::NoScores { kind: "knn" }),
+            Self::Pipeline { steps, model } => model.scores(&apply(steps, x)?),
+            Self::Ensemble(e) => e.scores(x),
         }
     }
 
@@ -342,6 +443,11 @@ pub fn save_pipeline(
         SavedModel::Pipeline { .. } => {
             return Err(bad("a pipeline's classifier cannot itself be a pipeline".into()));
         }
+        SavedModel::Ensemble(_) => {
+            return Err(bad(
+                "an ensemble cannot sit behind feature steps (its members carry their own)".into(),
+            ));
+        }
     };
     chain(steps, enc.shape).map_err(bad)?;
     write_pair(path, enc, steps, meta, index)
@@ -417,6 +523,122 @@ fn write_pair(
     write_atomic(&json_path, &json)?;
     tracing::debug!(path = %json_path.display(), kind = md.params.kind(), steps = steps.len(), "saved model");
     Ok(())
+}
+
+/// Loads the model whose metadata file `json_path` holds the bytes `json`.
+fn load_json(json_path: &Path, json: &[u8]) -> Result<(SavedModel, Metadata), ModelError> {
+    let md = parse_metadata(json_path, json)?;
+    let tensors_path = sibling(json_path, &md.tensors)?;
+    // size and file type first, from the metadata alone: the bytes read are the bytes
+    // the model needs, never more (a 4 GB file or a link to /dev/zero is refused unread)
+    let max = tensor_file_bound(json_path, &md)?;
+    if md.tensors_size > max {
+        return Err(invalid(
+            json_path,
+            format!(
+                "tensors_size {} is more than the {max} bytes this model's tensors take",
+                md.tensors_size
+            ),
+        ));
+    }
+    let len = regular_file_len(&tensors_path)?;
+    if len != md.tensors_size {
+        return Err(ModelError::Checksum {
+            path: tensors_path,
+            what: "size",
+            expected: md.tensors_size.to_string(),
+            found: len.to_string(),
+        });
+    }
+    let tensors = read_exact_len(&tensors_path, len)?;
+    let mut model = decode(json_path, md.clone(), &tensors_path, &tensors)?;
+    let classifier = match &mut model {
+        SavedModel::Pipeline { model, .. } => model.as_mut(),
+        other => other,
+    };
+    if let (Params::Knn { ann: Some(ann), .. }, SavedModel::Knn { model, index }) =
+        (&md.params, classifier)
+    {
+        let ann_path = sibling(json_path, &ann.file)?;
+        let bytes = read_exact_len(&ann_path, regular_file_len(&ann_path)?)?;
+        let ix = BuiltIndex::from_bytes(&bytes, model.train())
+            .map_err(|e| ModelError::Invalid { path: ann_path.clone(), reason: e.to_string() })?;
+        *index = Some(Box::new(ix));
+    }
+    tracing::debug!(path = %json_path.display(), kind = md.params.kind(), "loaded model");
+    Ok((model, md))
+}
+
+/// Saves an ensemble's metadata: each member's file (already saved beside it) with its
+/// SHA-256 and weight, and an empty tensor file.
+fn save_ensemble(e: &Ensemble, meta: &Provenance, path: &Path) -> Result<(), ModelError> {
+    let (json_path, _) = pair(path, "ensemble");
+    let mut refs = Vec::with_capacity(e.members().len());
+    for (i, m) in e.members().iter().enumerate() {
+        let p = sibling(&json_path, &m.file)?;
+        let json = read_bounded(&p, MAX_JSON_BYTES).map_err(|err| ModelError::Ensemble {
+            reason: format!("member {i}: save it as {} first ({err})", p.display()),
+        })?;
+        let md = parse_metadata(&p, &json)?;
+        let saved_kind = md.params.kind();
+        let kind = m.model.classifier().kind();
+        if saved_kind != kind || md.input != m.model.shape() {
+            return Err(ModelError::Ensemble {
+                reason: format!(
+                    "member {i}: {} holds a {saved_kind} model taking {}, not this {kind} model \
+                     taking {}",
+                    p.display(),
+                    md.input,
+                    m.model.shape()
+                ),
+            });
+        }
+        refs.push(MemberRef { file: m.file.clone(), sha256: sha256_hex(&json), weight: m.weight });
+    }
+    let first = e.first();
+    let enc = Encoded {
+        kind: "ensemble",
+        tensors: Vec::new(),
+        params: Params::Ensemble { members: refs },
+        classes: first.classes().clone(),
+        shape: first.shape(),
+    };
+    write_pair(path, enc, &[], meta, None)
+}
+
+/// Loads an ensemble's members from the files its metadata (`json_path`) names, each checked
+/// against its recorded SHA-256 and kind before it is decoded.
+fn load_members(json_path: &Path, refs: Vec<MemberRef>) -> Result<Ensemble, ModelError> {
+    let mut members = Vec::with_capacity(refs.len());
+    for (i, r) in refs.into_iter().enumerate() {
+        let p = sibling(json_path, &r.file)?;
+        let json = read_bounded(&p, MAX_JSON_BYTES)?;
+        let sum = sha256_hex(&json);
+        if !sum.eq_ignore_ascii_case(&r.sha256) {
+            return Err(ModelError::Checksum {
+                path: p,
+                what: "sha256",
+                expected: r.sha256,
+                found: sum,
+            });
+        }
+        // the kind first: a member that is itself an ensemble (or names this one) is refused
+        // before anything is decoded
+        let kind = parse_metadata(&p, &json)?.params.kind();
+        if !matches!(kind, "linear" | "net") {
+            return Err(invalid(
+                json_path,
+                format!(
+                    "member {i} ({}) is of kind {kind:?}; an ensemble sums the scores of linear \
+                     models and nets",
+                    r.file
+                ),
+            ));
+        }
+        let (model, _) = load_json(&p, &json)?;
+        members.push(Member { model, weight: r.weight, file: r.file });
+    }
+    Ensemble::new(members).map_err(|e| invalid(json_path, e.to_string()))
 }
 
 /// `safetensors::serialize` with the header's `__metadata__` keys in sorted order: the crate
@@ -527,6 +749,7 @@ fn tensor_file_bound(json_path: &Path, md: &Metadata) -> Result<u64, ModelError>
         Params::Knn { n_train, .. } => {
             d.checked_mul(elem).and_then(|row| (n_train as u64).checked_mul(row + 4))
         }
+        Params::Ensemble { .. } => Some(0),
         Params::Net { hidden, .. } => {
             let h = hidden as u64;
             h.checked_mul(d)
@@ -738,6 +961,27 @@ fn decode(
                 .fit(&ds.all())
                 .map_err(|e| invalid(json_path, e.to_string()))?;
             SavedModel::Knn { model, index: None }
+        }
+        Params::Ensemble { members } => {
+            t.only(&[], &step_names)?;
+            if !steps.is_empty() {
+                return Err(invalid(json_path, "an ensemble has no feature steps of its own"));
+            }
+            let e = load_members(json_path, members)?;
+            let (shape, classes) = (e.first().shape(), e.first().classes());
+            if shape != md.input || *classes != md.classes {
+                return Err(invalid(
+                    json_path,
+                    format!(
+                        "the members take {shape} with classes {:?}; the metadata says {} with \
+                         {:?}",
+                        classes.names(),
+                        md.input,
+                        md.classes.names()
+                    ),
+                ));
+            }
+            return Ok(SavedModel::Ensemble(e));
         }
     };
     Ok(if steps.is_empty() {

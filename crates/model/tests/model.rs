@@ -675,3 +675,135 @@ fn a_network_round_trips_alone_and_in_a_pipeline() {
     assert_eq!(back.kind(), "net");
     assert_eq!(back.predict(&test.all()).expect("p"), pipe.predict(&test.all()).expect("p"));
 }
+
+/// An ensemble of a bare linear model and a net behind a standardisation step predicts the
+/// softmax of the weighted sum of their scores (computed here from the two fitted models, in
+/// f64), before and after a save/load round trip; a member edited after the ensemble was
+/// saved, a missing member, a member that is itself an ensemble, and members that do not make
+/// an ensemble are refused with errors naming what is wrong.
+#[test]
+fn an_ensemble_sums_its_members_scores_and_checks_its_member_files() {
+    use imgclass_features::{Pipeline, StepSpec};
+    use imgclass_model::{Ensemble, Member};
+    use imgclass_net::{Net, NetSgd};
+    let train = data(41, 60);
+    let test = data(42, 15);
+    let lin = linear_model(&train);
+    let pipe = Pipeline::new(
+        vec![StepSpec::Standardize],
+        Net::new(6).sgd(NetSgd { batch_size: 20, epochs: 4, seed: 3, ..NetSgd::default() }),
+    )
+    .fit(&train.all())
+    .expect("fits");
+    let classes = train.classes().clone();
+    let saved_lin = SavedModel::Linear { model: lin.clone(), classes: classes.clone() };
+    let saved_net = SavedModel::Pipeline {
+        steps: pipe.steps().to_vec(),
+        model: Box::new(SavedModel::Net { model: pipe.model().clone(), classes: classes.clone() }),
+    };
+    let dir = tmp();
+    saved_lin.save(&prov(), dir.path().join("lin")).expect("saves");
+    saved_net.save(&prov(), dir.path().join("net")).expect("saves");
+    let member = |model: &SavedModel, weight: f32, file: &str| Member {
+        model: model.clone(),
+        weight,
+        file: file.into(),
+    };
+    let ens = Ensemble::new(vec![
+        member(&saved_lin, 2.0, "lin.json"),
+        member(&saved_net, 0.5, "net.json"),
+    ])
+    .expect("an ensemble");
+    // the expectation: each model's own scores, summed and normalised in f64
+    let ls = lin.scores(&test.all()).expect("scores");
+    let standardized = imgclass_features::apply(pipe.steps(), &test.all()).expect("steps");
+    let ns = pipe.model().scores(&standardized).expect("scores");
+    let want: Vec<f64> = ls
+        .chunks(3)
+        .zip(ns.chunks(3))
+        .flat_map(|(l, n)| {
+            let s: Vec<f64> = (0..3).map(|j| 2.0 * l[j] as f64 + 0.5 * n[j] as f64).collect();
+            let top = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = s.iter().map(|v| (v - top).exp()).sum();
+            s.into_iter().map(move |v| (v - top).exp() / z).collect::<Vec<_>>()
+        })
+        .collect();
+    let check = |m: &SavedModel| {
+        let p = m.predict_proba(&test.all()).expect("probabilities");
+        assert_eq!(p.len(), want.len());
+        for (a, b) in p.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() < 1e-5, "{a} against {b}");
+        }
+    };
+    let model = SavedModel::Ensemble(ens);
+    check(&model);
+    assert_eq!((model.kind(), model.shape(), model.n_classes()), ("ensemble", SHAPE.into(), 3));
+    model.save(&prov(), dir.path().join("ens")).expect("saves");
+    let (back, md) = SavedModel::load(dir.path().join("ens.json")).expect("loads");
+    check(&back);
+    let Params::Ensemble { members } = &md.params else { panic!("an ensemble: {md:?}") };
+    let sha = |name: &str| -> String {
+        let bytes = std::fs::read(dir.path().join(name)).expect("r");
+        sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    assert_eq!(
+        members.iter().map(|m| (m.file.as_str(), m.weight, m.sha256.clone())).collect::<Vec<_>>(),
+        [("lin.json", 2.0, sha("lin.json")), ("net.json", 0.5, sha("net.json"))]
+    );
+    // a member edited after the ensemble was saved: its checksum names it
+    let lin_json = std::fs::read(dir.path().join("lin.json")).expect("r");
+    std::fs::write(dir.path().join("lin.json"), [&lin_json[..], b"\n"].concat()).expect("w");
+    let e = SavedModel::load(dir.path().join("ens.json")).unwrap_err();
+    assert!(matches!(e, ModelError::Checksum { what: "sha256", .. }), "{e}");
+    assert!(e.to_string().contains("lin.json"), "{e}");
+    std::fs::write(dir.path().join("lin.json"), &lin_json).expect("w");
+    // a missing member
+    std::fs::rename(dir.path().join("net.json"), dir.path().join("net.moved")).expect("mv");
+    let e = SavedModel::load(dir.path().join("ens.json")).unwrap_err();
+    assert!(e.to_string().contains("net.json"), "{e}");
+    std::fs::rename(dir.path().join("net.moved"), dir.path().join("net.json")).expect("mv");
+    SavedModel::load(dir.path().join("ens.json")).expect("loads again");
+    // an ensemble naming an ensemble (edited metadata) is refused before the member is decoded
+    let ens_json = std::fs::read(dir.path().join("ens.json")).expect("r");
+    let mut v: serde_json::Value = serde_json::from_slice(&ens_json).expect("json");
+    v["params"]["members"][0]["file"] = "ens.json".into();
+    v["params"]["members"][0]["sha256"] = sha("ens.json").into();
+    std::fs::write(dir.path().join("ens2.json"), serde_json::to_vec(&v).expect("j")).expect("w");
+    std::fs::copy(dir.path().join("ens.safetensors"), dir.path().join("ens2.safetensors"))
+        .expect("cp");
+    v["tensors"] = "ens2.safetensors".into();
+    std::fs::write(dir.path().join("ens2.json"), serde_json::to_vec(&v).expect("j")).expect("w");
+    let e = SavedModel::load(dir.path().join("ens2.json")).unwrap_err();
+    assert!(e.to_string().contains("member 0 (ens.json) is of kind \"ensemble\""), "{e}");
+    // a path outside the directory
+    v["params"]["members"][0]["file"] = "../lin.json".into();
+    std::fs::write(dir.path().join("ens2.json"), serde_json::to_vec(&v).expect("j")).expect("w");
+    let e = SavedModel::load(dir.path().join("ens2.json")).unwrap_err();
+    assert!(e.to_string().contains("is not a bare file name"), "{e}");
+    // members that do not make an ensemble
+    let knn = SavedModel::Knn { model: Knn::new(1).fit(&train.all()).expect("fits"), index: None };
+    let other =
+        SavedModel::Linear { model: lin.clone(), classes: ClassNames::new(["x", "y", "z"]) };
+    for (members, says) in [
+        (vec![], "no members"),
+        (vec![member(&knn, 1.0, "knn.json")], "member 0 (knn.json) is of kind \"knn\""),
+        (vec![member(&saved_lin, -1.0, "lin.json")], "has weight -1"),
+        (vec![member(&saved_lin, f32::NAN, "lin.json")], "has weight NaN"),
+        (
+            vec![member(&saved_lin, 1.0, "lin.json"), member(&other, 1.0, "o.json")],
+            "member 1 (o.json) has other class names",
+        ),
+        (vec![member(&saved_lin, 1.0, "../lin.json")], "not a plain file name"),
+    ] {
+        let e = Ensemble::new(members).unwrap_err();
+        assert!(e.to_string().contains(says), "{e} should say {says:?}");
+    }
+    // saving before the members are saved says so, and writes nothing
+    let e = SavedModel::Ensemble(
+        Ensemble::new(vec![member(&saved_lin, 1.0, "absent.json")]).expect("valid"),
+    )
+    .save(&prov(), dir.path().join("ens3"))
+    .unwrap_err();
+    assert!(e.to_string().contains("member 0: save it as"), "{e}");
+    assert!(!dir.path().join("ens3.json").exists());
+}

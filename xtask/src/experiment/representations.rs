@@ -19,7 +19,8 @@ use imgclass_net::{Net, NetError, NetSgd};
 use serde::Serialize;
 
 use super::config::{
-    ClassifierKind, Config, KnnConfig, NetConfig, RepresentationConfig, SolverConfig, SvmSolver,
+    ClassifierKind, Config, EnsembleConfig, KnnConfig, NetConfig, RepresentationConfig,
+    SolverConfig, SvmSolver,
 };
 use super::knn::KnnResult;
 use super::progress::Progress;
@@ -76,6 +77,10 @@ pub struct ClassifierResult {
     /// The retrained model, as saved.
     #[serde(skip)]
     pub saved: Option<SavedModel>,
+    /// Its scores on the test rows, row-major (linear scores, net logits; empty for k-NN):
+    /// what an ensemble sums.
+    #[serde(skip)]
+    pub test_scores: Vec<f32>,
 }
 
 /// Training curves of a retrained model.
@@ -115,6 +120,7 @@ pub fn steps(rep: &RepresentationConfig, cfg: &Config) -> u64 {
                 let cells = net_cells(net);
                 if cells > 1 { cells as u64 + 1 } else { 1 }
             }
+            ClassifierKind::Ensemble => 0,
         })
         .sum::<u64>()
 }
@@ -205,6 +211,9 @@ pub fn run(
             ClassifierKind::Net => {
                 let n = rep.net.as_ref().unwrap_or(&cfg.net);
                 run_net(n, &prep, cfg.search, &names, cseed, &rep.name, progress)?
+            }
+            ClassifierKind::Ensemble => {
+                anyhow::bail!("{}: an ensemble is an [[ensembles]] entry", rep.name)
             }
         };
         tracing::info!(
@@ -319,6 +328,7 @@ fn run_linear(
         .with_context(|| format!("retraining {label} on all training rows"))?;
     let fit_seconds = t.elapsed().as_secs_f64();
     let (test_accuracy, confusion) = score(&model, test)?;
+    let test_scores = model.scores(test)?;
     progress.step(&format!("{label} retrained: test {test_accuracy:.4}"));
     Ok(ClassifierResult {
         classifier: kind,
@@ -350,6 +360,7 @@ fn run_linear(
         confusion,
         knn: None,
         saved: Some(SavedModel::Linear { model, classes: names.clone() }),
+        test_scores,
     })
 }
 
@@ -395,6 +406,7 @@ fn run_net(
         .with_context(|| format!("training {label} on all training rows"))?;
     let fit_seconds = t.elapsed().as_secs_f64();
     let (test_accuracy, confusion) = score(&model, test)?;
+    let test_scores = model.scores(test)?;
     progress.step(&format!("{label} trained: test {test_accuracy:.4}"));
     let r = model.report();
     let (val, validation) = match &grid {
@@ -433,6 +445,7 @@ fn run_net(
         confusion,
         knn: None,
         saved: Some(SavedModel::Net { model, classes: names.clone() }),
+        test_scores,
     })
 }
 
@@ -462,5 +475,99 @@ fn run_knn(
         confusion: k.confusion.clone(),
         saved: Some(SavedModel::Knn { model, index: None }),
         knn: Some(k),
+        test_scores: Vec::new(),
+    })
+}
+
+/// The file name (without extension) a representation's classifier is saved as.
+pub fn model_file(representation: &str, kind: ClassifierKind) -> String {
+    let tag = super::report_reps::file_tag;
+    format!("model-{}-{}", tag(representation), tag(kind.label()))
+}
+
+/// An `[[ensembles]]` entry: its members' test scores (already computed by the
+/// representations in `reps`) summed with their weights, in member order as
+/// [`imgclass_model::Ensemble`] sums them, and scored on `test`. Nothing is trained.
+pub fn run_ensemble(
+    e: &EnsembleConfig,
+    reps: &[RepresentationResult],
+    test: &Subset,
+) -> anyhow::Result<RepresentationResult> {
+    let n_classes = test.n_classes();
+    let mut sum = vec![0f32; test.len() * n_classes];
+    let mut members = Vec::with_capacity(e.members.len());
+    let mut used: Vec<&RepresentationResult> = Vec::new();
+    let mut described = Vec::with_capacity(e.members.len());
+    for m in &e.members {
+        let (rep, c) = reps
+            .iter()
+            .find(|r| r.name == m.representation)
+            .and_then(|r| {
+                r.classifiers.iter().find(|c| c.classifier == m.classifier).map(|c| (r, c))
+            })
+            .with_context(|| {
+                format!("{}: no {} on {} ran", e.name, m.classifier.label(), m.representation)
+            })?;
+        let model =
+            c.saved.clone().with_context(|| format!("{}: {} kept no model", e.name, c.model))?;
+        anyhow::ensure!(
+            c.test_scores.len() == sum.len(),
+            "{}: {} on {} has {} test scores, expected {}",
+            e.name,
+            c.model,
+            rep.name,
+            c.test_scores.len(),
+            sum.len()
+        );
+        let w = m.weight as f32;
+        for (a, b) in sum.iter_mut().zip(&c.test_scores) {
+            *a += w * b;
+        }
+        let model = if rep.steps.is_empty() {
+            model
+        } else {
+            SavedModel::Pipeline { steps: rep.steps.clone(), model: Box::new(model) }
+        };
+        members.push(imgclass_model::Member {
+            model,
+            weight: w,
+            file: format!("{}.json", model_file(&rep.name, m.classifier)),
+        });
+        described.push(format!("{} x {} {}", m.weight, rep.name, m.classifier.label()));
+        if !used.iter().any(|u| u.name == rep.name) {
+            used.push(rep);
+        }
+    }
+    let truth = test.labels();
+    let pred: Vec<_> = sum.chunks_exact(n_classes).map(imgclass_core::argmax_label).collect();
+    let test_accuracy = accuracy(&truth, &pred)?;
+    let confusion = ConfusionMatrix::new(&truth, &pred, n_classes)?;
+    let ensemble = imgclass_model::Ensemble::new(members)?;
+    Ok(RepresentationResult {
+        name: e.name.clone(),
+        steps_label: format!(
+            "the members' own: {}",
+            used.iter().map(|r| r.steps_label.as_str()).collect::<Vec<_>>().join("; ")
+        ),
+        dim: used.iter().map(|r| r.dim).sum(),
+        steps_seconds: used.iter().map(|r| r.steps_seconds).sum(),
+        classifiers: vec![ClassifierResult {
+            classifier: ClassifierKind::Ensemble,
+            model: format!("ensemble of {}", e.members.len()),
+            chosen: described.join(" + "),
+            validation: "- (weights from the config)".into(),
+            val_accuracy: None,
+            test_accuracy,
+            axes: Vec::new(),
+            search: Vec::new(),
+            bound_hit: Vec::new(),
+            curves: Curves::default(),
+            fit_seconds: 0.0,
+            confusion,
+            knn: None,
+            saved: Some(SavedModel::Ensemble(ensemble)),
+            test_scores: sum,
+        }],
+        steps: Vec::new(),
     })
 }
