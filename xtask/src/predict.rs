@@ -77,8 +77,8 @@ impl Measure {
                 "k-NN, k = {k}: percentages are the shares of the {k} nearest training images' \
                  votes; only classes with votes are shown"
             ),
-            Self::Combined => "ensemble: percentages are the softmax of the members' weighted \
-                 scores summed (uncalibrated; the highest wins)"
+            Self::Combined => "ensemble: percentages are the softmax of the members' summed \
+                 weighted scores (not calibrated probabilities); the highest wins"
                 .into(),
         }
     }

@@ -152,6 +152,18 @@ pub enum ModelError {
         /// What is wrong, in words.
         reason: String,
     },
+    /// A member of a saved ensemble could not be loaded.
+    #[error("{path}: member {index} ({file}) of the ensemble: {source}", path = path.display())]
+    Member {
+        /// The ensemble's metadata file.
+        path: PathBuf,
+        /// The member's position.
+        index: usize,
+        /// The member's file name, as the ensemble records it.
+        file: String,
+        /// Why it could not be loaded.
+        source: Box<ModelError>,
+    },
     /// The model has no scores to sum (a k-NN model votes).
     #[error("a {kind} model has no scores (an ensemble takes linear models and nets)")]
     NoScores {

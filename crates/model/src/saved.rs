@@ -611,20 +611,26 @@ fn save_ensemble(e: &Ensemble, meta: &Provenance, path: &Path) -> Result<(), Mod
 fn load_members(json_path: &Path, refs: Vec<MemberRef>) -> Result<Ensemble, ModelError> {
     let mut members = Vec::with_capacity(refs.len());
     for (i, r) in refs.into_iter().enumerate() {
+        let member = |source: ModelError| ModelError::Member {
+            path: json_path.to_path_buf(),
+            index: i,
+            file: r.file.clone(),
+            source: Box::new(source),
+        };
         let p = sibling(json_path, &r.file)?;
-        let json = read_bounded(&p, MAX_JSON_BYTES)?;
+        let json = read_bounded(&p, MAX_JSON_BYTES).map_err(member)?;
         let sum = sha256_hex(&json);
         if !sum.eq_ignore_ascii_case(&r.sha256) {
-            return Err(ModelError::Checksum {
+            return Err(member(ModelError::Checksum {
                 path: p,
                 what: "sha256",
-                expected: r.sha256,
+                expected: r.sha256.clone(),
                 found: sum,
-            });
+            }));
         }
         // the kind first: a member that is itself an ensemble (or names this one) is refused
         // before anything is decoded
-        let kind = parse_metadata(&p, &json)?.params.kind();
+        let kind = parse_metadata(&p, &json).map_err(member)?.params.kind();
         if !matches!(kind, "linear" | "net") {
             return Err(invalid(
                 json_path,
@@ -635,7 +641,7 @@ fn load_members(json_path: &Path, refs: Vec<MemberRef>) -> Result<Ensemble, Mode
                 ),
             ));
         }
-        let (model, _) = load_json(&p, &json)?;
+        let (model, _) = load_json(&p, &json).map_err(member)?;
         members.push(Member { model, weight: r.weight, file: r.file });
     }
     Ensemble::new(members).map_err(|e| invalid(json_path, e.to_string()))

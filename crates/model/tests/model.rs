@@ -259,7 +259,9 @@ fn truncated_or_corrupted_tensor_files_are_checksum_errors() {
     flipped[st.len() / 2] ^= 0x40;
     std::fs::write(&st_path, &flipped).expect("corrupt");
     let e = load_linear(&json_path).expect_err("corrupt");
-    assert!(matches!(e, ModelError::Checksum { what: "sha256", .. }), "{e}");
+    let ModelError::Member { index: 0, source, .. } = &e else { panic!("{e:?}") };
+    assert!(matches!(**source, ModelError::Checksum { what: "sha256", .. }), "{e}");
+    assert!(e.to_string().contains("member 0 (lin.json) of the ensemble"), "{e}");
     std::fs::remove_file(&st_path).expect("remove");
     let e = load_linear(&json_path).expect_err("missing");
     assert!(matches!(e, ModelError::Io { .. }), "{e}");
@@ -754,13 +756,16 @@ fn an_ensemble_sums_its_members_scores_and_checks_its_member_files() {
     let lin_json = std::fs::read(dir.path().join("lin.json")).expect("r");
     std::fs::write(dir.path().join("lin.json"), [&lin_json[..], b"\n"].concat()).expect("w");
     let e = SavedModel::load(dir.path().join("ens.json")).unwrap_err();
-    assert!(matches!(e, ModelError::Checksum { what: "sha256", .. }), "{e}");
+    let ModelError::Member { index: 0, source, .. } = &e else { panic!("{e:?}") };
+    assert!(matches!(**source, ModelError::Checksum { what: "sha256", .. }), "{e}");
+    assert!(e.to_string().contains("member 0 (lin.json) of the ensemble"), "{e}");
     assert!(e.to_string().contains("lin.json"), "{e}");
     std::fs::write(dir.path().join("lin.json"), &lin_json).expect("w");
     // a missing member
     std::fs::rename(dir.path().join("net.json"), dir.path().join("net.moved")).expect("mv");
     let e = SavedModel::load(dir.path().join("ens.json")).unwrap_err();
-    assert!(e.to_string().contains("net.json"), "{e}");
+    assert!(e.to_string().contains("member 1 (net.json) of the ensemble"), "{e}");
+    assert!(e.to_string().contains("No such file"), "{e}");
     std::fs::rename(dir.path().join("net.moved"), dir.path().join("net.json")).expect("mv");
     SavedModel::load(dir.path().join("ens.json")).expect("loads again");
     // an ensemble naming an ensemble (edited metadata) is refused before the member is decoded
