@@ -393,7 +393,7 @@ fn default_representations() -> Vec<RepresentationConfig> {
             // 200-epoch budget stopped short at 75.25 %, docs/bench/features.md)
             solver: Some(SolverConfig {
                 regularizations: vec![6.25e-4],
-                svm: SvmSolver::Newton,
+                svm: SvmSolver::Auto,
                 ..SolverConfig::default()
             }),
             knn: None,
@@ -409,7 +409,7 @@ fn default_representations() -> Vec<RepresentationConfig> {
             // dual CD's 200 epochs took 6.6 s
             solver: Some(SolverConfig {
                 regularizations: vec![1.56e-4],
-                svm: SvmSolver::Newton,
+                svm: SvmSolver::Auto,
                 ..SolverConfig::default()
             }),
             knn: None,
@@ -485,8 +485,9 @@ pub struct SolverConfig {
     pub mixed_precision: bool,
     /// The L2-SVM's solver: `"dcd"` (dual coordinate descent, liblinear's; its bias is
     /// penalised like LinearSVC's), `"newton"` (the same problem solved to `tolerance` by
-    /// finite Newton steps from 20 dual CD epochs; for up to a few thousand features) or
-    /// `"lbfgs"` (as softmax).
+    /// finite Newton steps from 20 dual CD epochs; for up to a few thousand features),
+    /// `"auto"` (Newton unless the rows are too few for it to pay: see [`SvmSolver::Auto`])
+    /// or `"lbfgs"` (as softmax).
     pub svm: SvmSolver,
     /// Dual coordinate descent: most epochs, and the projected-gradient spread it stops at.
     pub dcd_max_epochs: usize,
@@ -502,8 +503,30 @@ pub enum SvmSolver {
     Dcd,
     /// Finite Newton from a few dual coordinate descent epochs.
     Newton,
+    /// Finite Newton, unless one of its factorisations of a (d+1) x (d+1) matrix
+    /// ((d+1)³/3 multiply-adds, however few the rows) costs more than dual CD's whole epoch
+    /// budget (`dcd_max_epochs` x n (d+1)): then dual CD. On 50,000 rows both k-means
+    /// representations get Newton; on `--quick`'s 5,000 the 3,200 k-means-1600 features get
+    /// dual CD (4 s where Newton took 40 s), the 200 of k-means-100 still Newton.
+    Auto,
     /// L-BFGS.
     Lbfgs,
+}
+
+impl SvmSolver {
+    /// The solver for `n` rows of `d` features: itself, or for [`SvmSolver::Auto`] Newton or
+    /// dual CD by the rule above.
+    pub fn for_rows(self, n: usize, d: usize, dcd_max_epochs: usize) -> Self {
+        if self != Self::Auto {
+            return self;
+        }
+        let d1 = (d + 1) as f64;
+        if d1 * d1 * d1 / 3.0 > dcd_max_epochs as f64 * n as f64 * d1 {
+            Self::Dcd
+        } else {
+            Self::Newton
+        }
+    }
 }
 
 impl Default for SolverConfig {
@@ -1083,6 +1106,24 @@ mod tests {
             c.representations[0].knn.as_ref().map(|k| k.metrics.clone()),
             Some(vec![Metric::L2])
         );
+    }
+
+    /// `svm = "auto"`: Newton where one factorisation, (d+1)³/3, is within dual CD's epoch
+    /// budget, epochs x n (d+1); the other solvers stay as set.
+    #[test]
+    fn auto_takes_newton_unless_its_factorisation_outweighs_the_dual_cd_budget() {
+        use SvmSolver::{Auto, Dcd, Lbfgs, Newton};
+        // k-means-1600 (3,200 features): 3201² / 3 = 3.4e6 against 200 n
+        assert_eq!(Auto.for_rows(50_000, 3200, 200), Newton);
+        assert_eq!(Auto.for_rows(5_000, 3200, 200), Dcd);
+        assert_eq!(Auto.for_rows(17_078, 3200, 200), Newton, "3201² = 3 x 200 x 17,077.3");
+        assert_eq!(Auto.for_rows(17_077, 3200, 200), Dcd);
+        // k-means-100 (200 features) and HOG + hue (154): Newton on any subsample
+        assert_eq!(Auto.for_rows(5_000, 200, 200), Newton);
+        assert_eq!(Auto.for_rows(100, 154, 200), Newton);
+        for s in [Dcd, Newton, Lbfgs] {
+            assert_eq!(s.for_rows(10, 100_000, 1), s);
+        }
     }
 
     /// An ensemble names classifiers that run: an unknown representation, a classifier the

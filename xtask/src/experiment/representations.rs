@@ -138,14 +138,20 @@ fn net_cells(n: &NetConfig) -> usize {
 /// The linear classifier of `kind` with L2 strength `lambda`: softmax by L-BFGS from zero
 /// weights; `svm` the one-vs-all squared hinge (L2-SVM, as Coates et al. and LinearSVC) by
 /// dual coordinate descent or L-BFGS (`[solver] svm`).
-fn linear_params(kind: ClassifierKind, lambda: f64, solver: &SolverConfig, seed: u64) -> Linear {
+fn linear_params(
+    kind: ClassifierKind,
+    lambda: f64,
+    solver: &SolverConfig,
+    (n, d): (usize, usize),
+    seed: u64,
+) -> Linear {
     let lbfgs = Solver::Lbfgs(Lbfgs {
         max_iterations: solver.max_iterations,
         tolerance: solver.tolerance,
         mixed_precision: solver.mixed_precision,
         ..Lbfgs::default()
     });
-    let (loss, solver) = match (kind, solver.svm) {
+    let (loss, solver) = match (kind, solver.svm.for_rows(n, d, solver.dcd_max_epochs)) {
         (ClassifierKind::Svm, SvmSolver::Dcd) => (
             Loss::OvaSquaredHinge { margin: 1.0 },
             Solver::Dcd(Dcd {
@@ -158,7 +164,9 @@ fn linear_params(kind: ClassifierKind, lambda: f64, solver: &SolverConfig, seed:
             Loss::OvaSquaredHinge { margin: 1.0 },
             Solver::Newton(Newton { tolerance: solver.tolerance, seed, ..Newton::default() }),
         ),
-        (ClassifierKind::Svm, SvmSolver::Lbfgs) => (Loss::OvaSquaredHinge { margin: 1.0 }, lbfgs),
+        (ClassifierKind::Svm, SvmSolver::Lbfgs | SvmSolver::Auto) => {
+            (Loss::OvaSquaredHinge { margin: 1.0 }, lbfgs)
+        }
         _ => (Loss::Softmax, lbfgs),
     };
     Linear::new(loss).regularization(imgclass_linear::Reg::L2(lambda)).solver(solver)
@@ -307,7 +315,7 @@ fn run_linear(
     let searched = SolverConfig { max_iterations: solver.search_max_iterations, ..solver.clone() };
     let grid = choose(
         &axes,
-        |v| linear_params(kind, v[0], &searched, seed),
+        |v| linear_params(kind, v[0], &searched, (train.len(), train.dim()), seed),
         train,
         solver.validation_fraction,
         seed,
@@ -323,7 +331,7 @@ fn run_linear(
         None => (solver.regularizations[0], None),
     };
     let t = Instant::now();
-    let model = linear_params(kind, lambda, solver, seed)
+    let model = linear_params(kind, lambda, solver, (train.len(), train.dim()), seed)
         .fit(train)
         .with_context(|| format!("retraining {label} on all training rows"))?;
     let fit_seconds = t.elapsed().as_secs_f64();
