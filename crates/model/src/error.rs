@@ -173,6 +173,9 @@ pub enum ModelError {
     /// An index given to a save call was not built on the model's training rows.
     #[error("the approximate index was built on other training rows than the model's")]
     IndexMismatch,
+    /// An ensemble's summed scores could not be normalised (a non-finite score).
+    #[error(transparent)]
+    Loss(#[from] imgclass_loss::LossError),
     /// A linear model rejected its input.
     #[error(transparent)]
     Linear(#[from] LinearError),

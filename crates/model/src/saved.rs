@@ -269,18 +269,11 @@ impl SavedModel {
             }
             Self::Pipeline { steps, model } => model.predict_proba(&apply(steps, x)?),
             Self::Ensemble(e) => {
-                let mut s = e.scores(x)?;
-                for row in s.chunks_exact_mut(self.n_classes().max(1)) {
-                    // the largest score subtracted first: exp never overflows
-                    let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut total = 0.0;
-                    for v in row.iter_mut() {
-                        *v = (*v - top).exp();
-                        total += *v;
-                    }
-                    row.iter_mut().for_each(|v| *v /= total);
+                let s = e.scores(x)?;
+                if s.is_empty() {
+                    return Ok(s);
                 }
-                Ok(s)
+                Ok(imgclass_loss::softmax_rows(&s, self.n_classes())?)
             }
         }
     }

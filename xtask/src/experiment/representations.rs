@@ -137,7 +137,8 @@ fn net_cells(n: &NetConfig) -> usize {
 
 /// The linear classifier of `kind` with L2 strength `lambda`: softmax by L-BFGS from zero
 /// weights; `svm` the one-vs-all squared hinge (L2-SVM, as Coates et al. and LinearSVC) by
-/// dual coordinate descent or L-BFGS (`[solver] svm`).
+/// dual coordinate descent, finite Newton or L-BFGS (`[solver] svm`; `"auto"` chooses between
+/// the first two for `n` rows of `d` features).
 fn linear_params(
     kind: ClassifierKind,
     lambda: f64,
@@ -164,6 +165,7 @@ fn linear_params(
             Loss::OvaSquaredHinge { margin: 1.0 },
             Solver::Newton(Newton { tolerance: solver.tolerance, seed, ..Newton::default() }),
         ),
+        // (`for_rows` never returns Auto)
         (ClassifierKind::Svm, SvmSolver::Lbfgs | SvmSolver::Auto) => {
             (Loss::OvaSquaredHinge { margin: 1.0 }, lbfgs)
         }
