@@ -59,6 +59,12 @@ pub enum SavedModel {
     Ensemble(Ensemble),
 }
 
+/// Whether models of `kind` (as [`SavedModel::kind`] and [`Params::kind`] name them) have
+/// scores an ensemble can sum: linear models and nets.
+fn has_scores(kind: &str) -> bool {
+    matches!(kind, "linear" | "net")
+}
+
 /// One member of an [`Ensemble`]: a model, its weight, and the name of the metadata file it
 /// is saved as (beside the ensemble's).
 #[derive(Debug, Clone)]
@@ -97,7 +103,7 @@ impl Ensemble {
         };
         for (i, m) in members.iter().enumerate() {
             let kind = m.model.classifier().kind();
-            if !matches!(kind, "linear" | "net") {
+            if !has_scores(kind) {
                 return bad(format!(
                     "member {i} ({}) is of kind {kind:?}; an ensemble sums the scores of linear \
                      models and nets",
@@ -169,7 +175,7 @@ impl SavedModel {
     pub fn load(path: impl AsRef<Path>) -> Result<(Self, Metadata), ModelError> {
         let (json_path, _) = pair(path.as_ref(), "model");
         let json = read_bounded(&json_path, MAX_JSON_BYTES)?;
-        load_json(&json_path, &json)
+        load_parsed(&json_path, parse_metadata(&json_path, &json)?)
     }
 
     /// Saves the model to `path` (a stem, `<stem>.json`, `<stem>.safetensors`, or an existing
@@ -518,9 +524,8 @@ fn write_pair(
     Ok(())
 }
 
-/// Loads the model whose metadata file `json_path` holds the bytes `json`.
-fn load_json(json_path: &Path, json: &[u8]) -> Result<(SavedModel, Metadata), ModelError> {
-    let md = parse_metadata(json_path, json)?;
+/// Loads the model whose metadata file `json_path` holds `md`.
+fn load_parsed(json_path: &Path, md: Metadata) -> Result<(SavedModel, Metadata), ModelError> {
     let tensors_path = sibling(json_path, &md.tensors)?;
     // size and file type first, from the metadata alone: the bytes read are the bytes
     // the model needs, never more (a 4 GB file or a link to /dev/zero is refused unread)
@@ -623,8 +628,9 @@ fn load_members(json_path: &Path, refs: Vec<MemberRef>) -> Result<Ensemble, Mode
         }
         // the kind first: a member that is itself an ensemble (or names this one) is refused
         // before anything is decoded
-        let kind = parse_metadata(&p, &json).map_err(member)?.params.kind();
-        if !matches!(kind, "linear" | "net") {
+        let md = parse_metadata(&p, &json).map_err(member)?;
+        let kind = md.params.kind();
+        if !has_scores(kind) {
             return Err(invalid(
                 json_path,
                 format!(
@@ -634,7 +640,7 @@ fn load_members(json_path: &Path, refs: Vec<MemberRef>) -> Result<Ensemble, Mode
                 ),
             ));
         }
-        let (model, _) = load_json(&p, &json).map_err(member)?;
+        let (model, _) = load_parsed(&p, md).map_err(member)?;
         members.push(Member { model, weight: r.weight, file: r.file });
     }
     Ensemble::new(members).map_err(|e| invalid(json_path, e.to_string()))

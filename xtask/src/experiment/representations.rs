@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use imgclass_core::{Fit, Predict, Subset};
+use imgclass_core::{Fit, Subset};
 use imgclass_eval::{
     Axis, ConfusionMatrix, Origin, Refine, RefinedGrid, RefinedPoint, accuracy,
     refining_grid_search, stratified_split,
@@ -244,14 +244,12 @@ pub fn run(
     })
 }
 
-/// Scores `model` on the test rows.
-fn score<M: Predict>(model: &M, test: &Subset) -> anyhow::Result<(f64, ConfusionMatrix)>
-where
-    M::Error: Send + Sync + 'static,
-{
-    let truth = test.labels();
-    let pred = model.predict(test)?;
-    Ok((accuracy(&truth, &pred)?, ConfusionMatrix::new(&truth, &pred, test.n_classes())?))
+/// Test accuracy and confusion matrix of the class scores `scores` (row-major, one row per
+/// test row): the predictions are their argmax, as a linear model's and a net's `predict`.
+fn score(scores: &[f32], test: &Subset) -> anyhow::Result<(f64, ConfusionMatrix)> {
+    let (truth, c) = (test.labels(), test.n_classes());
+    let pred: Vec<_> = scores.chunks_exact(c).map(imgclass_core::argmax_label).collect();
+    Ok((accuracy(&truth, &pred)?, ConfusionMatrix::new(&truth, &pred, c)?))
 }
 
 fn on_point<'a>(
@@ -337,8 +335,8 @@ fn run_linear(
         .fit(train)
         .with_context(|| format!("retraining {label} on all training rows"))?;
     let fit_seconds = t.elapsed().as_secs_f64();
-    let (test_accuracy, confusion) = score(&model, test)?;
     let test_scores = model.scores(test)?;
+    let (test_accuracy, confusion) = score(&test_scores, test)?;
     progress.step(&format!("{label} retrained: test {test_accuracy:.4}"));
     Ok(ClassifierResult {
         classifier: kind,
@@ -415,8 +413,8 @@ fn run_net(
         .fit(train)
         .with_context(|| format!("training {label} on all training rows"))?;
     let fit_seconds = t.elapsed().as_secs_f64();
-    let (test_accuracy, confusion) = score(&model, test)?;
     let test_scores = model.scores(test)?;
+    let (test_accuracy, confusion) = score(&test_scores, test)?;
     progress.step(&format!("{label} trained: test {test_accuracy:.4}"));
     let r = model.report();
     let (val, validation) = match &grid {
@@ -548,10 +546,7 @@ pub fn run_ensemble(
             used.push(rep);
         }
     }
-    let truth = test.labels();
-    let pred: Vec<_> = sum.chunks_exact(n_classes).map(imgclass_core::argmax_label).collect();
-    let test_accuracy = accuracy(&truth, &pred)?;
-    let confusion = ConfusionMatrix::new(&truth, &pred, n_classes)?;
+    let (test_accuracy, confusion) = score(&sum, test)?;
     let ensemble = imgclass_model::Ensemble::new(members)?;
     Ok(RepresentationResult {
         name: e.name.clone(),
