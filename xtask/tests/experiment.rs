@@ -202,6 +202,8 @@ fn demo_runs_end_to_end_and_is_reproducible_whatever_the_thread_count() {
         ("hog+hsv", "l2-svm"),
         ("hog+hsv", "softmax"),
         ("hog+hsv", "net"),
+        ("hog+hsv-chi2", "l2-svm"),
+        ("hog+hsv-chi2", "softmax"),
         ("kmeans-100", "l2-svm"),
         ("kmeans-1600", "l2-svm"),
         ("kmeans-1600", "net"),

@@ -8,9 +8,9 @@
 //!
 //! - [`StepSpec`] is a step as a config names it; [`StepSpec::fit`] makes a fitted [`Step`];
 //! - [`Standardizer`] (per-feature standardisation), [`Pca`] (projection on the leading
-//!   principal components, optionally whitened), [`Hog`], [`HueHistogram`] and
-//!   [`KmeansFeatures`] (Coates, Lee & Ng's k-means feature learner, on [`KMeans`]) are the
-//!   steps so far;
+//!   principal components, optionally whitened), [`Hog`], [`HueHistogram`], [`Chi2Map`] (the
+//!   additive χ² kernel's explicit feature map) and [`KmeansFeatures`] (Coates, Lee & Ng's
+//!   k-means feature learner, on [`KMeans`]) are the steps so far;
 //! - [`Pipeline`] (steps + a classifier) is itself `Fit`, and its [`PipelineModel`] is
 //!   `Predict` on raw images; `imgclass-model` saves it as one model.
 //!
@@ -27,6 +27,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod chi2;
 mod coates;
 mod error;
 mod hog;
@@ -37,6 +38,7 @@ mod pipeline;
 mod standardize;
 mod step;
 
+pub use chi2::Chi2Map;
 pub use coates::{
     KmeansFeatures, KmeansFitReport, KmeansParams, Zca, normalize_patch, normalize_patches,
     sample_patches,

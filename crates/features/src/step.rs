@@ -5,7 +5,9 @@
 
 use imgclass_core::{Dataset, RowShape, Subset};
 
-use crate::{FeatureError, Hog, HueHistogram, KmeansFeatures, KmeansParams, Pca, Standardizer};
+use crate::{
+    Chi2Map, FeatureError, Hog, HueHistogram, KmeansFeatures, KmeansParams, Pca, Standardizer,
+};
 
 /// A feature step as a config writes it (`{ kind = "pca", components = 64 }`): what to fit.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -37,6 +39,17 @@ pub enum StepSpec {
         #[serde(default = "default_bins")]
         bins: usize,
     },
+    /// The explicit feature map of the additive χ² kernel ([`Chi2Map`], scikit-learn's
+    /// `AdditiveChi2Sampler`): `{ kind = "chi2_map", steps = 2 }`, for non-negative features
+    /// such as histograms; `d · (2 steps − 1)` features out.
+    Chi2Map {
+        /// Samples of the kernel's spectrum (scikit-learn's `sample_steps`; default 2).
+        #[serde(default = "default_chi2_steps")]
+        steps: usize,
+        /// Their spacing (`sample_interval`); by default 0.8, 0.5, 0.4 for 1, 2, 3 steps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interval: Option<f64>,
+    },
     /// Coates, Lee & Ng's single-layer k-means features ([`KmeansFeatures`]): normalised,
     /// ZCA-whitened patches, a k-means dictionary, triangle encoding, four-quadrant sum
     /// pooling: `{ kind = "kmeans", receptive_field = 6, stride = 1, centroids = 1600,
@@ -61,6 +74,9 @@ fn default_orientations() -> usize {
 fn default_bins() -> usize {
     10
 }
+fn default_chi2_steps() -> usize {
+    2
+}
 
 impl StepSpec {
     /// Fits the step on `train` (`seed` for the steps that draw random numbers).
@@ -80,6 +96,11 @@ impl StepSpec {
                 let hue = HueHistogram::new(bins);
                 hue.check(train.shape())?;
                 Step::HueHistogram { hue, input: train.shape() }
+            }
+            Self::Chi2Map { steps, interval } => {
+                let map = Chi2Map::new(steps, interval)?;
+                map.check(train.shape())?;
+                Step::Chi2Map { map, input: train.shape() }
             }
             Self::Kmeans(ref p) => Step::Kmeans(KmeansFeatures::fit(train, p, seed)?),
             Self::Union { ref of } => {
@@ -110,6 +131,8 @@ impl std::fmt::Display for StepSpec {
             Self::Pca { components, whiten: true } => write!(f, "pca({components}, whiten)"),
             Self::Hog { cell, orientations } => write!(f, "hog({cell}px, {orientations} bins)"),
             Self::HueHistogram { bins } => write!(f, "hue_histogram({bins})"),
+            Self::Chi2Map { steps, interval: None } => write!(f, "chi2_map({steps} steps)"),
+            Self::Chi2Map { steps, interval: Some(l) } => write!(f, "chi2_map({steps} steps, {l})"),
             Self::Kmeans(p) if p.flip => write!(f, "kmeans({}, flip)", p.centroids),
             Self::Kmeans(p) => write!(f, "kmeans({})", p.centroids),
             Self::Union { of } => {
@@ -165,6 +188,13 @@ pub enum Step {
         /// What it takes.
         input: RowShape,
     },
+    /// The additive χ² kernel map (no fitted state).
+    Chi2Map {
+        /// The parameters.
+        map: Chi2Map,
+        /// What it takes.
+        input: RowShape,
+    },
     /// Coates, Lee & Ng's k-means features (whitening and dictionary).
     Kmeans(KmeansFeatures),
     /// Steps on the same input, outputs side by side.
@@ -200,6 +230,9 @@ impl Step {
             }
             Self::Hog { hog, .. } => hog.spec(),
             Self::HueHistogram { hue, .. } => StepSpec::HueHistogram { bins: hue.output_dim() },
+            Self::Chi2Map { map, .. } => {
+                StepSpec::Chi2Map { steps: map.steps(), interval: Some(map.interval()) }
+            }
             Self::Kmeans(k) => StepSpec::Kmeans(*k.params()),
             Self::Union { parts, .. } => {
                 StepSpec::Union { of: parts.iter().map(Step::spec).collect() }
@@ -215,6 +248,7 @@ impl Step {
             Self::Kmeans(k) => RowShape::Image(k.input()),
             Self::Hog { input, .. }
             | Self::HueHistogram { input, .. }
+            | Self::Chi2Map { input, .. }
             | Self::Union { input, .. } => *input,
         }
     }
@@ -226,6 +260,7 @@ impl Step {
             Self::Pca { pca, .. } => pca.n_components(),
             Self::Hog { hog, input } => input.image().map_or(0, |s| hog.output_dim(s)),
             Self::HueHistogram { hue, .. } => hue.output_dim(),
+            Self::Chi2Map { map, input } => map.output_dim(input.dim()),
             Self::Kmeans(k) => k.output_dim(),
             Self::Union { parts, .. } => parts.iter().map(Step::output_dim).sum(),
         }
@@ -251,6 +286,10 @@ impl Step {
             Self::HueHistogram { hue, input } => {
                 input.expect(x.shape())?;
                 hue.transform(x)?
+            }
+            Self::Chi2Map { map, input } => {
+                input.expect(x.shape())?;
+                map.transform(x)?
             }
             Self::Kmeans(k) => k.transform(x)?,
             Self::Union { parts, input } => {
@@ -319,7 +358,7 @@ impl Step {
                     },
                 ]
             }
-            Self::Hog { .. } | Self::HueHistogram { .. } => Vec::new(),
+            Self::Hog { .. } | Self::HueHistogram { .. } | Self::Chi2Map { .. } => Vec::new(),
             Self::Union { parts, .. } => parts
                 .iter()
                 .enumerate()
@@ -351,7 +390,9 @@ impl Step {
                     ("whitening".into(), vec![dd, dd]),
                 ]
             }
-            StepSpec::Hog { .. } | StepSpec::HueHistogram { .. } => Vec::new(),
+            StepSpec::Hog { .. } | StepSpec::HueHistogram { .. } | StepSpec::Chi2Map { .. } => {
+                Vec::new()
+            }
             StepSpec::Union { of } => of
                 .iter()
                 .enumerate()
@@ -398,6 +439,12 @@ impl Step {
                 let hue = HueHistogram::new(bins);
                 hue.check(input).map_err(|e| FeatureError::Corrupt { reason: e.to_string() })?;
                 Self::HueHistogram { hue, input }
+            }
+            StepSpec::Chi2Map { steps, interval } => {
+                let map = Chi2Map::new(steps, interval)
+                    .map_err(|e| FeatureError::Corrupt { reason: e.to_string() })?;
+                map.check(input).map_err(|e| FeatureError::Corrupt { reason: e.to_string() })?;
+                Self::Chi2Map { map, input }
             }
             StepSpec::Kmeans(ref p) => {
                 let shape =

@@ -576,3 +576,112 @@ fn kmeans_spec_parses_with_the_papers_defaults() {
         serde_json::from_str(&serde_json::to_string(&spec).expect("json")).expect("p");
     assert_eq!(back, spec);
 }
+
+/// Non-negative "histograms" spanning six orders of magnitude, with exact zeros.
+fn histograms(n: usize, d: usize, seed: u64) -> Dataset {
+    let mut g = SplitMix64::new(seed);
+    let v = (0..n * d)
+        .map(
+            |k| if k % 7 == 3 { 0.0 } else { (g.next_f64() * 10f64.powi(k as i32 % 6 - 3)) as f32 },
+        )
+        .collect();
+    Dataset::from_features(v, d, vec![0; n], ClassNames::new(["a"])).expect("valid")
+}
+
+/// `Σ_j sqrt(x_j y_j) L [1 + 2 Σ_s sech(π s L) cos(s L ln(x_j / y_j))]` (0 where either is 0):
+/// the kernel whose spectrum the map samples, from its definition, not from the map.
+fn sampled_chi2(x: &[f64], y: &[f64], steps: usize, l: f64) -> f64 {
+    x.iter()
+        .zip(y)
+        .filter(|&(&a, &b)| a > 0.0 && b > 0.0)
+        .map(|(&a, &b)| {
+            let sum: f64 = (1..steps)
+                .map(|s| {
+                    let s = s as f64;
+                    (s * l * (a / b).ln()).cos() / (std::f64::consts::PI * s * l).cosh()
+                })
+                .sum();
+            (a * b).sqrt() * l * (1.0 + 2.0 * sum)
+        })
+        .sum()
+}
+
+#[test]
+fn chi2_map_dot_products_are_the_sampled_chi2_kernel_and_tend_to_chi2() {
+    let ds = histograms(12, 9, 21);
+    let x = rows_f64(&ds);
+    for (steps, interval, l) in
+        [(1, None, 0.8), (2, None, 0.5), (3, None, 0.4), (8, Some(0.3), 0.3)]
+    {
+        let step = StepSpec::Chi2Map { steps, interval }.fit(&ds.all(), 0).expect("fit");
+        assert_eq!(step.output_dim(), 9 * (2 * steps - 1));
+        let y = rows_f64(&step.transform(&ds.all()).expect("map"));
+        for i in 0..12 {
+            for k in 0..12 {
+                let dot: f64 = y[i].iter().zip(&y[k]).map(|(a, b)| a * b).sum();
+                let want = sampled_chi2(&x[i], &x[k], steps, l);
+                assert!(
+                    (dot - want).abs() <= 1e-5 * want.abs().max(1e-3),
+                    "{steps}: {dot} vs {want}"
+                );
+            }
+        }
+        // zeros map to zeros, in every block
+        for (j, &v) in x[0].iter().enumerate() {
+            if v == 0.0 {
+                assert!((0..2 * steps - 1).all(|b| y[0][b * 9 + j] == 0.0));
+            }
+        }
+        // no state: rebuilt from the spec alone, the same step
+        let back = Step::from_tensors(&step.spec(), step.input(), |_| unreachable!("no tensors"))
+            .expect("rebuilds");
+        assert_eq!(back, step);
+    }
+    // with a fine, long sampling, the χ² kernel itself, Σ 2 x y / (x + y), within 0.5 % (on
+    // values within a factor 100 of each other: the kernel is a small difference of large
+    // terms where the ratio is extreme)
+    let mut g = SplitMix64::new(5);
+    let v = (0..8 * 9).map(|_| (0.01 + g.next_f64()) as f32).collect();
+    let ds = Dataset::from_features(v, 9, vec![0; 8], ClassNames::new(["a"])).expect("valid");
+    let x = rows_f64(&ds);
+    let step = StepSpec::Chi2Map { steps: 20, interval: Some(0.1) }.fit(&ds.all(), 0).expect("fit");
+    let y = rows_f64(&step.transform(&ds.all()).expect("map"));
+    for i in 0..8 {
+        for k in 0..8 {
+            let dot: f64 = y[i].iter().zip(&y[k]).map(|(a, b)| a * b).sum();
+            let chi2: f64 = x[i].iter().zip(&x[k]).map(|(&a, &b)| 2.0 * a * b / (a + b)).sum();
+            assert!((dot - chi2).abs() <= 5e-3 * chi2, "{dot} vs χ² {chi2}");
+        }
+    }
+    // the config spelling with scikit-learn's defaults
+    let spec: StepSpec = serde_json::from_str(r#"{"kind":"chi2_map"}"#).expect("parses");
+    assert_eq!(spec, StepSpec::Chi2Map { steps: 2, interval: None });
+    assert_eq!(spec.to_string(), "chi2_map(2 steps)");
+}
+
+#[test]
+fn chi2_map_refuses_negative_features_and_bad_parameters() {
+    // standardised features have negative values: the error names one and says what to do
+    let ds = features(10, 4, 1);
+    let e = StepSpec::Chi2Map { steps: 2, interval: None }
+        .fit(&ds.all(), 0)
+        .expect("fits: no state")
+        .transform(&ds.all())
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("invalid chi2_map: the χ² map takes non-negative features"), "{msg}");
+    let (i, j) = (0..10)
+        .flat_map(|i| (0..4).map(move |j| (i, j)))
+        .find(|&(i, j)| ds.features().expect("f").row(i)[j] < 0.0)
+        .expect("a negative value");
+    assert!(msg.contains(&format!("feature {j} of row {i} is")), "{msg}");
+    for (steps, interval, why) in [
+        (0, None, "steps must be at least 1"),
+        (4, None, "4 steps have no default interval (1-3 steps do); give `interval`"),
+        (2, Some(0.0), "interval must be positive, not 0"),
+        (2, Some(f64::NAN), "interval must be positive, not NaN"),
+    ] {
+        let e = StepSpec::Chi2Map { steps, interval }.fit(&histograms(3, 2, 0).all(), 0);
+        assert_eq!(e.unwrap_err().to_string(), format!("invalid chi2_map: {why}"));
+    }
+}
