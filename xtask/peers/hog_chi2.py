@@ -71,7 +71,7 @@ for name, f in maps.items():
         for kind, m in models(C).items():
             t = time.time()
             acc = (m.fit(A, ytr[tr]).predict(B) == ytr[ho]).mean()
-            print(f'{name:15} {kind:8} C={C:g}: hold-out {100 * acc:.2f} % ({time.time() - t:.1f} s)',
+            print(f'{name:15} {kind:8} C={m.C:g}: hold-out {100 * acc:.2f} % ({time.time() - t:.1f} s)',
                   flush=True)
             if acc > best.get(kind, (0, 0))[0]:
                 best[kind] = (acc, C)
@@ -80,5 +80,5 @@ for name, f in maps.items():
         for kind, (acc, C) in best.items():
             t = time.time()
             m = models(C)[kind].fit(A, ytr)
-            print(f'{name:15} {kind:8} C={C:g} (best held out): test {100 * (m.predict(B) == yte).mean():.2f} %'
+            print(f'{name:15} {kind:8} C={m.C:g} (best held out): test {100 * (m.predict(B) == yte).mean():.2f} %'
                   f' ({time.time() - t:.1f} s)', flush=True)

@@ -47,12 +47,20 @@ pub struct Chi2Map {
 }
 
 impl Chi2Map {
-    /// `steps` ≥ 1 samples of the spectrum; `interval` (finite, positive) between them, or
-    /// scikit-learn's default for 1-3 steps (0.8, 0.5, 0.4).
+    /// The most steps a map takes: beyond a few dozen the spectrum `sech(π s L)` is below
+    /// f32 rounding for any useful interval, and the bound keeps `d · (2 steps − 1)` sane for
+    /// a step read from a file.
+    pub const MAX_STEPS: usize = 64;
+
+    /// `steps` samples of the spectrum (1 to [`Chi2Map::MAX_STEPS`]); `interval` (finite,
+    /// positive) between them, or scikit-learn's default for 1-3 steps (0.8, 0.5, 0.4).
     pub fn new(steps: usize, interval: Option<f64>) -> Result<Self, FeatureError> {
         let bad = |reason: String| FeatureError::InvalidParam { name: "chi2_map", reason };
         if steps == 0 {
             return Err(bad("steps must be at least 1".into()));
+        }
+        if steps > Self::MAX_STEPS {
+            return Err(bad(format!("steps must be at most {}, not {steps}", Self::MAX_STEPS)));
         }
         let interval = match (interval, steps) {
             (Some(l), _) if l.is_finite() && l > 0.0 => l,

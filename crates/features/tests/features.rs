@@ -626,10 +626,22 @@ fn chi2_map_dot_products_are_the_sampled_chi2_kernel_and_tend_to_chi2() {
                 );
             }
         }
-        // zeros map to zeros, in every block
-        for (j, &v) in x[0].iter().enumerate() {
-            if v == 0.0 {
-                assert!((0..2 * steps - 1).all(|b| y[0][b * 9 + j] == 0.0));
+        // each value, in scikit-learn's layout (block 0: every sqrt(x L); then per step s the
+        // block of cosines and the block of sines), against the formulas in f64; zeros map to
+        // zeros in every block
+        for (xr, yr) in x.iter().zip(&y) {
+            for (j, &v) in xr.iter().enumerate() {
+                let mut want = vec![(v * l).sqrt()];
+                for s in 1..steps {
+                    let s = s as f64;
+                    let amp = (2.0 * v * l / (std::f64::consts::PI * s * l).cosh()).sqrt();
+                    let (sin, cos) = if v > 0.0 { (s * l * v.ln()).sin_cos() } else { (0.0, 0.0) };
+                    want.extend([amp * cos, amp * sin]);
+                }
+                for (b, w) in want.iter().enumerate() {
+                    let got = yr[b * 9 + j];
+                    assert!((got - w).abs() <= 1e-6 * w.abs().max(1e-3), "block {b}: {got} vs {w}");
+                }
             }
         }
         // no state: rebuilt from the spec alone, the same step
@@ -677,6 +689,7 @@ fn chi2_map_refuses_negative_features_and_bad_parameters() {
     assert!(msg.contains(&format!("feature {j} of row {i} is")), "{msg}");
     for (steps, interval, why) in [
         (0, None, "steps must be at least 1"),
+        (65, Some(0.1), "steps must be at most 64, not 65"),
         (4, None, "4 steps have no default interval (1-3 steps do); give `interval`"),
         (2, Some(0.0), "interval must be positive, not 0"),
         (2, Some(f64::NAN), "interval must be positive, not NaN"),

@@ -810,3 +810,37 @@ fn an_ensemble_sums_its_members_scores_and_checks_its_member_files() {
     assert!(e.to_string().contains("member 0: save it as"), "{e}");
     assert!(!dir.path().join("ens3.json").exists());
 }
+
+/// A stateless step (the χ² map, on pixels) saves as its spec alone and loads predicting as
+/// the fitted pipeline does; its metadata records the interval it resolved.
+#[test]
+fn a_chi2_map_pipeline_round_trips() {
+    use imgclass_features::{Pipeline, StepSpec};
+    let (train, test) = (data(31, 60), data(32, 20));
+    let steps = vec![StepSpec::Chi2Map { steps: 2, interval: None }, StepSpec::Standardize];
+    let lin = Pipeline::new(
+        steps,
+        Linear::new(Loss::Softmax).sgd(Sgd {
+            batch_size: 20,
+            learning_rate: 1e-2,
+            stop: Stop::Iterations(60),
+            seed: 2,
+            ..Sgd::default()
+        }),
+    )
+    .fit(&train.all())
+    .expect("fits");
+    let saved = SavedModel::Pipeline {
+        steps: lin.steps().to_vec(),
+        model: Box::new(SavedModel::Linear {
+            model: lin.model().clone(),
+            classes: train.classes().clone(),
+        }),
+    };
+    let dir = tmp();
+    saved.save(&prov(), dir.path().join("chi")).expect("saves");
+    let (back, md) = SavedModel::load(dir.path().join("chi")).expect("loads");
+    assert_eq!(back.predict(&test.all()).expect("predicts"), lin.predict(&test.all()).expect("p"));
+    assert_eq!(md.steps[0].spec, StepSpec::Chi2Map { steps: 2, interval: Some(0.5) });
+    assert_eq!(md.steps[0].output, 3 * SHAPE.len());
+}
