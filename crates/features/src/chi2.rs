@@ -47,8 +47,8 @@ pub struct Chi2Map {
 }
 
 impl Chi2Map {
-    /// The most steps a map takes: beyond a few dozen the spectrum `sech(π s L)` is below
-    /// f32 rounding for any useful interval, and the bound keeps `d · (2 steps − 1)` sane for
+    /// The most steps a map takes: far beyond the 1-3 scikit-learn documents (20 steps of
+    /// 0.1 already match the χ² kernel within 0.5 %), and a bound on `d · (2 steps − 1)` for
     /// a step read from a file.
     pub const MAX_STEPS: usize = 64;
 
