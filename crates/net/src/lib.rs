@@ -87,6 +87,9 @@ pub enum NetError {
     /// The loss rejected its input.
     #[error(transparent)]
     Loss(#[from] imgclass_loss::LossError),
+    /// `IMGCLASS_KERNEL` names no kernel, or one this CPU cannot run.
+    #[error(transparent)]
+    Kernel(#[from] imgclass_linalg::KernelError),
     /// Parts that do not make a network (a damaged saved model).
     #[error("inconsistent network parts: {0}")]
     Parts(String),
