@@ -41,7 +41,8 @@
 
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{Dataset, ImageShape, RowShape, Rows, ShapeMismatch, Subset, Values};
-use imgclass_linalg::gemm::{Op, gemm, sgemm};
+use imgclass_linalg::KernelKind;
+use imgclass_linalg::gemm::{Op, PackedNt, gemm, sgemm};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
@@ -184,7 +185,7 @@ fn positions(n: usize, rf: usize, stride: usize) -> usize {
 
 /// Copies the patch at `(y, x)` of `px` (an image of `shape`) into `out` (channel, row,
 /// column order), as f32.
-#[inline]
+#[inline(always)]
 fn copy_patch<T: Copy>(px: &[T], shape: ImageShape, rf: usize, y: usize, x: usize, out: &mut [f32])
 where
     f32: From<T>,
@@ -228,7 +229,7 @@ pub fn sample_patches(
 
 /// Normalises one patch in place: `(p − mean(p)) / sqrt(var(p) + eps)`, var unbiased
 /// (0 for a single value), moments in f64.
-#[inline]
+#[inline(always)]
 pub fn normalize_patch(p: &mut [f32], eps: f64) {
     let d = p.len();
     if d == 0 {
@@ -246,7 +247,7 @@ pub fn normalize_patch(p: &mut [f32], eps: f64) {
 /// `Σ f(v)` in four interleaved f64 partial sums (`v_0 + v_4 + …`, …) added in order at the end:
 /// a fixed order, so the same bits every run, and four independent chains instead of one
 /// (a single chain's add latency was a fifth of a 100-centroid extraction).
-#[inline]
+#[inline(always)]
 fn sum4(p: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     let (mut a, mut b, mut c, mut d) = (0f64, 0f64, 0f64, 0f64);
     let mut quads = p.chunks_exact(4);
@@ -622,21 +623,72 @@ impl KmeansFeatures {
                 found: x.shape(),
             }));
         };
-        let out = self.transform_rows(rows);
+        let out = self.transform_rows(rows)?;
         Ok(x.with_features(out, self.output_dim())?)
     }
 
-    /// The features of every image of `rows` (each of the fitted shape), `n x 4K`.
-    pub fn transform_rows(&self, rows: Rows<'_, u8>) -> Vec<f32> {
-        let dim = self.output_dim();
-        let mut out = vec![0f32; rows.len() * dim];
-        out.par_chunks_mut(dim.max(1))
-            .enumerate()
-            .for_each_init(|| Scratch::new(self), |sc, (i, o)| self.one(rows.row(i), sc, o));
-        out
+    /// The features of every image of `rows` (each of the fitted shape), `n x 4K`. The
+    /// distance products run on the kernel [`KernelKind::detect`](imgclass_linalg::KernelKind)
+    /// picks (the same bits on every kernel; an invalid `IMGCLASS_KERNEL` is an error).
+    pub fn transform_rows(&self, rows: Rows<'_, u8>) -> Result<Vec<f32>, FeatureError> {
+        let kernel = KernelKind::detect().map_err(imgclass_linalg::gemm::GemmError::Kernel)?;
+        self.transform_rows_with(kernel, rows)
     }
 
-    fn one(&self, px: &[u8], sc: &mut Scratch, out: &mut [f32]) {
+    /// [`Self::transform_rows`] on `kernel` (which this CPU must run).
+    fn transform_rows_with(
+        &self,
+        kernel: KernelKind,
+        rows: Rows<'_, u8>,
+    ) -> Result<Vec<f32>, FeatureError> {
+        let dim = self.output_dim();
+        let packed =
+            PackedNt::with_kernel(kernel, &self.centroids, self.n_centroids(), self.patch_dim())?;
+        let mut out = vec![0f32; rows.len() * dim];
+        out.par_chunks_mut(dim.max(1)).enumerate().for_each_init(
+            || Scratch::new(self),
+            |sc, (i, o)| self.one(packed.kernel(), rows.row(i), &packed, sc, o),
+        );
+        Ok(out)
+    }
+
+    /// One image's features: [`Self::one_body`] compiled for `kernel` (the wider vectors
+    /// serve the element-wise work around the products: normalisation, square roots,
+    /// pooling; the same operations in the same order, so the same bits on every kernel).
+    fn one(
+        &self,
+        kernel: KernelKind,
+        px: &[u8],
+        packed: &PackedNt,
+        sc: &mut Scratch,
+        out: &mut [f32],
+    ) {
+        match kernel {
+            // SAFETY: `kernel` came from KernelKind::detect (through the packed product),
+            // which checked that this CPU has the tier's features
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::Avx512 => unsafe { self.one_avx512(px, packed, sc, out) },
+            // SAFETY: as above
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::Avx2 => unsafe { self.one_avx2(px, packed, sc, out) },
+            _ => self.one_body(px, packed, sc, out),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn one_avx512(&self, px: &[u8], packed: &PackedNt, sc: &mut Scratch, out: &mut [f32]) {
+        self.one_body(px, packed, sc, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn one_avx2(&self, px: &[u8], packed: &PackedNt, sc: &mut Scratch, out: &mut [f32]) {
+        self.one_body(px, packed, sc, out)
+    }
+
+    #[inline(always)]
+    fn one_body(&self, px: &[u8], packed: &PackedNt, sc: &mut Scratch, out: &mut [f32]) {
         let (rf, s) = (self.params.receptive_field, self.params.stride);
         let (pr, pc) = self.grid();
         let (d, k) = (self.patch_dim(), self.n_centroids());
@@ -655,44 +707,71 @@ impl KmeansFeatures {
         }
         sgemm(np, d, d, 1.0, &sc.patches, Op::N, &self.whitening, Op::N, 1.0, &mut sc.white)
             .expect("scratch sized for the grid");
-        sgemm(np, k, d, 1.0, &sc.white, Op::N, &self.centroids, Op::T, 0.0, &mut sc.dots)
-            .expect("scratch sized for the grid");
         let (hr, hc) = (pr.div_ceil(2), pc.div_ceil(2));
         out.fill(0.0);
-        for (t, (row, w)) in sc.dots.chunks_exact_mut(k).zip(sc.white.chunks_exact(d)).enumerate() {
-            let x2 = sum4(w, |v| f64::from(v) * f64::from(v)) as f32;
-            finish_row(row, x2, &self.c2);
-            let (y, x) = (t / pc, t % pc);
-            if self.params.flip {
-                // (top/bottom, j): centroid j on the left, its mirror (j ± K/2) on the right
-                let o = &mut out[usize::from(y >= hr) * k..][..k];
-                let (a, b) = row.split_at(k / 2);
-                match (2 * x + 1).cmp(&pc) {
-                    std::cmp::Ordering::Less => add(o, a, b),
-                    std::cmp::Ordering::Greater => add(o, b, a),
-                    std::cmp::Ordering::Equal => {
-                        // o_j += (row_j + row_{j±K/2}) / 2, each half in one pass
-                        let (lo, hi) = o.split_at_mut(k / 2);
-                        for ((l, h), (&u, &v)) in lo.iter_mut().zip(hi).zip(a.iter().zip(b)) {
-                            *l += 0.5 * (u + v);
-                            *h += 0.5 * (v + u);
-                        }
+        // the distance products by blocks of patches, each block finished and pooled while
+        // it is in L2
+        let Scratch { white, dots, .. } = sc;
+        for (b, white) in white.chunks(BLOCK_PATCHES * d.max(1)).enumerate() {
+            let rows = white.len() / d.max(1);
+            let dots = &mut dots[..rows * k];
+            packed.product(white, rows, dots).expect("scratch sized for the grid");
+            for (j, (row, w)) in dots.chunks_exact_mut(k).zip(white.chunks_exact(d)).enumerate() {
+                self.pool(row, w, b * BLOCK_PATCHES + j, pc, (hr, hc), out);
+            }
+        }
+    }
+
+    /// Finishes patch `t`'s row of dot products (`w` its whitened patch; `pc` patches a row
+    /// of the grid, `(hr, hc)` the halves' sizes) and adds it to its pooling region of `out`.
+    #[inline(always)]
+    fn pool(
+        &self,
+        row: &mut [f32],
+        w: &[f32],
+        t: usize,
+        pc: usize,
+        (hr, hc): (usize, usize),
+        out: &mut [f32],
+    ) {
+        let k = row.len();
+        let x2 = sum4(w, |v| f64::from(v) * f64::from(v)) as f32;
+        finish_row(row, x2, &self.c2);
+        let (y, x) = (t / pc, t % pc);
+        if self.params.flip {
+            // (top/bottom, j): centroid j on the left, its mirror (j ± K/2) on the right
+            let o = &mut out[usize::from(y >= hr) * k..][..k];
+            let (a, b) = row.split_at(k / 2);
+            match (2 * x + 1).cmp(&pc) {
+                std::cmp::Ordering::Less => add(o, a, b),
+                std::cmp::Ordering::Greater => add(o, b, a),
+                std::cmp::Ordering::Equal => {
+                    // o_j += (row_j + row_{j±K/2}) / 2, each half in one pass
+                    let (lo, hi) = o.split_at_mut(k / 2);
+                    for ((l, h), (&u, &v)) in lo.iter_mut().zip(hi).zip(a.iter().zip(b)) {
+                        *l += 0.5 * (u + v);
+                        *h += 0.5 * (v + u);
                     }
                 }
-            } else {
-                let q = usize::from(y >= hr) + 2 * usize::from(x >= hc);
-                for (o, &f) in out[q * k..][..k].iter_mut().zip(row.iter()) {
-                    *o += f;
-                }
+            }
+        } else {
+            let q = usize::from(y >= hr) + 2 * usize::from(x >= hc);
+            for (o, &f) in out[q * k..][..k].iter_mut().zip(row.iter()) {
+                *o += f;
             }
         }
     }
 }
 
+/// Patches per block of the distance product in the extraction: their `K` dot products
+/// (48 x 1,600 x 4 B = 300 KiB) stay in L2, beside the packed dictionary, until they are
+/// finished and pooled.
+const BLOCK_PATCHES: usize = 48;
+
 /// Turns a row of dot products `x·c_k` into triangle activations in place:
 /// `z_k = sqrt(max(0, x2 + c2_k − 2 dot_k))`, `f_k = max(0, mean(z) − z_k)`; the mean summed
 /// in 16 fixed partial sums.
-#[inline]
+#[inline(always)]
 fn finish_row(row: &mut [f32], x2: f32, c2: &[f32]) {
     let mut part = [0f32; 16];
     for (rc, cc) in row.chunks_mut(16).zip(c2.chunks(16)) {
@@ -713,7 +792,7 @@ fn finish_row(row: &mut [f32], x2: f32, c2: &[f32]) {
 /// `o += [a, b]` (the two halves of a pooled row). Two slice loops, not one over
 /// `a.iter().chain(b)`: the chained iterator does not vectorise, and was a fifth of the
 /// flip extraction's time.
-#[inline]
+#[inline(always)]
 fn add(o: &mut [f32], a: &[f32], b: &[f32]) {
     let (lo, hi) = o.split_at_mut(a.len());
     for (o, &f) in lo.iter_mut().zip(a) {
@@ -740,7 +819,7 @@ impl Scratch {
             image: vec![0f32; f.input().len()],
             patches: vec![0f32; np * f.patch_dim()],
             white: vec![0f32; np * f.patch_dim()],
-            dots: vec![0f32; np * f.n_centroids()],
+            dots: vec![0f32; np.min(BLOCK_PATCHES) * f.n_centroids()],
         }
     }
 }
@@ -1024,7 +1103,10 @@ mod tests {
         // without flip they differ (the check above can fail)
         let plain =
             KmeansFeatures::fit(&ds.all(), &KmeansParams { flip: false, ..p }, 2).expect("fit");
-        let (u, v) = (plain.transform_rows(px), plain.transform_rows(fl.pixels().expect("px")));
+        let (u, v) = (
+            plain.transform_rows(px).expect("extracts"),
+            plain.transform_rows(fl.pixels().expect("px")).expect("extracts"),
+        );
         let gap = u.iter().zip(&v).fold(0f32, |g, (a, b)| g.max((a - b).abs()));
         assert!(gap > 1e-2 * u.iter().fold(0f32, |s, &a| s.max(a)), "{gap}");
         // a flip dictionary whose halves do not mirror is refused; odd K is refused
@@ -1040,6 +1122,31 @@ mod tests {
         assert!(matches!(e, Err(FeatureError::Corrupt { .. })), "{e:?}");
         let e = KmeansFeatures::fit(&ds.all(), &KmeansParams { centroids: 9, ..p }, 2);
         assert!(matches!(e, Err(FeatureError::InvalidParam { name: "centroids", .. })), "{e:?}");
+    }
+
+    /// Every kernel this CPU runs gives the portable build's features bit for bit (the packed
+    /// product and the element-wise work compiled for AVX2 and AVX-512), with both poolings
+    /// and a grid whose last block of patches is partial.
+    #[test]
+    fn every_kernel_extracts_the_portable_bits() {
+        for flip in [false, true] {
+            let train = images(40, ImageShape::new(3, 12, 12), 5);
+            let params = KmeansParams {
+                centroids: 70,
+                patches: 3_000,
+                iterations: 3,
+                flip,
+                ..Default::default()
+            };
+            let km = KmeansFeatures::fit(&train.all(), &params, 2).expect("fit");
+            let px = train.pixels().expect("images");
+            let want = km.transform_rows_with(KernelKind::Scalar, px).expect("scalar");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for kernel in KernelKind::available() {
+                let got = km.transform_rows_with(kernel, px).expect("extracts");
+                assert_eq!(bits(&got), bits(&want), "{kernel:?} flip {flip}");
+            }
+        }
     }
 
     #[test]

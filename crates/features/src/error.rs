@@ -29,6 +29,10 @@ pub enum FeatureError {
     /// The step's output is not a valid dataset (for example a non-finite feature).
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    /// A product could not run (an `IMGCLASS_KERNEL` that names no kernel, or one this CPU
+    /// lacks).
+    #[error(transparent)]
+    Gemm(#[from] imgclass_linalg::gemm::GemmError),
 }
 
 /// Why a [`Pipeline`](crate::Pipeline) could not fit or predict.

@@ -538,6 +538,8 @@ impl From<imgclass_features::FeatureError> for AnnError {
             F::Shape(s) => Self::Shape(s),
             F::Corrupt { reason } => Self::Corrupt { reason },
             F::Dataset(d) => Self::InvalidParam { name: "pca", reason: d.to_string() },
+            F::Gemm(imgclass_linalg::gemm::GemmError::Kernel(k)) => Self::Kernel(k),
+            F::Gemm(g) => Self::InvalidParam { name: "pca", reason: g.to_string() },
         }
     }
 }
