@@ -642,12 +642,19 @@ impl KmeansFeatures {
         rows: Rows<'_, u8>,
     ) -> Result<Vec<f32>, FeatureError> {
         let dim = self.output_dim();
-        let packed =
-            PackedNt::with_kernel(kernel, &self.centroids, self.n_centroids(), self.patch_dim())?;
+        let (k, d) = (self.n_centroids(), self.patch_dim());
+        // the whitening's right operand as PackedNt takes it: Pᵀ (P is symmetric when fitted
+        // here, but a loaded model's need not be to the bit)
+        let pt: Vec<f32> = (0..d * d).map(|t| self.whitening[(t % d) * d + t / d]).collect();
+        let packed = Products {
+            whitening: PackedNt::with_kernel(kernel, &pt, d, d)?,
+            dictionary: PackedNt::with_kernel(kernel, &self.centroids, k, d)?,
+            kernel,
+        };
         let mut out = vec![0f32; rows.len() * dim];
         out.par_chunks_mut(dim.max(1)).enumerate().for_each_init(
             || Scratch::new(self),
-            |sc, (i, o)| self.one(packed.kernel(), rows.row(i), &packed, sc, o),
+            |sc, (i, o)| self.one(rows.row(i), &packed, sc, o),
         );
         Ok(out)
     }
@@ -655,15 +662,8 @@ impl KmeansFeatures {
     /// One image's features: [`Self::one_body`] compiled for `kernel` (the wider vectors
     /// serve the element-wise work around the products: normalisation, square roots,
     /// pooling; the same operations in the same order, so the same bits on every kernel).
-    fn one(
-        &self,
-        kernel: KernelKind,
-        px: &[u8],
-        packed: &PackedNt,
-        sc: &mut Scratch,
-        out: &mut [f32],
-    ) {
-        match kernel {
+    fn one(&self, px: &[u8], packed: &Products, sc: &mut Scratch, out: &mut [f32]) {
+        match packed.kernel {
             // SAFETY: `kernel` came from KernelKind::detect (through the packed product),
             // which checked that this CPU has the tier's features
             #[cfg(target_arch = "x86_64")]
@@ -677,18 +677,18 @@ impl KmeansFeatures {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    fn one_avx512(&self, px: &[u8], packed: &PackedNt, sc: &mut Scratch, out: &mut [f32]) {
+    fn one_avx512(&self, px: &[u8], packed: &Products, sc: &mut Scratch, out: &mut [f32]) {
         self.one_body(px, packed, sc, out)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn one_avx2(&self, px: &[u8], packed: &PackedNt, sc: &mut Scratch, out: &mut [f32]) {
+    fn one_avx2(&self, px: &[u8], packed: &Products, sc: &mut Scratch, out: &mut [f32]) {
         self.one_body(px, packed, sc, out)
     }
 
     #[inline(always)]
-    fn one_body(&self, px: &[u8], packed: &PackedNt, sc: &mut Scratch, out: &mut [f32]) {
+    fn one_body(&self, px: &[u8], packed: &Products, sc: &mut Scratch, out: &mut [f32]) {
         let (rf, s) = (self.params.receptive_field, self.params.stride);
         let (pr, pc) = self.grid();
         let (d, k) = (self.patch_dim(), self.n_centroids());
@@ -701,12 +701,14 @@ impl KmeansFeatures {
             copy_patch(&sc.image, self.input, rf, (t / pc) * s, (t % pc) * s, p);
             normalize_patch(p, self.params.normalization_eps);
         }
-        // w = x P − M P
-        for r in sc.white.chunks_exact_mut(d) {
-            r.iter_mut().zip(&self.mean_w).for_each(|(v, &m)| *v = -m);
-        }
-        sgemm(np, d, d, 1.0, &sc.patches, Op::N, &self.whitening, Op::N, 1.0, &mut sc.white)
+        // w = x P − M P: the product, then −M P added (one rounding, as sgemm's β = 1 does)
+        packed
+            .whitening
+            .product(&sc.patches, np, &mut sc.white)
             .expect("scratch sized for the grid");
+        for r in sc.white.chunks_exact_mut(d) {
+            r.iter_mut().zip(&self.mean_w).for_each(|(v, &m)| *v += -m);
+        }
         let (hr, hc) = (pr.div_ceil(2), pc.div_ceil(2));
         out.fill(0.0);
         // the distance products by blocks of patches, each block finished and pooled while
@@ -715,7 +717,7 @@ impl KmeansFeatures {
         for (b, white) in white.chunks(BLOCK_PATCHES * d.max(1)).enumerate() {
             let rows = white.len() / d.max(1);
             let dots = &mut dots[..rows * k];
-            packed.product(white, rows, dots).expect("scratch sized for the grid");
+            packed.dictionary.product(white, rows, dots).expect("scratch sized for the grid");
             for (j, (row, w)) in dots.chunks_exact_mut(k).zip(white.chunks_exact(d)).enumerate() {
                 self.pool(row, w, b * BLOCK_PATCHES + j, pc, (hr, hc), out);
             }
@@ -801,6 +803,16 @@ fn add(o: &mut [f32], a: &[f32], b: &[f32]) {
     for (o, &f) in hi.iter_mut().zip(b) {
         *o += f;
     }
+}
+
+/// The two products of an extraction, packed once per call, and the kernel they (and the
+/// element-wise work around them) run on.
+struct Products {
+    /// `x·P`, patches by the whitening matrix.
+    whitening: PackedNt,
+    /// `w·Cᵀ`, whitened patches by the dictionary.
+    dictionary: PackedNt,
+    kernel: KernelKind,
 }
 
 /// Per-thread buffers of one image's extraction.

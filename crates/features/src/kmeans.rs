@@ -8,8 +8,9 @@
 //!                                                    or keep the previous c_k)
 //! ```
 //!
-//! The products `x_i·c_k` are one `sgemm` per fixed block of [`BLOCK`] rows
-//! (`imgclass_linalg::gemm::sgemm`, i.e. `X_b Cᵀ`), blocks in parallel over rayon; each row's
+//! The products `x_i·c_k` are one product per fixed block of [`BLOCK`] rows
+//! (`X_b Cᵀ` by `imgclass_linalg::gemm::PackedNt`, the centroids packed once per iteration:
+//! `sgemm`'s bits), blocks in parallel over rayon; each row's
 //! assignment depends only on its own products, and the update sums rows in row order in
 //! f64, so the result has the same bits at any thread count.
 //!
@@ -26,7 +27,8 @@
 //! ```
 
 use imgclass_core::rng::SplitMix64;
-use imgclass_linalg::gemm::{Op, sgemm};
+use imgclass_linalg::KernelKind;
+use imgclass_linalg::gemm::{GemmError, PackedNt};
 use rayon::prelude::*;
 
 use crate::FeatureError;
@@ -176,7 +178,7 @@ impl KMeans {
                 reason: format!("starting centroids must be {} x {dim} finite values", self.k),
             });
         }
-        Ok(self.lloyd(data, dim, n, init, None))
+        self.lloyd(data, dim, n, init, None)
     }
 
     /// k-means whose dictionary is closed under a mirror map of the coordinates: `k` (even)
@@ -226,7 +228,7 @@ impl KMeans {
         let half = Self { k: self.k / 2, ..*self }.initial_centroids(data, dim)?;
         let mut init = half.clone();
         init.extend(half.chunks_exact(dim).flat_map(|c| mirror.iter().map(|&i| c[i])));
-        Ok(self.lloyd(data, dim, n, init, Some(mirror)))
+        self.lloyd(data, dim, n, init, Some(mirror))
     }
 
     /// Lloyd's loop from `centroids`; with `mirror`, the dictionary's second half stays the
@@ -238,7 +240,8 @@ impl KMeans {
         n: usize,
         mut centroids: Vec<f32>,
         mirror: Option<&[usize]>,
-    ) -> KMeansFit {
+    ) -> Result<KMeansFit, FeatureError> {
+        let kernel = KernelKind::detect().map_err(GemmError::Kernel)?;
         let k = self.k;
         // free centroids: all of them, or the first half
         let free = if mirror.is_some() { k / 2 } else { k };
@@ -247,7 +250,7 @@ impl KMeans {
         let mut inertia = Vec::with_capacity(self.iterations);
         let mut sums = vec![0f64; free * dim];
         for _ in 0..self.iterations {
-            inertia.push(assign(data, dim, &centroids, &mut labels));
+            inertia.push(assign_with(kernel, data, dim, &centroids, &mut labels)?);
             sums.fill(0.0);
             counts.fill(0);
             for (x, &l) in data.chunks_exact(dim).zip(&labels) {
@@ -279,46 +282,150 @@ impl KMeans {
                 }
             }
         }
-        KMeansFit { centroids, dim, counts, inertia }
+        Ok(KMeansFit { centroids, dim, counts, inertia })
     }
 }
 
 /// Assigns every row of `data` to its nearest centroid (`labels`, first index on a tie) and
-/// returns Σ_i min_k ||x_i − c_k||² (f64, GEMM form, clamped at 0 per row).
-pub fn assign(data: &[f32], dim: usize, centroids: &[f32], labels: &mut [u32]) -> f64 {
+/// returns Σ_i min_k ||x_i − c_k||² (f64, GEMM form, clamped at 0 per row). The products run
+/// on the kernel [`KernelKind::detect`] picks, with the same bits on every kernel (an invalid
+/// `IMGCLASS_KERNEL` is an error).
+pub fn assign(
+    data: &[f32],
+    dim: usize,
+    centroids: &[f32],
+    labels: &mut [u32],
+) -> Result<f64, FeatureError> {
+    let kernel = KernelKind::detect().map_err(GemmError::Kernel)?;
+    assign_with(kernel, data, dim, centroids, labels)
+}
+
+/// [`assign`] on `kernel` (which this CPU must run).
+fn assign_with(
+    kernel: KernelKind,
+    data: &[f32],
+    dim: usize,
+    centroids: &[f32],
+    labels: &mut [u32],
+) -> Result<f64, FeatureError> {
     let k = centroids.len() / dim.max(1);
+    let packed = PackedNt::with_kernel(kernel, &centroids[..k * dim], k, dim)?;
     let half_c2: Vec<f32> = centroids
         .chunks_exact(dim.max(1))
         .map(|c| (0.5 * c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>()) as f32)
         .collect();
     let parts: Vec<f64> = data
-        .par_chunks(BLOCK * dim)
+        .par_chunks(BLOCK * dim.max(1))
         .zip(labels.par_chunks_mut(BLOCK))
         .map_init(
             || vec![0f32; BLOCK * k],
             |buf, (xb, lb)| {
-                let m = lb.len();
-                let dots = &mut buf[..m * k];
-                sgemm(m, k, dim, 1.0, xb, Op::N, centroids, Op::T, 0.0, dots)
-                    .expect("shapes follow from the chunking");
-                let mut loss = 0f64;
-                for ((row, l), x) in dots.chunks_exact(k).zip(lb.iter_mut()).zip(xb.chunks(dim)) {
-                    let (mut best, mut bv) = (0usize, f32::NEG_INFINITY);
-                    for (j, (&d, &h)) in row.iter().zip(&half_c2).enumerate() {
-                        let s = d - h;
-                        if s > bv {
-                            (best, bv) = (j, s);
-                        }
-                    }
-                    *l = best as u32;
-                    let x2: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-                    loss += (x2 - 2.0 * f64::from(bv)).max(0.0);
-                }
-                loss
+                let dots = &mut buf[..lb.len() * k];
+                packed.product(xb, lb.len(), dots).expect("shapes follow from the chunking");
+                nearest(kernel, dots, &half_c2, xb, dim, lb)
             },
         )
         .collect();
-    parts.iter().sum()
+    Ok(parts.iter().sum())
+}
+
+/// Each row's nearest centroid from its products `dots` (`m x k`): [`nearest_body`]
+/// compiled for `kernel` (the same comparisons, so the same labels and loss on every kernel).
+fn nearest(
+    kernel: KernelKind,
+    dots: &[f32],
+    half_c2: &[f32],
+    xb: &[f32],
+    dim: usize,
+    labels: &mut [u32],
+) -> f64 {
+    match kernel {
+        // SAFETY: `kernel` came from KernelKind::detect (through `PackedNt::with_kernel`,
+        // which refuses a kernel this CPU lacks)
+        #[cfg(target_arch = "x86_64")]
+        KernelKind::Avx512 => unsafe { nearest_avx512(dots, half_c2, xb, dim, labels) },
+        // SAFETY: as above
+        #[cfg(target_arch = "x86_64")]
+        KernelKind::Avx2 => unsafe { nearest_avx2(dots, half_c2, xb, dim, labels) },
+        _ => nearest_body(dots, half_c2, xb, dim, labels),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn nearest_avx512(
+    dots: &[f32],
+    half_c2: &[f32],
+    xb: &[f32],
+    dim: usize,
+    labels: &mut [u32],
+) -> f64 {
+    nearest_body(dots, half_c2, xb, dim, labels)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn nearest_avx2(dots: &[f32], half_c2: &[f32], xb: &[f32], dim: usize, labels: &mut [u32]) -> f64 {
+    nearest_body(dots, half_c2, xb, dim, labels)
+}
+
+#[inline(always)]
+fn nearest_body(dots: &[f32], half_c2: &[f32], xb: &[f32], dim: usize, labels: &mut [u32]) -> f64 {
+    let k = half_c2.len();
+    let mut loss = 0f64;
+    for ((row, l), x) in
+        dots.chunks_exact(k.max(1)).zip(labels.iter_mut()).zip(xb.chunks(dim.max(1)))
+    {
+        let (best, bv) = first_max(row, half_c2);
+        *l = best as u32;
+        let x2: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        loss += (x2 - 2.0 * f64::from(bv)).max(0.0);
+    }
+    loss
+}
+
+/// Lanes of [`first_max`].
+const LANES: usize = 16;
+
+/// The first `j` with the largest `s_j = row_j − h_j` and that value, as the loop
+/// `if s_j > best { best = s_j; at = j }` from `(0, −∞)` finds them (NaN never wins; `(0, −∞)`
+/// when no `s_j` exceeds −∞), in a form that vectorises: [`LANES`] running maxima, lane `l`
+/// over the `j ≡ l (mod LANES)` with the first index of its maximum, then the largest of the
+/// lanes' maxima with the smallest index among equal ones (the first occurrence overall),
+/// then the tail in order.
+#[inline(always)]
+fn first_max(row: &[f32], h: &[f32]) -> (usize, f32) {
+    let mut bv = [f32::NEG_INFINITY; LANES];
+    let mut bi = [0u32; LANES];
+    let (rc, hc) = (row.chunks_exact(LANES), h.chunks_exact(LANES));
+    let (rr, hr) = (rc.remainder(), hc.remainder());
+    for (c, (r, hh)) in rc.zip(hc).enumerate() {
+        let base = (c * LANES) as u32;
+        for l in 0..LANES {
+            let s = r[l] - hh[l];
+            let gt = s > bv[l];
+            bv[l] = if gt { s } else { bv[l] };
+            bi[l] = if gt { base + l as u32 } else { bi[l] };
+        }
+    }
+    let (mut at, mut best) = (usize::MAX, f32::NEG_INFINITY);
+    for (&v, &i) in bv.iter().zip(&bi) {
+        // a lane that never moved holds −∞ and takes no part
+        if v > best || (v == best && v > f32::NEG_INFINITY && (i as usize) < at) {
+            (at, best) = (i as usize, v);
+        }
+    }
+    if at == usize::MAX {
+        at = 0;
+    }
+    let full = row.len() - rr.len();
+    for (t, (&d, &hh)) in rr.iter().zip(hr).enumerate() {
+        let s = d - hh;
+        if s > best {
+            (at, best) = (full + t, s);
+        }
+    }
+    (at, best)
 }
 
 #[cfg(test)]
@@ -514,5 +621,71 @@ mod tests {
             one.centroids.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             run(2).centroids.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
+    }
+
+    /// The lane-wise first maximum is the sequential loop's, on random rows, ties (exact
+    /// repeats of the maximum in several lanes and in the tail), NaN, ±∞ and signed zeros,
+    /// lengths around the 16 lanes.
+    #[test]
+    fn first_max_is_the_sequential_first_maximum() {
+        fn sequential(row: &[f32], h: &[f32]) -> (usize, f32) {
+            let (mut at, mut best) = (0usize, f32::NEG_INFINITY);
+            for (j, (&d, &hh)) in row.iter().zip(h).enumerate() {
+                let s = d - hh;
+                if s > best {
+                    (at, best) = (j, s);
+                }
+            }
+            (at, best)
+        }
+        let mut g = SplitMix64::new(9);
+        for len in [0, 1, 5, 15, 16, 17, 31, 32, 33, 47, 100, 1600] {
+            for case in 0..8 {
+                let mut row: Vec<f32> = (0..len).map(|_| g.next_f64() as f32).collect();
+                let h: Vec<f32> =
+                    (0..len).map(|_| if case % 2 == 0 { 0.0 } else { 0.25 }).collect();
+                if len > 0 {
+                    match case {
+                        1 => row.iter_mut().for_each(|v| *v = (*v * 4.0).floor()), // many ties
+                        2 => row.iter_mut().for_each(|v| *v = f32::NAN),
+                        3 => row.iter_mut().for_each(|v| *v = f32::NEG_INFINITY),
+                        4 => {
+                            row.iter_mut().for_each(|v| *v = -0.0);
+                            row[len / 2] = 0.0;
+                        }
+                        5 => {
+                            row[len - 1] = 9.0; // the maximum in the tail, and again earlier
+                            row[len / 3] = 9.0;
+                        }
+                        6 => {
+                            row[len / 2] = f32::INFINITY;
+                            row[0] = f32::NAN;
+                        }
+                        7 => row.iter_mut().step_by(3).for_each(|v| *v = f32::NAN),
+                        _ => {}
+                    }
+                }
+                let (a, b) = (first_max(&row, &h), sequential(&row, &h));
+                assert_eq!((a.0, a.1.to_bits()), (b.0, b.1.to_bits()), "len {len} case {case}");
+            }
+        }
+    }
+
+    /// Every kernel this CPU runs assigns the same labels with the same loss bits as the
+    /// portable build.
+    #[test]
+    fn every_kernel_assigns_as_the_portable_build() {
+        let (n, d, k) = (700, 27, 90);
+        let x = clumps(n, d, 7, 4);
+        let mut g = SplitMix64::new(5);
+        let c: Vec<f32> = (0..k * d).map(|_| g.next_normal() as f32).collect();
+        let mut want = vec![0u32; n];
+        let loss = assign_with(KernelKind::Scalar, &x, d, &c, &mut want).expect("scalar");
+        for kernel in KernelKind::available() {
+            let mut got = vec![0u32; n];
+            let l = assign_with(kernel, &x, d, &c, &mut got).expect("assigns");
+            assert_eq!(got, want, "{kernel:?}");
+            assert_eq!(l.to_bits(), loss.to_bits(), "{kernel:?}");
+        }
     }
 }
