@@ -52,7 +52,7 @@ const MR: usize = 6;
 const KC: usize = 256;
 
 /// `B` (`n x k`, row-major: the right operand of `A·Bᵀ`) packed for repeated products
-/// `C = A·Bᵀ` (see the [module docs](self)).
+/// `C = A·Bᵀ`: `B` packed once by blocks of 64 columns, products with `sgemm`'s bits.
 #[derive(Debug, Clone)]
 pub struct PackedNt {
     n: usize,
