@@ -366,7 +366,9 @@ impl<'a> Values<'a> {
 #[derive(Debug, Clone, PartialEq)]
 enum Storage {
     Pixels(Arc<[u8]>),
-    Features(Arc<[f32]>),
+    /// A vector behind the `Arc` (not `Arc<[f32]>`): a transform's output becomes storage
+    /// without a copy of its values.
+    Features(Arc<Vec<f32>>),
 }
 
 /// Labelled rows with class names: u8 images (one row per image, channel-major, as CIFAR
@@ -457,12 +459,13 @@ impl Dataset {
         labels: Vec<Label>,
         classes: ClassNames,
     ) -> Result<Self, DatasetError> {
-        Self::from_shared_features(values.into(), dim, labels.into(), classes)
+        Self::from_shared_features(Arc::new(values), dim, labels.into(), classes)
     }
 
-    /// [`Dataset::from_features`] over storage that is already shared.
+    /// [`Dataset::from_features`] over storage that is already shared. Neither copies the
+    /// values: the vector is kept as it is.
     pub fn from_shared_features(
-        values: Arc<[f32]>,
+        values: Arc<Vec<f32>>,
         dim: usize,
         labels: Arc<[Label]>,
         classes: ClassNames,
