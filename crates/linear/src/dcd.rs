@@ -446,7 +446,7 @@ fn axpy<F: Float>(simd: bool, alpha: F, x: &[F], y: &mut [F]) {
 /// The lanes of [`dot_body`].
 const LANES: usize = 16;
 /// The dimensions of one block of [`pass_body`] (a multiple of [`LANES`]): two rows' blocks
-/// (8 KiB) stay in L1 while the group's classes go over them.
+/// (4 KiB in f32) stay in L1 while the group's classes go over them.
 const BLOCK: usize = 512;
 
 /// For each class `k` of a group: `w_k += δ_k·prev` if `pend[k]` is `Some(δ_k)`, then, if
@@ -455,8 +455,8 @@ const BLOCK: usize = 512;
 /// same products in the same order as `dot_body`), the pairwise reduction and the tail after
 /// the last block. The update of an element precedes its product, so the dot sees the
 /// updated weights, as the unfused update-then-dot does. The visiting classes go two at a
-/// time ([`lanes2`]: 8 independent add chains instead of 4, each class's lane sums in its
-/// own order); a class that only has an update does an [`axpy_body`] on the block.
+/// time ([`lanes2`]: twice the independent add chains of one class, each class's lane sums
+/// in its own order); a class that only has an update does an [`axpy_body`] on the block.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn pass_body(
