@@ -27,7 +27,7 @@ use anyhow::{Context as _, bail};
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{Fit as _, Predict as _, Subset};
 use imgclass_eval::accuracy;
-use imgclass_features::{KmeansFeatures, KmeansParams, Standardizer};
+use imgclass_features::{KmeansFeatures, KmeansParams, Products, Standardizer};
 use imgclass_linalg::gemm::{Op, sgemm};
 use imgclass_linear::{Dcd, Linear, Loss, Reg, Solver};
 use rayon::prelude::*;
@@ -86,6 +86,10 @@ pub struct Args {
     /// Images whose features the peer recomputes with our dictionary (compared; 0: none).
     #[arg(long, default_value_t = 50)]
     pub check: usize,
+    /// The arithmetic of our extraction's distance products: `f32` (sgemm's bits) or `i8`
+    /// (patches and centroids quantised to 8 bits, exact integer sums on AVX-512 VNNI).
+    #[arg(long, default_value = "f32", value_parser = parse_products)]
+    pub products: Products,
     /// Skip the Python peer (ours only).
     #[arg(long)]
     pub no_peers: bool,
@@ -427,6 +431,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let base = KmeansParams {
         centroids: args.centroids,
         iterations: args.iterations,
+        products: args.products,
         ..KmeansParams::default()
     };
 
@@ -575,4 +580,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// `--products`: `f32` or `i8`.
+fn parse_products(s: &str) -> Result<Products, String> {
+    match s {
+        "f32" => Ok(Products::F32),
+        "i8" => Ok(Products::I8),
+        _ => Err(format!("unknown products `{s}` (expected f32 or i8)")),
+    }
 }

@@ -40,8 +40,8 @@ mod step;
 
 pub use chi2::Chi2Map;
 pub use coates::{
-    KmeansFeatures, KmeansFitReport, KmeansParams, Zca, normalize_patch, normalize_patches,
-    sample_patches,
+    KmeansFeatures, KmeansFitReport, KmeansParams, Products, Zca, normalize_patch,
+    normalize_patches, sample_patches,
 };
 pub use error::{FeatureError, PipelineError};
 pub use hog::Hog;

@@ -710,6 +710,8 @@ pub use dense::{GemmScalar, Op, gemm, sgemm};
 mod fwd_i8;
 mod packed;
 pub use packed::PackedNt;
+mod packed_i8;
+pub use packed_i8::{PACKED_I8_MAX_K, PackedI8Nt};
 pub mod skinny;
 pub use fwd_i8::{FWD_I8_MAX_K, FWD_I8_Q_MAX, NtPackedI8, gemm_nt_u8_i8_serial};
 pub use skinny::{AffineInput, SkinnyScalar, gemm_nt_affine_with, gemm_tn_affine_add_with};
