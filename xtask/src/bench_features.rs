@@ -493,12 +493,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let params = KmeansParams { patches: args.peer_patches, ..base };
     println!(
         "side by side: {n} training images, {nt} test images, {} patches, K = {}, {} k-means \
-         iterations, C = {} (ours λ = {:e}), {threads} threads",
+         iterations, C = {} (ours λ = {:e}), our distance products {:?}, {threads} threads",
         params.patches,
         params.centroids,
         params.iterations,
         args.c,
-        0.5 / args.c
+        0.5 / args.c,
+        params.products,
     );
     let (ours, km) = run_ours(&train, &test, &params, &args)?;
     let check_dir = args.out_dir.join("check");
@@ -569,7 +570,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "side_by_side": {
             "images": n, "test_images": nt, "patches": params.patches,
             "centroids": params.centroids, "iterations": params.iterations, "c": args.c,
-            "lambda": 0.5 / args.c, "seed": args.seed,
+            "lambda": 0.5 / args.c, "seed": args.seed, "products": params.products,
             "ours": ours,
             "numpy": peer,
             "total_ratio": peer.as_ref().map(|p| p.phases.total_s / ours.phases.total_s),
