@@ -6,7 +6,9 @@
 //! `X·Cᵀ`), `packed_product` the same with `C` packed once (`PackedNt`, the extraction's
 //! product), `extract` the whole per-image transform (patches, normalisation, whitening, the
 //! product, triangle activations and pooling), with the paper's quadrant pooling
-//! (`flip = false`) and the flip-invariant one (`flip = true`). The dictionary is fitted on
+//! (`flip = false`) and the flip-invariant one (`flip = true`); `packed_product_i8` and
+//! `extract_quadrants_i8` are the same with `Products::I8` (8-bit codes, exact integer sums,
+//! `PackedI8Nt`). The dictionary is fitted on
 //! synthetic images (its values do not change the work). `extract / product` is the
 //! extraction's distance from the product bound.
 //!
@@ -18,8 +20,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use imgclass_core::rng::SplitMix64;
 use imgclass_core::{ClassNames, Dataset, ImageShape};
-use imgclass_features::{KmeansFeatures, KmeansParams};
-use imgclass_linalg::gemm::{Op, PackedNt, sgemm};
+use imgclass_features::{KmeansFeatures, KmeansParams, Products};
+use imgclass_linalg::gemm::{Op, PackedI8Nt, PackedNt, sgemm};
 
 const K: usize = 1600;
 const IMAGES: usize = 8;
@@ -54,16 +56,46 @@ fn bench(c: &mut Criterion) {
         b.iter(|| packed.product(&x, 729, &mut out).expect("sized"))
     });
 
-    for flip in [false, true] {
+    // the 8-bit product: codes and centroids of the same shape
+    let codes: Vec<u8> = (0..729 * 108).map(|_| g.below(256) as u8).collect();
+    let qc: Vec<i8> = (0..K * 108).map(|_| g.below(256) as u8 as i8).collect();
+    let packed_i8 = PackedI8Nt::new(&qc, K, 108).expect("packs");
+    let mut sums = vec![0i32; 729 * K];
+    group.bench_function("packed_product_i8_729x1600x108", |b| {
+        b.iter(|| packed_i8.product(&codes, 729, &mut sums).expect("sized"))
+    });
+    // both packed products as the extraction runs them: by blocks of 48 patches, so that a
+    // block's results stay in L2 (the whole 729 x 1,600 result, 4.7 MB, is bound by its
+    // stores)
+    group.bench_function("packed_product_by_48", |b| {
+        b.iter(|| {
+            for (a, c) in x.chunks(48 * 108).zip(out.chunks_mut(48 * K)) {
+                packed.product(a, a.len() / 108, &mut c[..a.len() / 108 * K]).expect("sized");
+            }
+        })
+    });
+    group.bench_function("packed_product_i8_by_48", |b| {
+        b.iter(|| {
+            for (a, c) in codes.chunks(48 * 108).zip(sums.chunks_mut(48 * K)) {
+                packed_i8.product(a, a.len() / 108, &mut c[..a.len() / 108 * K]).expect("sized");
+            }
+        })
+    });
+
+    for (flip, products, name) in [
+        (false, Products::F32, "extract_quadrants"),
+        (true, Products::F32, "extract_flip"),
+        (false, Products::I8, "extract_quadrants_i8"),
+    ] {
         let params = KmeansParams {
             centroids: K,
             patches: 20_000,
             iterations: 1,
             flip,
+            products,
             ..Default::default()
         };
         let km = KmeansFeatures::fit(&train.all(), &params, 0).expect("fit");
-        let name = if flip { "extract_flip" } else { "extract_quadrants" };
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let t = std::time::Instant::now();

@@ -54,8 +54,9 @@ pub enum StepSpec {
     /// ZCA-whitened patches, a k-means dictionary, triangle encoding, four-quadrant sum
     /// pooling: `{ kind = "kmeans", receptive_field = 6, stride = 1, centroids = 1600,
     /// patches = 400000, iterations = 10, whitening_eps = 0.1, normalization_eps = 10.0,
-    /// init = "gaussian", empty_cluster = "zero" }` (every parameter optional, these are the
-    /// defaults).
+    /// init = "gaussian", empty_cluster = "zero", flip = false, products = "f32" }` (every
+    /// parameter optional, these are the defaults; `products = "i8"` for 8-bit distance
+    /// products on AVX-512 VNNI).
     Kmeans(KmeansParams),
     /// Several steps fitted on the same input, their features side by side (scikit-learn's
     /// `FeatureUnion`): `{ kind = "union", of = [{ kind = "hog" }, { kind = "hue_histogram" }] }`.

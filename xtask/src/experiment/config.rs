@@ -1106,6 +1106,20 @@ mod tests {
         assert!(e.to_string().contains("sift") && e.to_string().contains("pca"), "{e}");
     }
 
+    /// A k-means step's `products` is parsed into the enum; an unknown value is named.
+    #[test]
+    fn kmeans_products_parse_and_unknown_ones_are_named() {
+        use imgclass_features::Products;
+        let rep = "[[representations]]\nname = \"r\"\nclassifiers = [\"svm\"]\n";
+        let step =
+            |p: &str| format!("{rep}steps = [{{ kind = \"kmeans\", products = \"{p}\" }}]\n");
+        let c = Config::from_toml(&step("i8")).expect("i8 parses");
+        let want = KmeansParams { products: Products::I8, ..KmeansParams::default() };
+        assert_eq!(c.representations[0].steps, vec![StepSpec::Kmeans(want)]);
+        let e = Config::from_toml(&step("f16")).expect_err("no f16");
+        assert!(e.to_string().contains("f16") && e.to_string().contains("i8"), "{e}");
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let e = Config::from_toml("[knn]\nfoldz = 3\n").expect_err("unknown key");

@@ -1,39 +1,4 @@
-//! [`PackedI8Nt`]: `C = (A − 128)·Bᵀ` exactly in `i32`, for `u8` codes `A` and one fixed `i8`
-//! matrix `B` packed once (the k-means extraction's integer products: every image's 729
-//! quantised whitened patches against the same quantised centroids).
-//!
-//! ```text
-//! c[i, j] = Σ_t (a[i, t] − 128) · b[j, t]      a: u8 (m x k), b: i8 (n x k), c: i32 (m x n)
-//! ```
-//!
-//! (`a[i, t] − 128` is a signed value in `[−128, 127]` stored with an offset, so that it is the
-//! unsigned operand `vpdpbusd` takes.)
-//!
-//! **Kernel.** AVX-512 VNNI's `vpdpbusd` adds four `u8 x i8` products to each `i32` lane: 64
-//! multiply-adds an instruction, against 16 for an f32 FMA at the same instruction rate on
-//! the project's Xeon. `B` is packed by blocks of 64 columns, `k` in quads (one `i32` holds
-//! four consecutive `k` of one column; the last quad and the last block zero-padded); a 6 x 64
-//! register block broadcasts one quad of each of six rows of `A` and loads four vectors of
-//! `B` per quad, 10 loads for 24 instructions (the shape of [`PackedNt`](super::PackedNt)'s
-//! f32 kernel). It sums the codes as they are and subtracts `128 Σ_t b[j, t]`, computed when
-//! packing.
-//!
-//! **Exact.** Every partial sum is bounded by `k · 255 · 128`, which fits an `i32` for
-//! `k ≤` [`PACKED_I8_MAX_K`] (checked when packing), so the kernel and the portable twin
-//! (plain loops, also the [`KernelKind::Avx2`] and [`KernelKind::Scalar`] path) give the same
-//! integers; tests compare both with an `i64` reference on random and extreme codes.
-//!
-//! ```
-//! use imgclass_linalg::gemm::PackedI8Nt;
-//!
-//! // B: two rows of k = 3; A: one row of codes (value + 128)
-//! let b = [1i8, 2, 3, /* row 1 */ -128, 0, 127];
-//! let p = PackedI8Nt::new(&b, 2, 3)?;
-//! let mut c = [0i32; 2];
-//! p.product(&[129, 126, 255], 1, &mut c)?; // the values 1, −2, 127
-//! assert_eq!(c, [1 - 4 + 381, -128 + 127 * 127]);
-//! # Ok::<(), imgclass_linalg::gemm::GemmError>(())
-//! ```
+//! [`PackedI8Nt`]: exact 8-bit products for one fixed right operand (see the type).
 
 use super::{GemmError, KernelKind, check};
 
@@ -45,8 +10,42 @@ const MR: usize = 6;
 /// The longest shared dimension [`PackedI8Nt`] accepts: `k · 255 · 128` must fit an `i32`.
 pub const PACKED_I8_MAX_K: usize = (i32::MAX as usize) / (255 * 128);
 
-/// `B` (`n x k` of `i8`, row-major: the right operand of `A·Bᵀ`) packed for repeated exact
-/// products with `u8` codes (see the [module docs](self)).
+/// [`PackedI8Nt`]: `C = (A − 128)·Bᵀ` exactly in `i32`, for `u8` codes `A` and one fixed `i8`
+/// matrix `B` packed once (the k-means extraction's integer products: every image's 729
+/// quantised whitened patches against the same quantised centroids).
+///
+/// ```text
+/// c[i, j] = Σ_t (a[i, t] − 128) · b[j, t]      a: u8 (m x k), b: i8 (n x k), c: i32 (m x n)
+/// ```
+///
+/// (`a[i, t] − 128` is a signed value in `[−128, 127]` stored with an offset, so that it is the
+/// unsigned operand `vpdpbusd` takes.)
+///
+/// **Kernel.** AVX-512 VNNI's `vpdpbusd` adds four `u8 x i8` products to each `i32` lane: 64
+/// multiply-adds an instruction, against 16 for an f32 FMA at the same instruction rate on
+/// the project's Xeon. `B` is packed by blocks of 64 columns, `k` in quads (one `i32` holds
+/// four consecutive `k` of one column; the last quad and the last block zero-padded); a 6 x 64
+/// register block broadcasts one quad of each of six rows of `A` and loads four vectors of
+/// `B` per quad, 10 loads for 24 instructions (the shape of [`PackedNt`](super::PackedNt)'s
+/// f32 kernel). It sums the codes as they are and subtracts `128 Σ_t b[j, t]`, computed when
+/// packing.
+///
+/// **Exact.** Every partial sum is bounded by `k · 255 · 128`, which fits an `i32` for
+/// `k ≤` [`PACKED_I8_MAX_K`] (checked when packing), so the kernel and the portable twin
+/// (plain loops, also the [`KernelKind::Avx2`] and [`KernelKind::Scalar`] path) give the same
+/// integers; tests compare both with an `i64` reference on random and extreme codes.
+///
+/// ```
+/// use imgclass_linalg::gemm::PackedI8Nt;
+///
+/// // B: two rows of k = 3; A: one row of codes (value + 128)
+/// let b = [1i8, 2, 3, /* row 1 */ -128, 0, 127];
+/// let p = PackedI8Nt::new(&b, 2, 3)?;
+/// let mut c = [0i32; 2];
+/// p.product(&[129, 126, 255], 1, &mut c)?; // the values 1, −2, 127
+/// assert_eq!(c, [1 - 4 + 381, -128 + 127 * 127]);
+/// # Ok::<(), imgclass_linalg::gemm::GemmError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct PackedI8Nt {
     n: usize,
