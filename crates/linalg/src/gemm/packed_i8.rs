@@ -261,7 +261,9 @@ mod vnni {
             }
         }
         if full * 4 < k {
-            // the last, partial quad: its missing codes meet the packing's zero padding
+            // the last, partial quad: its missing codes meet the packing's zero padding (the
+            // loop's body again: one helper for both, taking the rows' quads as an array, ran
+            // the extraction's product at half the speed, 0.46-0.66 → 1.14 ms an image)
             // SAFETY: quad `full < ceil(k / 4)` of the block
             unsafe {
                 let bv = [
