@@ -115,8 +115,7 @@ pub enum Products {
     /// Patches and centroids quantised to 8 bits (symmetric, one scale per vector, see the
     /// type's docs), the sums exact integers: AVX-512 VNNI's `vpdpbusd` ([`PackedI8Nt`])
     /// runs the extraction's product 3.8x faster than f32, and the Coates pipeline of
-    /// `bench features` went from 9.7x to 13.5x a numpy port, at 73.95 % test against 73.90 %
-    /// with f32; the experiment's flip-invariant k-means-1600: L2-SVM 75.53 % against
+    /// `bench features` at 13.5x a numpy port, 73.95 % test as numpy's; the experiment's flip-invariant k-means-1600: L2-SVM 75.53 % against
     /// 75.49 %, its net 74.78 % against 75.12 % (docs/bench/features.md). Without VNNI the
     /// products run portable integer loops, the same values, slower than f32 (a warning is
     /// logged).
