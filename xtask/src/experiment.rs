@@ -123,6 +123,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .train
         .image_shape()
         .context("the experiment reads images; this dataset holds features")?;
+    // every phase's feature steps against the images, before the first phase runs
+    if cfg.knn.enabled {
+        steps::check(&cfg.knn.steps, train.shape(), "knn")?;
+    }
+    if cfg.linear.enabled {
+        steps::check(&cfg.linear.steps, train.shape(), "linear")?;
+    }
+    for rep in &cfg.representations {
+        steps::check(&rep.steps, train.shape(), &rep.name)?;
+    }
     let mut timings = Timings { load_seconds: t.elapsed().as_secs_f64(), ..Timings::default() };
     eprintln!(
         "experiment: {} {} ({} train, {} test of {} x {}), seed {}, {} threads{}",

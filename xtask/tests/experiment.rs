@@ -480,3 +480,28 @@ fn stale_report_temporaries_of_dead_runs_are_swept() {
     let live_name = live.file_name().expect("name").to_string_lossy().into_owned();
     assert_eq!(names, vec![live_name, "run".to_string(), "small.toml".to_string()]);
 }
+
+/// A mistake in the last representation's feature steps stops the run before the first
+/// phase starts (it used to surface after the k-NN and linear phases had run).
+#[test]
+fn a_bad_feature_step_fails_before_the_phases_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("steps.toml");
+    std::fs::write(
+        &cfg,
+        "[[representations]]\nname = \"late\"\n\
+         steps = [{ kind = \"kmeans\", centroids = 15, flip = true }]\nclassifiers = [\"net\"]\n",
+    )
+    .expect("write");
+    let out = tmp.path().join("run");
+    let o = xtask(
+        &["experiment", "--dataset", "demo", "--config", path_str(&cfg), "--out", path_str(&out)],
+        2,
+    );
+    assert!(!o.status.success());
+    let err = strip_ansi(&String::from_utf8_lossy(&o.stderr));
+    assert!(err.contains("the [late] feature steps: pipeline step 0 (kmeans(15, flip))"), "{err}");
+    assert!(err.contains("15 centroids cannot be mirror pairs"), "{err}");
+    assert!(!err.contains("started"), "no phase may start: {err}");
+    assert!(!out.exists());
+}

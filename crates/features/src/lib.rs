@@ -48,6 +48,6 @@ pub use hog::Hog;
 pub use hue::HueHistogram;
 pub use kmeans::{EmptyCluster, KMeans, KMeansFit, KmeansInit, assign};
 pub use pca::Pca;
-pub use pipeline::{Pipeline, PipelineModel, apply, fit_steps};
+pub use pipeline::{Pipeline, PipelineModel, apply, check_steps, fit_steps};
 pub use standardize::Standardizer;
 pub use step::{Step, StepSpec, Tensor, WHITEN_FLOOR};

@@ -85,14 +85,31 @@ where
     }
 }
 
+/// The shape of what `specs` make, in order, from rows of `input`: every step's parameters
+/// checked against its input without fitting anything ([`StepSpec::check`]), so a mistake
+/// in any step is found before the first one runs. [`fit_steps`] does this first.
+pub fn check_steps(specs: &[StepSpec], input: RowShape) -> Result<RowShape, PipelineError> {
+    let mut cur = input;
+    for (index, spec) in specs.iter().enumerate() {
+        cur = spec.check(cur).map_err(|source| PipelineError::Step {
+            index,
+            step: spec.to_string(),
+            source,
+        })?;
+    }
+    Ok(cur)
+}
+
 /// Fits `specs` in order on `train` (each on the previous one's output; step `i` seeded by
 /// fork `i` of `seed`, as [`Pipeline::fit`] does) and returns the fitted steps with the
-/// transformed training rows.
+/// transformed training rows. Every step is checked against its input first
+/// ([`check_steps`]).
 pub fn fit_steps(
     specs: &[StepSpec],
     train: &Subset,
     seed: u64,
 ) -> Result<(Vec<Step>, Subset), PipelineError> {
+    check_steps(specs, train.shape())?;
     let root = SplitMix64::new(seed);
     let mut steps = Vec::with_capacity(specs.len());
     let mut cur = train.clone();

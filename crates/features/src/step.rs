@@ -80,6 +80,71 @@ fn default_chi2_steps() -> usize {
 }
 
 impl StepSpec {
+    /// The shape of what the step makes from rows of `input`, its parameters checked
+    /// against that shape without fitting anything: a mistake in a late step of a config
+    /// is found before the early steps run (k-means features take a minute). Every error
+    /// [`StepSpec::fit`] gives for a parameter or a shape, this gives too.
+    ///
+    /// ```
+    /// use imgclass_core::{ImageShape, RowShape};
+    /// use imgclass_features::StepSpec;
+    ///
+    /// let cifar = RowShape::Image(ImageShape::new(3, 32, 32));
+    /// // CS231n's HOG: 4 x 4 cells of 8 x 8 pixels, 9 orientations
+    /// let hog = StepSpec::Hog { cell: 8, orientations: 9 };
+    /// assert_eq!(hog.check(cifar)?, RowShape::Features(144));
+    /// // more components than the 144 features is refused before any fit
+    /// let pca = StepSpec::Pca { components: 200, whiten: false };
+    /// assert!(pca.check(RowShape::Features(144)).is_err());
+    /// # Ok::<(), imgclass_features::FeatureError>(())
+    /// ```
+    pub fn check(&self, input: RowShape) -> Result<RowShape, FeatureError> {
+        let dim = match *self {
+            Self::Standardize => input.dim(),
+            Self::Pca { components, .. } => {
+                if components == 0 || components > input.dim() {
+                    return Err(FeatureError::InvalidParam {
+                        name: "pca",
+                        reason: format!("{components} components for {} features", input.dim()),
+                    });
+                }
+                components
+            }
+            Self::Hog { cell, orientations } => {
+                let hog = Hog::new(cell, orientations);
+                hog.output_dim(hog.check(input)?)
+            }
+            Self::HueHistogram { bins } => {
+                let hue = HueHistogram::new(bins);
+                hue.check(input)?;
+                hue.output_dim()
+            }
+            Self::Chi2Map { steps, interval } => {
+                let map = Chi2Map::new(steps, interval)?;
+                map.check(input)?;
+                map.output_dim(input.dim())
+            }
+            Self::Kmeans(ref p) => {
+                p.check(input)?;
+                p.output_dim()
+            }
+            Self::Union { ref of } => {
+                if of.is_empty() {
+                    return Err(FeatureError::InvalidParam {
+                        name: "union",
+                        reason: "needs at least one step".into(),
+                    });
+                }
+                let mut dim = 0;
+                for spec in of {
+                    dim += spec.check(input)?.dim();
+                }
+                dim
+            }
+        };
+        Ok(RowShape::Features(dim))
+    }
+
     /// Fits the step on `train` (`seed` for the steps that draw random numbers).
     pub fn fit(&self, train: &Subset, seed: u64) -> Result<Step, FeatureError> {
         Ok(match *self {

@@ -6,6 +6,7 @@ use imgclass_core::rng::SplitMix64;
 use imgclass_core::{ClassNames, Dataset, Fit, ImageShape, Predict, RowShape, ShapeMismatch};
 use imgclass_features::{
     FeatureError, KmeansFeatures, KmeansParams, Pipeline, PipelineError, Step, StepSpec,
+    check_steps, fit_steps,
 };
 use imgclass_knn::Knn;
 
@@ -697,4 +698,91 @@ fn chi2_map_refuses_negative_features_and_bad_parameters() {
         let e = StepSpec::Chi2Map { steps, interval }.fit(&histograms(3, 2, 0).all(), 0);
         assert_eq!(e.unwrap_err().to_string(), format!("invalid chi2_map: {why}"));
     }
+}
+
+#[test]
+fn a_spec_checks_to_the_shape_its_fitted_step_makes_and_refuses_as_its_fit_does() {
+    let img = small_images(30, 4);
+    let feats = features(30, 5, 4);
+    let hist = histograms(30, 6, 4);
+    let hog = StepSpec::Hog { cell: 4, orientations: 9 };
+    let hue = StepSpec::HueHistogram { bins: 7 };
+    let km = StepSpec::Kmeans(small_kmeans());
+    let flip =
+        |centroids| StepSpec::Kmeans(KmeansParams { flip: true, centroids, ..small_kmeans() });
+    let pca = |components| StepSpec::Pca { components, whiten: true };
+    let chi2 = |steps| StepSpec::Chi2Map { steps, interval: None };
+    let union = |of| StepSpec::Union { of };
+    let good: Vec<(StepSpec, &Dataset)> = vec![
+        (StepSpec::Standardize, &img),
+        (StepSpec::Standardize, &feats),
+        (pca(3), &feats),
+        (pca(5), &feats),
+        (pca(4), &img),
+        (hog.clone(), &img),
+        (hue.clone(), &img),
+        (chi2(2), &hist),
+        (chi2(3), &hist),
+        (km.clone(), &img),
+        (flip(16), &img),
+        (union(vec![hog.clone(), hue.clone()]), &img),
+        (union(vec![StepSpec::Standardize, chi2(1)]), &hist),
+    ];
+    for (spec, ds) in good {
+        let shape = spec.check(ds.shape()).expect("checks");
+        let step = spec.fit(&ds.all(), 1).expect("fits");
+        let made = step.transform(&ds.all()).expect("transforms");
+        assert_eq!(shape, made.shape(), "{spec}");
+        assert_eq!(shape, RowShape::Features(step.output_dim()), "{spec}");
+    }
+    let bad: Vec<(StepSpec, &Dataset)> = vec![
+        (pca(0), &feats),
+        (pca(6), &feats),
+        (hog.clone(), &feats),
+        (StepSpec::Hog { cell: 0, orientations: 9 }, &img),
+        (StepSpec::Hog { cell: 13, orientations: 9 }, &img),
+        (StepSpec::HueHistogram { bins: 0 }, &img),
+        (hue.clone(), &feats),
+        (chi2(0), &hist),
+        (chi2(4), &hist),
+        (StepSpec::Kmeans(KmeansParams { receptive_field: 13, ..small_kmeans() }), &img),
+        (flip(15), &img),
+        (km.clone(), &feats),
+        (union(vec![]), &img),
+        (union(vec![hue.clone(), StepSpec::Hog { cell: 0, orientations: 9 }]), &img),
+    ];
+    for (spec, ds) in bad {
+        let want = spec.fit(&ds.all(), 1).expect_err("the fit refuses");
+        assert_eq!(spec.check(ds.shape()), Err(want), "{spec}");
+    }
+}
+
+#[test]
+fn steps_are_checked_before_the_first_one_is_fitted() {
+    let img = small_images(30, 4);
+    // k-means-16 makes 64 features; 65 components of them are refused at step 2
+    let specs = [
+        StepSpec::Kmeans(small_kmeans()),
+        StepSpec::Standardize,
+        StepSpec::Pca { components: 65, whiten: false },
+    ];
+    let want = "pipeline step 2 (pca(65)): invalid pca: 65 components for 64 features";
+    assert_eq!(check_steps(&specs, img.shape()).expect_err("refused").to_string(), want);
+    assert_eq!(fit_steps(&specs, &img.all(), 0).expect_err("refused").to_string(), want);
+    // the first step would refuse these rows only when fitted (negative values for the χ²
+    // map): the second step's mistake is what is reported, so nothing was fitted
+    let negative = features(30, 5, 4);
+    let late = [
+        StepSpec::Chi2Map { steps: 2, interval: None },
+        StepSpec::Pca { components: 16, whiten: false },
+    ];
+    let e = fit_steps(&late, &negative.all(), 0).expect_err("refused");
+    assert_eq!(
+        e.to_string(),
+        "pipeline step 1 (pca(16)): invalid pca: 16 components for 15 features"
+    );
+    let e = fit_steps(&late[..1], &negative.all(), 0).expect_err("refused when fitted");
+    assert!(e.to_string().starts_with("pipeline step 0 (chi2_map"), "{e}");
+    assert_eq!(check_steps(&specs[..2], img.shape()).expect("checks"), RowShape::Features(64));
+    assert_eq!(check_steps(&[], img.shape()).expect("checks"), img.shape());
 }

@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use imgclass_core::Subset;
-use imgclass_features::{Step, StepSpec, apply, fit_steps};
+use imgclass_core::{RowShape, Subset};
+use imgclass_features::{Step, StepSpec, apply, check_steps, fit_steps};
 
 /// A phase's rows after its steps.
 pub struct Prepared {
@@ -21,6 +21,13 @@ pub struct Prepared {
     pub representation: String,
     /// Seconds to fit and apply the steps.
     pub seconds: f64,
+}
+
+/// Checks a phase's `specs` against its `input` rows without fitting anything, so a
+/// mistake in any phase's steps stops the run before the first phase starts.
+pub fn check(specs: &[StepSpec], input: RowShape, phase: &str) -> anyhow::Result<()> {
+    check_steps(specs, input).with_context(|| format!("the [{phase}] feature steps"))?;
+    Ok(())
 }
 
 /// Fits `specs` on `train` (seeded) and applies them to `train` and `test`.
