@@ -29,12 +29,21 @@ pub struct Args {
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
-    /// How many classes to print per image (at most).
-    #[arg(long, default_value_t = 3)]
+    /// How many classes to print per image (at most; at least 1).
+    #[arg(long, default_value_t = 3, value_parser = parse_top)]
     top: usize,
     /// PNG or JPEG files of any size.
     #[arg(required = true)]
     images: Vec<PathBuf>,
+}
+
+/// `--top`: a whole number of classes, at least 1 (0 used to print one class silently).
+fn parse_top(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (the classes printed per image)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// What the numbers printed for a class are.
@@ -268,7 +277,7 @@ pub fn run(args: Args) -> Result<()> {
             .zip(values.chunks_exact(c))
             .map(|(path, row)| Prediction {
                 image: path.display().to_string(),
-                top: rank(row, &model, args.top.max(1), measure),
+                top: rank(row, &model, args.top, measure),
             })
             .collect()
     };

@@ -261,6 +261,13 @@ fn predict_reports_a_missing_model_or_a_non_image_by_name() {
     let o = xtask(&["predict", "--model", s(&dir.path().join("knn")), s(&bogus)]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not-an-image.jpg"));
+    // --top 0 is refused by name (it used to print one class)
+    let png = png_of(dir.path(), "red.png", 4, 4, [250, 10, 10]);
+    let o = xtask(&["predict", "--model", s(&dir.path().join("knn")), "--top", "0", s(&png)]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--top") && err.contains("must be at least 1"), "{err}");
+    assert!(o.stdout.is_empty(), "nothing classified: {}", String::from_utf8_lossy(&o.stdout));
 }
 
 #[test]
