@@ -505,3 +505,29 @@ fn a_bad_feature_step_fails_before_the_phases_run() {
     assert!(!err.contains("started"), "no phase may start: {err}");
     assert!(!out.exists());
 }
+
+/// A grid search that cannot hold rows out says whose search it was and on how many rows.
+#[test]
+fn a_search_on_too_few_rows_names_its_classifier_and_the_rows() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("few.toml");
+    std::fs::write(
+        &cfg,
+        "n_train = 10\n[knn]\nenabled = false\n[linear]\nenabled = false\n[ann]\nenabled = false\n\
+         [[representations]]\nname = \"h\"\nsteps = [{ kind = \"hog\" }]\nclassifiers = [\"net\"]\n\
+         net = { learning_rates = [1e-2, 3e-2] }\n",
+    )
+    .expect("write");
+    let out = tmp.path().join("run");
+    let o = xtask(
+        &["experiment", "--dataset", "demo", "--config", path_str(&cfg), "--out", path_str(&out)],
+        2,
+    );
+    assert!(!o.status.success());
+    let err = strip_ansi(&String::from_utf8_lossy(&o.stderr));
+    assert!(
+        err.contains("h net: choosing its settings on a held-out share of the 10 training rows"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

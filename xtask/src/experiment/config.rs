@@ -969,6 +969,15 @@ impl Config {
                     "needs at least one of \"knn\", \"svm\", \"softmax\", \"net\"",
                 ));
             }
+            if let Some(dup) =
+                r.classifiers.iter().enumerate().find(|&(i, c)| r.classifiers[..i].contains(c))
+            {
+                return Err(bad(
+                    "representations.classifiers",
+                    (&r.name, dup.1),
+                    "lists a classifier twice: each trains once (its row, its model files)",
+                ));
+            }
             if let Some(n) = &r.net {
                 n.validate()?;
             }
@@ -1118,6 +1127,20 @@ mod tests {
         assert_eq!(c.representations[0].steps, vec![StepSpec::Kmeans(want)]);
         let e = Config::from_toml(&step("f16")).expect_err("no f16");
         assert!(e.to_string().contains("f16") && e.to_string().contains("i8"), "{e}");
+    }
+
+    /// A classifier listed twice for one representation is refused by name (it trained
+    /// twice, and the second model's files replaced the first's).
+    #[test]
+    fn a_classifier_listed_twice_is_named() {
+        let rep = |c: &str| format!("[[representations]]\nname = \"r\"\nclassifiers = {c}\n");
+        Config::from_toml(&rep("[\"knn\", \"svm\"]")).expect("two classifiers");
+        let e = Config::from_toml(&rep("[\"knn\", \"svm\", \"knn\"]")).expect_err("twice");
+        assert_eq!(
+            e.to_string(),
+            "invalid config value representations.classifiers = (\"r\", Knn): lists a \
+             classifier twice: each trains once (its row, its model files)"
+        );
     }
 
     #[test]

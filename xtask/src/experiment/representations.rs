@@ -298,6 +298,11 @@ fn choose<P: Fit>(
     Ok(Some(refining_grid_search(axes, make, &fit_set, &val_set, tolerate, on_point, search)?))
 }
 
+/// The context of a grid search's failure: whose search, on how many rows.
+fn held_out(label: &str, rows: usize) -> String {
+    format!("{label}: choosing its settings on a held-out share of the {rows} training rows")
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_linear(
     kind: ClassifierKind,
@@ -322,7 +327,8 @@ fn run_linear(
         |e| matches!(e, LinearError::Diverged { .. }),
         on_point(progress, label.clone(), &axes, solver.regularizations.len()),
         search,
-    )?;
+    )
+    .with_context(|| held_out(&label, train.len()))?;
     let (lambda, val) = match &grid {
         Some(g) => {
             let best = g.best.with_context(|| format!("every {label} fit failed"))?;
@@ -398,7 +404,8 @@ fn run_net(
         |e| matches!(e, NetError::Diverged { .. }),
         on_point(progress, label.clone(), &axes, net_cells(n)),
         search,
-    )?;
+    )
+    .with_context(|| held_out(&label, train.len()))?;
     let chosen_values = match &grid {
         Some(g) => {
             let best = g.best.with_context(|| format!("every {label} fit diverged"))?;
