@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use imgclass_core::rng::SplitMix64;
-use imgclass_core::{Fit as _, Predict as _, Subset};
+use imgclass_core::{Fit as _, ImageShape, Predict as _, RowShape, Subset};
 use imgclass_eval::accuracy;
 use imgclass_features::{KmeansFeatures, KmeansParams, Products, Standardizer};
 use imgclass_linalg::gemm::{Op, sgemm};
@@ -410,6 +410,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.peer_dtype == "float64" || args.peer_dtype == "float32",
         "--peer-dtype is float64 or float32"
     );
+    // the sizes before a minute of measuring
+    anyhow::ensure!(
+        args.peer_images >= 2 && args.peer_test_images >= 1,
+        "--peer-images must be at least 2 and --peer-test-images at least 1"
+    );
+    KmeansParams {
+        centroids: args.centroids,
+        patches: args.peer_patches,
+        products: args.products,
+        ..KmeansParams::default()
+    }
+    .check(RowShape::Image(ImageShape::new(3, 32, 32)))
+    .context("the side-by-side's k-means parameters (--centroids, --peer-patches)")?;
     let threads = rayon::current_num_threads();
     let dir = crate::paths::data_dir(args.data_dir.as_deref());
     let bin = crate::paths::cifar10_dir(&dir);
