@@ -100,7 +100,11 @@ pub enum LinearError {
         max: usize,
     },
     /// Training diverged: the loss became non-finite or grew past the divergence limit.
-    #[error("training diverged at iteration {iteration} (loss {loss}); lower the learning rate")]
+    /// Its message counts iterations from 1, as a person does.
+    #[error(
+        "training diverged at iteration {} (loss {loss}); lower the learning rate",
+        .iteration + 1
+    )]
     Diverged {
         /// The iteration (0-based) where it was detected.
         iteration: usize,

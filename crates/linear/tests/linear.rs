@@ -130,6 +130,11 @@ fn a_diverging_learning_rate_is_a_typed_error_not_nan_weights() {
             .sgd(Sgd { learning_rate: 1e3, batch_size: 10, ..Sgd::default() })
             .fit(&train);
         assert!(matches!(r, Err(LinearError::Diverged { .. })), "{loss:?}: {r:?}");
+        // the message counts iterations from 1, the field from 0
+        if let Err(e @ LinearError::Diverged { iteration, .. }) = r {
+            let want = format!("training diverged at iteration {} (loss ", iteration + 1);
+            assert!(e.to_string().starts_with(&want), "{e}");
+        }
     }
 }
 

@@ -70,8 +70,12 @@ pub enum NetError {
         n_classes: usize,
     },
     /// The loss became NaN or infinite (learning rate too high, usually).
+    /// Its message counts epochs and iterations from 1, as a person does.
     #[error(
-        "training diverged in epoch {epoch} (iteration {iteration}): loss {loss}; lower the learning rate"
+        "training diverged in epoch {} (iteration {} overall): loss {loss}; lower the learning \
+         rate",
+        .epoch + 1,
+        .iteration + 1
     )]
     Diverged {
         /// Epoch (from 0).

@@ -131,7 +131,10 @@ fn divergence_and_bad_parameters_are_typed_errors() {
         .fit(&ds.all())
         .unwrap_err();
     assert!(matches!(e, NetError::Diverged { epoch: 0, .. }), "{e}");
-    assert!(e.to_string().contains("epoch 0"), "{e}");
+    // the message counts from 1: the first epoch is "epoch 1"
+    let NetError::Diverged { iteration, .. } = e else { unreachable!() };
+    assert!(e.to_string().starts_with("training diverged in epoch 1 ("), "{e}");
+    assert!(e.to_string().contains(&format!("(iteration {} overall)", iteration + 1)), "{e}");
     for (net, name) in [
         (Net::new(0), "hidden"),
         (Net::new(4).dropout(1.0), "dropout"),
