@@ -481,53 +481,45 @@ fn stale_report_temporaries_of_dead_runs_are_swept() {
     assert_eq!(names, vec![live_name, "run".to_string(), "small.toml".to_string()]);
 }
 
-/// A mistake in the last representation's feature steps stops the run before the first
-/// phase starts (it used to surface after the k-NN and linear phases had run).
-#[test]
-fn a_bad_feature_step_fails_before_the_phases_run() {
+/// Runs `experiment --dataset demo` with `config` and expects it to fail: its stderr
+/// (without colour codes), after checking that no report directory was left.
+fn demo_config_fails(config: &str) -> String {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = tmp.path().join("steps.toml");
-    std::fs::write(
-        &cfg,
-        "[[representations]]\nname = \"late\"\n\
-         steps = [{ kind = \"kmeans\", centroids = 15, flip = true }]\nclassifiers = [\"net\"]\n",
-    )
-    .expect("write");
+    let cfg = tmp.path().join("config.toml");
+    std::fs::write(&cfg, config).expect("write");
     let out = tmp.path().join("run");
     let o = xtask(
         &["experiment", "--dataset", "demo", "--config", path_str(&cfg), "--out", path_str(&out)],
         2,
     );
     assert!(!o.status.success());
-    let err = strip_ansi(&String::from_utf8_lossy(&o.stderr));
+    assert!(!out.exists());
+    strip_ansi(&String::from_utf8_lossy(&o.stderr))
+}
+
+/// A mistake in the last representation's feature steps stops the run before the first
+/// phase starts (it used to surface after the k-NN and linear phases had run).
+#[test]
+fn a_bad_feature_step_fails_before_the_phases_run() {
+    let err = demo_config_fails(
+        "[[representations]]\nname = \"late\"\n\
+         steps = [{ kind = \"kmeans\", centroids = 15, flip = true }]\nclassifiers = [\"net\"]\n",
+    );
     assert!(err.contains("the [late] feature steps: pipeline step 0 (kmeans(15, flip))"), "{err}");
     assert!(err.contains("15 centroids cannot be mirror pairs"), "{err}");
     assert!(!err.contains("started"), "no phase may start: {err}");
-    assert!(!out.exists());
 }
 
 /// A grid search that cannot hold rows out says whose search it was and on how many rows.
 #[test]
 fn a_search_on_too_few_rows_names_its_classifier_and_the_rows() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = tmp.path().join("few.toml");
-    std::fs::write(
-        &cfg,
+    let err = demo_config_fails(
         "n_train = 10\n[knn]\nenabled = false\n[linear]\nenabled = false\n[ann]\nenabled = false\n\
          [[representations]]\nname = \"h\"\nsteps = [{ kind = \"hog\" }]\nclassifiers = [\"net\"]\n\
          net = { learning_rates = [1e-2, 3e-2] }\n",
-    )
-    .expect("write");
-    let out = tmp.path().join("run");
-    let o = xtask(
-        &["experiment", "--dataset", "demo", "--config", path_str(&cfg), "--out", path_str(&out)],
-        2,
     );
-    assert!(!o.status.success());
-    let err = strip_ansi(&String::from_utf8_lossy(&o.stderr));
     assert!(
         err.contains("h net: choosing its settings on a held-out share of the 10 training rows"),
         "{err}"
     );
-    assert!(!out.exists());
 }
