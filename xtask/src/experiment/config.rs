@@ -975,7 +975,7 @@ impl Config {
                 return Err(bad(
                     "representations.classifiers",
                     (&r.name, dup.1),
-                    "lists a classifier twice: each trains once (its row, its model files)",
+                    "lists a classifier twice: each trains once (one row, one model name)",
                 ));
             }
             if let Some(n) = &r.net {
@@ -1130,7 +1130,7 @@ mod tests {
     }
 
     /// A classifier listed twice for one representation is refused by name (it trained
-    /// twice, and the second model's files replaced the first's).
+    /// twice: two summary rows and two models under one name).
     #[test]
     fn a_classifier_listed_twice_is_named() {
         let rep = |c: &str| format!("[[representations]]\nname = \"r\"\nclassifiers = {c}\n");
@@ -1139,7 +1139,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "invalid config value representations.classifiers = (\"r\", Knn): lists a \
-             classifier twice: each trains once (its row, its model files)"
+             classifier twice: each trains once (one row, one model name)"
         );
     }
 
