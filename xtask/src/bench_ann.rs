@@ -44,8 +44,8 @@ pub struct Args {
     #[arg(long, default_value = ".venv/bin/python")]
     pub python: PathBuf,
     /// Peers to skip, comma-separated (`hnswlib`, `faiss`, `flann`).
-    #[arg(long, default_value = "")]
-    pub skip_peers: String,
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub skip_peers: Vec<Peer>,
     /// Where to write the recall/qps SVG plot.
     #[arg(long, default_value = "docs/bench/ann.svg")]
     pub svg: PathBuf,
@@ -149,6 +149,28 @@ fn acc1(found: &[u32], k: usize, train: &Subset, test: &Subset) -> f64 {
 
 fn firsts(idx: &[u32], k: usize) -> Vec<u32> {
     idx.chunks(k).map(|c| c[0]).collect()
+}
+
+/// A Python peer of the ANN benchmark (`xtask/peers/ann.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Peer {
+    /// hnswlib's HNSW.
+    Hnswlib,
+    /// faiss's exact and IVF-flat indices.
+    Faiss,
+    /// FLANN (through OpenCV's `cv2.flann_Index`): kd-forest and k-means tree.
+    Flann,
+}
+
+impl Peer {
+    /// The name the peer script takes.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Hnswlib => "hnswlib",
+            Self::Faiss => "faiss",
+            Self::Flann => "flann",
+        }
+    }
 }
 
 /// Runs the command.
@@ -281,6 +303,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let py =
             if args.python.is_relative() { root.join(&args.python) } else { args.python.clone() };
         let script = root.join("xtask/peers/ann.py");
+        let skipped: Vec<&str> = args.skip_peers.iter().map(|p| p.name()).collect();
+        let skipped = skipped.join(",");
         eprintln!("running peers: {} {}", py.display(), script.display());
         let out = std::process::Command::new(&py)
             .arg(&script)
@@ -290,7 +314,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .arg("--truth")
             .arg(truth_file.path())
             .args(["--threads", &rayon::current_num_threads().to_string()])
-            .args(["--skip", &args.skip_peers])
+            .args(["--skip", &skipped])
             .stderr(std::process::Stdio::inherit())
             .output()
             .with_context(|| format!("running {}", py.display()))?;
@@ -404,4 +428,31 @@ fn series_key(params: &str) -> String {
         .filter(|kv| !["ef=", "checks=", "eps=", "nprobe="].iter().any(|p| kv.starts_with(p)))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    /// Skipped peers are typed where they are read: an unknown name is refused with the
+    /// valid ones (it used to be passed on and match nothing, so the peer ran).
+    #[test]
+    fn skipped_peers_are_named_and_unknown_ones_refused() {
+        let cli = Cli::try_parse_from(["ann", "--skip-peers", "faiss,flann"]).expect("parses");
+        assert_eq!(cli.args.skip_peers, vec![Peer::Faiss, Peer::Flann]);
+        let names: Vec<&str> = cli.args.skip_peers.iter().map(|p| p.name()).collect();
+        assert_eq!(names.join(","), "faiss,flann");
+        assert!(Cli::try_parse_from(["ann"]).expect("parses").args.skip_peers.is_empty());
+        let e = Cli::try_parse_from(["ann", "--skip-peers", "hnsw"]).err().expect("refused");
+        let e = e.to_string();
+        assert!(e.contains("'hnsw'") && e.contains("hnswlib, faiss, flann"), "{e}");
+    }
 }
