@@ -71,8 +71,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1000)]
     pub peer_max_iter: usize,
     /// The peer's arithmetic (`float64`, MATLAB's double, or `float32`).
-    #[arg(long, default_value = "float64")]
-    pub peer_dtype: String,
+    #[arg(long, value_enum, default_value_t = PeerDtype::Float64)]
+    pub peer_dtype: PeerDtype,
     /// The peer's images per extraction block (1: `extract_features.m`'s per-image loop).
     #[arg(long, default_value_t = 1)]
     pub peer_chunk: usize,
@@ -119,6 +119,25 @@ pub struct Args {
     /// rayon threads (0 = rayon's default, all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+}
+
+/// The numpy peer's arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PeerDtype {
+    /// `float64`, as MATLAB's double in the paper's code.
+    Float64,
+    /// `float32`.
+    Float32,
+}
+
+impl PeerDtype {
+    /// numpy's name.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Float64 => "float64",
+            Self::Float32 => "float32",
+        }
+    }
 }
 
 /// Measured f32 GEMM throughput.
@@ -348,7 +367,7 @@ fn run_peer(
         .args(["--normalization-eps", &p.normalization_eps.to_string()])
         .args(["--C", &args.c.to_string()])
         .args(["--max-iter", &args.peer_max_iter.to_string()])
-        .args(["--dtype", &args.peer_dtype])
+        .args(["--dtype", args.peer_dtype.name()])
         .args(["--chunk", &args.peer_chunk.max(1).to_string()])
         .args(["--seed", &args.seed.to_string()])
         .arg("--json")
@@ -406,10 +425,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global()?;
     }
     anyhow::ensure!(args.c.is_finite() && args.c > 0.0, "--c must be a positive number");
-    anyhow::ensure!(
-        args.peer_dtype == "float64" || args.peer_dtype == "float32",
-        "--peer-dtype is float64 or float32"
-    );
     // the sizes before a minute of measuring
     anyhow::ensure!(
         args.peer_images >= 2 && args.peer_test_images >= 1,
