@@ -430,14 +430,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.peer_images >= 2 && args.peer_test_images >= 1,
         "--peer-images must be at least 2 and --peer-test-images at least 1"
     );
-    KmeansParams {
+    let base = KmeansParams {
         centroids: args.centroids,
-        patches: args.peer_patches,
+        iterations: args.iterations,
         products: args.products,
         ..KmeansParams::default()
-    }
-    .check(RowShape::Image(ImageShape::new(3, 32, 32)))
-    .context("the side-by-side's k-means parameters (--centroids, --peer-patches)")?;
+    };
+    let params = KmeansParams { patches: args.peer_patches, ..base };
+    params
+        .check(RowShape::Image(ImageShape::new(3, 32, 32)))
+        .context("the side-by-side's k-means parameters (--centroids, --peer-patches)")?;
     let threads = rayon::current_num_threads();
     let dir = crate::paths::data_dir(args.data_dir.as_deref());
     let bin = crate::paths::cifar10_dir(&dir);
@@ -456,13 +458,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             b.square_1t, b.square_all, b.shaped_all
         );
     }
-    let base = KmeansParams {
-        centroids: args.centroids,
-        iterations: args.iterations,
-        products: args.products,
-        ..KmeansParams::default()
-    };
-
     // the ours-only fit + extraction, against the GEMM bound
     let mut full = None;
     if args.full {
@@ -518,7 +513,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(n >= 2 && nt >= 1, "need at least 2 training and 1 test image");
     let train = tt.train.subset((0..n).collect::<Vec<_>>())?;
     let test = tt.test.subset((0..nt).collect::<Vec<_>>())?;
-    let params = KmeansParams { patches: args.peer_patches, ..base };
     println!(
         "side by side: {n} training images, {nt} test images, {} patches, K = {}, {} k-means \
          iterations, C = {} (ours λ = {:e}), our distance products {:?}, {threads} threads",
